@@ -1,0 +1,273 @@
+//! The one error type of leasehold.
+//!
+//! Every message says what happened and what to do about it. Tokens are
+//! secrets of their holder, so a message shows at most a short prefix of one.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A specialised `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in leasehold.
+///
+/// The error is one pointer wide; [`Error::kind`] tells what happened, and
+/// the predicates ([`is_timeout`](Error::is_timeout),
+/// [`is_lost`](Error::is_lost), [`is_held`](Error::is_held),
+/// [`is_retryable`](Error::is_retryable)) answer the usual questions.
+/// Redis's own error, when there is one, is the [`source`](std::error::Error::source).
+///
+/// ```
+/// let err = leasehold::Lease::check_name(b"").unwrap_err();
+/// assert!(matches!(err.kind(), leasehold::ErrorKind::InvalidArgument { .. }));
+/// assert!(err.to_string().contains("name"));
+/// ```
+pub struct Error(Box<ErrorKind>);
+
+/// What went wrong; see [`Error::kind`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The server could not be reached, or the connection broke.
+    Connect {
+        /// The address tried (never with its password).
+        addr: String,
+        /// What the connection attempt or the broken connection reported.
+        source: redis::RedisError,
+    },
+    /// Connecting took longer than the connect timeout.
+    ConnectTimeout {
+        /// The address tried (never with its password).
+        addr: String,
+        /// How long leasehold waited.
+        after: Duration,
+    },
+    /// `try_acquire` found the lease held by someone else.
+    Held {
+        /// The lease's name (printable form).
+        name: String,
+        /// How long the holder's TTL still runs, when it has one.
+        remaining: Option<Duration>,
+    },
+    /// `acquire` waited its whole wait timeout without getting the lease.
+    Timeout {
+        /// The lease's name (printable form).
+        name: String,
+        /// How long it waited.
+        waited: Duration,
+        /// A short prefix of the holder's token, when it could be read.
+        holder: Option<String>,
+        /// How long the holder's TTL still ran, when known.
+        remaining: Option<Duration>,
+    },
+    /// The lease is no longer held by this guard: it expired, or was deleted
+    /// or taken behind its back, or could not be renewed in time.
+    LeaseLost {
+        /// The lease's name (printable form).
+        name: String,
+    },
+    /// Redlock: too few masters granted the lease in time.
+    QuorumNotReached {
+        /// Masters that granted it.
+        granted: usize,
+        /// Masters needed (a majority).
+        needed: usize,
+    },
+    /// An argument was out of range or malformed; nothing was sent to Redis.
+    InvalidArgument {
+        /// Which argument.
+        what: &'static str,
+        /// Why it was refused and what to use instead.
+        why: String,
+    },
+    /// Redis answered with an error (READONLY, OOM, NOAUTH, MOVED, a script
+    /// error, ...), or leasehold could not make sense of its reply.
+    Redis {
+        /// What leasehold was doing.
+        doing: &'static str,
+        /// Redis's error.
+        source: redis::RedisError,
+    },
+}
+
+impl Error {
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.0
+    }
+
+    /// Turns the error into its kind.
+    pub fn into_kind(self) -> ErrorKind {
+        *self.0
+    }
+
+    /// True when `acquire` gave up after its wait timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            *self.0,
+            ErrorKind::Timeout { .. } | ErrorKind::ConnectTimeout { .. }
+        )
+    }
+
+    /// True when a guard's lease was lost (expired, deleted, taken, or not
+    /// renewable in time).
+    pub fn is_lost(&self) -> bool {
+        matches!(*self.0, ErrorKind::LeaseLost { .. })
+    }
+
+    /// True when `try_acquire` found the lease held by someone else.
+    pub fn is_held(&self) -> bool {
+        matches!(*self.0, ErrorKind::Held { .. })
+    }
+
+    /// True when the server could not be reached or the connection broke.
+    pub fn is_connection(&self) -> bool {
+        match &*self.0 {
+            ErrorKind::Connect { .. } | ErrorKind::ConnectTimeout { .. } => true,
+            ErrorKind::Redis { source, .. } => is_transport(source),
+            _ => false,
+        }
+    }
+
+    /// True when trying the same call again later may succeed: the lease was
+    /// held, the wait timed out, or the connection failed.
+    pub fn is_retryable(&self) -> bool {
+        self.is_held() || self.is_timeout() || self.is_connection()
+    }
+
+    pub(crate) fn invalid(what: &'static str, why: impl Into<String>) -> Error {
+        ErrorKind::InvalidArgument {
+            what,
+            why: why.into(),
+        }
+        .into()
+    }
+
+    pub(crate) fn lost(name: &str) -> Error {
+        ErrorKind::LeaseLost {
+            name: name.to_owned(),
+        }
+        .into()
+    }
+
+    /// Wraps an error of redis-rs met while `doing` something against `addr`.
+    pub(crate) fn redis(doing: &'static str, addr: &str, source: redis::RedisError) -> Error {
+        if is_transport(&source) {
+            ErrorKind::Connect {
+                addr: addr.to_owned(),
+                source,
+            }
+            .into()
+        } else {
+            ErrorKind::Redis { doing, source }.into()
+        }
+    }
+}
+
+/// Whether a redis-rs error means "the connection is not usable" rather than
+/// "the server said no".
+fn is_transport(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+}
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Error {
+        Error(Box::new(kind))
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// Formats a duration for people: `4.2s`, `350ms`, `2m5s`.
+pub(crate) fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1_000 {
+        if d.as_micros() < 1_000 && !d.is_zero() {
+            return format!("{}µs", d.as_micros());
+        }
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if ms < 3_600_000 {
+        format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1_000)
+    } else {
+        format!("{}h{}m", ms / 3_600_000, (ms % 3_600_000) / 60_000)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.0 {
+            ErrorKind::Connect { addr, source } => write!(
+                f,
+                "could not reach Redis at {addr}: {source}; check that the server runs there and that the URL (--url, LEASEHOLD_URL or REDIS_URL) is right"
+            ),
+            ErrorKind::ConnectTimeout { addr, after } => write!(
+                f,
+                "could not connect to Redis at {addr} within {}; check that the server runs there and is reachable, or raise the connect timeout",
+                human(*after)
+            ),
+            ErrorKind::Held { name, remaining } => {
+                write!(f, "lease `{name}` is held by someone else")?;
+                match remaining {
+                    Some(r) => write!(f, " ({} left)", human(*r)),
+                    None => write!(f, " (with no TTL: a foreign client set it)"),
+                }
+            }
+            ErrorKind::Timeout {
+                name,
+                waited,
+                holder,
+                remaining,
+            } => {
+                write!(f, "timed out after {} waiting for `{name}`", human(*waited))?;
+                if let Some(h) = holder {
+                    write!(f, "; held by {h}…")?;
+                }
+                if let Some(r) = remaining {
+                    write!(f, ", {} left", human(*r))?;
+                }
+                write!(f, "; wait longer, or find out why the holder keeps it")
+            }
+            ErrorKind::LeaseLost { name } => write!(
+                f,
+                "lease `{name}` was lost: it expired, or was deleted or taken by another holder; stop writing under it and acquire it again"
+            ),
+            ErrorKind::QuorumNotReached { granted, needed } => write!(
+                f,
+                "Redlock quorum not reached: {granted} of the masters granted the lease, {needed} needed; check that a majority of the masters is reachable"
+            ),
+            ErrorKind::InvalidArgument { what, why } => write!(f, "invalid {what}: {why}"),
+            ErrorKind::Redis { doing, source } => {
+                write!(f, "Redis refused {doing}: {source}")?;
+                let hint = match source.kind() {
+                    redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) => {
+                        "; this server is a read-only replica: point leasehold at the master"
+                    }
+                    redis::ErrorKind::AuthenticationFailed => {
+                        "; give the right user and password in the URL (redis://user:password@host)"
+                    }
+                    _ => "",
+                };
+                f.write_str(hint)
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &*self.0 {
+            ErrorKind::Connect { source, .. } | ErrorKind::Redis { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

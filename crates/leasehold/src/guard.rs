@@ -1,0 +1,369 @@
+//! The proof of holding a lease: fencing token, self-renewal, loss signal.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::keys::LeaseKeys;
+use crate::token::Token;
+
+/// What one holding of a lease shares between its re-entered guards and its
+/// renewal task.
+struct Holding {
+    client: Client,
+    keys: Arc<LeaseKeys>,
+    token: Token,
+    fence: u64,
+    ttl: Duration,
+    /// Until when the lease is proved held: the send time of the last
+    /// successful acquire or extend, plus ttl, minus the drift margin.
+    /// Measured from the *send* time, so a slow reply only shortens it.
+    /// A std mutex: it is held for a copy, never across an await.
+    valid_until: Mutex<Instant>,
+    /// Guards (the first and its re-entries) still holding.
+    holders: AtomicUsize,
+    /// Cancelled once the lease is known lost (or can no longer be proved
+    /// held). Never un-cancelled.
+    lost: CancellationToken,
+    /// Stops the renewal task: cancelled when the last guard lets go.
+    stop: CancellationToken,
+}
+
+/// The safety margin taken off every validity: 1 % of the ttl for clock rate
+/// differences between this host and Redis, plus 2 ms for scheduling.
+pub(crate) fn drift(ttl: Duration) -> Duration {
+    ttl / 100 + Duration::from_millis(2)
+}
+
+impl Holding {
+    fn valid_until(&self) -> Instant {
+        *self.valid_until.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn confirmed(&self, sent: Instant) {
+        let until = sent + self.ttl.saturating_sub(drift(self.ttl));
+        let mut v = self.valid_until.lock().unwrap_or_else(|e| e.into_inner());
+        if until > *v {
+            *v = until;
+        }
+    }
+
+    fn is_lost(&self) -> bool {
+        self.lost.is_cancelled() || Instant::now() >= self.valid_until()
+    }
+
+    fn mark_lost(&self, why: &str) {
+        if !self.lost.is_cancelled() {
+            tracing::warn!(
+                lease = self.keys.display(),
+                token = %self.token,
+                fence = self.fence,
+                "leasehold: lease lost: {why}"
+            );
+            self.lost.cancel();
+        }
+    }
+
+    async fn extend(&self) -> Result<()> {
+        if self.lost.is_cancelled() {
+            return Err(Error::lost(self.keys.display()));
+        }
+        let sent = Instant::now();
+        let ok = crate::scripts::extend(
+            &mut self.client.conn(),
+            &self.keys,
+            self.token.as_bytes(),
+            ttl_ms(self.ttl),
+        )
+        .await
+        .map_err(|e| Error::redis("the extend script", self.client.addr(), e))?;
+        if ok && !self.lost.is_cancelled() && sent < self.valid_until() {
+            self.confirmed(sent);
+            Ok(())
+        } else {
+            self.mark_lost("the key was gone or held by another token when extending");
+            Err(Error::lost(self.keys.display()))
+        }
+    }
+}
+
+pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
+    ttl.as_millis() as u64
+}
+
+/// The renewal task of one holding: extends every `ttl/3`.
+///
+/// Why `ttl/3`: a renewal that fails (a timeout, a broken connection) is
+/// retried several times before the validity runs out, and even two missed
+/// periods leave a third of the ttl. Renewal runs as one task on the runtime
+/// per holding, not a thread per lease.
+async fn renew(holding: Arc<Holding>) {
+    let period = holding.ttl / 3;
+    // After a failure, try again sooner, but not in a tight loop.
+    let retry = (period / 4).max(Duration::from_millis(5));
+    let mut next = holding.valid_until() + drift(holding.ttl) - holding.ttl + period;
+    loop {
+        tokio::select! {
+            _ = holding.stop.cancelled() => return,
+            _ = holding.lost.cancelled() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        let result = tokio::select! {
+            _ = holding.stop.cancelled() => return,
+            r = holding.extend() => r,
+        };
+        match result {
+            Ok(()) => next = Instant::now() + period,
+            Err(e) if e.is_lost() => return,
+            Err(e) => {
+                let now = Instant::now();
+                if now >= holding.valid_until() {
+                    holding.mark_lost(&format!(
+                        "renewal kept failing until the lease's validity ran out ({e})"
+                    ));
+                    return;
+                }
+                tracing::debug!(lease = holding.keys.display(), error = %e, "leasehold: renewal failed; retrying");
+                next = (now + retry).min(holding.valid_until());
+            }
+        }
+    }
+}
+
+/// Proof that this process holds a lease. Returned by
+/// [`Lease::acquire`](crate::Lease::acquire) and friends.
+///
+/// - [`fence`](Guard::fence) is the fencing token: pass it with every write
+///   to the protected resource, and have the resource refuse writes whose
+///   fence is lower than one it has seen. That is what keeps a holder that
+///   paused past its TTL from corrupting data.
+/// - The guard renews the lease every `ttl/3` in the background (unless the
+///   lease was built with `auto_renew(false)`).
+/// - [`lost`](Guard::lost) completes as soon as the lease is known lost:
+///   renewal found the key gone or taken, or the validity ran out without a
+///   successful renewal. Use it in `select!` to stop work at once.
+/// - Dropping the guard releases the lease in the background; it never
+///   blocks and never panics. [`release`](Guard::release) does the same and
+///   tells the outcome.
+///
+/// ```no_run
+/// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+/// let guard = client.lease("billing/close-month").acquire().await?;
+/// tokio::select! {
+///     _ = guard.lost() => eprintln!("lost the lease; stopping"),
+///     _ = async { /* the work, writing with guard.fence() */ } => {}
+/// }
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "the lease is released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
+pub struct Guard {
+    holding: Arc<Holding>,
+    state: State,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Counted in `holders`.
+    Holding,
+    /// The last holder, in the middle of `release().await`.
+    Releasing,
+    /// Nothing left to do on drop.
+    Done,
+}
+
+impl Guard {
+    pub(crate) fn new(
+        client: &Client,
+        keys: Arc<LeaseKeys>,
+        token: Token,
+        fence: u64,
+        ttl: Duration,
+        sent: Instant,
+        auto_renew: bool,
+    ) -> Guard {
+        let holding = Arc::new(Holding {
+            client: client.clone(),
+            keys,
+            token,
+            fence,
+            ttl,
+            valid_until: Mutex::new(sent + ttl.saturating_sub(drift(ttl))),
+            holders: AtomicUsize::new(1),
+            lost: CancellationToken::new(),
+            stop: CancellationToken::new(),
+        });
+        if auto_renew {
+            tokio::spawn(renew(Arc::clone(&holding)));
+        }
+        Guard {
+            holding,
+            state: State::Holding,
+        }
+    }
+
+    /// The fencing token: strictly greater than the fence of every earlier
+    /// acquisition of this name, by any client.
+    pub fn fence(&self) -> u64 {
+        self.holding.fence
+    }
+
+    /// The owner token. A secret: it is what lets its holder extend and
+    /// release the lease. Its `Display` shows only a prefix.
+    pub fn token(&self) -> &Token {
+        &self.holding.token
+    }
+
+    /// The lease's name, as given.
+    pub fn name(&self) -> &[u8] {
+        self.holding.keys.name()
+    }
+
+    /// The ttl the lease was taken with (and is renewed to).
+    pub fn ttl(&self) -> Duration {
+        self.holding.ttl
+    }
+
+    /// How much longer the lease is proved held, by this host's clock, with
+    /// the drift margin taken off; zero once it is lost.
+    pub fn remaining(&self) -> Duration {
+        if self.holding.lost.is_cancelled() {
+            return Duration::ZERO;
+        }
+        self.holding
+            .valid_until()
+            .saturating_duration_since(Instant::now())
+    }
+
+    /// True once the lease is known lost or can no longer be proved held.
+    pub fn is_lost(&self) -> bool {
+        self.holding.is_lost()
+    }
+
+    /// Completes as soon as the lease is known lost, or can no longer be
+    /// proved held (its validity ran out without a renewal). Never completes
+    /// while the lease is held.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only watches; dropping it changes nothing.
+    pub async fn lost(&self) {
+        loop {
+            let until = self.holding.valid_until();
+            tokio::select! {
+                _ = self.holding.lost.cancelled() => return,
+                _ = tokio::time::sleep_until(until) => {
+                    if Instant::now() >= self.holding.valid_until() {
+                        self.holding.mark_lost("its validity ran out without a renewal");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Resets the lease's TTL to its full ttl now (the background renewal
+    /// does this by itself every `ttl/3`).
+    ///
+    /// Fails with [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) when
+    /// the key no longer holds this guard's token; the guard is then lost for
+    /// good.
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped after the script was sent, the extension may still happen;
+    /// the guard's validity is then simply not raised.
+    pub async fn extend(&self) -> Result<()> {
+        self.holding.extend().await
+    }
+
+    /// Another guard on the same holding, for re-entry by the owner: the
+    /// lease ends when the last of them is released or dropped. Both share
+    /// the fence, token, renewal and loss signal.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let outer = client.lease("ledger").acquire().await?;
+    /// let inner = outer.reenter();
+    /// inner.release().await?; // still held by `outer`
+    /// outer.release().await?; // now released
+    /// # Ok(()) }
+    /// ```
+    pub fn reenter(&self) -> Guard {
+        self.holding.holders.fetch_add(1, Ordering::AcqRel);
+        Guard {
+            holding: Arc::clone(&self.holding),
+            state: State::Holding,
+        }
+    }
+
+    /// Lets go of the lease and reports the outcome.
+    ///
+    /// With re-entered guards alive, this only drops this one. The last one
+    /// stops the renewal and runs the release script: `Ok(())` when the
+    /// lease was still ours and is now free (the next waiter is woken),
+    /// [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) when it had
+    /// already expired or been taken (whatever was done under it may have
+    /// overlapped with another holder).
+    ///
+    /// # Cancel safety
+    ///
+    /// If the future is dropped before it completes, the guard's drop
+    /// releases the lease in the background, as for any dropped guard.
+    pub async fn release(mut self) -> Result<()> {
+        if self.holding.holders.fetch_sub(1, Ordering::AcqRel) > 1 {
+            self.state = State::Done;
+            return Ok(());
+        }
+        self.state = State::Releasing;
+        self.holding.stop.cancel();
+        let was_lost = self.holding.lost.is_cancelled();
+        let result = self
+            .holding
+            .client
+            .release_raw(&self.holding.keys, &self.holding.token)
+            .await;
+        self.state = State::Done;
+        match result? {
+            true if !was_lost => Ok(()),
+            _ => {
+                self.holding
+                    .mark_lost("it was no longer held when released");
+                Err(Error::lost(self.holding.keys.display()))
+            }
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let last = match self.state {
+            State::Done => false,
+            State::Releasing => true,
+            State::Holding => self.holding.holders.fetch_sub(1, Ordering::AcqRel) == 1,
+        };
+        if last {
+            self.holding.stop.cancel();
+            self.holding
+                .client
+                .release_in_background(Arc::clone(&self.holding.keys), self.holding.token);
+        }
+    }
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("name", &self.holding.keys.display())
+            .field("fence", &self.holding.fence)
+            .field("token", &self.holding.token)
+            .field("remaining", &self.remaining())
+            .finish()
+    }
+}

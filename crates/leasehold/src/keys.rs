@@ -1,0 +1,111 @@
+//! Where a lease lives in Redis (DESIGN §2).
+
+use std::sync::Arc;
+
+/// The longest name accepted: 1 KiB.
+pub const MAX_NAME_LEN: usize = 1024;
+
+/// The keys of one lease name: the lease itself, its fencing counter and its
+/// wake channel, all in the hash slot of the name.
+#[derive(Debug)]
+pub(crate) struct LeaseKeys {
+    name: Box<[u8]>,
+    fence: Box<[u8]>,
+    /// Shared with the wait hub, which keys its queues by channel.
+    wake: Arc<[u8]>,
+    display: String,
+}
+
+impl LeaseKeys {
+    /// Builds the keys of `name`, which must already be checked.
+    ///
+    /// Plain names get `leasehold:{N}:fence`: the braces make `N` the hash
+    /// tag, so the slot of the counter is the slot of `N`. A name that
+    /// already carries a hash tag keeps it: the counter is `N:leasehold:fence`,
+    /// whose first tag is `N`'s.
+    pub(crate) fn new(name: &[u8]) -> LeaseKeys {
+        let aux = |suffix: &str| -> Vec<u8> {
+            if hash_tag(name).is_some() {
+                [name, b":leasehold:", suffix.as_bytes()].concat()
+            } else {
+                [b"leasehold:{", name, b"}:", suffix.as_bytes()].concat()
+            }
+        };
+        LeaseKeys {
+            name: name.into(),
+            fence: aux("fence").into(),
+            wake: aux("wake").into(),
+            display: display_name(name),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &[u8] {
+        &self.name
+    }
+
+    pub(crate) fn fence(&self) -> &[u8] {
+        &self.fence
+    }
+
+    pub(crate) fn wake(&self) -> &Arc<[u8]> {
+        &self.wake
+    }
+
+    /// The name as people read it (lossy UTF-8, escaped, shortened).
+    pub(crate) fn display(&self) -> &str {
+        &self.display
+    }
+}
+
+/// The hash tag of a key as Redis Cluster computes it: the bytes between
+/// the first `{` and the first `}` after it, when not empty.
+pub(crate) fn hash_tag(key: &[u8]) -> Option<&[u8]> {
+    let open = key.iter().position(|&b| b == b'{')?;
+    let close = key[open + 1..].iter().position(|&b| b == b'}')?;
+    (close > 0).then(|| &key[open + 1..open + 1 + close])
+}
+
+/// A printable form of a name for messages: escaped, at most 80 chars.
+pub(crate) fn display_name(name: &[u8]) -> String {
+    let s = String::from_utf8_lossy(name);
+    let mut out: String = s.chars().flat_map(char::escape_debug).take(80).collect();
+    if out.len() < s.len() && s.chars().flat_map(char::escape_debug).nth(80).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_are_tagged() {
+        let k = LeaseKeys::new(b"jobs/nightly");
+        assert_eq!(k.fence(), b"leasehold:{jobs/nightly}:fence");
+        assert_eq!(&**k.wake(), b"leasehold:{jobs/nightly}:wake");
+        assert_eq!(hash_tag(k.fence()), Some(&b"jobs/nightly"[..]));
+    }
+
+    #[test]
+    fn tagged_names_keep_their_tag() {
+        let k = LeaseKeys::new(b"{user:7}:profile");
+        assert_eq!(k.fence(), b"{user:7}:profile:leasehold:fence");
+        assert_eq!(hash_tag(k.fence()), hash_tag(k.name()));
+        assert_eq!(hash_tag(k.wake()), Some(&b"user:7"[..]));
+    }
+
+    #[test]
+    fn empty_braces_are_no_tag() {
+        assert_eq!(hash_tag(b"a{}b"), None);
+        assert_eq!(hash_tag(b"a{b}c"), Some(&b"b"[..]));
+        assert_eq!(hash_tag(b"}{x}"), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn display_is_short_and_escaped() {
+        assert_eq!(display_name(b"a\nb"), "a\\nb");
+        let long = vec![b'x'; 500];
+        assert!(display_name(&long).chars().count() <= 81);
+    }
+}

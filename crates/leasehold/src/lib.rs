@@ -1,0 +1,112 @@
+//! Distributed leases on Redis that are actually safe: fencing tokens,
+//! self-renewal, and waiters woken by the release itself.
+//!
+//! ```no_run
+//! # #[tokio::main] async fn main() -> leasehold::Result<()> {
+//! use std::time::Duration;
+//!
+//! let client = leasehold::Client::connect("redis://127.0.0.1:6379").await?;
+//! let guard = client
+//!     .lease("reports/nightly")
+//!     .ttl(Duration::from_secs(30))   // outlives a crashed holder by 30 s at most
+//!     .wait(Duration::from_secs(10))  // how long to wait for the current holder
+//!     .acquire()
+//!     .await?;
+//!
+//! // Renewed every 10 s in the background while `guard` lives. Pass the
+//! // fence with every write, so a store can refuse a stale holder.
+//! println!("holding with fence {}", guard.fence());
+//!
+//! guard.release().await?; // or drop it: released in the background
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`client`]: [`Client`], one reconnecting multiplexed connection and one
+//!   subscriber connection per process, shared by every lease.
+//! - [`lease`]: [`Lease`], a name plus options; `try_acquire`, `acquire`,
+//!   `with`.
+//! - [`guard`]: [`Guard`], the proof of holding: fence, renewal, `lost()`,
+//!   re-entry, release on drop.
+//! - [`wait`]: how waiters sleep and are woken (one subscriber, FIFO queues,
+//!   one wake per release).
+//! - [`error`]: [`Error`] and [`ErrorKind`].
+//! - `scripts`: the Lua scripts (`src/scripts/*.lua`) and their typed calls.
+//! - `keys`: where a lease lives in Redis.
+//!
+//! # Data in Redis
+//!
+//! A lease named `N` is the string key `N` holding the owner token, with
+//! `PX` = the ttl: the layout of redis-py's `Lock`, redsync and
+//! node-redlock, so a mixed fleet excludes itself on one name. Next to it,
+//! `leasehold:{N}:fence` counts acquisitions (the fencing token; it never
+//! expires) and `leasehold:{N}:wake` is the channel the release publishes
+//! on. When `N` carries its own hash tag (`{user:7}:profile`), these become
+//! `N:leasehold:fence` and `N:leasehold:wake`, keeping `N`'s slot.
+//!
+//! # Guarantees
+//!
+//! - **Every lease has a TTL.** The acquire script sets the key with `PX`
+//!   in the same step; a crashed holder blocks others for one ttl at most.
+//! - **Only the holder lets go.** Release and extend compare the owner token
+//!   inside Lua. An old holder whose lease expired cannot end or extend the
+//!   lease of the next one.
+//! - **A guard never claims a lease it lost.** It renews every `ttl/3`; when
+//!   renewal finds the key gone or taken, or the validity (ttl minus 1 % and
+//!   2 ms, counted from the *send* time of the last successful renewal) runs
+//!   out, [`Guard::lost`] completes and [`Guard::remaining`] is zero.
+//! - **Fencing tokens strictly increase per name**, across clients and
+//!   restarts of your processes: the counter lives in Redis and only grows.
+//!
+//! And what no lock service can do by itself:
+//!
+//! - **A paused holder** (a GC pause, SIGSTOP, a VM migration) may wake up
+//!   after its lease expired and another process took it. Its guard reports
+//!   the loss at once when it looks, but code already past its check can
+//!   still write. Only the resource can refuse that write: pass
+//!   [`Guard::fence`] along and have the resource reject fences lower than
+//!   the highest it has seen.
+//! - **A clock jump** on the holder's host does not matter (leasehold uses
+//!   monotonic time); Redis expires keys by its own clock, so a jump on the
+//!   Redis host can shorten or lengthen a lease. The 1 % drift margin covers
+//!   rate differences, not jumps.
+//! - **A Redis failover** (replica promoted) may lose the last writes,
+//!   including an acquire: two holders can then overlap, and the fence can
+//!   repeat. Use fencing at the resource, or Redlock over independent
+//!   masters, with persistence (`appendfsync always`), where that matters.
+//!
+//! # Waiting
+//!
+//! [`Lease::acquire`] sends nothing while it waits. The release script
+//! publishes on the name's wake channel; the client's one subscriber
+//! connection hands the notification to the local waiter whose turn it is.
+//! A fallback timer (at most the holder's remaining TTL) covers holders that
+//! expire or foreign clients that do not publish. See [`wait`].
+//!
+//! # Redis Cluster
+//!
+//! Every script touches only keys of one slot: the name and its `{N}`-tagged
+//! companions. Cluster clients come in a later release.
+//!
+//! # Crate features
+//!
+//! None yet. leasehold needs a tokio runtime (multi-threaded or not).
+
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod error;
+pub mod guard;
+mod keys;
+pub mod lease;
+mod scripts;
+mod token;
+pub mod wait;
+
+pub use client::{Client, ClientBuilder};
+pub use error::{Error, ErrorKind, Result};
+pub use guard::Guard;
+pub use keys::MAX_NAME_LEN;
+pub use lease::{Lease, MAX_TTL, MIN_TTL};
+pub use token::Token;

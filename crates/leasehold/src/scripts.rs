@@ -1,0 +1,118 @@
+//! The Lua scripts of DESIGN §3, each a file under `src/scripts/`, hashed
+//! once, called by EVALSHA with one fallback to EVAL on NOSCRIPT (EVAL also
+//! loads the script, so the next EVALSHA finds it).
+//!
+//! A typed wrapper per script owns the order of KEYS and ARGV; data only
+//! ever travels in KEYS and ARGV, never in the script's source.
+
+use std::sync::LazyLock;
+
+use redis::aio::ConnectionLike;
+use redis::{Cmd, FromRedisValue, RedisResult};
+
+/// A script's source and its SHA1, computed once per process.
+pub(crate) struct Script {
+    src: &'static str,
+    sha: String,
+}
+
+impl Script {
+    fn new(src: &'static str) -> Script {
+        Script {
+            src,
+            sha: redis::Script::new(src).get_hash().to_owned(),
+        }
+    }
+
+    /// Runs the script: `fill` appends numkeys, KEYS and ARGV.
+    async fn call<T: FromRedisValue>(
+        &self,
+        conn: &mut impl ConnectionLike,
+        fill: impl Fn(&mut Cmd),
+    ) -> RedisResult<T> {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.sha);
+        fill(&mut cmd);
+        match cmd.query_async(conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(self.src);
+                fill(&mut cmd);
+                cmd.query_async(conn).await
+            }
+            other => other,
+        }
+    }
+}
+
+static ACQUIRE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
+static RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
+static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+
+/// The reply of the acquire script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// Taken; the fencing token.
+    Yes(u64),
+    /// Held by another token; its PTTL in ms (-1: no TTL).
+    No(i64),
+}
+
+/// acquire(N, fence; token, ttl_ms) -> {1, fence} | {0, pttl}
+pub(crate) async fn acquire(
+    conn: &mut impl ConnectionLike,
+    keys: &crate::keys::LeaseKeys,
+    token: &[u8],
+    ttl_ms: u64,
+) -> RedisResult<Acquired> {
+    let (ok, n): (i64, i64) = ACQUIRE
+        .call(conn, |c| {
+            c.arg(2)
+                .arg(keys.name())
+                .arg(keys.fence())
+                .arg(token)
+                .arg(ttl_ms);
+        })
+        .await?;
+    Ok(if ok == 1 {
+        Acquired::Yes(n.max(0) as u64)
+    } else {
+        Acquired::No(n)
+    })
+}
+
+/// release(N, wake; token, publisher id) -> released?
+pub(crate) async fn release(
+    conn: &mut impl ConnectionLike,
+    keys: &crate::keys::LeaseKeys,
+    token: &[u8],
+    publisher: &[u8],
+) -> RedisResult<bool> {
+    let n: i64 = RELEASE
+        .call(conn, |c| {
+            c.arg(2)
+                .arg(keys.name())
+                .arg(keys.wake())
+                .arg(token)
+                .arg(publisher);
+        })
+        .await?;
+    Ok(n == 1)
+}
+
+/// extend(N; token, ttl_ms) -> extended?
+pub(crate) async fn extend(
+    conn: &mut impl ConnectionLike,
+    keys: &crate::keys::LeaseKeys,
+    token: &[u8],
+    ttl_ms: u64,
+) -> RedisResult<bool> {
+    let n: i64 = EXTEND
+        .call(conn, |c| {
+            c.arg(1).arg(keys.name()).arg(token).arg(ttl_ms);
+        })
+        .await?;
+    Ok(n == 1)
+}

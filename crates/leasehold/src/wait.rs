@@ -1,0 +1,417 @@
+//! Waiting for a lease: one subscriber connection per [`Client`](crate::Client),
+//! fanning release notifications out to local waiters.
+//!
+//! # How a waiter is woken
+//!
+//! The release script publishes on the lease's wake channel. Each `Client`
+//! owns one pub/sub connection (opened on the first wait, not before) that is
+//! subscribed to the wake channels of every name some local task waits for:
+//! ten thousand waiters cost one connection, not ten thousand.
+//!
+//! Local waiters of a name stand in a FIFO queue. A release wakes **one** of
+//! them, the head: the others would only lose the race and send a command
+//! for nothing (a thundering herd). The woken waiter tries the acquire
+//! script; if another process was faster, it goes back to the head of the
+//! queue. A waiter that is woken and then dropped (its `acquire()` future was
+//! cancelled, or timed out) passes the wake on to the next one, so a wake is
+//! never swallowed.
+//!
+//! When this client releases a lease itself it wakes the local head at once,
+//! without waiting for its own publish to come back through Redis; the
+//! publish carries the client's id, so the echo is skipped.
+//!
+//! A newly subscribed channel wakes its head once the subscription is
+//! confirmed: a release that happened between the head's failed attempt and
+//! the subscription would otherwise go unseen. After the subscriber
+//! connection breaks and comes back, every channel is subscribed anew and
+//! every head is woken for the same reason. Whatever still slips through
+//! (a holder whose TTL simply runs out, a foreign client that does not
+//! publish) is caught by each waiter's fallback timer.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How long a channel nobody waits on stays subscribed, in case a waiter
+/// comes back soon (a worker that releases and re-acquires in a loop).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Reconnect back-off of the subscriber connection.
+const RECONNECT_MIN: Duration = Duration::from_millis(50);
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+
+const QUEUED: u8 = 0;
+const WOKEN: u8 = 1;
+const OUT: u8 = 2;
+
+/// One waiter's mailbox.
+struct Slot {
+    /// `notify_one` stores a permit when the waiter is not polling yet, so a
+    /// wake that arrives between two polls is not lost.
+    notify: Notify,
+    /// QUEUED: in its channel's queue. WOKEN: taken off the queue by a wake
+    /// it has not acted on yet. OUT: neither (it is trying the script).
+    state: AtomicU8,
+}
+
+#[derive(Default)]
+struct Channel {
+    queue: VecDeque<Arc<Slot>>,
+    /// Woken waiters that have not acted yet; they keep the channel busy.
+    woken: usize,
+    /// Subscribed and confirmed on the current subscriber connection.
+    confirmed: bool,
+    /// When the queue last became empty (for [`LINGER`]).
+    idle_since: Option<Instant>,
+}
+
+impl Channel {
+    fn busy(&self) -> bool {
+        !self.queue.is_empty() || self.woken > 0
+    }
+}
+
+struct Shared {
+    channels: Mutex<HashMap<Arc<[u8]>, Channel>>,
+    /// Number of waiters in all queues: lets `acquire` skip the map lookup
+    /// when nobody waits at all (the uncontended fast path).
+    waiters: AtomicUsize,
+    /// Wakes the subscriber task when a channel must be (un)subscribed.
+    dirty: Notify,
+    /// The payload this client publishes on release.
+    own_id: Box<[u8]>,
+    client: redis::Client,
+    shutdown: CancellationToken,
+    started: std::sync::Once,
+    runtime: tokio::runtime::Handle,
+}
+
+/// The per-`Client` hub of local waiters and the subscriber task.
+pub(crate) struct WakeHub {
+    shared: Arc<Shared>,
+}
+
+impl WakeHub {
+    pub(crate) fn new(
+        client: redis::Client,
+        own_id: &[u8],
+        runtime: tokio::runtime::Handle,
+    ) -> WakeHub {
+        WakeHub {
+            shared: Arc::new(Shared {
+                channels: Mutex::new(HashMap::new()),
+                waiters: AtomicUsize::new(0),
+                dirty: Notify::new(),
+                own_id: own_id.into(),
+                client,
+                shutdown: CancellationToken::new(),
+                started: std::sync::Once::new(),
+                runtime,
+            }),
+        }
+    }
+
+    /// True when some local task waits (queued or woken) on `channel`.
+    pub(crate) fn has_waiters(&self, channel: &[u8]) -> bool {
+        if self.shared.waiters.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        self.shared.lock().get(channel).is_some_and(Channel::busy)
+    }
+
+    /// Local tasks waiting (queued or woken) on `channel`.
+    pub(crate) fn waiters(&self, channel: &[u8]) -> usize {
+        self.shared
+            .lock()
+            .get(channel)
+            .map_or(0, |ch| ch.queue.len() + ch.woken)
+    }
+
+    /// Joins the back of `channel`'s queue. Returns the waiter and whether
+    /// the channel was already confirmed subscribed (if so, a release that
+    /// happened just before may have been missed: try once more).
+    pub(crate) fn register(&self, channel: &Arc<[u8]>) -> (Waiter, bool) {
+        let shared = &self.shared;
+        shared.started.call_once(|| {
+            shared.runtime.spawn(subscriber(Arc::clone(shared)));
+        });
+        let slot = Arc::new(Slot {
+            notify: Notify::new(),
+            state: AtomicU8::new(QUEUED),
+        });
+        let confirmed;
+        {
+            let mut channels = shared.lock();
+            let ch = channels.entry(Arc::clone(channel)).or_default();
+            ch.queue.push_back(Arc::clone(&slot));
+            ch.idle_since = None;
+            confirmed = ch.confirmed;
+            shared.waiters.fetch_add(1, Ordering::AcqRel);
+        }
+        if !confirmed {
+            shared.dirty.notify_one();
+        }
+        let waiter = Waiter {
+            shared: Arc::clone(shared),
+            channel: Arc::clone(channel),
+            slot,
+        };
+        (waiter, confirmed)
+    }
+
+    /// Wakes the head of `channel`'s queue, if any: this client just released
+    /// the lease itself.
+    pub(crate) fn wake_one(&self, channel: &[u8]) {
+        if self.shared.waiters.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut channels = self.shared.lock();
+        if let Some(ch) = channels.get_mut(channel) {
+            self.shared.wake_head(ch);
+        }
+    }
+
+    /// Number of subscriber connections this client has open or opening
+    /// (0 before the first wait, then 1).
+    pub(crate) fn subscriber_connections(&self) -> usize {
+        usize::from(self.shared.started.is_completed())
+    }
+}
+
+impl Drop for WakeHub {
+    fn drop(&mut self) {
+        self.shared.shutdown.cancel();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<[u8]>, Channel>> {
+        // The map is only touched in short, non-panicking sections; a poisoned
+        // lock still holds consistent data.
+        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wake_head(&self, ch: &mut Channel) {
+        if let Some(slot) = ch.queue.pop_front() {
+            self.waiters.fetch_sub(1, Ordering::AcqRel);
+            ch.woken += 1;
+            slot.state.store(WOKEN, Ordering::Release);
+            slot.notify.notify_one();
+            if !ch.busy() {
+                ch.idle_since = Some(Instant::now());
+            }
+        }
+    }
+
+    fn on_message(&self, channel: &[u8], payload: &[u8]) {
+        if payload == &*self.own_id {
+            // Our own release: its waiter was woken when the script returned.
+            return;
+        }
+        let mut channels = self.lock();
+        if let Some(ch) = channels.get_mut(channel) {
+            self.wake_head(ch);
+        }
+    }
+}
+
+/// A place in a channel's queue. Dropping it leaves the queue, and passes on
+/// a wake it received but did not act on.
+pub(crate) struct Waiter {
+    shared: Arc<Shared>,
+    channel: Arc<[u8]>,
+    slot: Arc<Slot>,
+}
+
+impl Waiter {
+    /// Completes when this waiter is woken (a release, a new subscription).
+    /// Cancel safe: a wake that arrives while nobody polls is kept.
+    pub(crate) async fn woken(&self) {
+        self.slot.notify.notified().await;
+    }
+
+    /// Call before trying the script: consumes a pending wake, if any.
+    pub(crate) fn begin_attempt(&self) {
+        if self
+            .slot
+            .state
+            .compare_exchange(WOKEN, OUT, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            let mut channels = self.shared.lock();
+            if let Some(ch) = channels.get_mut(&self.channel) {
+                ch.woken -= 1;
+                if !ch.busy() {
+                    ch.idle_since = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Call after the script said "held": a waiter that had been woken goes
+    /// back to the head of the queue (it was first in line).
+    pub(crate) fn attempt_failed(&self) {
+        if self.slot.state.load(Ordering::Acquire) != OUT {
+            return; // still queued (timer path), or woken again meanwhile
+        }
+        let mut channels = self.shared.lock();
+        let ch = channels.entry(Arc::clone(&self.channel)).or_default();
+        self.slot.state.store(QUEUED, Ordering::Release);
+        ch.queue.push_front(Arc::clone(&self.slot));
+        ch.idle_since = None;
+        self.shared.waiters.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let mut channels = self.shared.lock();
+        let Some(ch) = channels.get_mut(&self.channel) else {
+            return;
+        };
+        match self.slot.state.load(Ordering::Acquire) {
+            QUEUED => {
+                if let Some(i) = ch.queue.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {
+                    ch.queue.remove(i);
+                    self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            WOKEN => {
+                // Woken for a release we will not act on: hand it on.
+                ch.woken -= 1;
+                self.shared.wake_head(ch);
+            }
+            _ => {}
+        }
+        if !ch.busy() && ch.idle_since.is_none() {
+            ch.idle_since = Some(Instant::now());
+            drop(channels);
+            self.shared.dirty.notify_one();
+        }
+    }
+}
+
+/// The subscriber task: keeps the pub/sub connection's subscriptions equal to
+/// the channels that have waiters (plus a linger), and reconnects.
+async fn subscriber(shared: Arc<Shared>) {
+    let mut backoff = RECONNECT_MIN;
+    loop {
+        let pubsub = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            r = shared.client.get_async_pubsub() => r,
+        };
+        let (mut sink, mut stream) = match pubsub {
+            Ok(p) => p.split(),
+            Err(e) => {
+                tracing::warn!(error = %e, "leasehold: subscriber connection failed; waiters fall back to timers until it is back");
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(RECONNECT_MAX);
+                continue;
+            }
+        };
+        backoff = RECONNECT_MIN;
+        let lost = CancellationToken::new();
+        // The reader: delivers messages until the connection ends.
+        let reader = {
+            let shared = Arc::clone(&shared);
+            let lost = lost.clone();
+            shared.runtime.clone().spawn(async move {
+                while let Some(msg) = stream.next().await {
+                    // Names are bytes, not always UTF-8: read the channel raw.
+                    if let Ok(channel) = msg.get_channel::<Vec<u8>>() {
+                        shared.on_message(&channel, msg.get_payload_bytes());
+                    }
+                }
+                lost.cancel();
+            })
+        };
+        let mut subscribed: HashSet<Arc<[u8]>> = HashSet::new();
+        loop {
+            // Work out what to change, under the lock; talk to Redis outside it.
+            let (to_sub, to_unsub, next_check) = plan(&shared, &subscribed);
+            if !to_unsub.is_empty() {
+                let names: Vec<&[u8]> = to_unsub.iter().map(|c| &**c).collect();
+                if sink.unsubscribe(names).await.is_err() {
+                    break;
+                }
+                for c in &to_unsub {
+                    subscribed.remove(c);
+                }
+            }
+            if !to_sub.is_empty() {
+                let names: Vec<&[u8]> = to_sub.iter().map(|c| &**c).collect();
+                if sink.subscribe(names).await.is_err() {
+                    break;
+                }
+                let mut channels = shared.lock();
+                for c in to_sub {
+                    if let Some(ch) = channels.get_mut(&c) {
+                        ch.confirmed = true;
+                        // A release may have come before the subscription did.
+                        shared.wake_head(ch);
+                    }
+                    subscribed.insert(c);
+                }
+                continue;
+            }
+            let idle_check = async {
+                match next_check {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => { reader.abort(); return; }
+                _ = lost.cancelled() => break,
+                _ = shared.dirty.notified() => {}
+                _ = idle_check => {}
+            }
+        }
+        // The connection is gone: nothing is subscribed any more.
+        reader.abort();
+        for ch in shared.lock().values_mut() {
+            ch.confirmed = false;
+        }
+        tracing::debug!("leasehold: subscriber connection lost; reconnecting");
+    }
+}
+
+type Plan = (Vec<Arc<[u8]>>, Vec<Arc<[u8]>>, Option<Instant>);
+
+/// Channels to subscribe, channels to drop (idle past [`LINGER`]; removed
+/// from the map now, so a new waiter re-subscribes after the UNSUBSCRIBE),
+/// and when to look again for idle channels.
+fn plan(shared: &Shared, subscribed: &HashSet<Arc<[u8]>>) -> Plan {
+    let now = Instant::now();
+    let mut to_sub = Vec::new();
+    let mut to_unsub = Vec::new();
+    let mut next: Option<Instant> = None;
+    let mut channels = shared.lock();
+    channels.retain(|name, ch| {
+        if ch.busy() {
+            if !ch.confirmed {
+                to_sub.push(Arc::clone(name));
+            }
+            return true;
+        }
+        let since = *ch.idle_since.get_or_insert(now);
+        if now >= since + LINGER {
+            if subscribed.contains(name) {
+                to_unsub.push(Arc::clone(name));
+            }
+            return false;
+        }
+        next = Some(next.map_or(since + LINGER, |n| n.min(since + LINGER)));
+        true
+    });
+    (to_sub, to_unsub, next)
+}

@@ -1,0 +1,71 @@
+//! Shared set-up: a private Redis, clients, raw access, waiting with a deadline.
+
+use std::future::Future;
+use std::time::Duration;
+
+use leasehold::Client;
+use redis::aio::MultiplexedConnection;
+use testkit::RedisServer;
+use tokio::time::Instant;
+
+/// A fresh redis-server on a free port and a leasehold client on it.
+pub async fn setup() -> (RedisServer, Client) {
+    let server = RedisServer::start().expect("start redis-server");
+    let client = Client::connect(&server.url()).await.expect("connect");
+    (server, client)
+}
+
+/// A raw connection, for looking behind leasehold's back.
+pub async fn raw(server: &RedisServer) -> MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Polls `cond` until it holds, failing the test after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The value of a key, as a string.
+pub async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<String> {
+    redis::cmd("GET").arg(key).query_async(conn).await.unwrap()
+}
+
+/// Number of keys in the database.
+pub async fn dbsize(conn: &mut MultiplexedConnection) -> i64 {
+    redis::cmd("DBSIZE").query_async(conn).await.unwrap()
+}
+
+/// Subscribers of a channel, as the server counts them.
+pub async fn numsub(conn: &mut MultiplexedConnection, channel: &str) -> i64 {
+    let (_, n): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(conn)
+        .await
+        .unwrap();
+    n
+}
+
+pub const SECOND: Duration = Duration::from_secs(1);
+
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}

@@ -1,0 +1,11 @@
+//! Integration tests of leasehold against real redis-server processes,
+//! started by testkit. One test binary, a module per area.
+
+mod common;
+
+mod exclusion;
+mod input;
+mod lifecycle;
+mod ownership;
+mod renewal;
+mod wakeup;
