@@ -341,6 +341,49 @@ impl Guard {
     }
 }
 
+/// A lease left held in Redis with nobody renewing it: what
+/// [`Guard::detach`] returns. It ends when its TTL runs out, or when
+/// someone releases it with the token.
+#[derive(Debug, Clone, Copy)]
+pub struct Detached {
+    /// The owner token (a secret: its `Display` shows only a prefix).
+    pub token: Token,
+    /// The fencing token of the acquisition.
+    pub fence: u64,
+    /// The TTL the lease was last set to.
+    pub ttl: Duration,
+    /// How long it is still proved held, as [`Guard::remaining`] said.
+    pub remaining: Duration,
+}
+
+impl Guard {
+    /// Stops renewing and lets go of the guard **without** releasing the
+    /// lease: it stays held until its TTL runs out or someone releases it
+    /// by its token. This is how `leasehold acquire` hands a lease to a
+    /// shell script. Re-entered guards of the same holding keep the loss
+    /// signal but no longer renew.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let d = client.lease("deploy").acquire().await?.detach();
+    /// println!("{} {}", d.token.as_str(), d.fence); // for a later `leasehold release`
+    /// # Ok(()) }
+    /// ```
+    pub fn detach(mut self) -> Detached {
+        let remaining = self.remaining();
+        if self.holding.holders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.holding.stop.cancel();
+        }
+        self.state = State::Done;
+        Detached {
+            token: self.holding.token,
+            fence: self.holding.fence,
+            ttl: self.holding.ttl,
+            remaining,
+        }
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         let last = match self.state {

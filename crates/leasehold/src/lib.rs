@@ -29,6 +29,8 @@
 //!   `with`.
 //! - [`guard`]: [`Guard`], the proof of holding: fence, renewal, `lost()`,
 //!   re-entry, release on drop.
+//! - [`inspect`]: [`Client::status`] and [`Client::list`], for looking at
+//!   leases from outside.
 //! - [`wait`]: how waiters sleep and are woken (one subscriber, FIFO queues,
 //!   one wake per release).
 //! - [`error`]: [`Error`] and [`ErrorKind`].
@@ -98,6 +100,7 @@
 pub mod client;
 pub mod error;
 pub mod guard;
+pub mod inspect;
 mod keys;
 pub mod lease;
 mod scripts;
@@ -106,7 +109,8 @@ pub mod wait;
 
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, ErrorKind, Result};
-pub use guard::Guard;
+pub use guard::{Detached, Guard};
+pub use inspect::LeaseStatus;
 pub use keys::MAX_NAME_LEN;
 pub use lease::{Lease, MAX_TTL, MIN_TTL};
 pub use token::Token;

@@ -5,6 +5,7 @@ mod common;
 
 mod exclusion;
 mod input;
+mod inspect;
 mod lifecycle;
 mod ownership;
 mod renewal;
