@@ -79,8 +79,8 @@ impl Channel {
 
 struct Shared {
     channels: Mutex<HashMap<Arc<[u8]>, Channel>>,
-    /// Number of waiters in all queues: lets `acquire` skip the map lookup
-    /// when nobody waits at all (the uncontended fast path).
+    /// Waiters queued or woken, in all channels: lets `acquire` skip the
+    /// map lookup when nobody waits at all (the uncontended fast path).
     waiters: AtomicUsize,
     /// Wakes the subscriber task when a channel must be (un)subscribed.
     dirty: Notify,
@@ -199,7 +199,7 @@ impl Shared {
 
     fn wake_head(&self, ch: &mut Channel) {
         if let Some(slot) = ch.queue.pop_front() {
-            self.waiters.fetch_sub(1, Ordering::AcqRel);
+            // Queued -> woken: still counted in `waiters`.
             ch.woken += 1;
             slot.state.store(WOKEN, Ordering::Release);
             slot.notify.notify_one();
@@ -244,6 +244,7 @@ impl Waiter {
             .compare_exchange(WOKEN, OUT, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
+            self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
             let mut channels = self.shared.lock();
             if let Some(ch) = channels.get_mut(&self.channel) {
                 ch.woken -= 1;
@@ -266,6 +267,12 @@ impl Waiter {
         ch.queue.push_front(Arc::clone(&self.slot));
         ch.idle_since = None;
         self.shared.waiters.fetch_add(1, Ordering::AcqRel);
+        if !ch.confirmed {
+            // The channel lingered out while we tried (a slow reply): have
+            // the subscriber task subscribe it again.
+            drop(channels);
+            self.shared.dirty.notify_one();
+        }
     }
 }
 
@@ -284,6 +291,7 @@ impl Drop for Waiter {
             }
             WOKEN => {
                 // Woken for a release we will not act on: hand it on.
+                self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
                 ch.woken -= 1;
                 self.shared.wake_head(ch);
             }
