@@ -1,0 +1,79 @@
+//! The one error type of testkit.
+
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+/// What went wrong while finding, starting or restarting `redis-server`.
+///
+/// The messages say what to do next; print them with `{}`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No `redis-server` executable was found.
+    #[error("{}", not_found_message(.env.as_deref()))]
+    NotFound {
+        /// The value of `$LEASEHOLD_REDIS_SERVER` if it was set (and is not
+        /// an executable file); `None` if `PATH` was searched.
+        env: Option<PathBuf>,
+    },
+
+    /// The `redis-server` executable was found but could not be run.
+    #[error("failed to run {}: {source}; check that it is an executable redis-server binary", .binary.display())]
+    Spawn {
+        /// The executable that was run.
+        binary: PathBuf,
+        /// Why the operating system refused.
+        source: std::io::Error,
+    },
+
+    /// `redis-server` exited before it answered `PING`.
+    #[error(
+        "redis-server on port {port} exited during start-up ({status}); the end of its log says why:\n{log}"
+    )]
+    Exited {
+        /// The port it was told to listen on.
+        port: u16,
+        /// How it exited.
+        status: ExitStatus,
+        /// The last lines it logged during this start.
+        log: String,
+    },
+
+    /// `redis-server` was running but did not answer `PING` in time. It has
+    /// been killed.
+    #[error(
+        "redis-server on port {port} did not answer PING within {waited:?} (is the machine overloaded?); the end of its log:\n{log}"
+    )]
+    NoPong {
+        /// The port it was told to listen on.
+        port: u16,
+        /// How long testkit waited.
+        waited: Duration,
+        /// The last lines it logged during this start.
+        log: String,
+    },
+
+    /// An I/O error while preparing a server (temporary directory, port,
+    /// log file).
+    #[error(
+        "I/O error while preparing redis-server (check free disk space in the temp dir and loopback networking): {0}"
+    )]
+    Io(#[from] std::io::Error),
+}
+
+/// The install hint; other crates and CI logs grep for this wording, keep it.
+const INSTALL: &str = "redis-server was not found on PATH (or in $LEASEHOLD_REDIS_SERVER). \
+     Install it: `apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server`, \
+     or run `cargo xtask setup`";
+
+fn not_found_message(env: Option<&std::path::Path>) -> String {
+    match env {
+        None => INSTALL.to_owned(),
+        Some(path) => format!(
+            "LEASEHOLD_REDIS_SERVER is set to {}, which is not an executable file; \
+             fix or unset it. {INSTALL}",
+            path.display()
+        ),
+    }
+}

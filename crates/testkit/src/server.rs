@@ -1,0 +1,345 @@
+//! One `redis-server` child process and the faults tests inflict on it.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::{Error, probe, redis_server_binary};
+
+/// How long a server may take to answer `PING` after it is spawned. Generous
+/// because CI machines are slow and replaying an append-only file takes time;
+/// a healthy start takes a few milliseconds.
+const START_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How often readiness is polled. Short, so tests wait for the condition
+/// itself rather than for a guessed sleep.
+const POLL: Duration = Duration::from_millis(5);
+
+/// How many fresh ports [`RedisServer::start_with`] tries. A port is free when
+/// picked, but another process may bind it before `redis-server` does.
+const PORT_ATTEMPTS: usize = 5;
+
+/// How long [`RedisServer::restart`] keeps retrying its old port. The kill
+/// freed it a moment ago, and Redis binds with `SO_REUSEADDR`, so this only
+/// covers a port grabbed by someone else in between.
+const REBIND_DEADLINE: Duration = Duration::from_secs(2);
+
+/// How many log lines errors and panics show.
+const LOG_LINES: usize = 40;
+
+/// How to run a [`RedisServer`].
+///
+/// ```
+/// use testkit::{RedisServer, ServerOptions};
+///
+/// let server = RedisServer::start_with(ServerOptions {
+///     aof: true,
+///     extra_args: vec!["--maxmemory".into(), "64mb".into()],
+/// })?;
+/// # Ok::<(), testkit::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    /// Persist to an append-only file (`--appendonly yes --appendfsync
+    /// always`) in the server's directory, so every acknowledged write
+    /// survives [`RedisServer::kill`] + [`RedisServer::restart`]. Off by
+    /// default: nothing is persisted and a restart comes back empty.
+    pub aof: bool,
+    /// More `redis-server` arguments, e.g. `["--maxmemory", "64mb"]`. They come
+    /// last, so they override testkit's own (Redis lets a later directive win).
+    pub extra_args: Vec<String>,
+}
+
+/// One `redis-server` child process on a free loopback port.
+///
+/// It has its own temporary directory ([`dir`](Self::dir)) holding its log
+/// and any append-only files. Dropping it kills the process (`SIGKILL`, then
+/// waits for it) and removes the directory; if the thread is panicking, the
+/// last 40 lines of its log go to stderr first, each prefixed with the port,
+/// so a failing test shows what Redis saw.
+///
+/// The child stays in the test's process group on purpose: Ctrl-C on
+/// `cargo test` reaches it too.
+///
+/// ```
+/// let mut server = testkit::RedisServer::start()?;
+/// let url = server.url(); // hand this to a client
+/// server.kill(); // the port refuses connections now
+/// server.restart()?; // same port and dir
+/// # Ok::<(), testkit::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct RedisServer {
+    binary: PathBuf,
+    opts: ServerOptions,
+    port: u16,
+    /// `None` while killed. Only an un-reaped `Child` is ever signalled, so
+    /// its pid cannot have been reused by an unrelated process.
+    child: Option<Child>,
+    /// Declared last: dropped after `Drop::drop` killed the process.
+    dir: TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server with default [`ServerOptions`] and waits until it
+    /// answers `PING`.
+    ///
+    /// # Errors
+    ///
+    /// See [`start_with`](Self::start_with).
+    pub fn start() -> Result<RedisServer, Error> {
+        RedisServer::start_with(ServerOptions::default())
+    }
+
+    /// Starts a server with `opts` and waits until it answers `PING`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] without a `redis-server`, [`Error::Spawn`] if it
+    /// cannot run, [`Error::Exited`] if it exits during start-up (e.g. a bad
+    /// `extra_args`), [`Error::NoPong`] if it is not ready within 10 s.
+    pub fn start_with(opts: ServerOptions) -> Result<RedisServer, Error> {
+        let binary = redis_server_binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("testkit-redis-")
+            .tempdir()?;
+        let mut server = RedisServer {
+            binary,
+            opts,
+            port: 0,
+            child: None,
+            dir,
+        };
+        let mut attempt = 1;
+        loop {
+            server.port = free_port()?;
+            match server.launch() {
+                Err(e) if port_taken(&e) && attempt < PORT_ATTEMPTS => attempt += 1,
+                result => return result.map(|()| server),
+            }
+        }
+    }
+
+    /// Starts `n` independent masters (no replication between them), e.g.
+    /// for Redlock. If one fails, those already started are killed.
+    ///
+    /// # Errors
+    ///
+    /// The first failure, as in [`start`](Self::start).
+    pub fn start_many(n: usize) -> Result<Vec<RedisServer>, Error> {
+        (0..n).map(|_| RedisServer::start()).collect()
+    }
+
+    /// `redis://127.0.0.1:PORT`. The same across [`restart`](Self::restart).
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The process id; `None` while killed.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Its private temporary directory: `redis.log` and, with
+    /// [`ServerOptions::aof`], the append-only files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Freezes the process with `SIGSTOP`: connections stay open but nothing
+    /// is answered, as with a long GC pause or a stalled VM. Keys still expire
+    /// by Redis's clock once it resumes. Does nothing while killed.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Undoes [`pause`](Self::pause) with `SIGCONT`. Does nothing while killed.
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Kills the process with `SIGKILL` (no chance to persist anything more)
+    /// and waits for it to be gone. Idempotent; also ends a paused server.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGCONT first in case it is paused; errors are ignored because
+            // the only possible one is that it already exited.
+            send(child.id(), libc::SIGCONT);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and directory, after killing it if it
+    /// is running, and waits until it answers `PING`. With
+    /// [`ServerOptions::aof`] the data comes back; without, it starts empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`start_with`](Self::start_with); also [`Error::Exited`] if the port
+    /// stays taken by another process for 2 s.
+    pub fn restart(&mut self) -> Result<(), Error> {
+        self.kill();
+        let deadline = Instant::now() + REBIND_DEADLINE;
+        loop {
+            match self.launch() {
+                Err(e) if port_taken(&e) && Instant::now() < deadline => thread::sleep(POLL),
+                result => return result,
+            }
+        }
+    }
+
+    /// The whole log (`dir()/redis.log`): what Redis logged plus anything it
+    /// printed, across restarts. Empty if it cannot be read.
+    pub fn log(&self) -> String {
+        std::fs::read(self.log_path())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// Spawns `redis-server` on `self.port` and waits until it answers.
+    fn launch(&mut self) -> Result<(), Error> {
+        // Its stdout and stderr go to the log file too, so errors it prints
+        // before it opens `--logfile` (bad arguments) are not lost.
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let log_start = log.metadata()?.len();
+
+        let dir = self.dir.path();
+        let mut command = Command::new(&self.binary);
+        command
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--daemonize", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .arg("--logfile")
+            .arg(self.log_path());
+        if self.opts.aof {
+            command.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            command.args(["--appendonly", "no"]);
+        }
+        command
+            .args(&self.opts.extra_args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = command.spawn().map_err(|source| Error::Spawn {
+            binary: self.binary.clone(),
+            source,
+        })?;
+        let pid = child.id();
+        // Stored before waiting, so any early return leaves it to `kill`.
+        self.child = Some(child);
+
+        let started = Instant::now();
+        loop {
+            let child = self.child.as_mut().expect("spawned above");
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Err(Error::Exited {
+                    port: self.port,
+                    status,
+                    log: self.log_since(log_start),
+                });
+            }
+            if probe::answers_ping(self.port, pid) {
+                return Ok(());
+            }
+            if started.elapsed() >= START_DEADLINE {
+                self.kill();
+                return Err(Error::NoPong {
+                    port: self.port,
+                    waited: START_DEADLINE,
+                    log: self.log_since(log_start),
+                });
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// The last [`LOG_LINES`] lines logged after byte `start`.
+    fn log_since(&self, start: u64) -> String {
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(self.log_path()).and_then(|mut file| {
+            file.seek(SeekFrom::Start(start))?;
+            file.read_to_end(&mut bytes)
+        });
+        match read {
+            Ok(_) => last_lines(&String::from_utf8_lossy(&bytes), LOG_LINES),
+            Err(e) => format!("(could not read {}: {e})", self.log_path().display()),
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(pid) = self.pid() {
+            send(pid, signal);
+        }
+    }
+}
+
+/// Sends `signal` to `pid`, which must be a child we have not reaped yet (so
+/// it cannot name another process). Errors are ignored: the only possible one
+/// is that the child already exited.
+fn send(pid: u32, signal: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            // eprint! rather than writing to io::stderr() so that libtest
+            // captures it with the failing test's own output.
+            let mut report = format!(
+                "---- redis-server on port {} ({}), last {LOG_LINES} lines of its log:\n",
+                self.port,
+                self.dir.path().display()
+            );
+            for line in last_lines(&self.log(), LOG_LINES).lines() {
+                report.push_str(&format!("[redis :{}] {line}\n", self.port));
+            }
+            eprint!("{report}");
+        }
+        self.kill();
+    }
+}
+
+/// A loopback port that nobody listened on a moment ago.
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+/// Did the start fail because the port was taken? Then a retry can succeed.
+fn port_taken(error: &Error) -> bool {
+    matches!(error, Error::Exited { log, .. } if log.contains("Address already in use"))
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,259 @@
+//! `cargo xtask`: the project's chores, runnable the same way locally and in CI.
+//!
+//! - `setup`: make sure `redis-server` is installed (tests need a real one).
+//! - `test`: setup, `cargo fmt --check`, `cargo clippy -D warnings`, `cargo test`.
+//! - `demo`: setup, then `leasehold demo` (it starts its own throwaway Redis).
+//! - `bench`: setup, then `leasehold bench` built with `--release`.
+//!
+//! xtask's own messages go to stderr so `demo` and `bench` output stays clean.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+
+/// Project chores for leasehold.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Make sure redis-server is installed; installs it with apt-get when root.
+    Setup,
+    /// setup, then cargo fmt --check, clippy -D warnings and the test suite.
+    ///
+    /// Extra arguments go to `cargo test --workspace`, e.g.
+    /// `cargo xtask test -- lease` or `cargo xtask test -- -- --nocapture`.
+    Test {
+        /// Arguments for `cargo test`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// setup, then run `leasehold demo` against a throwaway redis-server.
+    Demo {
+        /// Arguments for `leasehold demo`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// setup, then run `leasehold bench` (release build).
+    Bench {
+        /// Arguments for `leasehold bench`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+/// Why a task failed, and the exit code to report it with.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    fn new(message: impl fmt::Display) -> Failure {
+        Failure {
+            message: message.to_string(),
+            code: 1,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().task {
+        Task::Setup => setup(),
+        Task::Test { args } => test(args),
+        Task::Demo { args } => setup().and_then(|()| {
+            run(cargo(["run", "--quiet", "-p", "leasehold-cli", "--", "demo"]).args(args))
+        }),
+        Task::Bench { args } => setup().and_then(|()| {
+            let bench = [
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "leasehold-cli",
+                "--",
+                "bench",
+            ];
+            run(cargo(bench).args(args))
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("xtask: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// Ensures `redis-server` can be found the way testkit finds it.
+fn setup() -> Result<(), Failure> {
+    match testkit::redis_server_binary() {
+        Ok(binary) => return report_version(&binary),
+        // Installing a package would not fix a wrong LEASEHOLD_REDIS_SERVER.
+        Err(e @ testkit::Error::NotFound { env: Some(_) }) => return Err(Failure::new(e)),
+        Err(_) => {}
+    }
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Failure::new(
+            "redis-server is not installed and installing it needs root; run:\n  \
+             sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server\n\
+             or point LEASEHOLD_REDIS_SERVER at a redis-server binary",
+        ));
+    }
+    eprintln!("xtask: redis-server not found; installing it with apt-get");
+    for args in [&["update"][..], &["install", "-y", "redis-server"]] {
+        // No stdin and a noninteractive frontend: CI has nobody to answer prompts.
+        let mut apt = Command::new("apt-get");
+        apt.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null());
+        run(&mut apt).map_err(|f| Failure {
+            message: format!(
+                "{}\ninstall redis-server with your system's package manager instead",
+                f.message
+            ),
+            ..f
+        })?;
+    }
+    let binary = testkit::redis_server_binary().map_err(Failure::new)?;
+    report_version(&binary)
+}
+
+fn report_version(binary: &Path) -> Result<(), Failure> {
+    let output = Command::new(binary)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Failure::new(format!("could not run {}: {e}", binary.display())))?;
+    let version = String::from_utf8_lossy(&output.stdout);
+    eprintln!(
+        "xtask: redis-server found: {} ({})",
+        binary.display(),
+        version.trim()
+    );
+    Ok(())
+}
+
+/// The checks CI runs, in order, stopping at the first failure.
+fn test(test_args: Vec<OsString>) -> Result<(), Failure> {
+    let mut cargo_test = cargo(["test", "--workspace"]);
+    cargo_test.args(test_args);
+    let mut steps: Vec<(&str, Option<Command>)> = vec![
+        ("setup", None),
+        ("fmt", Some(cargo(["fmt", "--all", "--", "--check"]))),
+        (
+            "clippy",
+            Some(cargo([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])),
+        ),
+        ("test", Some(cargo_test)),
+    ];
+
+    let total = steps.len();
+    let mut timings: Vec<(&str, Duration)> = Vec::new();
+    let mut outcome = Ok(());
+    for (i, (name, command)) in steps.iter_mut().enumerate() {
+        let what = command
+            .as_ref()
+            .map_or_else(|| "cargo xtask setup".to_owned(), show);
+        eprintln!("\n==> [{}/{total}] {name}: {what}", i + 1);
+        let started = Instant::now();
+        let result = match command {
+            None => setup(),
+            Some(command) => run(command),
+        };
+        timings.push((name, started.elapsed()));
+        if let Err(failure) = result {
+            outcome = Err(Failure {
+                message: format!("step `{name}` failed: {}", failure.message),
+                code: 1,
+            });
+            break;
+        }
+    }
+
+    eprintln!("\n==> time per step");
+    for (name, elapsed) in &timings {
+        eprintln!("    {name:<8} {:>7.1}s", elapsed.as_secs_f64());
+    }
+    if outcome.is_ok() {
+        eprintln!("==> all {total} steps passed");
+    }
+    outcome
+}
+
+/// A `cargo` command run from the workspace root. `$CARGO` is the cargo that
+/// runs xtask, so the same toolchain builds everything.
+fn cargo<const N: usize>(args: [&str; N]) -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.args(args).current_dir(workspace_root());
+    command
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_owned()
+}
+
+/// Runs `command` to completion; a non-zero exit becomes a [`Failure`] with
+/// the same exit code.
+fn run(command: &mut Command) -> Result<(), Failure> {
+    let status = command
+        .status()
+        .map_err(|e| Failure::new(format!("could not run `{}`: {e}", show(command))))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure {
+            message: format!("`{}` {}", show(command), describe(status)),
+            code: exit_code(status),
+        })
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        (None, None) => format!("failed ({status})"),
+    }
+}
+
+/// The child's exit code, or 128 + signal as a shell reports it.
+fn exit_code(status: ExitStatus) -> u8 {
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    u8::try_from(code).ok().filter(|&c| c != 0).unwrap_or(1)
+}
+
+/// `program arg...` for messages; `$CARGO` is shown as plain `cargo`.
+fn show(command: &Command) -> String {
+    let program = Path::new(command.get_program());
+    let program = program.file_name().unwrap_or(program.as_os_str());
+    std::iter::once(program)
+        .chain(command.get_args())
+        .map(|s| s.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
