@@ -1,0 +1,2 @@
+//! The benchmark workloads of BENCH.md, run by `leasehold bench`.
+#![deny(missing_docs)]
