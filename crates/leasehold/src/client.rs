@@ -44,6 +44,10 @@ pub(crate) struct Inner {
     pub(crate) id: Token,
     pub(crate) hub: WakeHub,
     pub(crate) runtime: tokio::runtime::Handle,
+    /// For connections of their own (transactions).
+    pub(crate) redis: redis::Client,
+    /// Dedicated connections for WATCH; see [`crate::txn`].
+    pub(crate) txns: crate::txn::TxPool,
 }
 
 /// How to connect: timeouts. Built by [`Client::builder`].
@@ -141,7 +145,7 @@ impl ClientBuilder {
         };
         let id = Token::random();
         let runtime = tokio::runtime::Handle::current();
-        let hub = WakeHub::new(client, id.as_bytes(), runtime.clone());
+        let hub = WakeHub::new(client.clone(), id.as_bytes(), runtime.clone());
         Ok(Client {
             inner: Arc::new(Inner {
                 conn,
@@ -149,6 +153,8 @@ impl ClientBuilder {
                 id,
                 hub,
                 runtime,
+                redis: client,
+                txns: Default::default(),
             }),
         })
     }

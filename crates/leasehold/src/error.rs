@@ -73,6 +73,11 @@ pub enum ErrorKind {
         /// Masters needed (a majority).
         needed: usize,
     },
+    /// An optimistic transaction met a conflict on every attempt.
+    TooManyConflicts {
+        /// Attempts made.
+        attempts: u32,
+    },
     /// An argument was out of range or malformed; nothing was sent to Redis.
     InvalidArgument {
         /// Which argument.
@@ -244,6 +249,10 @@ impl fmt::Display for Error {
             ErrorKind::QuorumNotReached { granted, needed } => write!(
                 f,
                 "Redlock quorum not reached: {granted} of the masters granted the lease, {needed} needed; check that a majority of the masters is reachable"
+            ),
+            ErrorKind::TooManyConflicts { attempts } => write!(
+                f,
+                "optimistic transaction gave up after {attempts} attempts: other clients kept changing the watched keys; raise max_attempts, or use a Lua script or a lease for this hot key"
             ),
             ErrorKind::InvalidArgument { what, why } => write!(f, "invalid {what}: {why}"),
             ErrorKind::Redis { doing, source } => {

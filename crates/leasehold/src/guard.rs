@@ -241,6 +241,18 @@ impl Guard {
             .saturating_duration_since(Instant::now())
     }
 
+    pub(crate) fn client(&self) -> &Client {
+        &self.holding.client
+    }
+
+    pub(crate) fn keys(&self) -> &LeaseKeys {
+        &self.holding.keys
+    }
+
+    pub(crate) fn mark_lost(&self, why: &str) {
+        self.holding.mark_lost(why);
+    }
+
     /// True once the lease is known lost or can no longer be proved held.
     pub fn is_lost(&self) -> bool {
         self.holding.is_lost()

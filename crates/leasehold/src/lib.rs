@@ -31,6 +31,12 @@
 //!   re-entry, release on drop.
 //! - [`inspect`]: [`Client::status`] and [`Client::list`], for looking at
 //!   leases from outside.
+//! - [`script`]: [`Script`] for your own Lua, [`LeaseScript`] for writes
+//!   that run only while a guard's lease is held.
+//! - [`FenceGate`]: the resource's side of fencing.
+//! - [`singleflight`]: [`Client::single_flight`], one cache rebuild at a time.
+//! - [`txn`]: [`Client::optimistic`], WATCH / MULTI / EXEC with retries on
+//!   a connection of its own.
 //! - [`wait`]: how waiters sleep and are woken (one subscriber, FIFO queues,
 //!   one wake per release).
 //! - [`error`]: [`Error`] and [`ErrorKind`].
@@ -99,18 +105,26 @@
 
 pub mod client;
 pub mod error;
+mod fence;
 pub mod guard;
 pub mod inspect;
 mod keys;
 pub mod lease;
+pub mod script;
 mod scripts;
+pub mod singleflight;
 mod token;
+pub mod txn;
 pub mod wait;
 
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, ErrorKind, Result};
+pub use fence::{FenceGate, StaleFence};
 pub use guard::{Detached, Guard};
 pub use inspect::LeaseStatus;
 pub use keys::MAX_NAME_LEN;
 pub use lease::{Lease, MAX_TTL, MIN_TTL};
+pub use script::{Invocation, LeaseScript, Script};
+pub use singleflight::{Fetched, SingleFlight, Source};
 pub use token::Token;
+pub use txn::{Committed, Optimistic, Tx};

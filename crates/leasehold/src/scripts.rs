@@ -5,6 +5,7 @@
 //! A typed wrapper per script owns the order of KEYS and ARGV; data only
 //! ever travels in KEYS and ARGV, never in the script's source.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use redis::aio::ConnectionLike;
@@ -12,20 +13,23 @@ use redis::{Cmd, FromRedisValue, RedisResult};
 
 /// A script's source and its SHA1, computed once per process.
 pub(crate) struct Script {
-    src: &'static str,
+    src: Cow<'static, str>,
     sha: String,
 }
 
 impl Script {
-    fn new(src: &'static str) -> Script {
-        Script {
-            src,
-            sha: redis::Script::new(src).get_hash().to_owned(),
-        }
+    pub(crate) fn new(src: impl Into<Cow<'static, str>>) -> Script {
+        let src = src.into();
+        let sha = redis::Script::new(&src).get_hash().to_owned();
+        Script { src, sha }
+    }
+
+    pub(crate) fn sha(&self) -> &str {
+        &self.sha
     }
 
     /// Runs the script: `fill` appends numkeys, KEYS and ARGV.
-    async fn call<T: FromRedisValue>(
+    pub(crate) async fn call<T: FromRedisValue>(
         &self,
         conn: &mut impl ConnectionLike,
         fill: impl Fn(&mut Cmd),
@@ -36,7 +40,7 @@ impl Script {
         match cmd.query_async(conn).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 let mut cmd = redis::cmd("EVAL");
-                cmd.arg(self.src);
+                cmd.arg(&*self.src);
                 fill(&mut cmd);
                 cmd.query_async(conn).await
             }

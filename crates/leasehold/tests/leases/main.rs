@@ -9,4 +9,6 @@ mod inspect;
 mod lifecycle;
 mod ownership;
 mod renewal;
+mod scripts;
+mod txn;
 mod wakeup;
