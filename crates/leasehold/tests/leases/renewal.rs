@@ -122,3 +122,28 @@ async fn a_redis_that_stops_answering_makes_the_guard_lost_by_its_validity() {
     assert!(guard.is_lost());
     server.resume();
 }
+
+#[tokio::test]
+async fn a_redis_restarted_empty_makes_the_guard_lost_at_the_next_renewal() {
+    let (mut server, client) = setup().await;
+    let ttl = ms(900);
+    let guard = client.lease("amnesia").ttl(ttl).acquire().await.unwrap();
+    server.kill();
+    server.restart().unwrap(); // no persistence: the lease is gone
+    tokio::time::timeout(ttl, guard.lost())
+        .await
+        .expect("lost() did not fire after Redis forgot the lease");
+    assert!(guard.is_lost());
+    // The client reconnected by itself: a new lease works.
+    let again = client
+        .lease("amnesia")
+        .wait(2 * SECOND)
+        .acquire()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.fence(),
+        1,
+        "the fence restarted with the empty Redis: see README limits"
+    );
+}

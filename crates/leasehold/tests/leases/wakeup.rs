@@ -139,3 +139,44 @@ async fn local_waiters_are_served_in_arrival_order() {
     }
     assert_eq!(*order.lock().await, (0..8).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_is_still_woken_after_its_subscriber_connection_was_killed() {
+    let (server, holder_client) = setup().await;
+    let waiter_client = Client::connect(&server.url()).await.unwrap();
+    let mut conn = raw(&server).await;
+    let holder = holder_client.lease("resub").acquire().await.unwrap();
+    let waiter = {
+        let lease = waiter_client
+            .lease("resub")
+            .backoff(NO_TIMER, NO_TIMER)
+            .wait(NO_TIMER);
+        tokio::spawn(async move { lease.acquire().await.map(|g| g.fence()) })
+    };
+    let watcher = conn.clone();
+    let subscribed = |n: i64| {
+        let conn = watcher.clone();
+        move || {
+            let mut c = conn.clone();
+            async move { numsub(&mut c, "leasehold:{resub}:wake").await == n }
+        }
+    };
+    eventually(5 * SECOND, "the waiter to subscribe", subscribed(1)).await;
+    // Cut every pub/sub connection: the subscriber must come back by itself.
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1);
+    eventually(5 * SECOND, "the subscriber to come back", subscribed(1)).await;
+    holder.release().await.unwrap();
+    let fence = tokio::time::timeout(2 * SECOND, waiter)
+        .await
+        .expect("the waiter was not woken after the subscriber reconnected")
+        .unwrap()
+        .unwrap();
+    assert_eq!(fence, 2);
+}
