@@ -14,6 +14,7 @@ pub(crate) struct LeaseKeys {
     /// Shared with the wait hub, which keys its queues by channel.
     wake: Arc<[u8]>,
     display: String,
+    kind: Kind,
 }
 
 impl LeaseKeys {
@@ -24,19 +25,29 @@ impl LeaseKeys {
     /// already carries a hash tag keeps it: the counter is `N:leasehold:fence`,
     /// whose first tag is `N`'s.
     pub(crate) fn new(name: &[u8]) -> LeaseKeys {
-        let aux = |suffix: &str| -> Vec<u8> {
-            if hash_tag(name).is_some() {
-                [name, b":leasehold:", suffix.as_bytes()].concat()
-            } else {
-                [b"leasehold:{", name, b"}:", suffix.as_bytes()].concat()
-            }
-        };
         LeaseKeys {
             name: name.into(),
-            fence: aux("fence").into(),
-            wake: aux("wake").into(),
+            fence: aux(name, "fence").into(),
+            wake: aux(name, "wake").into(),
             display: display_name(name),
+            kind: Kind::Lease,
         }
+    }
+
+    /// The keys of a semaphore named `name` with `limit` permits.
+    pub(crate) fn semaphore(name: &[u8], limit: u32) -> LeaseKeys {
+        LeaseKeys {
+            kind: Kind::Permit {
+                permits: aux(name, "permits").into(),
+                limit_key: aux(name, "limit").into(),
+                limit,
+            },
+            ..LeaseKeys::new(name)
+        }
+    }
+
+    pub(crate) fn kind(&self) -> &Kind {
+        &self.kind
     }
 
     pub(crate) fn name(&self) -> &[u8] {
@@ -55,6 +66,32 @@ impl LeaseKeys {
     pub(crate) fn display(&self) -> &str {
         &self.display
     }
+}
+
+/// `leasehold:{N}:suffix`, or `N:leasehold:suffix` when `N` has a hash tag.
+fn aux(name: &[u8], suffix: &str) -> Vec<u8> {
+    if hash_tag(name).is_some() {
+        [name, b":leasehold:", suffix.as_bytes()].concat()
+    } else {
+        [b"leasehold:{", name, b"}:", suffix.as_bytes()].concat()
+    }
+}
+
+/// What a name's holders hold: the lease itself, or one permit of a
+/// semaphore. Decides which scripts acquire, extend and release.
+#[derive(Debug, Clone)]
+pub(crate) enum Kind {
+    /// The string key `N` holds the token.
+    Lease,
+    /// A member of the `permits` sorted set; at most `limit` of them live.
+    Permit {
+        /// `leasehold:{N}:permits`
+        permits: Arc<[u8]>,
+        /// `leasehold:{N}:limit`
+        limit_key: Arc<[u8]>,
+        /// K
+        limit: u32,
+    },
 }
 
 /// The hash tag of a key as Redis Cluster computes it: the bytes between

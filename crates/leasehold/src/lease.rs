@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, Result};
 use crate::guard::{Guard, ttl_ms};
-use crate::keys::{LeaseKeys, MAX_NAME_LEN};
+use crate::keys::{Kind, LeaseKeys, MAX_NAME_LEN};
 use crate::scripts::{self, Acquired};
 use crate::token::Token;
 use crate::wait::Waiter;
@@ -67,6 +67,11 @@ enum Attempt {
 
 impl Lease {
     pub(crate) fn new(client: &Client, name: &[u8]) -> Lease {
+        Lease::with_keys(client, name, LeaseKeys::new(name))
+    }
+
+    /// A lease-like handle on other keys of `name` (a semaphore's permits).
+    pub(crate) fn with_keys(client: &Client, name: &[u8], keys: LeaseKeys) -> Lease {
         Lease {
             client: client.clone(),
             name_error: Lease::check_name(name)
@@ -75,7 +80,7 @@ impl Lease {
                     ErrorKind::InvalidArgument { why, .. } => Some(why),
                     _ => None,
                 }),
-            keys: Arc::new(LeaseKeys::new(name)),
+            keys: Arc::new(keys),
             ttl: Duration::from_secs(30),
             wait: Duration::from_secs(10),
             backoff_min: Duration::from_millis(50),
@@ -424,18 +429,35 @@ impl Lease {
                 self.auto_renew,
             )),
             Acquired::No(pttl) => Attempt::Held(pttl),
+            Acquired::LimitMismatch(theirs) => {
+                let Kind::Permit { limit, .. } = self.keys.kind() else {
+                    unreachable!("only semaphores have limits")
+                };
+                return Err(Error::invalid(
+                    "limit",
+                    format!(
+                        "semaphore `{}` is in use with limit {theirs}, not {limit}: every caller must give the same limit (it can change once no permit is held)",
+                        self.keys.display()
+                    ),
+                ));
+            }
         })
     }
 
     async fn timeout_error(&self, waited: Duration, pttl: i64) -> Error {
-        // Who holds it, for the message: a prefix of the holder's token.
-        let holder: Option<String> = redis::cmd("GET")
-            .arg(self.keys.name())
-            .query_async::<Option<String>>(&mut self.client.conn())
-            .await
-            .ok()
-            .flatten()
-            .map(|t| t.chars().take(8).collect());
+        // Who holds it, for the message: a prefix of the holder's token
+        // (a semaphore has many holders: none is named).
+        let holder: Option<String> = if !matches!(self.keys.kind(), Kind::Lease) {
+            None
+        } else {
+            redis::cmd("GET")
+                .arg(self.keys.name())
+                .query_async::<Option<String>>(&mut self.client.conn())
+                .await
+                .ok()
+                .flatten()
+                .map(|t| t.chars().take(8).collect())
+        };
         ErrorKind::Timeout {
             name: self.keys.display().to_owned(),
             waited,

@@ -34,6 +34,7 @@
 //! - [`script`]: [`Script`] for your own Lua, [`LeaseScript`] for writes
 //!   that run only while a guard's lease is held.
 //! - [`FenceGate`]: the resource's side of fencing.
+//! - [`semaphore`]: [`Semaphore`], at most K holders, each permit a lease.
 //! - [`singleflight`]: [`Client::single_flight`], one cache rebuild at a time.
 //! - [`txn`]: [`Client::optimistic`], WATCH / MULTI / EXEC with retries on
 //!   a connection of its own.
@@ -112,6 +113,7 @@ mod keys;
 pub mod lease;
 pub mod script;
 mod scripts;
+pub mod semaphore;
 pub mod singleflight;
 mod token;
 pub mod txn;
@@ -125,6 +127,7 @@ pub use inspect::LeaseStatus;
 pub use keys::MAX_NAME_LEN;
 pub use lease::{Lease, MAX_TTL, MIN_TTL};
 pub use script::{Invocation, LeaseScript, Script};
+pub use semaphore::Semaphore;
 pub use singleflight::{Fetched, SingleFlight, Source};
 pub use token::Token;
 pub use txn::{Committed, Optimistic, Tx};

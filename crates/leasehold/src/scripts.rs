@@ -11,6 +11,8 @@ use std::sync::LazyLock;
 use redis::aio::ConnectionLike;
 use redis::{Cmd, FromRedisValue, RedisResult};
 
+use crate::keys::{Kind, LeaseKeys};
+
 /// A script's source and its SHA1, computed once per process.
 pub(crate) struct Script {
     src: Cow<'static, str>,
@@ -54,69 +56,136 @@ static ACQUIRE: LazyLock<Script> =
 static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+static SEM_ACQUIRE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/sem_acquire.lua")));
+static SEM_RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/sem_release.lua")));
+static SEM_EXTEND: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/sem_extend.lua")));
 
 /// The reply of the acquire script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Acquired {
     /// Taken; the fencing token.
     Yes(u64),
-    /// Held by another token; its PTTL in ms (-1: no TTL).
+    /// Held by another token; its PTTL in ms (-1: no TTL). For a
+    /// semaphore: all permits held, the earliest expires in this many ms.
     No(i64),
+    /// A semaphore's permits are in use with another limit.
+    LimitMismatch(u32),
 }
 
-/// acquire(N, fence; token, ttl_ms) -> {1, fence} | {0, pttl}
+/// Lease: acquire(N, fence; token, ttl_ms) -> {1, fence} | {0, pttl}.
+/// Permit: sem_acquire(permits, limit, fence; token, ttl_ms, K) -> the same,
+/// or {-1, K'} on a limit mismatch.
 pub(crate) async fn acquire(
     conn: &mut impl ConnectionLike,
-    keys: &crate::keys::LeaseKeys,
+    keys: &LeaseKeys,
     token: &[u8],
     ttl_ms: u64,
 ) -> RedisResult<Acquired> {
-    let (ok, n): (i64, i64) = ACQUIRE
-        .call(conn, |c| {
-            c.arg(2)
-                .arg(keys.name())
-                .arg(keys.fence())
-                .arg(token)
-                .arg(ttl_ms);
-        })
-        .await?;
-    Ok(if ok == 1 {
-        Acquired::Yes(n.max(0) as u64)
-    } else {
-        Acquired::No(n)
+    let (ok, n): (i64, i64) = match keys.kind() {
+        Kind::Lease => {
+            ACQUIRE
+                .call(conn, |c| {
+                    c.arg(2)
+                        .arg(keys.name())
+                        .arg(keys.fence())
+                        .arg(token)
+                        .arg(ttl_ms);
+                })
+                .await?
+        }
+        Kind::Permit {
+            permits,
+            limit_key,
+            limit,
+        } => {
+            SEM_ACQUIRE
+                .call(conn, |c| {
+                    c.arg(3)
+                        .arg(&**permits)
+                        .arg(&**limit_key)
+                        .arg(keys.fence())
+                        .arg(token)
+                        .arg(ttl_ms)
+                        .arg(*limit);
+                })
+                .await?
+        }
+    };
+    Ok(match ok {
+        1 => Acquired::Yes(n.max(0) as u64),
+        -1 => Acquired::LimitMismatch(n.clamp(0, u32::MAX as i64) as u32),
+        _ => Acquired::No(n),
     })
 }
 
 /// release(N, wake; token, publisher id) -> released?
 pub(crate) async fn release(
     conn: &mut impl ConnectionLike,
-    keys: &crate::keys::LeaseKeys,
+    keys: &LeaseKeys,
     token: &[u8],
     publisher: &[u8],
 ) -> RedisResult<bool> {
-    let n: i64 = RELEASE
-        .call(conn, |c| {
-            c.arg(2)
-                .arg(keys.name())
-                .arg(keys.wake())
-                .arg(token)
-                .arg(publisher);
-        })
-        .await?;
+    let n: i64 = match keys.kind() {
+        Kind::Lease => {
+            RELEASE
+                .call(conn, |c| {
+                    c.arg(2)
+                        .arg(keys.name())
+                        .arg(&**keys.wake())
+                        .arg(token)
+                        .arg(publisher);
+                })
+                .await?
+        }
+        Kind::Permit {
+            permits, limit_key, ..
+        } => {
+            SEM_RELEASE
+                .call(conn, |c| {
+                    c.arg(3)
+                        .arg(&**permits)
+                        .arg(&**keys.wake())
+                        .arg(&**limit_key)
+                        .arg(token)
+                        .arg(publisher);
+                })
+                .await?
+        }
+    };
     Ok(n == 1)
 }
 
 /// extend(N; token, ttl_ms) -> extended?
 pub(crate) async fn extend(
     conn: &mut impl ConnectionLike,
-    keys: &crate::keys::LeaseKeys,
+    keys: &LeaseKeys,
     token: &[u8],
     ttl_ms: u64,
 ) -> RedisResult<bool> {
-    let n: i64 = EXTEND
-        .call(conn, |c| {
-            c.arg(1).arg(keys.name()).arg(token).arg(ttl_ms);
-        })
-        .await?;
+    let n: i64 = match keys.kind() {
+        Kind::Lease => {
+            EXTEND
+                .call(conn, |c| {
+                    c.arg(1).arg(keys.name()).arg(token).arg(ttl_ms);
+                })
+                .await?
+        }
+        Kind::Permit {
+            permits, limit_key, ..
+        } => {
+            SEM_EXTEND
+                .call(conn, |c| {
+                    c.arg(2)
+                        .arg(&**permits)
+                        .arg(&**limit_key)
+                        .arg(token)
+                        .arg(ttl_ms);
+                })
+                .await?
+        }
+    };
     Ok(n == 1)
 }

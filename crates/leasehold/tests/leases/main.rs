@@ -10,5 +10,6 @@ mod lifecycle;
 mod ownership;
 mod renewal;
 mod scripts;
+mod semaphore;
 mod txn;
 mod wakeup;

@@ -1,0 +1,21 @@
+-- sem_extend: reset the expiry of a token's permit, if it is still live.
+--
+-- KEYS[1]  permits sorted set
+-- KEYS[2]  limit key
+-- ARGV[1]  owner token
+-- ARGV[2]  ttl in milliseconds
+--
+-- Reply: 1 extended; 0 the token holds no live permit (expired permits are
+--        not revived: someone may have taken their place)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) <= now then
+  return 0
+end
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local at = tonumber(last[2])
+redis.call('PEXPIREAT', KEYS[1], at)
+redis.call('PEXPIREAT', KEYS[2], at)
+return 1

@@ -1,0 +1,25 @@
+-- sem_release: give back the permit of a token, if it still holds one.
+--
+-- KEYS[1]  permits sorted set
+-- KEYS[2]  the wake channel of N
+-- KEYS[3]  limit key (deleted with the last permit: the limit may then change)
+-- ARGV[1]  owner token
+-- ARGV[2]  payload of the wake message (the releasing client's id)
+--
+-- Reply: 1  released, and one waiter was told
+--        0  the token held no live permit: nothing changed
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then
+  return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('ZCARD', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[3])
+end
+if tonumber(score) <= now then
+  return 0 -- it had expired: it was no longer ours to give back
+end
+redis.call('PUBLISH', KEYS[2], ARGV[2])
+return 1
