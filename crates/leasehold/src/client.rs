@@ -234,7 +234,7 @@ impl Client {
         .await
         .map_err(|e| Error::redis("the release script", &self.inner.addr, e))?;
         if released {
-            self.inner.hub.wake_one(keys.wake());
+            self.inner.hub.wake(keys.wake());
         }
         Ok(released)
     }

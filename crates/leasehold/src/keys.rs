@@ -46,6 +46,32 @@ impl LeaseKeys {
         }
     }
 
+    /// The keys of a read-write lock named `name`, for its readers
+    /// (`write == false`) or its writer. Readers and writers share one wake
+    /// channel of their own, `leasehold:{N}:rwwake`, whose releases wake
+    /// every local waiter.
+    pub(crate) fn rwlock(name: &[u8], write: bool) -> LeaseKeys {
+        let rw = RwKeys {
+            readers: aux(name, "readers").into(),
+            writer: aux(name, "writer").into(),
+            intent: aux(name, "intent").into(),
+        };
+        LeaseKeys {
+            wake: aux(name, "rwwake").into(),
+            kind: if write {
+                Kind::Write(rw)
+            } else {
+                Kind::Read(rw)
+            },
+            ..LeaseKeys::new(name)
+        }
+    }
+
+    /// Whether a release wakes every local waiter, not only the first.
+    pub(crate) fn wakes_all(&self) -> bool {
+        matches!(self.kind, Kind::Read(_) | Kind::Write(_))
+    }
+
     pub(crate) fn kind(&self) -> &Kind {
         &self.kind
     }
@@ -92,6 +118,21 @@ pub(crate) enum Kind {
         /// K
         limit: u32,
     },
+    /// A reader of a read-write lock.
+    Read(RwKeys),
+    /// The writer of a read-write lock.
+    Write(RwKeys),
+}
+
+/// The keys of a read-write lock.
+#[derive(Debug, Clone)]
+pub(crate) struct RwKeys {
+    /// `leasehold:{N}:readers`: sorted set, token -> expiry (server ms).
+    pub(crate) readers: Arc<[u8]>,
+    /// `leasehold:{N}:writer`: the writer's token, PX ttl.
+    pub(crate) writer: Arc<[u8]>,
+    /// `leasehold:{N}:intent`: the first waiting writer's token, PX.
+    pub(crate) intent: Arc<[u8]>,
 }
 
 /// The hash tag of a key as Redis Cluster computes it: the bytes between

@@ -221,7 +221,7 @@ impl Lease {
         self.check()?;
         let token = Token::random();
         let mut pending = Pending::new(self, token);
-        match self.attempt(&mut pending).await? {
+        match self.attempt(&mut pending, false).await? {
             Attempt::Got(guard) => Ok(guard),
             Attempt::Held(pttl) => Err(ErrorKind::Held {
                 name: self.keys.display().to_owned(),
@@ -267,7 +267,7 @@ impl Lease {
                 if let Some(w) = &waiter {
                     w.begin_attempt();
                 }
-                match self.attempt(&mut pending).await {
+                match self.attempt(&mut pending, true).await {
                     Ok(Attempt::Got(guard)) => return Ok(guard),
                     Ok(Attempt::Held(p)) => {
                         pttl = p;
@@ -288,7 +288,7 @@ impl Lease {
                 });
             }
             if waiter.is_none() {
-                let (w, confirmed) = hub.register(channel);
+                let (w, confirmed) = hub.register(channel, self.keys.wakes_all());
                 waiter = Some(w);
                 if confirmed && try_now {
                     // A release between our attempt and joining the queue
@@ -404,8 +404,16 @@ impl Lease {
         .map_err(|e| Error::redis("the extend script", self.client.addr(), e))
     }
 
-    /// One run of the acquire script.
-    async fn attempt(&self, pending: &mut Pending<'_>) -> Result<Attempt> {
+    /// One run of the acquire script; `waiting` when a refusal will be
+    /// followed by a wait (then a writer leaves its intent).
+    async fn attempt(&self, pending: &mut Pending<'_>, waiting: bool) -> Result<Attempt> {
+        let intent_ms = if waiting {
+            // A waiting writer keeps readers out for a few of its fallback
+            // periods; it refreshes this at every attempt.
+            ttl_ms(self.backoff_max * 3).max(100)
+        } else {
+            0
+        };
         let sent = Instant::now();
         pending.armed = true;
         let reply = scripts::acquire(
@@ -413,11 +421,16 @@ impl Lease {
             &self.keys,
             pending.token.as_bytes(),
             ttl_ms(self.ttl),
+            intent_ms,
         )
         .await
         .map_err(|e| Error::redis("the acquire script", self.client.addr(), e))?;
         // A definite answer: the token holds the lease only if it says so.
-        pending.armed = false;
+        // (A waiting writer may hold an intent, though: withdraw it if the
+        // wait ends without the lock.)
+        pending.armed = waiting
+            && matches!(reply, Acquired::No(_))
+            && matches!(self.keys.kind(), Kind::Write(_));
         Ok(match reply {
             Acquired::Yes(fence) => Attempt::Got(Guard::new(
                 &self.client,
@@ -473,8 +486,9 @@ fn remaining(pttl: i64) -> Option<Duration> {
 }
 
 /// The token of an acquire in progress. While `armed` (a script was sent
-/// and no definite reply came back), the token may hold the lease without
-/// any guard: dropping `Pending` then releases it in the background.
+/// and no definite reply came back, or a waiting writer left its intent),
+/// the token may hold something without any guard: dropping `Pending` then
+/// releases it in the background.
 struct Pending<'a> {
     lease: &'a Lease,
     token: Token,

@@ -34,6 +34,8 @@
 //! - [`script`]: [`Script`] for your own Lua, [`LeaseScript`] for writes
 //!   that run only while a guard's lease is held.
 //! - [`FenceGate`]: the resource's side of fencing.
+//! - [`rwlock`]: [`RwLock`], many readers or one writer; writers are not
+//!   starved.
 //! - [`semaphore`]: [`Semaphore`], at most K holders, each permit a lease.
 //! - [`singleflight`]: [`Client::single_flight`], one cache rebuild at a time.
 //! - [`txn`]: [`Client::optimistic`], WATCH / MULTI / EXEC with retries on
@@ -111,6 +113,7 @@ pub mod guard;
 pub mod inspect;
 mod keys;
 pub mod lease;
+pub mod rwlock;
 pub mod script;
 mod scripts;
 pub mod semaphore;
@@ -126,6 +129,7 @@ pub use guard::{Detached, Guard};
 pub use inspect::LeaseStatus;
 pub use keys::MAX_NAME_LEN;
 pub use lease::{Lease, MAX_TTL, MIN_TTL};
+pub use rwlock::RwLock;
 pub use script::{Invocation, LeaseScript, Script};
 pub use semaphore::Semaphore;
 pub use singleflight::{Fetched, SingleFlight, Source};

@@ -56,6 +56,16 @@ static ACQUIRE: LazyLock<Script> =
 static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+static RW_READ_ACQUIRE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/rw_read_acquire.lua")));
+static RW_WRITE_ACQUIRE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/rw_write_acquire.lua")));
+static RW_READ_RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/rw_read_release.lua")));
+static RW_WRITE_RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/rw_write_release.lua")));
+static RW_READ_EXTEND: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/rw_read_extend.lua")));
 static SEM_ACQUIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/sem_acquire.lua")));
 static SEM_RELEASE: LazyLock<Script> =
@@ -77,12 +87,14 @@ pub(crate) enum Acquired {
 
 /// Lease: acquire(N, fence; token, ttl_ms) -> {1, fence} | {0, pttl}.
 /// Permit: sem_acquire(permits, limit, fence; token, ttl_ms, K) -> the same,
-/// or {-1, K'} on a limit mismatch.
+/// or {-1, K'} on a limit mismatch. Read / write: rw_*_acquire; a waiting
+/// writer's intent lives `intent_ms`.
 pub(crate) async fn acquire(
     conn: &mut impl ConnectionLike,
     keys: &LeaseKeys,
     token: &[u8],
     ttl_ms: u64,
+    intent_ms: u64,
 ) -> RedisResult<Acquired> {
     let (ok, n): (i64, i64) = match keys.kind() {
         Kind::Lease => {
@@ -110,6 +122,33 @@ pub(crate) async fn acquire(
                         .arg(token)
                         .arg(ttl_ms)
                         .arg(*limit);
+                })
+                .await?
+        }
+        Kind::Read(rw) => {
+            RW_READ_ACQUIRE
+                .call(conn, |c| {
+                    c.arg(4)
+                        .arg(&*rw.readers)
+                        .arg(&*rw.writer)
+                        .arg(&*rw.intent)
+                        .arg(keys.fence())
+                        .arg(token)
+                        .arg(ttl_ms);
+                })
+                .await?
+        }
+        Kind::Write(rw) => {
+            RW_WRITE_ACQUIRE
+                .call(conn, |c| {
+                    c.arg(4)
+                        .arg(&*rw.readers)
+                        .arg(&*rw.writer)
+                        .arg(&*rw.intent)
+                        .arg(keys.fence())
+                        .arg(token)
+                        .arg(ttl_ms)
+                        .arg(intent_ms);
                 })
                 .await?
         }
@@ -154,6 +193,29 @@ pub(crate) async fn release(
                 })
                 .await?
         }
+        Kind::Read(rw) => {
+            RW_READ_RELEASE
+                .call(conn, |c| {
+                    c.arg(2)
+                        .arg(&*rw.readers)
+                        .arg(&**keys.wake())
+                        .arg(token)
+                        .arg(publisher);
+                })
+                .await?
+        }
+        Kind::Write(rw) => {
+            RW_WRITE_RELEASE
+                .call(conn, |c| {
+                    c.arg(3)
+                        .arg(&*rw.writer)
+                        .arg(&*rw.intent)
+                        .arg(&**keys.wake())
+                        .arg(token)
+                        .arg(publisher);
+                })
+                .await?
+        }
     };
     Ok(n == 1)
 }
@@ -183,6 +245,20 @@ pub(crate) async fn extend(
                         .arg(&**limit_key)
                         .arg(token)
                         .arg(ttl_ms);
+                })
+                .await?
+        }
+        Kind::Read(rw) => {
+            RW_READ_EXTEND
+                .call(conn, |c| {
+                    c.arg(1).arg(&*rw.readers).arg(token).arg(ttl_ms);
+                })
+                .await?
+        }
+        Kind::Write(rw) => {
+            EXTEND
+                .call(conn, |c| {
+                    c.arg(1).arg(&*rw.writer).arg(token).arg(ttl_ms);
                 })
                 .await?
         }

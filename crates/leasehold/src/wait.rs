@@ -69,6 +69,10 @@ struct Channel {
     confirmed: bool,
     /// When the queue last became empty (for [`LINGER`]).
     idle_since: Option<Instant>,
+    /// Wake every waiter on a release, not only the head: for read-write
+    /// locks, where one release can let many readers in, or a writer that
+    /// is not at the head.
+    wake_all: bool,
 }
 
 impl Channel {
@@ -136,7 +140,7 @@ impl WakeHub {
     /// Joins the back of `channel`'s queue. Returns the waiter and whether
     /// the channel was already confirmed subscribed (if so, a release that
     /// happened just before may have been missed: try once more).
-    pub(crate) fn register(&self, channel: &Arc<[u8]>) -> (Waiter, bool) {
+    pub(crate) fn register(&self, channel: &Arc<[u8]>, wake_all: bool) -> (Waiter, bool) {
         let shared = &self.shared;
         shared.started.call_once(|| {
             shared.runtime.spawn(subscriber(Arc::clone(shared)));
@@ -151,6 +155,7 @@ impl WakeHub {
             let ch = channels.entry(Arc::clone(channel)).or_default();
             ch.queue.push_back(Arc::clone(&slot));
             ch.idle_since = None;
+            ch.wake_all |= wake_all;
             confirmed = ch.confirmed;
             shared.waiters.fetch_add(1, Ordering::AcqRel);
         }
@@ -165,15 +170,15 @@ impl WakeHub {
         (waiter, confirmed)
     }
 
-    /// Wakes the head of `channel`'s queue, if any: this client just released
-    /// the lease itself.
-    pub(crate) fn wake_one(&self, channel: &[u8]) {
+    /// Wakes the head of `channel`'s queue (or all of it, for a read-write
+    /// lock): this client just released the lease itself.
+    pub(crate) fn wake(&self, channel: &[u8]) {
         if self.shared.waiters.load(Ordering::Acquire) == 0 {
             return;
         }
         let mut channels = self.shared.lock();
         if let Some(ch) = channels.get_mut(channel) {
-            self.shared.wake_head(ch);
+            self.shared.wake(ch);
         }
     }
 
@@ -209,6 +214,17 @@ impl Shared {
         }
     }
 
+    /// A release happened: wake the head, or everyone on a wake-all channel.
+    fn wake(&self, ch: &mut Channel) {
+        if ch.wake_all {
+            while !ch.queue.is_empty() {
+                self.wake_head(ch);
+            }
+        } else {
+            self.wake_head(ch);
+        }
+    }
+
     fn on_message(&self, channel: &[u8], payload: &[u8]) {
         if payload == &*self.own_id {
             // Our own release: its waiter was woken when the script returned.
@@ -216,7 +232,7 @@ impl Shared {
         }
         let mut channels = self.lock();
         if let Some(ch) = channels.get_mut(channel) {
-            self.wake_head(ch);
+            self.wake(ch);
         }
     }
 }
@@ -365,7 +381,7 @@ async fn subscriber(shared: Arc<Shared>) {
                     if let Some(ch) = channels.get_mut(&c) {
                         ch.confirmed = true;
                         // A release may have come before the subscription did.
-                        shared.wake_head(ch);
+                        shared.wake(ch);
                     }
                     subscribed.insert(c);
                 }

@@ -9,6 +9,7 @@ mod inspect;
 mod lifecycle;
 mod ownership;
 mod renewal;
+mod rwlock;
 mod scripts;
 mod semaphore;
 mod txn;
