@@ -233,7 +233,10 @@ impl Client {
         )
         .await
         .map_err(|e| Error::redis("the release script", &self.inner.addr, e))?;
-        if released {
+        // Wake the next local waiter now rather than when our own publish
+        // comes back. Not in fair mode: the publish names the waiter whose
+        // turn it is, which may be in another process.
+        if released && !matches!(keys.kind(), crate::keys::Kind::Fair { .. }) {
             self.inner.hub.wake(keys.wake());
         }
         Ok(released)

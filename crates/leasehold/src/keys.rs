@@ -67,6 +67,20 @@ impl LeaseKeys {
         }
     }
 
+    /// The keys of a fair (FIFO) lease named `name`: the lease itself as for
+    /// a plain lease (so fair and plain holders exclude each other), plus
+    /// the waiters' queue in Redis.
+    pub(crate) fn fair(name: &[u8]) -> LeaseKeys {
+        LeaseKeys {
+            kind: Kind::Fair {
+                queue: aux(name, "queue").into(),
+                deadlines: aux(name, "queue-deadlines").into(),
+                ticket: aux(name, "queue-ticket").into(),
+            },
+            ..LeaseKeys::new(name)
+        }
+    }
+
     /// Whether a release wakes every local waiter, not only the first.
     pub(crate) fn wakes_all(&self) -> bool {
         matches!(self.kind, Kind::Read(_) | Kind::Write(_))
@@ -117,6 +131,15 @@ pub(crate) enum Kind {
         limit_key: Arc<[u8]>,
         /// K
         limit: u32,
+    },
+    /// A lease served in arrival order.
+    Fair {
+        /// `leasehold:{N}:queue`: waiter id -> arrival ticket.
+        queue: Arc<[u8]>,
+        /// `leasehold:{N}:queue-deadlines`: waiter id -> server ms.
+        deadlines: Arc<[u8]>,
+        /// `leasehold:{N}:queue-ticket`: the arrival counter.
+        ticket: Arc<[u8]>,
     },
     /// A reader of a read-write lock.
     Read(RwKeys),

@@ -10,7 +10,7 @@ use crate::client::Client;
 use crate::error::{Error, ErrorKind, Result};
 use crate::guard::{Guard, ttl_ms};
 use crate::keys::{Kind, LeaseKeys, MAX_NAME_LEN};
-use crate::scripts::{self, Acquired};
+use crate::scripts::{self, Acquired, WaitInfo};
 use crate::token::Token;
 use crate::wait::Waiter;
 
@@ -152,6 +152,32 @@ impl Lease {
         self
     }
 
+    /// Fair mode (default off): the lease goes to waiters in the order they
+    /// came, across all clients, and a release wakes only the waiter whose
+    /// turn it is.
+    ///
+    /// Waiters stand in a queue in Redis (`leasehold:{N}:queue`); a new
+    /// `acquire` or `try_acquire` does not get the lease while others wait
+    /// for it. A waiter that dies or gives up leaves the queue when its wait
+    /// timeout passes, so it delays the others by at most that long. The
+    /// lease itself is the same key as in normal mode: fair and normal
+    /// holders exclude each other, but only fair waiters keep their turn.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let guard = client.lease("printer").fair(true).acquire().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fair(mut self, on: bool) -> Self {
+        let name = self.keys.name();
+        match (self.keys.kind(), on) {
+            (Kind::Lease, true) => self.keys = Arc::new(LeaseKeys::fair(name)),
+            (Kind::Fair { .. }, false) => self.keys = Arc::new(LeaseKeys::new(name)),
+            _ => {}
+        }
+        self
+    }
+
     /// The name, as given.
     pub fn name(&self) -> &[u8] {
         self.keys.name()
@@ -221,7 +247,7 @@ impl Lease {
         self.check()?;
         let token = Token::random();
         let mut pending = Pending::new(self, token);
-        match self.attempt(&mut pending, false).await? {
+        match self.attempt(&mut pending, None).await? {
             Attempt::Got(guard) => Ok(guard),
             Attempt::Held(pttl) => Err(ErrorKind::Held {
                 name: self.keys.display().to_owned(),
@@ -256,6 +282,8 @@ impl Lease {
         let hub = &self.client.inner.hub;
         let channel = self.keys.wake();
         let mut pending = Pending::new(self, Token::random());
+        // Names this waiter in a fair queue (not a secret, unlike the token).
+        let waiter_id = Token::random();
         let mut waiter: Option<Waiter> = None;
         let mut pttl = -1;
         let mut backoff = self.backoff_min;
@@ -267,7 +295,12 @@ impl Lease {
                 if let Some(w) = &waiter {
                     w.begin_attempt();
                 }
-                match self.attempt(&mut pending, true).await {
+                let patience =
+                    deadline.map_or(MAX_TTL, |d| d.saturating_duration_since(Instant::now()));
+                match self
+                    .attempt(&mut pending, Some((waiter_id.as_str(), patience)))
+                    .await
+                {
                     Ok(Attempt::Got(guard)) => return Ok(guard),
                     Ok(Attempt::Held(p)) => {
                         pttl = p;
@@ -288,7 +321,8 @@ impl Lease {
                 });
             }
             if waiter.is_none() {
-                let (w, confirmed) = hub.register(channel, self.keys.wakes_all());
+                let (w, confirmed) =
+                    hub.register(channel, self.keys.wakes_all(), waiter_id.as_str());
                 waiter = Some(w);
                 if confirmed && try_now {
                     // A release between our attempt and joining the queue
@@ -404,16 +438,26 @@ impl Lease {
         .map_err(|e| Error::redis("the extend script", self.client.addr(), e))
     }
 
-    /// One run of the acquire script; `waiting` when a refusal will be
-    /// followed by a wait (then a writer leaves its intent).
-    async fn attempt(&self, pending: &mut Pending<'_>, waiting: bool) -> Result<Attempt> {
-        let intent_ms = if waiting {
-            // A waiting writer keeps readers out for a few of its fallback
-            // periods; it refreshes this at every attempt.
-            ttl_ms(self.backoff_max * 3).max(100)
-        } else {
-            0
+    /// One run of the acquire script. `waiting` is `Some((waiter id, how
+    /// long it will still wait))` when a refusal will be followed by a wait:
+    /// then a writer leaves its intent and a fair waiter joins the queue.
+    async fn attempt(
+        &self,
+        pending: &mut Pending<'_>,
+        waiting: Option<(&str, Duration)>,
+    ) -> Result<Attempt> {
+        let wait = match waiting {
+            Some((waiter_id, patience)) => WaitInfo {
+                // A waiting writer keeps readers out for a few of its fallback
+                // periods; it refreshes this at every attempt.
+                intent_ms: ttl_ms(self.backoff_max * 3).max(100),
+                waiter_id,
+                // A fair waiter that dies stays in the queue this long at most.
+                patience_ms: ttl_ms(patience).max(1),
+            },
+            None => WaitInfo::default(),
         };
+        let waiting = waiting.is_some();
         let sent = Instant::now();
         pending.armed = true;
         let reply = scripts::acquire(
@@ -421,7 +465,7 @@ impl Lease {
             &self.keys,
             pending.token.as_bytes(),
             ttl_ms(self.ttl),
-            intent_ms,
+            &wait,
         )
         .await
         .map_err(|e| Error::redis("the acquire script", self.client.addr(), e))?;

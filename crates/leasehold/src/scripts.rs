@@ -66,12 +66,27 @@ static RW_WRITE_RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/rw_write_release.lua")));
 static RW_READ_EXTEND: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/rw_read_extend.lua")));
+static FAIR_ACQUIRE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/fair_acquire.lua")));
+static FAIR_RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/fair_release.lua")));
 static SEM_ACQUIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/sem_acquire.lua")));
 static SEM_RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/sem_release.lua")));
 static SEM_EXTEND: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/sem_extend.lua")));
+
+/// What a waiting acquire tells the script about itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct WaitInfo<'a> {
+    /// Write lock: how long a waiting writer's intent lives (0: no intent).
+    pub(crate) intent_ms: u64,
+    /// Fair lease: the waiter's id in the queue.
+    pub(crate) waiter_id: &'a str,
+    /// Fair lease: how long the waiter will still wait (0: it will not).
+    pub(crate) patience_ms: u64,
+}
 
 /// The reply of the acquire script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +109,7 @@ pub(crate) async fn acquire(
     keys: &LeaseKeys,
     token: &[u8],
     ttl_ms: u64,
-    intent_ms: u64,
+    wait: &WaitInfo<'_>,
 ) -> RedisResult<Acquired> {
     let (ok, n): (i64, i64) = match keys.kind() {
         Kind::Lease => {
@@ -125,6 +140,26 @@ pub(crate) async fn acquire(
                 })
                 .await?
         }
+        Kind::Fair {
+            queue,
+            deadlines,
+            ticket,
+        } => {
+            FAIR_ACQUIRE
+                .call(conn, |c| {
+                    c.arg(5)
+                        .arg(keys.name())
+                        .arg(keys.fence())
+                        .arg(&**queue)
+                        .arg(&**deadlines)
+                        .arg(&**ticket)
+                        .arg(token)
+                        .arg(ttl_ms)
+                        .arg(wait.waiter_id)
+                        .arg(wait.patience_ms);
+                })
+                .await?
+        }
         Kind::Read(rw) => {
             RW_READ_ACQUIRE
                 .call(conn, |c| {
@@ -148,7 +183,7 @@ pub(crate) async fn acquire(
                         .arg(keys.fence())
                         .arg(token)
                         .arg(ttl_ms)
-                        .arg(intent_ms);
+                        .arg(wait.intent_ms);
                 })
                 .await?
         }
@@ -193,6 +228,21 @@ pub(crate) async fn release(
                 })
                 .await?
         }
+        Kind::Fair {
+            queue, deadlines, ..
+        } => {
+            FAIR_RELEASE
+                .call(conn, |c| {
+                    c.arg(4)
+                        .arg(keys.name())
+                        .arg(&**keys.wake())
+                        .arg(&**queue)
+                        .arg(&**deadlines)
+                        .arg(token)
+                        .arg(publisher);
+                })
+                .await?
+        }
         Kind::Read(rw) => {
             RW_READ_RELEASE
                 .call(conn, |c| {
@@ -228,7 +278,7 @@ pub(crate) async fn extend(
     ttl_ms: u64,
 ) -> RedisResult<bool> {
     let n: i64 = match keys.kind() {
-        Kind::Lease => {
+        Kind::Lease | Kind::Fair { .. } => {
             EXTEND
                 .call(conn, |c| {
                     c.arg(1).arg(keys.name()).arg(token).arg(ttl_ms);

@@ -58,11 +58,16 @@ struct Slot {
     /// QUEUED: in its channel's queue. WOKEN: taken off the queue by a wake
     /// it has not acted on yet. OUT: neither (it is trying the script).
     state: AtomicU8,
+    /// `w:<waiter id>`: the payload of a fair release meant for this waiter.
+    id: Box<[u8]>,
 }
 
 #[derive(Default)]
 struct Channel {
     queue: VecDeque<Arc<Slot>>,
+    /// Every registered waiter by id, queued or not: a fair release names
+    /// its waiter, which may be in the middle of an attempt.
+    by_id: HashMap<Box<[u8]>, Arc<Slot>>,
     /// Woken waiters that have not acted yet; they keep the channel busy.
     woken: usize,
     /// Subscribed and confirmed on the current subscriber connection.
@@ -140,7 +145,12 @@ impl WakeHub {
     /// Joins the back of `channel`'s queue. Returns the waiter and whether
     /// the channel was already confirmed subscribed (if so, a release that
     /// happened just before may have been missed: try once more).
-    pub(crate) fn register(&self, channel: &Arc<[u8]>, wake_all: bool) -> (Waiter, bool) {
+    pub(crate) fn register(
+        &self,
+        channel: &Arc<[u8]>,
+        wake_all: bool,
+        waiter_id: &str,
+    ) -> (Waiter, bool) {
         let shared = &self.shared;
         shared.started.call_once(|| {
             shared.runtime.spawn(subscriber(Arc::clone(shared)));
@@ -148,12 +158,14 @@ impl WakeHub {
         let slot = Arc::new(Slot {
             notify: Notify::new(),
             state: AtomicU8::new(QUEUED),
+            id: [b"w:", waiter_id.as_bytes()].concat().into(),
         });
         let confirmed;
         {
             let mut channels = shared.lock();
             let ch = channels.entry(Arc::clone(channel)).or_default();
             ch.queue.push_back(Arc::clone(&slot));
+            ch.by_id.insert(slot.id.clone(), Arc::clone(&slot));
             ch.idle_since = None;
             ch.wake_all |= wake_all;
             confirmed = ch.confirmed;
@@ -203,7 +215,11 @@ impl Shared {
     }
 
     fn wake_head(&self, ch: &mut Channel) {
-        if let Some(slot) = ch.queue.pop_front() {
+        self.wake_at(ch, 0);
+    }
+
+    fn wake_at(&self, ch: &mut Channel, i: usize) {
+        if let Some(slot) = ch.queue.remove(i) {
             // Queued -> woken: still counted in `waiters`.
             ch.woken += 1;
             slot.state.store(WOKEN, Ordering::Release);
@@ -231,7 +247,31 @@ impl Shared {
             return;
         }
         let mut channels = self.lock();
-        if let Some(ch) = channels.get_mut(channel) {
+        let Some(ch) = channels.get_mut(channel) else {
+            return;
+        };
+        if payload.starts_with(b"w:") {
+            // A fair release names the waiter whose turn it is; it may be in
+            // another process.
+            let Some(slot) = ch.by_id.get(payload).cloned() else {
+                return;
+            };
+            match slot.state.load(Ordering::Acquire) {
+                QUEUED => {
+                    if let Some(i) = ch.queue.iter().position(|s| Arc::ptr_eq(s, &slot)) {
+                        self.wake_at(ch, i);
+                    }
+                }
+                OUT => {
+                    // Its attempt raced the release: have it try again.
+                    self.waiters.fetch_add(1, Ordering::AcqRel);
+                    ch.woken += 1;
+                    slot.state.store(WOKEN, Ordering::Release);
+                    slot.notify.notify_one();
+                }
+                _ => {}
+            }
+        } else {
             self.wake(ch);
         }
     }
@@ -274,12 +314,20 @@ impl Waiter {
     /// Call after the script said "held": a waiter that had been woken goes
     /// back to the head of the queue (it was first in line).
     pub(crate) fn attempt_failed(&self) {
-        if self.slot.state.load(Ordering::Acquire) != OUT {
+        let mut channels = self.shared.lock();
+        // Under the lock: a wake cannot slip in between the check and the move.
+        if self
+            .slot
+            .state
+            .compare_exchange(OUT, QUEUED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
             return; // still queued (timer path), or woken again meanwhile
         }
-        let mut channels = self.shared.lock();
         let ch = channels.entry(Arc::clone(&self.channel)).or_default();
-        self.slot.state.store(QUEUED, Ordering::Release);
+        ch.by_id
+            .entry(self.slot.id.clone())
+            .or_insert_with(|| Arc::clone(&self.slot));
         ch.queue.push_front(Arc::clone(&self.slot));
         ch.idle_since = None;
         self.shared.waiters.fetch_add(1, Ordering::AcqRel);
@@ -298,6 +346,7 @@ impl Drop for Waiter {
         let Some(ch) = channels.get_mut(&self.channel) else {
             return;
         };
+        ch.by_id.remove(&self.slot.id);
         match self.slot.state.load(Ordering::Acquire) {
             QUEUED => {
                 if let Some(i) = ch.queue.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {

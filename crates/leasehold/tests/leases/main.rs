@@ -4,6 +4,7 @@
 mod common;
 
 mod exclusion;
+mod fair;
 mod input;
 mod inspect;
 mod lifecycle;

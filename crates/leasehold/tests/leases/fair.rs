@@ -1,0 +1,135 @@
+//! Fair mode: arrival order across clients, one wake per release, and a
+//! dead waiter delays the others by at most its own timeout.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use leasehold::Client;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::common::*;
+
+async fn queued(conn: &redis::aio::MultiplexedConnection, name: &str) -> i64 {
+    redis::cmd("ZCARD")
+        .arg(format!("leasehold:{{{name}}}:queue"))
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_waiters_of_two_clients_acquire_in_arrival_order() {
+    let (server, a) = setup().await;
+    let b = Client::connect(&server.url()).await.unwrap();
+    let conn = raw(&server).await;
+    let holder = a.lease("fifo").fair(true).acquire().await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let lease = if i % 2 == 0 { &a } else { &b }
+            .lease("fifo")
+            .fair(true)
+            .wait(Duration::from_secs(30));
+        let order = order.clone();
+        tasks.push(tokio::spawn(async move {
+            let g = lease.acquire().await.unwrap();
+            order.lock().await.push(i);
+            g.release().await.unwrap();
+        }));
+        // Arrival order is the order of joining the queue in Redis.
+        eventually(5 * SECOND, "the waiter to join the queue", || async {
+            queued(&conn, "fifo").await == i + 1
+        })
+        .await;
+    }
+    // A newcomer that will not wait does not jump the queue.
+    assert!(
+        a.lease("fifo")
+            .fair(true)
+            .try_acquire()
+            .await
+            .unwrap_err()
+            .is_held()
+    );
+    holder.release().await.unwrap();
+    for t in tasks {
+        tokio::time::timeout(10 * SECOND, t).await.unwrap().unwrap();
+    }
+    assert_eq!(*order.lock().await, (0..16).collect::<Vec<_>>());
+    assert_eq!(queued(&conn, "fifo").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contended_fair_workers_get_even_shares() {
+    let (server, a) = setup().await;
+    let b = Client::connect(&server.url()).await.unwrap();
+    let budget = Arc::new(AtomicI64::new(480));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let lease = if i % 2 == 0 { &a } else { &b }
+            .lease("shares")
+            .fair(true)
+            .wait(Duration::from_secs(30));
+        let budget = budget.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = 0u32;
+            while budget.fetch_sub(1, Ordering::AcqRel) > 0 {
+                let g = lease.acquire().await.unwrap();
+                mine += 1;
+                g.release().await.unwrap();
+            }
+            mine
+        }));
+    }
+    let mut counts = Vec::new();
+    for t in tasks {
+        counts.push(t.await.unwrap());
+    }
+    let (min, max) = (*counts.iter().min().unwrap(), *counts.iter().max().unwrap());
+    assert_eq!(counts.iter().sum::<u32>(), 480);
+    assert!(f64::from(min) / f64::from(max) >= 0.8, "shares {counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_waiter_delays_the_queue_by_at_most_its_timeout() {
+    let (server, client) = setup().await;
+    let conn = raw(&server).await;
+    let holder = client.lease("dead").fair(true).acquire().await.unwrap();
+    let patience = ms(600);
+    // First in line, then gone without a word (as if its process died).
+    let doomed = {
+        let lease = client.lease("dead").fair(true).wait(patience);
+        tokio::spawn(async move { lease.acquire().await })
+    };
+    eventually(5 * SECOND, "the first waiter to queue", || async {
+        queued(&conn, "dead").await == 1
+    })
+    .await;
+    let live = {
+        let lease = client
+            .lease("dead")
+            .fair(true)
+            .wait(Duration::from_secs(10));
+        tokio::spawn(async move { lease.acquire().await.map(|g| g.fence()) })
+    };
+    eventually(5 * SECOND, "the second waiter to queue", || async {
+        queued(&conn, "dead").await == 2
+    })
+    .await;
+    doomed.abort();
+    let released = Instant::now();
+    holder.release().await.unwrap(); // wakes the dead waiter, whose turn it was
+    let fence = tokio::time::timeout(5 * SECOND, live)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let delay = released.elapsed();
+    assert_eq!(fence, 2);
+    assert!(
+        delay <= patience + ms(400),
+        "the live waiter got the lease {delay:?} after the release; the dead one's timeout was {patience:?}"
+    );
+}
