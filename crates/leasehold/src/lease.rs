@@ -283,7 +283,8 @@ impl Lease {
         let channel = self.keys.wake();
         let mut pending = Pending::new(self, Token::random());
         // Names this waiter in a fair queue (not a secret, unlike the token).
-        let waiter_id = Token::random();
+        let waiter_id = matches!(self.keys.kind(), Kind::Fair { .. }).then(Token::random);
+        let waiter_id = waiter_id.as_ref().map_or("", Token::as_str);
         let mut waiter: Option<Waiter> = None;
         let mut pttl = -1;
         let mut backoff = self.backoff_min;
@@ -297,10 +298,9 @@ impl Lease {
                 }
                 let patience =
                     deadline.map_or(MAX_TTL, |d| d.saturating_duration_since(Instant::now()));
-                match self
-                    .attempt(&mut pending, Some((waiter_id.as_str(), patience)))
-                    .await
-                {
+                // With no time left, a refusal ends the call: no intent, no queue.
+                let waiting = (!patience.is_zero()).then_some((waiter_id, patience));
+                match self.attempt(&mut pending, waiting).await {
                     Ok(Attempt::Got(guard)) => return Ok(guard),
                     Ok(Attempt::Held(p)) => {
                         pttl = p;
@@ -321,8 +321,7 @@ impl Lease {
                 });
             }
             if waiter.is_none() {
-                let (w, confirmed) =
-                    hub.register(channel, self.keys.wakes_all(), waiter_id.as_str());
+                let (w, confirmed) = hub.register(channel, self.keys.wakes_all(), waiter_id);
                 waiter = Some(w);
                 if confirmed && try_now {
                     // A release between our attempt and joining the queue
@@ -472,19 +471,24 @@ impl Lease {
         // A definite answer: the token holds the lease only if it says so.
         // (A waiting writer may hold an intent, though: withdraw it if the
         // wait ends without the lock.)
-        pending.armed = waiting
-            && matches!(reply, Acquired::No(_))
-            && matches!(self.keys.kind(), Kind::Write(_));
+        pending.armed = false;
+        if matches!(self.keys.kind(), Kind::Write(_)) && matches!(reply, Acquired::No(_)) {
+            pending.intent |= waiting;
+        }
         Ok(match reply {
-            Acquired::Yes(fence) => Attempt::Got(Guard::new(
-                &self.client,
-                Arc::clone(&self.keys),
-                pending.token,
-                fence,
-                self.ttl,
-                sent,
-                self.auto_renew,
-            )),
+            Acquired::Yes(fence) => Attempt::Got({
+                // The write script removed the intent along with granting.
+                pending.intent = false;
+                Guard::new(
+                    &self.client,
+                    Arc::clone(&self.keys),
+                    pending.token,
+                    fence,
+                    self.ttl,
+                    sent,
+                    self.auto_renew,
+                )
+            }),
             Acquired::No(pttl) => Attempt::Held(pttl),
             Acquired::LimitMismatch(theirs) => {
                 let Kind::Permit { limit, .. } = self.keys.kind() else {
@@ -530,13 +534,15 @@ fn remaining(pttl: i64) -> Option<Duration> {
 }
 
 /// The token of an acquire in progress. While `armed` (a script was sent
-/// and no definite reply came back, or a waiting writer left its intent),
-/// the token may hold something without any guard: dropping `Pending` then
-/// releases it in the background.
+/// and no definite reply came back) or `intent` (a waiting writer left its
+/// intent), the token may hold something without any guard: dropping
+/// `Pending` then releases it in the background.
 struct Pending<'a> {
     lease: &'a Lease,
     token: Token,
     armed: bool,
+    /// A waiting writer left its intent; withdrawn unless it got the lock.
+    intent: bool,
 }
 
 impl<'a> Pending<'a> {
@@ -545,13 +551,14 @@ impl<'a> Pending<'a> {
             lease,
             token,
             armed: false,
+            intent: false,
         }
     }
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        if self.armed {
+        if self.armed || self.intent {
             self.lease
                 .client
                 .release_in_background(Arc::clone(&self.lease.keys), self.token);

@@ -58,7 +58,8 @@ struct Slot {
     /// QUEUED: in its channel's queue. WOKEN: taken off the queue by a wake
     /// it has not acted on yet. OUT: neither (it is trying the script).
     state: AtomicU8,
-    /// `w:<waiter id>`: the payload of a fair release meant for this waiter.
+    /// `w:<waiter id>`: the payload of a fair release meant for this waiter
+    /// (`w:` alone outside fair mode, where releases name nobody).
     id: Box<[u8]>,
 }
 
@@ -142,7 +143,8 @@ impl WakeHub {
             .map_or(0, |ch| ch.queue.len() + ch.woken)
     }
 
-    /// Joins the back of `channel`'s queue. Returns the waiter and whether
+    /// Joins the back of `channel`'s queue; `waiter_id` names the waiter for
+    /// fair releases (empty outside fair mode). Returns the waiter and whether
     /// the channel was already confirmed subscribed (if so, a release that
     /// happened just before may have been missed: try once more).
     pub(crate) fn register(
@@ -165,7 +167,9 @@ impl WakeHub {
             let mut channels = shared.lock();
             let ch = channels.entry(Arc::clone(channel)).or_default();
             ch.queue.push_back(Arc::clone(&slot));
-            ch.by_id.insert(slot.id.clone(), Arc::clone(&slot));
+            if !waiter_id.is_empty() {
+                ch.by_id.insert(slot.id.clone(), Arc::clone(&slot));
+            }
             ch.idle_since = None;
             ch.wake_all |= wake_all;
             confirmed = ch.confirmed;
@@ -325,9 +329,11 @@ impl Waiter {
             return; // still queued (timer path), or woken again meanwhile
         }
         let ch = channels.entry(Arc::clone(&self.channel)).or_default();
-        ch.by_id
-            .entry(self.slot.id.clone())
-            .or_insert_with(|| Arc::clone(&self.slot));
+        if self.slot.id.len() > 2 {
+            ch.by_id
+                .entry(self.slot.id.clone())
+                .or_insert_with(|| Arc::clone(&self.slot));
+        }
         ch.queue.push_front(Arc::clone(&self.slot));
         ch.idle_since = None;
         self.shared.waiters.fetch_add(1, Ordering::AcqRel);
