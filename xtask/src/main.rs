@@ -43,9 +43,16 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// setup, then run `leasehold bench` (release build).
+    /// setup, then `leasehold bench` (release build) on a private
+    /// redis-server, then the peer libraries of ../shared/peers on the same
+    /// server, and the ratio leasehold / best peer.
+    ///
+    /// xtask's own flags: --no-peers (leasehold only), --quick-peers (the
+    /// peers' W2/W3 cut to 2 s). With --url URL, that server is used
+    /// instead of a private one.
     Bench {
-        /// Arguments for `leasehold bench`.
+        /// Arguments for `leasehold bench`: [W1|..|W5|all] [--json]
+        /// [--duration D] [--workers N] [--url URL].
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
@@ -73,18 +80,7 @@ fn main() -> ExitCode {
         Task::Demo { args } => setup().and_then(|()| {
             run(cargo(["run", "--quiet", "-p", "leasehold-cli", "--", "demo"]).args(args))
         }),
-        Task::Bench { args } => setup().and_then(|()| {
-            let bench = [
-                "run",
-                "--quiet",
-                "--release",
-                "-p",
-                "leasehold-cli",
-                "--",
-                "bench",
-            ];
-            run(cargo(bench).args(args))
-        }),
+        Task::Bench { args } => setup().and_then(|()| bench(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -93,6 +89,99 @@ fn main() -> ExitCode {
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// `cargo xtask bench`: leasehold's workloads, then the peers', on one
+/// server, in one run.
+///
+/// The workloads run as `leasehold-bench --json` (the library crate
+/// `leasehold-bench`'s binary, with the flags of `leasehold bench`) and
+/// their rows go to a file; `leasehold-bench-peers` then prints them as a
+/// table, sets up and runs the peers (copied out of the read-only
+/// `../shared/peers`, never into the repository) against the same server,
+/// and prints the comparison.
+fn bench(args: Vec<OsString>) -> Result<(), Failure> {
+    let mut peers_flags: Vec<OsString> = Vec::new();
+    let mut bench_args: Vec<OsString> = Vec::new();
+    let mut url: Option<OsString> = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--no-peers") => peers_flags.push("--no-peers".into()),
+            Some("--quick-peers") => peers_flags.push("--quick".into()),
+            Some("--json") => {
+                peers_flags.push("--json".into());
+                bench_args.push(arg);
+            }
+            Some("--url") => url = args.next(),
+            Some(a) if a.starts_with("--url=") => url = Some(a["--url=".len()..].into()),
+            _ => bench_args.push(arg),
+        }
+    }
+    // Built first, so that compiling is not part of the run.
+    run(&mut cargo([
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        "leasehold-bench",
+        "--bins",
+    ]))?;
+    let server;
+    let url = match url {
+        Some(url) => url,
+        None => {
+            server = testkit::RedisServer::start().map_err(Failure::new)?;
+            eprintln!("xtask: private redis-server at {}", server.url());
+            server.url().into()
+        }
+    };
+    let rows = std::env::temp_dir().join(format!("leasehold-bench-{}.jsonl", std::process::id()));
+    let rows_file = std::fs::File::create(&rows)
+        .map_err(|e| Failure::new(format!("cannot create {}: {e}", rows.display())))?;
+    // Until `leasehold bench` is wired in leasehold-cli, the bench crate's
+    // own binary runs the workloads; it takes the same flags.
+    let mut workloads = cargo([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "leasehold-bench",
+        "--bin",
+        "leasehold-bench",
+        "--",
+    ]);
+    workloads
+        .arg("--url")
+        .arg(&url)
+        .arg("--json")
+        .args(bench_args.iter().filter(|a| *a != "--json"))
+        .stdout(rows_file);
+    let measured = run(&mut workloads);
+    if measured.is_err() {
+        peers_flags.push("--no-peers".into());
+    }
+    let mut compare = cargo([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "leasehold-bench",
+        "--bin",
+        "leasehold-bench-peers",
+        "--",
+    ]);
+    compare
+        .arg("--rows")
+        .arg(&rows)
+        .arg("--url")
+        .arg(&url)
+        .arg("--peers")
+        .arg(workspace_root().join("../shared/peers"))
+        .args(&peers_flags);
+    let compared = run(&mut compare);
+    let _ = std::fs::remove_file(&rows);
+    measured.and(compared)
 }
 
 /// Ensures `redis-server` can be found the way testkit finds it.

@@ -1,2 +1,371 @@
 //! The benchmark workloads of BENCH.md, run by `leasehold bench`.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), leasehold_bench::Error> {
+//! use leasehold_bench::{Options, Workload};
+//!
+//! let opts = Options {
+//!     workloads: vec![Workload::W1, Workload::W3],
+//!     progress: true,
+//!     ..Options::default() // no url: a private redis-server is started
+//! };
+//! let mut rows = Vec::new();
+//! leasehold_bench::run(opts, &mut |row| rows.push(row)).await?;
+//! leasehold_bench::print_table(&rows);
+//! # Ok(()) }
+//! ```
+//!
+//! Every workload goes through ONE [`leasehold::Client`] (leases of 30 s, so
+//! none expires during a run) and reports [`Row`]s: a figure with a plain
+//! name (`cycles_per_s`, `handoff_p99_ms`, `lost_updates`, ...), the
+//! physical limit measured in the same run where one applies (W0: the same
+//! Redis commands driven as fast as the server takes them), leasehold's share
+//! of that limit, and the target of BENCH.md.
+//!
+//! # Layout
+//!
+//! - `physical`: W0, the limit: `redis-benchmark --csv` when it is on `PATH`,
+//!   else a raw pipelined redis-rs client of ours.
+//! - `uncontended`: W1 (one worker, latency) and W2 (64 tasks on their own
+//!   names, throughput).
+//! - `contended`: W3, 16 workers on one name: handoffs, fairness, lost
+//!   updates, Redis commands per handoff (`INFO commandstats`).
+//! - [`flash_sale`]: W4's strategies (naive, WATCH, lease, Lua), public
+//!   because `leasehold demo` shows them too.
+//! - `waiters`: W5, 10,000 tasks waiting on one name.
+//! - `report`: [`Row`], [`print_table`], [`row_json`].
+//! - [`peers`]: runs the peer libraries of `shared/peers/` against the same
+//!   server and compares (used by `cargo xtask bench`).
+//! - `stats`, `progress`: histograms, `INFO` parsing, `/proc` memory, bars.
+//!
+//! # Figures and their limits
+//!
+//! | workload | limit taken from W0 |
+//! |---|---|
+//! | W1 cycles/s, p50 | one `SET NX PX` + one `EVAL` in series at `-c 1` |
+//! | W2 cycles/s | one `SET NX PX` + one `EVAL` at `-c 64 -P 16` (BENCH.md's "pipelined ceiling") |
+//! | W3 handoffs/s | acquire, `GET`, `SET`, release: four round trips in series at `-c 1` |
+//! | W3 handoff p50 | release + acquire: `EVAL` p50 + `SET` p50 at `-c 1` |
+//! | W4 Lua units/s | `EVAL` at `-c 64` |
+//!
+//! A rate's share is `value / limit`; a time's share is `limit / value`. Both
+//! are at most about 1, the closer the better.
+
 #![deny(missing_docs)]
+
+mod contended;
+mod error;
+pub mod flash_sale;
+pub mod peers;
+mod physical;
+mod progress;
+mod report;
+mod stats;
+mod uncontended;
+mod waiters;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use error::Error;
+pub use report::{Row, format_table, parse_row_json, print_table, row_json};
+
+/// Prefix of every key the benchmark writes, so that a shared server can be
+/// cleaned with `SCAN MATCH leasehold-bench:*`.
+pub const KEY_PREFIX: &str = "leasehold-bench:";
+
+/// One workload of BENCH.md. W0 (the physical limit) is not chosen: it runs
+/// whenever one of W1 to W4 does, since their rows are compared with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Workload {
+    /// Uncontended latency: one worker, acquire + release cycles on one name.
+    W1,
+    /// Uncontended throughput: 64 tasks, each on its own name.
+    W2,
+    /// Contended: 16 workers on one name, a non-atomic counter under the lease.
+    W3,
+    /// Flash sale: 32 buyers, 2,000 units, four strategies.
+    W4,
+    /// Many waiters: 10,000 tasks in one process wait on one name.
+    W5,
+}
+
+impl Workload {
+    /// W1 to W5, in order.
+    pub const ALL: [Workload; 5] = [
+        Workload::W1,
+        Workload::W2,
+        Workload::W3,
+        Workload::W4,
+        Workload::W5,
+    ];
+
+    /// `"W1"` to `"W5"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::W1 => "W1",
+            Workload::W2 => "W2",
+            Workload::W3 => "W3",
+            Workload::W4 => "W4",
+            Workload::W5 => "W5",
+        }
+    }
+
+    /// Parses a list: `all`, or names separated by commas (`W1,W3`);
+    /// case does not matter.
+    ///
+    /// ```
+    /// use leasehold_bench::Workload;
+    /// assert_eq!(Workload::parse_list("all")?, Workload::ALL.to_vec());
+    /// assert_eq!(Workload::parse_list("w3,W1")?, vec![Workload::W1, Workload::W3]);
+    /// assert!(Workload::parse_list("W9").is_err());
+    /// # Ok::<(), leasehold_bench::Error>(())
+    /// ```
+    pub fn parse_list(s: &str) -> Result<Vec<Workload>, Error> {
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if part.eq_ignore_ascii_case("all") {
+                out.extend(Workload::ALL);
+            } else {
+                out.push(part.parse()?);
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+impl FromStr for Workload {
+    type Err = Error;
+
+    /// `W1` to `W5` (or `w1` to `w5`); use [`Workload::parse_list`] for
+    /// `all`.
+    fn from_str(s: &str) -> Result<Workload, Error> {
+        Workload::ALL
+            .into_iter()
+            .find(|w| w.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "`{s}` is not a workload: use W1, W2, W3, W4, W5 or all"
+                ))
+            })
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What to run, and where.
+///
+/// ```
+/// let opts = leasehold_bench::Options {
+///     url: Some("redis://127.0.0.1:6379".into()),
+///     duration: Some(std::time::Duration::from_secs(5)),
+///     ..Default::default()
+/// };
+/// assert!(opts.workloads.is_empty()); // empty: all of W1 to W5
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The server to measure; `None` starts a private throwaway
+    /// `redis-server` (testkit) for the run and stops it at the end.
+    pub url: Option<String>,
+    /// The workloads to run, in order; empty means all of them.
+    pub workloads: Vec<Workload>,
+    /// Overrides how long W3 runs (10 s) and W2's time cap (10 s).
+    pub duration: Option<Duration>,
+    /// Overrides the number of workers of W2 (64) and W3 (16).
+    pub workers: Option<usize>,
+    /// Draw a progress bar per workload on stderr (only if it is a terminal).
+    pub progress: bool,
+    /// The sizes of the workloads; BENCH.md's by default. Tests shrink them.
+    pub sizes: Sizes,
+}
+
+/// The sizes of every workload. [`Default`] is exactly BENCH.md's.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    /// Fraction of W0's request counts (1.0: 30,000 requests at `-c 1`,
+    /// 200,000 at `-c 64`, 300,000 at `-c 1 -P 16`, 1,000,000 at `-c 64 -P 16`).
+    pub w0_scale: f64,
+    /// Measure W0 with our raw redis-rs client even if `redis-benchmark` is
+    /// on `PATH`.
+    pub w0_raw: bool,
+    /// W1: warm-up cycles (200).
+    pub w1_warmup: u64,
+    /// W1: timed cycles (5,000).
+    pub w1_cycles: u64,
+    /// W2: tasks, each on its own name (64).
+    pub w2_workers: usize,
+    /// W2: stop after this many cycles in all (50,000) ...
+    pub w2_max_cycles: u64,
+    /// ... or after this long (10 s), whichever comes first.
+    pub w2_max_duration: Duration,
+    /// W3: workers on the one name (16).
+    pub w3_workers: usize,
+    /// W3: how long workers keep starting acquires (10 s).
+    pub w3_duration: Duration,
+    /// W4: units in stock (2,000).
+    pub w4_stock: u64,
+    /// W4: buyers (32).
+    pub w4_buyers: usize,
+    /// W4: a strategy stops after this long even if not sold out (25 s).
+    pub w4_cap: Duration,
+    /// W5: waiting tasks (10,000).
+    pub w5_waiters: usize,
+}
+
+impl Default for Sizes {
+    fn default() -> Sizes {
+        Sizes {
+            w0_scale: 1.0,
+            w0_raw: false,
+            w1_warmup: 200,
+            w1_cycles: 5_000,
+            w2_workers: 64,
+            w2_max_cycles: 50_000,
+            w2_max_duration: Duration::from_secs(10),
+            w3_workers: 16,
+            w3_duration: Duration::from_secs(10),
+            w4_stock: 2_000,
+            w4_buyers: 32,
+            w4_cap: Duration::from_secs(25),
+            w5_waiters: 10_000,
+        }
+    }
+}
+
+/// The ttl of every lease of the benchmark: none expires during a run.
+pub(crate) const TTL: Duration = Duration::from_secs(30);
+
+/// Everything a workload needs: the one client, a raw connection factory,
+/// the limits of W0, where to report.
+pub(crate) struct Ctx<'a> {
+    pub(crate) url: String,
+    pub(crate) client: leasehold::Client,
+    pub(crate) sizes: Sizes,
+    pub(crate) limits: Option<physical::Limits>,
+    pub(crate) progress: progress::Progress,
+    pub(crate) sink: &'a mut dyn FnMut(Row),
+}
+
+impl Ctx<'_> {
+    /// A connection of its own (not leasehold's), for the critical sections
+    /// and for `INFO`.
+    pub(crate) async fn raw(&self) -> Result<redis::aio::MultiplexedConnection, Error> {
+        Ok(redis::Client::open(self.url.as_str())?
+            .get_multiplexed_async_connection()
+            .await?)
+    }
+
+    pub(crate) fn emit(&mut self, row: Row) {
+        (self.sink)(row);
+    }
+}
+
+/// Runs the chosen workloads and hands each [`Row`] to `sink` as soon as it
+/// is measured (W0's first, when one of W1 to W4 runs).
+///
+/// Without [`Options::url`], a private `redis-server` is started for the run
+/// (found as testkit finds it: `$LEASEHOLD_REDIS_SERVER`, else `PATH`) and
+/// stopped when `run` returns. Keys written start with [`KEY_PREFIX`].
+///
+/// # Errors
+///
+/// A server that cannot be started or reached, a Redis error, a lease that
+/// could not be taken or was lost (which, with 30 s leases, means something
+/// is badly wrong), a broken `redis-benchmark`.
+///
+/// # Cancel safety
+///
+/// Dropping the future stops the workload at its next `.await`; spawned
+/// tasks of a workload may run to their end. Leases left behind expire
+/// after 30 s.
+pub async fn run(opts: Options, sink: &mut dyn FnMut(Row)) -> Result<(), Error> {
+    let mut sizes = opts.sizes.clone();
+    if let Some(d) = opts.duration {
+        sizes.w2_max_duration = d;
+        sizes.w3_duration = d;
+    }
+    if let Some(n) = opts.workers {
+        if n == 0 {
+            return Err(Error::Invalid("--workers must be at least 1".into()));
+        }
+        sizes.w2_workers = n;
+        sizes.w3_workers = n;
+    }
+    let workloads = if opts.workloads.is_empty() {
+        Workload::ALL.to_vec()
+    } else {
+        opts.workloads.clone()
+    };
+    // Declared before the client, so it is dropped after it.
+    let server;
+    let url = match opts.url {
+        Some(url) => url,
+        None => {
+            server = tokio::task::spawn_blocking(testkit::RedisServer::start).await??;
+            server.url()
+        }
+    };
+    let client = leasehold::Client::connect(&url).await?;
+    let progress = progress::Progress::new(opts.progress);
+    let mut ctx = Ctx {
+        url,
+        client,
+        sizes,
+        limits: None,
+        progress,
+        sink,
+    };
+    if workloads.iter().any(|w| *w != Workload::W5) {
+        let limits = physical::measure(&mut ctx).await?;
+        ctx.limits = Some(limits);
+    }
+    for w in workloads {
+        match w {
+            Workload::W1 => uncontended::w1(&mut ctx).await?,
+            Workload::W2 => uncontended::w2(&mut ctx).await?,
+            Workload::W3 => contended::w3(&mut ctx).await?,
+            Workload::W4 => flash_sale::w4(&mut ctx).await?,
+            Workload::W5 => waiters::w5(&mut ctx).await?,
+        }
+    }
+    Ok(())
+}
+
+/// Parses a duration as the command line gives it: `10s`, `500ms`, `2m`,
+/// `1.5s`, or a bare number of seconds.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(leasehold_bench::parse_duration("500ms")?, Duration::from_millis(500));
+/// assert_eq!(leasehold_bench::parse_duration("2")?, Duration::from_secs(2));
+/// assert!(leasehold_bench::parse_duration("soon").is_err());
+/// # Ok::<(), leasehold_bench::Error>(())
+/// ```
+pub fn parse_duration(s: &str) -> Result<Duration, Error> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let bad = || Error::Invalid(format!("`{s}` is not a duration: use 10s, 500ms or 2m"));
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "us" | "µs" => n / 1e6,
+        "m" | "min" => n * 60.0,
+        _ => return Err(bad()),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}

@@ -143,6 +143,13 @@ impl ClientBuilder {
                 .into());
             }
         };
+        // One PING, so that a server that wants a password (or is still
+        // loading its data) says so now, not at the first lease.
+        let mut probe = conn.clone();
+        redis::cmd("PING")
+            .exec_async(&mut probe)
+            .await
+            .map_err(|e| Error::redis("the connection check (PING)", &addr, e))?;
         let id = Token::random();
         let runtime = tokio::runtime::Handle::current();
         let hub = WakeHub::new(client.clone(), id.as_bytes(), runtime.clone());

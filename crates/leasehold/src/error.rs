@@ -157,7 +157,7 @@ impl Error {
 
     /// Wraps an error of redis-rs met while `doing` something against `addr`.
     pub(crate) fn redis(doing: &'static str, addr: &str, source: redis::RedisError) -> Error {
-        if is_transport(&source) {
+        if is_transport(&source) && !is_auth(&source) {
             ErrorKind::Connect {
                 addr: addr.to_owned(),
                 source,
@@ -167,6 +167,13 @@ impl Error {
             ErrorKind::Redis { doing, source }.into()
         }
     }
+}
+
+/// A refused or missing password: the server is there and said no.
+fn is_auth(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+        || e.to_string().contains("NOAUTH")
 }
 
 /// Whether a redis-rs error means "the connection is not usable" rather than
@@ -261,8 +268,8 @@ impl fmt::Display for Error {
                     redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) => {
                         "; this server is a read-only replica: point leasehold at the master"
                     }
-                    redis::ErrorKind::AuthenticationFailed => {
-                        "; give the right user and password in the URL (redis://user:password@host)"
+                    _ if is_auth(source) => {
+                        "; give the right user and password in the URL (redis://user:password@host:port)"
                     }
                     _ => "",
                 };

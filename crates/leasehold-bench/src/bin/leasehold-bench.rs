@@ -1,0 +1,118 @@
+//! `leasehold-bench`: the workloads of BENCH.md from the command line, with
+//! the flags of `leasehold bench` (which will call the same library).
+//!
+//! ```text
+//! leasehold-bench [W1|W2|W3|W4|W5|all]... [--json] [--duration D] [--workers N] [--url URL]
+//! ```
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use leasehold_bench::{Options, Workload};
+
+/// Runs the workloads of BENCH.md against Redis and prints one table (or,
+/// with --json, one JSON object per line).
+#[derive(Parser)]
+#[command(name = "leasehold-bench")]
+struct Args {
+    /// Workloads to run: W1 to W5, or all (the default).
+    #[arg(value_name = "WORKLOAD")]
+    workloads: Vec<String>,
+    /// Print one JSON object per figure and line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// How long W3 runs, and W2's time cap (default 10s).
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Workers of W2 (default 64) and W3 (default 16).
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// The Redis server; without it a private redis-server is started.
+    #[arg(long, env = "LEASEHOLD_URL")]
+    url: Option<String>,
+    /// No progress bars on stderr.
+    #[arg(long)]
+    no_progress: bool,
+    /// For profiling: fraction of W0's request counts (1.0).
+    #[arg(long, hide = true, default_value_t = 1.0)]
+    w0_scale: f64,
+    /// For profiling: run on a current-thread runtime instead of the
+    /// multi-threaded one.
+    #[arg(long, hide = true)]
+    current_thread: bool,
+    /// For profiling: W2's cycle budget (50,000).
+    #[arg(long, hide = true)]
+    w2_cycles: Option<u64>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    leasehold_bench::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = if args.current_thread {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    match runtime {
+        Ok(rt) => rt.block_on(run(args)),
+        Err(e) => {
+            eprintln!("leasehold-bench: cannot start a tokio runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> ExitCode {
+    let workloads = match Workload::parse_list(&args.workloads.join(",")) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("leasehold-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut sizes = leasehold_bench::Sizes {
+        w0_scale: args.w0_scale,
+        ..Default::default()
+    };
+    if let Some(n) = args.w2_cycles {
+        sizes.w2_max_cycles = n;
+    }
+    let opts = Options {
+        url: args.url,
+        workloads,
+        duration: args.duration,
+        workers: args.workers,
+        progress: !args.no_progress,
+        sizes,
+    };
+    let mut rows = Vec::new();
+    let json = args.json;
+    let result = leasehold_bench::run(opts, &mut |row| {
+        if json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", leasehold_bench::row_json(&row));
+            let _ = out.flush();
+        }
+        rows.push(row);
+    })
+    .await;
+    if !json {
+        leasehold_bench::print_table(&rows);
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("leasehold-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Runs every workload with tiny sizes against a throwaway redis-server and
+//! checks that each reports its rows with sane values.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use leasehold_bench::flash_sale::{self, Sale, Strategy};
+use leasehold_bench::{Options, Row, Sizes, Workload};
+
+fn tiny() -> Sizes {
+    Sizes {
+        w0_scale: 0.002,
+        w0_raw: false,
+        w1_warmup: 10,
+        w1_cycles: 100,
+        w2_workers: 8,
+        w2_max_cycles: 400,
+        w2_max_duration: Duration::from_secs(2),
+        w3_workers: 4,
+        w3_duration: Duration::from_millis(300),
+        w4_stock: 100,
+        w4_buyers: 8,
+        w4_cap: Duration::from_secs(5),
+        w5_waiters: 300,
+    }
+}
+
+fn by_figure(rows: &[Row], workload: &str) -> HashMap<String, Row> {
+    rows.iter()
+        .filter(|r| r.workload == workload)
+        .map(|r| (r.figure.clone(), r.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_workload_reports_sane_rows() {
+    let server = testkit::RedisServer::start().unwrap();
+    let opts = Options {
+        url: Some(server.url()),
+        workloads: Workload::ALL.to_vec(),
+        sizes: tiny(),
+        ..Options::default()
+    };
+    let mut rows = Vec::new();
+    leasehold_bench::run(opts, &mut |r| rows.push(r))
+        .await
+        .unwrap();
+
+    for r in &rows {
+        assert!(r.value.is_finite() && r.value >= 0.0, "{r:?}");
+        // Every row survives the JSON round trip.
+        let line = leasehold_bench::row_json(r);
+        assert!(!line.contains('\n'));
+        assert_eq!(leasehold_bench::parse_row_json(&line).as_ref(), Some(r));
+    }
+
+    let w0 = by_figure(&rows, "W0");
+    assert!(w0["ping_c1_p1_rps"].value > 0.0);
+    assert!(w0["eval_cas_del_c64_p16_rps"].value > 0.0);
+    assert!(w0["cycle_ceiling_pipelined_per_s"].value > 0.0);
+
+    let w1 = by_figure(&rows, "W1");
+    assert!(w1["cycles_per_s"].value > 0.0);
+    assert!(w1["cycles_per_s"].limit.is_some());
+    assert!(w1["cycle_p50_us"].value > 0.0);
+    assert!(w1["cycle_p99_us"].value >= w1["cycle_p50_us"].value);
+
+    let w2 = by_figure(&rows, "W2");
+    assert!(w2["cycles_per_s"].value > 0.0);
+    assert!(w2["cycles_per_s"].share.is_some());
+
+    let w3 = by_figure(&rows, "W3");
+    assert_eq!(w3["lost_updates"].value, 0.0, "{:?}", w3["lost_updates"]);
+    assert!(w3["acquisitions_per_s"].value > 0.0);
+    assert!(w3["handoffs_per_s"].value > 0.0);
+    assert!(w3["per_worker_min_max_ratio"].value <= 1.0);
+    assert!(w3["cmds_per_handoff_top_level"].value >= 2.0);
+    assert!(w3["cmds_per_handoff_incl_in_script"].value >= w3["cmds_per_handoff_top_level"].value);
+    assert!(w3["wait_max_ms"].value >= w3["wait_p50_ms"].value);
+
+    let w4 = by_figure(&rows, "W4");
+    for s in ["watch", "lease", "lua"] {
+        assert_eq!(w4[&format!("{s}_oversold")].value, 0.0, "{s}");
+        assert_eq!(w4[&format!("{s}_sold")].value, 100.0, "{s}");
+    }
+    assert!(w4["naive_sold"].value >= 100.0);
+    assert!(w4.contains_key("watch_aborts"));
+
+    let w5 = by_figure(&rows, "W5");
+    assert_eq!(w5["served"].value, 300.0);
+    assert_eq!(w5["waiters_queued"].value, 300.0);
+    assert_eq!(w5["subscriber_connections"].value, 1.0);
+    assert!(w5["drain_secs"].value > 0.0);
+
+    let table = leasehold_bench::format_table(&rows);
+    assert!(table.contains("handoffs_per_s"));
+}
+
+#[tokio::test]
+async fn raw_w0_when_asked() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut sizes = tiny();
+    sizes.w0_raw = true;
+    let opts = Options {
+        url: Some(server.url()),
+        workloads: vec![Workload::W1],
+        sizes,
+        ..Options::default()
+    };
+    let mut rows = Vec::new();
+    leasehold_bench::run(opts, &mut |r| rows.push(r))
+        .await
+        .unwrap();
+    let w0 = by_figure(&rows, "W0");
+    assert!(w0["set_nx_px_c64_p16_rps"].value > 0.0);
+    assert!(
+        w0["set_nx_px_c1_p1_rps"]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("raw")
+    );
+}
+
+/// The naive sale's figures add up: what left the stock, plus what was sold
+/// twice, is what buyers got.
+#[tokio::test]
+async fn flash_sale_strategies_account_for_every_unit() {
+    let server = testkit::RedisServer::start().unwrap();
+    let url = server.url();
+    let client = leasehold::Client::connect(&url).await.unwrap();
+    let sale = Sale {
+        stock: 200,
+        buyers: 8,
+        ..Sale::default()
+    };
+    for strategy in Strategy::ALL {
+        let mut last = 0;
+        let r = flash_sale::run(strategy, &client, &url, &sale, &mut |n| last = n)
+            .await
+            .unwrap();
+        assert_eq!(
+            last, r.sold,
+            "{strategy}: the last progress call is the total"
+        );
+        assert!(r.sold_out, "{strategy}: {r:?}");
+        assert_eq!(r.final_stock, 0, "{strategy}");
+        assert_eq!(r.sold, sale.stock + r.oversold, "{strategy}: {r:?}");
+        if strategy.is_safe() {
+            assert_eq!(r.oversold, 0, "{strategy}");
+        }
+        if strategy != Strategy::Watch {
+            assert_eq!(r.watch_aborts, 0);
+        }
+        assert!(r.per_buyer_min <= r.per_buyer_max);
+    }
+}

@@ -1,0 +1,279 @@
+//! The command line, as clap parses it.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::duration;
+
+fn dur(s: &str) -> Result<Duration, String> {
+    duration::parse(s)
+}
+
+/// Distributed leases on Redis: run a command on one host at a time, with a
+/// fencing token, self-renewal and a clean stop when the lease is lost.
+#[derive(Parser, Debug)]
+#[command(
+    name = "leasehold",
+    version,
+    about,
+    after_long_help = AFTER_HELP,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Redis URL [env: LEASEHOLD_URL, then REDIS_URL; default redis://127.0.0.1:6379].
+    ///
+    /// redis://[user:password@]host[:port][/db], rediss://... for TLS, or
+    /// unix:///path/to/redis.sock.
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Print JSON Lines on stdout: one object per line, `{"type": ..., "data": {...}}`.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// How long to try to reach Redis.
+    #[arg(long, global = true, value_name = "D", default_value = "5s", value_parser = dur)]
+    pub connect_timeout: Duration,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  leasehold run nightly-report --ttl 1m -- ./report.sh
+  leasehold run deploy --no-wait -- make deploy      # skip if another host deploys
+  leasehold sem run upstream --limit 4 -- ./fetch.sh  # at most 4 at once, across hosts
+  read token fence < <(leasehold acquire deploy --ttl 5m)
+  leasehold release deploy \"$token\"
+  leasehold status deploy
+  leasehold list 'jobs/*' --json
+
+JSON output (--json): one object per line, {\"type\": T, \"data\": {...}}:
+  acquired  {name, token, fence, ttl_ms}           acquire
+  extended  {name, ttl_ms}                         extend
+  released  {name}                                 release
+  lease     {name, held, holder, remaining_ms, fence, waiting_clients}   status, list
+  run       {name, fence, exit_code, lost}         run, sem run (at the end)
+  demo and bench print their own rows (see their --help).
+
+Exit codes:
+  0    success
+  N    run / sem run: the command's own exit status (128 + signal if it was killed;
+       127 if it was not found, 126 if it could not be started)
+  1    other failure
+  2    bad usage or bad input (bad duration, empty name, zero ttl, bad URL, bad token)
+  3    lease not obtained: held by someone else (--no-wait), or not free within --wait
+  4    lease lost while the command ran; or the token does not hold the lease (extend, release)
+  5    Redis unreachable, or it refused (wrong password, read-only replica, out of memory)
+  130  interrupted (SIGINT)";
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a command while holding a lease, across machines (like flock(1)).
+    ///
+    /// Takes the lease (waiting up to --wait), runs the command with
+    /// LEASEHOLD_NAME, LEASEHOLD_FENCE and LEASEHOLD_TTL_MS in its
+    /// environment, renews the lease every ttl/3 while it runs, and releases
+    /// it when the command exits. leasehold exits with the command's status.
+    /// SIGINT, SIGTERM and SIGHUP are passed on to the command. If the lease
+    /// is lost while the command runs, the command gets SIGTERM, then
+    /// SIGKILL after --grace, and leasehold exits with 4.
+    ///
+    /// Example: leasehold run nightly-report --ttl 1m --wait 10s -- ./report.sh
+    Run(RunArgs),
+
+    /// Take a lease for a shell script and print `TOKEN FENCE`.
+    ///
+    /// The lease stays held for --ttl (nobody renews it): extend it with
+    /// `leasehold extend`, give it back with `leasehold release`. The token
+    /// is the secret that proves ownership: keep it to yourself.
+    ///
+    /// Example: read token fence < <(leasehold acquire deploy --ttl 5m)
+    Acquire(AcquireArgs),
+
+    /// Reset a lease's TTL, if TOKEN still holds it (else exit 4).
+    ///
+    /// Example: leasehold extend deploy "$token" --ttl 5m
+    Extend(ExtendArgs),
+
+    /// Release a lease, if TOKEN still holds it (else exit 4, and the lease is left alone).
+    ///
+    /// Example: leasehold release deploy "$token"
+    Release(ReleaseArgs),
+
+    /// Show a lease: held or free, holder (token prefix), remaining TTL, fence, waiting clients.
+    ///
+    /// Example: leasehold status deploy --json
+    Status(StatusArgs),
+
+    /// List leases whose names match a glob pattern (walks the keys with SCAN, never KEYS).
+    ///
+    /// Only names leasehold has taken at least once are known (by their
+    /// fencing counter).
+    ///
+    /// Example: leasehold list 'jobs/*'
+    List(ListArgs),
+
+    /// Semaphores: at most K holders at once, across machines.
+    #[command(subcommand)]
+    Sem(SemCommand),
+
+    /// The tutorials' scenarios, live: flash sale four ways, one job on many
+    /// hosts, a cache stampede, a paused holder stopped by fencing.
+    ///
+    /// Without --url (or LEASEHOLD_URL / REDIS_URL), starts a private,
+    /// throwaway redis-server and stops it at the end.
+    ///
+    /// Example: leasehold demo paused-holder
+    Demo(DemoArgs),
+
+    /// The benchmark workloads W1-W5 of BENCH.md, beside the physical limit.
+    ///
+    /// Without --url, starts a private, throwaway redis-server. With --json,
+    /// one row per line: {"workload", "figure", "value", "unit", "limit", "share", ...}.
+    ///
+    /// Example: leasehold bench W3 --duration 5s
+    Bench(BenchArgs),
+}
+
+/// How long to wait for a lease.
+#[derive(Args, Debug, Clone)]
+pub struct WaitArgs {
+    /// How long the lease lives unless renewed (a crashed holder blocks others this long at most).
+    #[arg(long, value_name = "D", default_value = "30s", value_parser = dur)]
+    pub ttl: Duration,
+
+    /// How long to wait for the lease while someone else holds it.
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = dur, conflicts_with = "no_wait")]
+    pub wait: Duration,
+
+    /// Do not wait: exit 3 at once if the lease is held.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// `run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The lease's name (1 to 1024 bytes).
+    pub name: String,
+
+    #[command(flatten)]
+    pub wait: WaitArgs,
+
+    /// After a lost lease: how long between SIGTERM and SIGKILL.
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = dur)]
+    pub grace: Duration,
+
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// `acquire`.
+#[derive(Args, Debug)]
+pub struct AcquireArgs {
+    /// The lease's name.
+    pub name: String,
+
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// `extend`.
+#[derive(Args, Debug)]
+pub struct ExtendArgs {
+    /// The lease's name.
+    pub name: String,
+    /// The token `leasehold acquire` printed.
+    pub token: String,
+    /// The new TTL, from now.
+    #[arg(long, value_name = "D", default_value = "30s", value_parser = dur)]
+    pub ttl: Duration,
+}
+
+/// `release`.
+#[derive(Args, Debug)]
+pub struct ReleaseArgs {
+    /// The lease's name.
+    pub name: String,
+    /// The token `leasehold acquire` printed.
+    pub token: String,
+}
+
+/// `status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The lease's name.
+    pub name: String,
+}
+
+/// `list`.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// A glob over names: `*`, `?`, `[abc]`.
+    #[arg(default_value = "*")]
+    pub pattern: String,
+}
+
+/// `sem ...`.
+#[derive(Subcommand, Debug)]
+pub enum SemCommand {
+    /// Run a command while holding one of --limit permits (at most K copies at once, across machines).
+    ///
+    /// Same environment, signals and exit codes as `leasehold run`. Every
+    /// caller of one semaphore must give the same --limit.
+    ///
+    /// Example: leasehold sem run upstream --limit 4 -- ./fetch.sh
+    Run(SemRunArgs),
+}
+
+/// `sem run`.
+#[derive(Args, Debug)]
+pub struct SemRunArgs {
+    /// The semaphore's name.
+    pub name: String,
+
+    /// K: how many may hold a permit at once.
+    #[arg(long, value_name = "K")]
+    pub limit: u32,
+
+    #[command(flatten)]
+    pub wait: WaitArgs,
+
+    /// After a lost permit: how long between SIGTERM and SIGKILL.
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = dur)]
+    pub grace: Duration,
+
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// `demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// One scenario: flash-sale, one-job, cache-stampede or paused-holder [default: all four].
+    pub scenario: Option<String>,
+}
+
+/// `bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Workloads: W1, W2, W3, W4, W5 or all.
+    #[arg(default_value = "all")]
+    pub workloads: Vec<String>,
+
+    /// Length of the timed workloads (W2, W3) [default: BENCH.md's 10s].
+    #[arg(long, value_name = "D", value_parser = dur)]
+    pub duration: Option<Duration>,
+
+    /// Workers for W2 and W3 [default: BENCH.md's 64 and 16].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+}

@@ -1,0 +1,49 @@
+//! `bench`: the workloads of BENCH.md (see the leasehold-bench crate).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use leasehold_bench::{Options, Workload};
+
+use crate::cli::{BenchArgs, Cli};
+use crate::exit::Exit;
+use crate::output;
+
+/// Runs the chosen workloads against `url` or a private redis-server, then
+/// prints one table (or JSON rows).
+pub async fn run(cli: &Cli, url: Option<String>, args: &BenchArgs) -> leasehold::Result<ExitCode> {
+    let workloads = match Workload::parse_list(&args.workloads.join(",")) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("leasehold: {e}");
+            return Ok(Exit::Usage.into());
+        }
+    };
+    let opts = Options {
+        url,
+        workloads,
+        duration: args.duration,
+        workers: args.workers,
+        progress: std::io::stderr().is_terminal(),
+        ..Options::default()
+    };
+    let json = cli.json;
+    let mut rows = Vec::new();
+    let result = leasehold_bench::run(opts, &mut |row| {
+        if json {
+            output::line(&leasehold_bench::row_json(&row));
+        }
+        rows.push(row);
+    })
+    .await;
+    if !json {
+        leasehold_bench::print_table(&rows);
+    }
+    match result {
+        Ok(()) => Ok(Exit::Success.into()),
+        Err(e) => {
+            eprintln!("leasehold: the benchmark failed: {e}");
+            Ok(Exit::Failure.into())
+        }
+    }
+}

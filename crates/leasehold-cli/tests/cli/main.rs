@@ -1,0 +1,10 @@
+//! End-to-end tests of the `leasehold` binary against real redis-server
+//! processes. One test binary, a module per area.
+
+mod common;
+
+mod inputs;
+mod inspect;
+mod run;
+mod sem;
+mod tokens;

@@ -1,0 +1,194 @@
+//! `run`: mutual exclusion across processes, exit codes, environment,
+//! signals, and a stop when the lease is lost.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// Reads `id start end` lines (nanoseconds) from the log.
+fn intervals(log: &std::path::Path) -> Vec<(String, u128, u128)> {
+    let text = std::fs::read_to_string(log).unwrap();
+    let mut starts = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let (id, what, at) = (
+            parts[0].to_string(),
+            parts[1],
+            parts[2].parse::<u128>().unwrap(),
+        );
+        if what == "start" {
+            starts.insert(id, at);
+        } else {
+            out.push((id.clone(), starts[&id], at));
+        }
+    }
+    out
+}
+
+#[test]
+fn three_runs_at_once_never_overlap_and_all_run() {
+    let server = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            let script = format!(
+                "echo \"{i} start $(date +%s%N)\" >> {log}; sleep 0.2; echo \"{i} end $(date +%s%N)\" >> {log}",
+                log = log.display()
+            );
+            leasehold(Some(&server))
+                .args(["run", "nightly", "--wait", "30s", "--", "sh", "-c", &script])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let mut runs = intervals(&log);
+    assert_eq!(runs.len(), 3, "all three ran");
+    runs.sort_by_key(|r| r.1);
+    for w in runs.windows(2) {
+        assert!(
+            w[0].2 <= w[1].1,
+            "runs {} and {} overlapped",
+            w[0].0,
+            w[1].0
+        );
+    }
+}
+
+#[test]
+fn no_wait_on_a_held_name_exits_3_and_never_starts_the_command() {
+    let server = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let mut holder = leasehold(Some(&server))
+        .args(["run", "busy", "--", "sleep", "5"])
+        .spawn()
+        .unwrap();
+    let mut conn = redis(&server);
+    eventually(5 * SECOND, "the first run to hold the lease", || {
+        redis::cmd("EXISTS")
+            .arg("busy")
+            .query::<bool>(&mut conn)
+            .unwrap()
+    });
+    let started = Instant::now();
+    let o = output(leasehold(Some(&server)).args([
+        "run",
+        "busy",
+        "--no-wait",
+        "--",
+        "touch",
+        marker.to_str().unwrap(),
+    ]));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(started.elapsed() < 2 * SECOND, "it waited");
+    assert!(stderr(&o).starts_with("leasehold: "), "{}", stderr(&o));
+    assert!(!exists(&marker), "the command ran without the lease");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn the_child_sees_its_fence_and_fences_grow() {
+    let server = RedisServer::start().unwrap();
+    let fence = || {
+        let o = output(leasehold(Some(&server)).args([
+            "run",
+            "fenced",
+            "--",
+            "sh",
+            "-c",
+            "echo $LEASEHOLD_NAME $LEASEHOLD_FENCE",
+        ]));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        let mut it = out.split_whitespace();
+        assert_eq!(it.next(), Some("fenced"));
+        it.next().unwrap().parse::<u64>().unwrap()
+    };
+    let (a, b, c) = (fence(), fence(), fence());
+    assert!(a < b && b < c, "fences {a} {b} {c}");
+}
+
+#[test]
+fn the_childs_exit_status_is_leaseholds() {
+    let server = RedisServer::start().unwrap();
+    let o = output(leasehold(Some(&server)).args(["run", "status", "--", "sh", "-c", "exit 7"]));
+    assert_eq!(o.status.code(), Some(7));
+    let o = output(leasehold(Some(&server)).args(["run", "status", "--", "no-such-command-here"]));
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    // The lease was given back each time.
+    let mut conn = redis(&server);
+    assert!(
+        !redis::cmd("EXISTS")
+            .arg("status")
+            .query::<bool>(&mut conn)
+            .unwrap()
+    );
+}
+
+#[test]
+fn sigterm_to_leasehold_reaches_the_child() {
+    let server = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let got = dir.path().join("got-term");
+    let script = format!(
+        "trap 'touch {got}; exit 0' TERM; touch {ready}; while true; do sleep 0.05; done",
+        got = got.display(),
+        ready = ready.display()
+    );
+    let mut child = leasehold(Some(&server))
+        .args(["run", "signals", "--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(5 * SECOND, "the command to start", || ready.exists());
+    // SAFETY: a pid we spawned and have not reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    eventually(5 * SECOND, "the command to get SIGTERM", || got.exists());
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status of the child that trapped TERM"
+    );
+}
+
+#[test]
+fn a_lost_lease_stops_the_command_and_exits_4() {
+    let server = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let got = dir.path().join("got-term");
+    let script = format!(
+        "trap 'touch {got}; exit 0' TERM; touch {ready}; while true; do sleep 0.05; done",
+        got = got.display(),
+        ready = ready.display()
+    );
+    let child = leasehold(Some(&server))
+        .args([
+            "run", "fragile", "--ttl", "600ms", "--grace", "2s", "--", "sh", "-c", &script,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(5 * SECOND, "the command to start", || ready.exists());
+    let mut conn = redis(&server);
+    let () = redis::cmd("DEL").arg("fragile").query(&mut conn).unwrap();
+    let deleted = Instant::now();
+    eventually(2 * SECOND, "SIGTERM after the loss", || got.exists());
+    let took = deleted.elapsed();
+    assert!(
+        took < Duration::from_millis(200 + 400),
+        "SIGTERM came {took:?} after the loss (ttl/3 = 200ms)"
+    );
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(4));
+    assert!(stderr(&o).contains("was lost"), "{}", stderr(&o));
+}

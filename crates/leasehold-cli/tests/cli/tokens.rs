@@ -1,0 +1,56 @@
+//! `acquire`, `extend`, `release` from the shell side.
+
+use crate::common::*;
+
+#[test]
+fn acquire_extend_release_round_trip() {
+    let server = RedisServer::start().unwrap();
+    let o = output(leasehold(Some(&server)).args(["acquire", "deploy", "--ttl", "5s"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let mut it = out.split_whitespace();
+    let (token, fence) = (it.next().unwrap().to_string(), it.next().unwrap());
+    assert_eq!(token.len(), 32);
+    assert_eq!(fence, "1");
+
+    let mut conn = redis(&server);
+    let pttl: i64 = redis::cmd("PTTL").arg("deploy").query(&mut conn).unwrap();
+    assert!(
+        pttl > 0 && pttl <= 5_000,
+        "the lease keeps its TTL after acquire exits: {pttl}"
+    );
+
+    // Held: a second acquire without waiting gets 3.
+    let o = output(leasehold(Some(&server)).args(["acquire", "deploy", "--no-wait"]));
+    assert_eq!(o.status.code(), Some(3));
+
+    let o = output(leasehold(Some(&server)).args(["extend", "deploy", &token, "--ttl", "60s"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pttl: i64 = redis::cmd("PTTL").arg("deploy").query(&mut conn).unwrap();
+    assert!(pttl > 50_000, "extended: {pttl}");
+
+    // A wrong token is refused and leaves the lease.
+    let wrong = "00112233445566778899aabbccddeeff";
+    let o = output(leasehold(Some(&server)).args(["release", "deploy", wrong]));
+    assert_eq!(o.status.code(), Some(4));
+    let held: Option<String> = redis::cmd("GET").arg("deploy").query(&mut conn).unwrap();
+    assert_eq!(held.as_deref(), Some(token.as_str()));
+    let o = output(leasehold(Some(&server)).args(["extend", "deploy", wrong]));
+    assert_eq!(o.status.code(), Some(4));
+
+    let o = output(leasehold(Some(&server)).args(["release", "deploy", &token]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let held: Option<String> = redis::cmd("GET").arg("deploy").query(&mut conn).unwrap();
+    assert_eq!(held, None);
+}
+
+#[test]
+fn acquire_json_gives_token_and_fence() {
+    let server = RedisServer::start().unwrap();
+    let o = output(leasehold(Some(&server)).args(["acquire", "j", "--json"]));
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["type"], "acquired");
+    assert_eq!(v["data"]["fence"], 1);
+    assert_eq!(v["data"]["token"].as_str().unwrap().len(), 32);
+}
