@@ -149,7 +149,7 @@ pub enum Event {
         /// Which.
         scenario: Scenario,
         /// One line on what it shows.
-        about: &'static str,
+        about: String,
     },
     /// One flash-sale strategy ran.
     FlashSale {
@@ -398,7 +398,10 @@ async fn flash_sale(
 ) -> Result<(), Error> {
     sink(&Event::Start {
         scenario: Scenario::FlashSale,
-        about: "2,000-unit style flash sale, four ways; only the naive one may oversell",
+        about: format!(
+            "{} units, {} buyers, four ways; only the naive one may oversell",
+            opts.sizes.stock, opts.sizes.buyers
+        ),
     });
     let sale = Sale {
         stock: opts.sizes.stock,
@@ -432,7 +435,10 @@ async fn flash_sale(
 async fn one_job(opts: &Options, sink: &mut dyn FnMut(&Event)) -> Result<(), Error> {
     sink(&Event::Start {
         scenario: Scenario::OneJob,
-        about: "a scheduled job on every host; exactly one runs it per tick",
+        about: format!(
+            "a scheduled job on {} hosts; exactly one runs it per tick",
+            opts.sizes.hosts
+        ),
     });
     let mut hosts = Vec::new();
     for _ in 0..opts.sizes.hosts {
@@ -483,7 +489,10 @@ async fn cache_stampede(
 ) -> Result<(), Error> {
     sink(&Event::Start {
         scenario: Scenario::CacheStampede,
-        about: "readers miss a cold cache at once; one rebuilds, the rest wait for it",
+        about: format!(
+            "{} readers miss a cold cache at once; one rebuilds, the rest wait for it",
+            opts.sizes.readers
+        ),
     });
     let key = format!(
         "leasehold-demo:cache:{}",
@@ -540,7 +549,7 @@ async fn paused_holder(
 ) -> Result<(), Error> {
     sink(&Event::Start {
         scenario: Scenario::PausedHolder,
-        about: "a holder freezes past its TTL; fencing stops its late write",
+        about: "a holder freezes past its TTL; fencing stops its late write".into(),
     });
     let tag = leasehold::Token::random();
     let name = format!("leasehold-demo:report:{}", tag.prefix());
