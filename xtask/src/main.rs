@@ -3,7 +3,8 @@
 //! - `setup`: make sure `redis-server` is installed (tests need a real one).
 //! - `test`: setup, `cargo fmt --check`, `cargo clippy -D warnings`, `cargo test`.
 //! - `demo`: setup, then `leasehold demo` (it starts its own throwaway Redis).
-//! - `bench`: setup, then `leasehold bench` built with `--release`.
+//! - `bench`: setup, then `leasehold bench` built with `--release` on a private
+//!   redis-server, then the peers of `../shared/peers` on the same server.
 //!
 //! xtask's own messages go to stderr so `demo` and `bench` output stays clean.
 
@@ -94,9 +95,8 @@ fn main() -> ExitCode {
 /// `cargo xtask bench`: leasehold's workloads, then the peers', on one
 /// server, in one run.
 ///
-/// The workloads run as `leasehold-bench --json` (the library crate
-/// `leasehold-bench`'s binary, with the flags of `leasehold bench`) and
-/// their rows go to a file; `leasehold-bench-peers` then prints them as a
+/// The workloads run as `leasehold bench --json` and their rows go to a
+/// file; `leasehold-bench-peers` (a binary of the bench crate) prints them as a
 /// table, sets up and runs the peers (copied out of the read-only
 /// `../shared/peers`, never into the repository) against the same server,
 /// and prints the comparison.
@@ -124,6 +124,8 @@ fn bench(args: Vec<OsString>) -> Result<(), Failure> {
         "--quiet",
         "--release",
         "-p",
+        "leasehold-cli",
+        "-p",
         "leasehold-bench",
         "--bins",
     ]))?;
@@ -139,17 +141,16 @@ fn bench(args: Vec<OsString>) -> Result<(), Failure> {
     let rows = std::env::temp_dir().join(format!("leasehold-bench-{}.jsonl", std::process::id()));
     let rows_file = std::fs::File::create(&rows)
         .map_err(|e| Failure::new(format!("cannot create {}: {e}", rows.display())))?;
-    // Until `leasehold bench` is wired in leasehold-cli, the bench crate's
-    // own binary runs the workloads; it takes the same flags.
+    // `leasehold bench` (the bench crate's own `leasehold-bench` binary
+    // takes the same flags, for profiling without the CLI).
     let mut workloads = cargo([
         "run",
         "--quiet",
         "--release",
         "-p",
-        "leasehold-bench",
-        "--bin",
-        "leasehold-bench",
+        "leasehold-cli",
         "--",
+        "bench",
     ]);
     workloads
         .arg("--url")

@@ -50,6 +50,22 @@
 //!
 //! A rate's share is `value / limit`; a time's share is `limit / value`. Both
 //! are at most about 1, the closer the better.
+//!
+//! W0 also measures the floor of the client stack leasehold is built on:
+//! W1's and W2's cycles done with bare redis-rs (one multiplexed connection,
+//! this tokio runtime), and W2 and W3 report the CPU they cost per cycle or
+//! handoff on each side (this process: `getrusage`; the server: `INFO cpu`
+//! and `INFO commandstats`), so that a figure that falls short shows what
+//! limits it.
+//!
+//! # Binaries
+//!
+//! - `leasehold-bench [W1|..|W5|all] [--json] [--duration D] [--workers N]
+//!   [--url URL]`: the flags of `leasehold bench`, until the CLI calls
+//!   [`run`] itself.
+//! - `leasehold-bench-peers --rows FILE --url URL --peers DIR`: prints a
+//!   run's rows, then runs the peers on the same server and compares (see
+//!   [`peers`]). `cargo xtask bench` runs both against one private server.
 
 #![deny(missing_docs)]
 

@@ -7,8 +7,50 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::duration;
 
+// Values are checked as clap parses them, before anything connects to
+// Redis: a bad input is exit 2 with or without a reachable server.
+
 fn dur(s: &str) -> Result<Duration, String> {
     duration::parse(s)
+}
+
+/// A lease's ttl: a duration within the library's [`leasehold::MIN_TTL`] to
+/// [`leasehold::MAX_TTL`].
+fn ttl(s: &str) -> Result<Duration, String> {
+    let d = duration::parse(s)?;
+    if d < leasehold::MIN_TTL {
+        Err(format!(
+            "`{s}` is too short for a ttl: at least 10ms, so that the lease outlives a round trip to Redis"
+        ))
+    } else if d > leasehold::MAX_TTL {
+        Err(format!(
+            "`{s}` is too long for a ttl: at most 365 days (a held lease is renewed; a long ttl only delays recovery from a crashed holder)"
+        ))
+    } else {
+        Ok(d)
+    }
+}
+
+/// A semaphore's limit: at least 1.
+fn limit(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(0) => Err("0 permits would let nobody in: give a limit of at least 1".into()),
+        Ok(k) => Ok(k),
+        Err(_) => Err(format!(
+            "`{s}` is not a whole number of permits (1 or more)"
+        )),
+    }
+}
+
+/// A lease's name: 1 to 1024 bytes, as [`leasehold::Lease::check_name`] says.
+fn name(s: &str) -> Result<String, String> {
+    match leasehold::Lease::check_name(s.as_bytes()) {
+        Ok(()) => Ok(s.to_owned()),
+        Err(e) => match e.kind() {
+            leasehold::ErrorKind::InvalidArgument { why, .. } => Err(why.clone()),
+            _ => Err(e.to_string()),
+        },
+    }
 }
 
 /// Distributed leases on Redis: run a command on one host at a time, with a
@@ -52,24 +94,31 @@ Examples:
   leasehold status deploy
   leasehold list 'jobs/*' --json
 
-JSON output (--json): one object per line, {\"type\": T, \"data\": {...}}:
+JSON output (--json): only JSON Lines on stdout, one object per line,
+{\"type\": T, \"data\": {...}}; messages for people stay on stderr.
+Durations are in milliseconds; a null holder or remaining_ms means none:
   acquired  {name, token, fence, ttl_ms}           acquire
   extended  {name, ttl_ms}                         extend
   released  {name}                                 release
   lease     {name, held, holder, remaining_ms, fence, waiting_clients}   status, list
-  run       {name, fence, exit_code, lost}         run, sem run (at the end)
+  run       {name, fence, exit_code, command_exit_code, lost}   run, sem run (at the end)
   demo and bench print their own rows (see their --help).
+  A command under `run` writes to the same stdout: its output comes first, as it wrote it.
 
 Exit codes:
-  0    success
-  N    run / sem run: the command's own exit status (128 + signal if it was killed;
-       127 if it was not found, 126 if it could not be started)
-  1    other failure
-  2    bad usage or bad input (bad duration, empty name, zero ttl, bad URL, bad token)
-  3    lease not obtained: held by someone else (--no-wait), or not free within --wait
-  4    lease lost while the command ran; or the token does not hold the lease (extend, release)
-  5    Redis unreachable, or it refused (wrong password, read-only replica, out of memory)
-  130  interrupted (SIGINT)";
+  0      success; a closed stdout (| head) is success too
+  N      run / sem run: the command's own exit status (128 + signal if a signal killed
+         it; 127 if it was not found, 126 if it could not be started)
+  1      other failure
+  2      bad usage or bad input (bad duration, empty name, zero ttl, bad URL, bad token)
+  3      lease not obtained: held by someone else (--no-wait), or not free within --wait;
+         the command of run never started
+  4      lease lost while the command ran; or the token does not hold the lease
+         (extend, release)
+  5      Redis unreachable, or it refused (wrong password, read-only replica, out of memory)
+  128+N  leasehold got signal N and stopped: 130 on SIGINT (Ctrl-C), 143 on SIGTERM,
+         129 on SIGHUP; for run only before the command started (then signals go on to it)
+Errors are one line on stderr: `leasehold: what went wrong; what to do`.";
 
 /// The subcommands.
 #[derive(Subcommand, Debug)]
@@ -80,9 +129,11 @@ pub enum Command {
     /// LEASEHOLD_NAME, LEASEHOLD_FENCE and LEASEHOLD_TTL_MS in its
     /// environment, renews the lease every ttl/3 while it runs, and releases
     /// it when the command exits. leasehold exits with the command's status.
-    /// SIGINT, SIGTERM and SIGHUP are passed on to the command. If the lease
-    /// is lost while the command runs, the command gets SIGTERM, then
-    /// SIGKILL after --grace, and leasehold exits with 4.
+    /// SIGINT, SIGTERM and SIGHUP are passed on to the command (before it
+    /// starts, they stop leasehold: 128 + N). If the lease is lost while the
+    /// command runs, the command gets SIGTERM, then SIGKILL after --grace,
+    /// and leasehold exits with 4. Exit 3 when the lease is not obtained:
+    /// the command never starts.
     ///
     /// Example: leasehold run nightly-report --ttl 1m --wait 10s -- ./report.sh
     Run(RunArgs),
@@ -145,7 +196,7 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct WaitArgs {
     /// How long the lease lives unless renewed (a crashed holder blocks others this long at most).
-    #[arg(long, value_name = "D", default_value = "30s", value_parser = dur)]
+    #[arg(long, value_name = "D", default_value = "30s", value_parser = ttl)]
     pub ttl: Duration,
 
     /// How long to wait for the lease while someone else holds it.
@@ -161,6 +212,7 @@ pub struct WaitArgs {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// The lease's name (1 to 1024 bytes).
+    #[arg(value_parser = name)]
     pub name: String,
 
     #[command(flatten)]
@@ -179,6 +231,7 @@ pub struct RunArgs {
 #[derive(Args, Debug)]
 pub struct AcquireArgs {
     /// The lease's name.
+    #[arg(value_parser = name)]
     pub name: String,
 
     #[command(flatten)]
@@ -189,11 +242,12 @@ pub struct AcquireArgs {
 #[derive(Args, Debug)]
 pub struct ExtendArgs {
     /// The lease's name.
+    #[arg(value_parser = name)]
     pub name: String,
     /// The token `leasehold acquire` printed.
     pub token: String,
     /// The new TTL, from now.
-    #[arg(long, value_name = "D", default_value = "30s", value_parser = dur)]
+    #[arg(long, value_name = "D", default_value = "30s", value_parser = ttl)]
     pub ttl: Duration,
 }
 
@@ -201,6 +255,7 @@ pub struct ExtendArgs {
 #[derive(Args, Debug)]
 pub struct ReleaseArgs {
     /// The lease's name.
+    #[arg(value_parser = name)]
     pub name: String,
     /// The token `leasehold acquire` printed.
     pub token: String,
@@ -210,6 +265,7 @@ pub struct ReleaseArgs {
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// The lease's name.
+    #[arg(value_parser = name)]
     pub name: String,
 }
 
@@ -237,10 +293,11 @@ pub enum SemCommand {
 #[derive(Args, Debug)]
 pub struct SemRunArgs {
     /// The semaphore's name.
+    #[arg(value_parser = name)]
     pub name: String,
 
     /// K: how many may hold a permit at once.
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", value_parser = limit)]
     pub limit: u32,
 
     #[command(flatten)]

@@ -2,12 +2,18 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line as clap parses it.
+//! - [`cli`]: the command line as clap parses it; values (durations, names,
+//!   ttls) are checked there, before anything connects.
 //! - [`exit`]: exit codes, one enum.
 //! - [`duration`]: `500ms`, `30s`, `2m`, `1h`.
-//! - [`output`]: text for people, JSON Lines for scripts.
+//! - [`output`]: text for people, JSON Lines for scripts, one-line errors.
+//! - [`signals`]: SIGINT, SIGTERM, SIGHUP.
 //! - `cmd/`: one file per command; each turns its arguments into library
 //!   calls and prints the outcome.
+//!
+//! `main` parses, then [`dispatch`] connects and runs one command. Errors
+//! come back as [`leasehold::Error`] and are printed once, on one line, by
+//! [`fail`].
 
 use std::process::ExitCode;
 
@@ -18,27 +24,17 @@ mod cmd;
 mod duration;
 mod exit;
 mod output;
+mod signals;
 
 use cli::{Cli, Command, SemCommand};
 use exit::Exit;
-
-/// Where Redis is: `--url`, else `LEASEHOLD_URL`, else `REDIS_URL`, else
-/// `None` (the caller picks the default, or a private server).
-fn given_url(cli: &Cli) -> Option<String> {
-    cli.url
-        .clone()
-        .or_else(|| {
-            std::env::var("LEASEHOLD_URL")
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
-        .or_else(|| std::env::var("REDIS_URL").ok().filter(|s| !s.is_empty()))
-}
-
-const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+use signals::Signals;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -46,42 +42,41 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("leasehold: cannot start the async runtime: {e}");
+            output::error(&format!("cannot start the async runtime: {e}"));
             return Exit::Failure.into();
         }
     };
     let code = runtime.block_on(dispatch(cli));
-    // Give background releases (of dropped guards) a moment to be sent.
+    // Give background releases (of guards and acquires dropped on a signal)
+    // a moment to be sent; the runtime ends sooner when they are done.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     code
 }
 
+/// Runs the command: `run` and `sem run` watch signals themselves; every
+/// other command ends on a signal (128 + N) or a closed stdout (0), its
+/// future dropped so that nothing is left half done.
 async fn dispatch(cli: Cli) -> ExitCode {
-    let url = given_url(&cli);
+    let mut signals = match Signals::watch() {
+        Ok(s) => s,
+        Err(e) => {
+            output::error(&format!("cannot watch signals: {e}"));
+            return Exit::Failure.into();
+        }
+    };
     let result = match &cli.command {
-        Command::Demo(args) => cmd::demo::run(&cli, url, args).await,
-        Command::Bench(args) => cmd::bench::run(&cli, url, args).await,
+        Command::Run(args) => cmd::run::lease(&cli, args, &mut signals).await,
+        Command::Sem(SemCommand::Run(args)) => cmd::run::semaphore(&cli, args, &mut signals).await,
         command => {
-            let url = url.unwrap_or_else(|| DEFAULT_URL.to_owned());
-            let client = match leasehold::Client::builder()
-                .connect_timeout(cli.connect_timeout)
-                .connect(&url)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => return fail(&e),
-            };
-            match command {
-                Command::Run(args) => cmd::run::lease(&cli, &client, args).await,
-                Command::Sem(SemCommand::Run(args)) => {
-                    cmd::run::semaphore(&cli, &client, args).await
+            let work = async {
+                tokio::select! {
+                    result = one(&cli, command) => result,
+                    () = output::closed() => Ok(Exit::Success.into()),
                 }
-                Command::Acquire(args) => cmd::tokens::acquire(&cli, &client, args).await,
-                Command::Extend(args) => cmd::tokens::extend(&cli, &client, args).await,
-                Command::Release(args) => cmd::tokens::release(&cli, &client, args).await,
-                Command::Status(args) => cmd::inspect::status(&cli, &client, args).await,
-                Command::List(args) => cmd::inspect::list(&cli, &client, args).await,
-                Command::Demo(_) | Command::Bench(_) => unreachable!("handled above"),
+            };
+            match signals.unless(work).await {
+                Ok(result) => result,
+                Err(sig) => Ok(Exit::Signal(sig).into()),
             }
         }
     };
@@ -91,8 +86,83 @@ async fn dispatch(cli: Cli) -> ExitCode {
     }
 }
 
+/// Every command but `run` and `sem run`.
+async fn one(cli: &Cli, command: &Command) -> leasehold::Result<ExitCode> {
+    match command {
+        Command::Demo(args) => cmd::demo::run(cli, args).await,
+        Command::Bench(args) => cmd::bench::run(cli, args).await,
+        Command::Acquire(args) => cmd::tokens::acquire(cli, &cmd::connect(cli).await?, args).await,
+        Command::Extend(args) => cmd::tokens::extend(cli, &cmd::connect(cli).await?, args).await,
+        Command::Release(args) => cmd::tokens::release(cli, &cmd::connect(cli).await?, args).await,
+        Command::Status(args) => cmd::inspect::status(cli, &cmd::connect(cli).await?, args).await,
+        Command::List(args) => cmd::inspect::list(cli, &cmd::connect(cli).await?, args).await,
+        Command::Run(_) | Command::Sem(_) => unreachable!("dispatch runs these"),
+    }
+}
+
 /// Prints a library error once, on one line, and picks its exit code.
 fn fail(e: &leasehold::Error) -> ExitCode {
-    eprintln!("leasehold: {e}");
+    output::error(&e.to_string());
     Exit::of(e).into()
+}
+
+/// clap's refusal as one line, `leasehold: ...`, exit 2; `--help` and
+/// `--version` print as clap made them.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as K;
+    match e.kind() {
+        K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // Broken pipe on `--help | head`: nothing to add.
+            let _ = e.print();
+            ExitCode::from(e.exit_code() as u8)
+        }
+        _ => {
+            output::error(&one_line(&e.render().to_string()));
+            Exit::Usage.into()
+        }
+    }
+}
+
+/// Folds clap's several-line message into one line: the message, any tip,
+/// and the usage line; the "For more information" footer is dropped.
+fn one_line(rendered: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut message = String::new();
+    for line in rendered.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with("For more information") {
+            continue;
+        }
+        if let Some(usage) = line.strip_prefix("Usage: ") {
+            parts.push(format!("usage: {usage}"));
+        } else if line.starts_with("tip: ") {
+            parts.push(line.to_owned());
+        } else {
+            let line = line.strip_prefix("error: ").unwrap_or(line);
+            if !message.is_empty() {
+                message.push(' ');
+            }
+            message.push_str(line);
+        }
+    }
+    parts.insert(0, message);
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn clap_errors_fold_into_one_line() {
+        let rendered = "error: the following required arguments were not provided:\n  <NAME>\n  <CMD>...\n\nUsage: leasehold run <NAME> -- <CMD>...\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(rendered),
+            "the following required arguments were not provided: <NAME> <CMD>...; usage: leasehold run <NAME> -- <CMD>..."
+        );
+        let rendered = "error: unexpected argument '--foo' found\n\n  tip: to pass '--foo' as a value, use '-- --foo'\n\nUsage: leasehold status <NAME>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(rendered),
+            "unexpected argument '--foo' found; tip: to pass '--foo' as a value, use '-- --foo'; usage: leasehold status <NAME>"
+        );
+    }
 }

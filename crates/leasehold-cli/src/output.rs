@@ -1,24 +1,63 @@
-//! Printing: text for people, JSON Lines for scripts. Only JSON goes to
-//! stdout with `--json`; a closed stdout (`| head`) ends quietly.
+//! Printing: text for people, JSON Lines for scripts.
+//!
+//! With `--json`, stdout carries only JSON Lines: one object per line,
+//! `{"type": T, "data": {...}}` (the record types are listed in `--help`;
+//! `run` is the exception only in that its command's own output passes
+//! through untouched). Messages for people go to stderr, one line each,
+//! starting with `leasehold: `.
+//!
+//! A closed stdout (`leasehold list | head -1`) is not an error: the reader
+//! has all it wanted. [`line`] notes it, [`closed`] completes, and `main`
+//! ends the command with exit code 0, running destructors on the way (a
+//! private demo server is stopped, not orphaned).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
-/// Prints one line on stdout. A broken pipe exits the process with 0: the
-/// reader has all it wanted.
+/// Set once a write to stdout met a broken pipe.
+static CLOSED: AtomicBool = AtomicBool::new(false);
+/// Wakes [`closed`] when [`CLOSED`] is set; `notify_one` keeps a permit, so
+/// a waiter that comes late still wakes.
+static CLOSED_NOTIFY: Notify = Notify::const_new();
+
+/// Prints one line on stdout. After a broken pipe it prints nothing more
+/// and [`closed`] completes.
 pub fn line(text: &str) {
+    if CLOSED.load(Ordering::Acquire) {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush())
         && e.kind() == std::io::ErrorKind::BrokenPipe
     {
-        std::process::exit(0);
+        CLOSED.store(true, Ordering::Release);
+        CLOSED_NOTIFY.notify_one();
+    }
+}
+
+/// Completes once stdout's reader has gone away.
+///
+/// # Cancel safety
+///
+/// Cancel safe: it only waits.
+pub async fn closed() {
+    while !CLOSED.load(Ordering::Acquire) {
+        CLOSED_NOTIFY.notified().await;
     }
 }
 
 /// Prints `{"type": kind, "data": data}` on one line.
 pub fn record(kind: &str, data: Value) {
     line(&json!({ "type": kind, "data": data }).to_string());
+}
+
+/// Prints `leasehold: message` on stderr. Never fails: with stderr closed
+/// there is nobody to tell.
+pub fn error(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "leasehold: {message}");
 }
 
 /// A duration in milliseconds for JSON, or null.

@@ -9,18 +9,19 @@ use crate::cli::{BenchArgs, Cli};
 use crate::exit::Exit;
 use crate::output;
 
-/// Runs the chosen workloads against `url` or a private redis-server, then
+/// Runs the chosen workloads against the given address or a private
+/// redis-server, then
 /// prints one table (or JSON rows).
-pub async fn run(cli: &Cli, url: Option<String>, args: &BenchArgs) -> leasehold::Result<ExitCode> {
+pub async fn run(cli: &Cli, args: &BenchArgs) -> leasehold::Result<ExitCode> {
     let workloads = match Workload::parse_list(&args.workloads.join(",")) {
         Ok(w) => w,
         Err(e) => {
-            eprintln!("leasehold: {e}");
+            output::error(&e.to_string());
             return Ok(Exit::Usage.into());
         }
     };
     let opts = Options {
-        url,
+        url: crate::cmd::given_url(cli),
         workloads,
         duration: args.duration,
         workers: args.workers,
@@ -42,7 +43,7 @@ pub async fn run(cli: &Cli, url: Option<String>, args: &BenchArgs) -> leasehold:
     match result {
         Ok(()) => Ok(Exit::Success.into()),
         Err(e) => {
-            eprintln!("leasehold: the benchmark failed: {e}");
+            output::error(&format!("the benchmark failed: {e}"));
             Ok(Exit::Failure.into())
         }
     }

@@ -9,31 +9,35 @@ use crate::cli::{Cli, DemoArgs};
 use crate::exit::Exit;
 use crate::output;
 
-/// Runs one scenario or all four, against `url` or a private redis-server.
-pub async fn run(cli: &Cli, url: Option<String>, args: &DemoArgs) -> leasehold::Result<ExitCode> {
+/// Runs one scenario or all four, against the given address or a private
+/// redis-server.
+pub async fn run(cli: &Cli, args: &DemoArgs) -> leasehold::Result<ExitCode> {
     let scenarios = match &args.scenario {
         None => Scenario::ALL.to_vec(),
         Some(name) => match name.parse::<Scenario>() {
             Ok(s) => vec![s],
             Err(why) => {
-                eprintln!("leasehold: {why}");
+                output::error(&why.to_string());
                 return Ok(Exit::Usage.into());
             }
         },
     };
-    // No address given: a private, throwaway server, stopped on return.
-    let (_server, url) = match url {
+    // No address given: a private, throwaway server, stopped on return
+    // (also when a signal or a closed stdout drops this future).
+    let (_server, url) = match crate::cmd::given_url(cli) {
         Some(url) => (None, url),
         None => match testkit::RedisServer::start() {
             Ok(server) => {
                 let url = server.url();
                 if !cli.json {
-                    eprintln!("leasehold: started a private redis-server at {url} for the demo");
+                    output::error(&format!(
+                        "started a private redis-server at {url} for the demo"
+                    ));
                 }
                 (Some(server), url)
             }
             Err(e) => {
-                eprintln!("leasehold: {e}");
+                output::error(&e.to_string());
                 return Ok(Exit::Failure.into());
             }
         },
@@ -55,7 +59,7 @@ pub async fn run(cli: &Cli, url: Option<String>, args: &DemoArgs) -> leasehold::
     match result {
         Ok(()) => Ok(Exit::Success.into()),
         Err(e) => {
-            eprintln!("leasehold: the demo failed: {e}");
+            output::error(&format!("the demo failed: {e}"));
             Ok(Exit::Failure.into())
         }
     }

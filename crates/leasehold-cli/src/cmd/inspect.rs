@@ -71,7 +71,7 @@ pub async fn list(cli: &Cli, client: &Client, args: &ListArgs) -> leasehold::Res
     if cli.json {
         all.iter().for_each(record);
     } else if all.is_empty() {
-        eprintln!("leasehold: no lease matches `{}`", args.pattern);
+        output::error(&format!("no lease matches `{}`", args.pattern));
     } else {
         table(&all);
     }

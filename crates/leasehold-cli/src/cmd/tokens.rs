@@ -54,10 +54,10 @@ pub async fn extend(cli: &Cli, client: &Client, args: &ExtendArgs) -> leasehold:
         .extend_by_token(&token)
         .await?
     {
-        eprintln!(
-            "leasehold: `{}` is not held by token {token}: it expired or was taken; acquire it again",
+        output::error(&format!(
+            "`{}` is not held by token {token}: it expired or was taken; acquire it again",
             args.name
-        );
+        ));
         return Ok(Exit::Lost.into());
     }
     if cli.json {
@@ -77,10 +77,10 @@ pub async fn release(
 ) -> leasehold::Result<ExitCode> {
     let token = Token::parse(&args.token)?;
     if !client.lease(&args.name).release_by_token(&token).await? {
-        eprintln!(
-            "leasehold: `{}` is not held by token {token}: it expired or was taken; nothing was released",
+        output::error(&format!(
+            "`{}` is not held by token {token}: it expired or was taken; nothing was released",
             args.name
-        );
+        ));
         return Ok(Exit::Lost.into());
     }
     if cli.json {

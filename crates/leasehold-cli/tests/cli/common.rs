@@ -6,10 +6,13 @@ use std::time::{Duration, Instant};
 
 pub use testkit::RedisServer;
 
-/// The `leasehold` binary, with no address from the environment.
+/// The `leasehold` binary, with no address from the environment, and
+/// backtraces on: a panic would show one, which the tests look for.
 pub fn leasehold(server: Option<&RedisServer>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_leasehold"));
-    cmd.env_remove("LEASEHOLD_URL").env_remove("REDIS_URL");
+    cmd.env_remove("LEASEHOLD_URL")
+        .env_remove("REDIS_URL")
+        .env("RUST_BACKTRACE", "1");
     if let Some(s) = server {
         cmd.arg("--url").arg(s.url());
     }
@@ -52,6 +55,31 @@ pub fn redis(server: &RedisServer) -> redis::Connection {
 
 pub fn exists(path: &Path) -> bool {
     path.exists()
+}
+
+/// Sends `sig` to a child the test spawned and has not reaped.
+pub fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    assert_eq!(rc, 0, "kill({}, {sig})", child.id());
+}
+
+/// Waits for a child to exit, failing after `within`.
+pub fn wait_within(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let mut status = None;
+    eventually(within, "leasehold to exit", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status.unwrap()
+}
+
+/// Whether key `name` exists on `server`.
+pub fn key_exists(server: &RedisServer, name: &str) -> bool {
+    redis::cmd("EXISTS")
+        .arg(name)
+        .query::<bool>(&mut redis(server))
+        .unwrap()
 }
 
 pub const SECOND: Duration = Duration::from_secs(1);

@@ -1,21 +1,32 @@
 //! Bad input: one line on stderr that says what is wrong, a documented
-//! exit code, never a panic.
+//! exit code, never a panic or a backtrace.
 
 use crate::common::*;
 
+/// Runs leasehold with `args`, expects exit `code` and exactly one line on
+/// stderr starting with `leasehold: `; returns that line.
 fn one_line_error(args: &[&str], server: Option<&RedisServer>, code: i32) -> String {
     let o = output(leasehold(server).args(args));
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
     assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "{err}"
-    );
-    assert!(
-        err.starts_with("leasehold: ") || err.starts_with("error: "),
+        !err.contains("panicked") && !err.contains("backtrace"),
         "{args:?}: {err}"
     );
+    assert!(err.starts_with("leasehold: "), "{args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    assert!(err.ends_with('\n'), "{args:?}: {err:?}");
+    assert!(o.stdout.is_empty(), "{args:?}: {}", stdout(&o));
     err
+}
+
+/// A loopback port nobody listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -25,26 +36,56 @@ fn bad_inputs_name_themselves() {
     let err = one_line_error(&["run", "x", "--ttl", "5", "--", "true"], s, 2);
     assert!(err.contains("5s"), "{err}");
     let err = one_line_error(&["run", "x", "--ttl", "0s", "--", "true"], s, 2);
-    assert!(err.contains("ttl"), "{err}");
+    assert!(err.contains("ttl") && err.contains("10ms"), "{err}");
+    let err = one_line_error(&["acquire", "x", "--wait", "soon"], s, 2);
+    assert!(err.contains("--wait") && err.contains("30s"), "{err}");
     let err = one_line_error(&["run", "", "--", "true"], s, 2);
     assert!(err.contains("name"), "{err}");
+    let err = one_line_error(&["status", ""], s, 2);
+    assert!(err.contains("name"), "{err}");
+    let err = one_line_error(&["sem", "run", "p", "--limit", "0", "--", "true"], s, 2);
+    assert!(err.contains("at least 1"), "{err}");
     let err = one_line_error(&["release", "x", "not-a-token"], s, 2);
     assert!(err.contains("token"), "{err}");
+    // clap's own refusals fold into one line too, with the usage.
+    let err = one_line_error(&["run", "x"], s, 2);
+    assert!(err.contains("usage: leasehold run"), "{err}");
+    let err = one_line_error(&["status", "x", "--bogus"], s, 2);
+    assert!(err.contains("--bogus"), "{err}");
     let err = one_line_error(&["--url", "http://nowhere", "status", "x"], None, 2);
     assert!(err.contains("redis://"), "{err}");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let url = format!("redis://127.0.0.1:{port}");
     let err = one_line_error(&["--url", &url, "status", "x"], None, 5);
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     // Nothing was left behind by the refused calls.
-    let mut conn = redis(&server);
-    let keys: i64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    let keys: i64 = redis::cmd("DBSIZE").query(&mut redis(&server)).unwrap();
     assert_eq!(keys, 0);
+}
+
+#[test]
+fn bad_input_is_refused_before_connecting() {
+    // No server anywhere: still a usage error (2), not an unreachable
+    // Redis (5), and the command never ran.
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let url = format!("redis://127.0.0.1:{}", closed_port());
+    let touch = ["--", "touch", marker.to_str().unwrap()];
+    for args in [
+        &["run", "x", "--ttl", "0s"][..],
+        &["run", "x", "--ttl", "400d"],
+        &["run", ""],
+        &["run", "x", "--grace", "10"],
+    ] {
+        let args: Vec<&str> = ["--url", &url]
+            .iter()
+            .chain(args)
+            .chain(&touch)
+            .copied()
+            .collect();
+        one_line_error(&args, None, 2);
+    }
+    assert!(!marker.exists(), "the command ran");
 }
 
 #[test]
@@ -59,19 +100,53 @@ fn a_refused_password_is_named() {
     let url = format!("redis://:wrong@127.0.0.1:{}", server.port());
     let err = one_line_error(&["--url", &url, "status", "x"], None, 5);
     assert!(!err.contains("wrong"), "the password leaked: {err}");
+    assert!(err.contains("password"), "{err}");
     let url = format!("redis://127.0.0.1:{}", server.port());
     let err = one_line_error(&["--url", &url, "status", "x"], None, 5);
     assert!(err.to_lowercase().contains("auth"), "{err}");
+    // The right password works.
+    let url = format!("redis://:sesame@127.0.0.1:{}", server.port());
+    let o = output(leasehold(None).args(["--url", &url, "status", "x"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn the_address_comes_from_leasehold_url_then_redis_url() {
+    let server = RedisServer::start().unwrap();
+    let nowhere = format!("redis://127.0.0.1:{}", closed_port());
+    // REDIS_URL alone.
+    let o = output(
+        leasehold(None)
+            .env("REDIS_URL", server.url())
+            .args(["status", "x"]),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // LEASEHOLD_URL before REDIS_URL.
+    let o = output(
+        leasehold(None)
+            .env("LEASEHOLD_URL", &nowhere)
+            .env("REDIS_URL", server.url())
+            .args(["status", "x"]),
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    // --url before both.
+    let o = output(
+        leasehold(None)
+            .env("LEASEHOLD_URL", &nowhere)
+            .env("REDIS_URL", &nowhere)
+            .args(["--url", &server.url(), "status", "x"]),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]
 fn help_explains_exit_codes_and_has_examples() {
     let o = output(leasehold(None).arg("--help"));
+    assert!(o.status.success());
     let text = stdout(&o);
-    assert!(
-        text.contains("Exit codes") && text.contains("Examples"),
-        "{text}"
-    );
+    for needle in ["Exit codes", "Examples", "JSON", "130", "LEASEHOLD_URL"] {
+        assert!(text.contains(needle), "--help lacks {needle}: {text}");
+    }
     for cmd in [
         "run", "acquire", "extend", "release", "status", "list", "demo", "bench",
     ] {

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod demo;
 mod inputs;
 mod inspect;
 mod run;

@@ -192,3 +192,67 @@ fn a_lost_lease_stops_the_command_and_exits_4() {
     assert_eq!(o.status.code(), Some(4));
     assert!(stderr(&o).contains("was lost"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_command_killed_by_a_signal_gives_128_plus_it() {
+    let server = RedisServer::start().unwrap();
+    let o =
+        output(leasehold(Some(&server)).args(["run", "killed", "--", "sh", "-c", "kill -9 $$"]));
+    assert_eq!(o.status.code(), Some(128 + 9), "{}", stderr(&o));
+    assert!(!key_exists(&server, "killed"), "the lease was not released");
+}
+
+#[test]
+fn sigint_while_waiting_for_the_lease_exits_130_and_never_starts_the_command() {
+    let server = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let o = output(leasehold(Some(&server)).args(["acquire", "queue", "--ttl", "20s"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let holder = stdout(&o).split_whitespace().next().unwrap().to_string();
+    let mut waiter = leasehold(Some(&server))
+        .args(["run", "queue", "--wait", "30s", "--", "touch"])
+        .arg(&marker)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(5 * SECOND, "the run to wait for the lease", || {
+        let o = output(leasehold(Some(&server)).args(["status", "queue", "--json"]));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        v["data"]["waiting_clients"] == 1
+    });
+    signal(&waiter, libc::SIGINT);
+    let status = wait_within(&mut waiter, 5 * SECOND);
+    assert_eq!(status.code(), Some(130));
+    // The holder still holds it, and once it lets go nobody has it: the
+    // interrupted waiter took nothing.
+    let o = output(leasehold(Some(&server)).args(["release", "queue", &holder]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!key_exists(&server, "queue"));
+    assert!(!marker.exists(), "the command ran without the lease");
+}
+
+#[test]
+fn run_json_ends_with_a_run_record() {
+    let server = RedisServer::start().unwrap();
+    let o = output(leasehold(Some(&server)).args([
+        "run",
+        "rec",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo from-the-command; exit 3",
+    ]));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("from-the-command"));
+    let v: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(v["type"], "run");
+    assert_eq!(v["data"]["name"], "rec");
+    assert_eq!(v["data"]["fence"], 1);
+    assert_eq!(v["data"]["exit_code"], 3);
+    assert_eq!(v["data"]["lost"], false);
+    assert_eq!(lines.next(), None);
+}

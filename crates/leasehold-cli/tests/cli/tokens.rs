@@ -54,3 +54,45 @@ fn acquire_json_gives_token_and_fence() {
     assert_eq!(v["data"]["fence"], 1);
     assert_eq!(v["data"]["token"].as_str().unwrap().len(), 32);
 }
+
+#[test]
+fn sigint_while_acquire_waits_exits_130_and_takes_nothing() {
+    let server = RedisServer::start().unwrap();
+    let o = output(leasehold(Some(&server)).args(["acquire", "busy", "--ttl", "20s"]));
+    let holder = stdout(&o).split_whitespace().next().unwrap().to_string();
+    let mut waiter = leasehold(Some(&server))
+        .args(["acquire", "busy", "--wait", "30s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(5 * SECOND, "acquire to wait", || {
+        let o = output(leasehold(Some(&server)).args(["status", "busy", "--json"]));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        v["data"]["waiting_clients"] == 1
+    });
+    signal(&waiter, libc::SIGINT);
+    let status = wait_within(&mut waiter, 5 * SECOND);
+    assert_eq!(status.code(), Some(130));
+    let o = waiter.wait_with_output().unwrap();
+    assert!(o.stdout.is_empty(), "it printed a token: {}", stdout(&o));
+    let held: Option<String> = redis::cmd("GET")
+        .arg("busy")
+        .query(&mut redis(&server))
+        .unwrap();
+    assert_eq!(held.as_deref(), Some(holder.as_str()));
+}
+
+#[test]
+fn acquire_no_wait_on_a_held_name_exits_3_with_one_line() {
+    let server = RedisServer::start().unwrap();
+    output(leasehold(Some(&server)).args(["acquire", "taken", "--ttl", "20s"]));
+    let o = output(leasehold(Some(&server)).args(["acquire", "taken", "--no-wait", "--json"]));
+    assert_eq!(o.status.code(), Some(3));
+    assert!(o.stdout.is_empty(), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("leasehold: ") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(err.contains("held by someone else"), "{err}");
+}
