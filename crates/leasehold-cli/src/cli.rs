@@ -186,7 +186,7 @@ pub enum Command {
     /// The benchmark workloads W1-W5 of BENCH.md, beside the physical limit.
     ///
     /// Without --url, starts a private, throwaway redis-server. With --json,
-    /// one row per line: {"workload", "figure", "value", "unit", "limit", "share", ...}.
+    /// one row per line: {"type": "figure", "data": {"workload", "figure", "value", "unit", "limit", "share", ...}}.
     ///
     /// Example: leasehold bench W3 --duration 5s
     Bench(BenchArgs),
