@@ -132,17 +132,23 @@ fn the_childs_exit_status_is_leaseholds() {
     );
 }
 
+/// A shell script that touches `ready` once running, and `got-term` then
+/// exits 0 when it receives SIGTERM; both files live in the returned dir.
+fn trapping_child() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "trap 'touch {got}; exit 0' TERM; touch {ready}; while true; do sleep 0.05; done",
+        got = dir.path().join("got-term").display(),
+        ready = dir.path().join("ready").display()
+    );
+    (dir, script)
+}
+
 #[test]
 fn sigterm_to_leasehold_reaches_the_child() {
     let server = RedisServer::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ready = dir.path().join("ready");
-    let got = dir.path().join("got-term");
-    let script = format!(
-        "trap 'touch {got}; exit 0' TERM; touch {ready}; while true; do sleep 0.05; done",
-        got = got.display(),
-        ready = ready.display()
-    );
+    let (dir, script) = trapping_child();
+    let (ready, got) = (dir.path().join("ready"), dir.path().join("got-term"));
     let mut child = leasehold(Some(&server))
         .args(["run", "signals", "--", "sh", "-c", &script])
         .stdout(Stdio::null())
@@ -163,14 +169,8 @@ fn sigterm_to_leasehold_reaches_the_child() {
 #[test]
 fn a_lost_lease_stops_the_command_and_exits_4() {
     let server = RedisServer::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ready = dir.path().join("ready");
-    let got = dir.path().join("got-term");
-    let script = format!(
-        "trap 'touch {got}; exit 0' TERM; touch {ready}; while true; do sleep 0.05; done",
-        got = got.display(),
-        ready = ready.display()
-    );
+    let (dir, script) = trapping_child();
+    let (ready, got) = (dir.path().join("ready"), dir.path().join("got-term"));
     let child = leasehold(Some(&server))
         .args([
             "run", "fragile", "--ttl", "600ms", "--grace", "2s", "--", "sh", "-c", &script,

@@ -152,7 +152,7 @@ async fn a_release_wakes_a_waiter_of_another_client() {
             .wait(Duration::from_secs(120));
         tokio::spawn(async move { s.acquire().await.map(|g| g.fence()) })
     };
-    let mut conn = raw(&server).await;
+    let conn = raw(&server).await;
     eventually(5 * SECOND, "the waiter to subscribe", || {
         let mut c = conn.clone();
         async move { numsub(&mut c, "leasehold:{woken}:wake").await == 1 }
@@ -164,5 +164,4 @@ async fn a_release_wakes_a_waiter_of_another_client() {
         .expect("not woken by the release")
         .unwrap();
     assert_eq!(fence.unwrap(), 2);
-    let _ = &mut conn;
 }
