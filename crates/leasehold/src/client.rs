@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::keys::LeaseKeys;
+use crate::keys::{Kind, LeaseKeys};
 use crate::lease::Lease;
 use crate::token::Token;
 use crate::wait::WakeHub;
@@ -231,7 +231,41 @@ impl Client {
     }
 
     /// Runs the release script; wakes the next local waiter when it released.
-    pub(crate) async fn release_raw(&self, keys: &LeaseKeys, token: &Token) -> Result<bool> {
+    ///
+    /// A plain lease with a local waiter at the head of its queue is handed
+    /// over instead: one script frees it and gives it to that waiter's
+    /// token, and the waiter takes it without a round trip of its own.
+    pub(crate) async fn release_raw(&self, keys: &Arc<LeaseKeys>, token: &Token) -> Result<bool> {
+        let hub = &self.inner.hub;
+        if let Some(offer) = matches!(keys.kind(), Kind::Lease)
+            .then(|| hub.offer(keys.wake()))
+            .flatten()
+        {
+            let next = offer.handover();
+            let sent = tokio::time::Instant::now();
+            let reply = crate::scripts::handover(
+                &mut self.conn(),
+                keys,
+                token.as_bytes(),
+                next.token.as_bytes(),
+                next.ttl_ms,
+            )
+            .await;
+            let (delivered, result) = match reply {
+                Ok(Some(fence)) => (offer.grant(fence, sent), Ok(true)),
+                Ok(None) => (offer.withdraw(), Ok(false)),
+                Err(e) => (
+                    offer.withdraw(),
+                    Err(Error::redis("the release script", &self.inner.addr, e)),
+                ),
+            };
+            if !delivered {
+                // The waiter gave up meanwhile: pass the lease on from
+                // its token (a no-op if it was never handed over).
+                self.release_in_background(Arc::clone(keys), next.token);
+            }
+            return result;
+        }
         let released = crate::scripts::release(
             &mut self.conn(),
             keys,
@@ -243,8 +277,8 @@ impl Client {
         // Wake the next local waiter now rather than when our own publish
         // comes back. Not in fair mode: the publish names the waiter whose
         // turn it is, which may be in another process.
-        if released && !matches!(keys.kind(), crate::keys::Kind::Fair { .. }) {
-            self.inner.hub.wake(keys.wake());
+        if released && !matches!(keys.kind(), Kind::Fair { .. }) {
+            hub.wake(keys.wake());
         }
         Ok(released)
     }

@@ -12,7 +12,7 @@ use crate::guard::{Guard, ttl_ms};
 use crate::keys::{Kind, LeaseKeys, MAX_NAME_LEN};
 use crate::scripts::{self, Acquired, WaitInfo};
 use crate::token::Token;
-use crate::wait::Waiter;
+use crate::wait::{Handover, Waiter};
 
 /// The shortest ttl accepted: the lease must outlive a round trip to Redis
 /// and the drift margin (1 % + 2 ms).
@@ -138,6 +138,8 @@ impl Lease {
     /// client (redis-py, redsync) that does not publish, a notification lost
     /// while the subscriber reconnects. A waiter sleeps at most the holder's
     /// remaining TTL, and otherwise `min` doubling up to `max`, with jitter.
+    /// Of a plain lease's local waiters only the first runs this timer; the
+    /// others wait for it to hand the lease on.
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.backoff_min = min;
         self.backoff_max = max;
@@ -285,7 +287,12 @@ impl Lease {
         // Names this waiter in a fair queue (not a secret, unlike the token).
         let waiter_id = matches!(self.keys.kind(), Kind::Fair { .. }).then(Token::random);
         let waiter_id = waiter_id.as_ref().map_or("", Token::as_str);
-        let mut waiter: Option<Waiter> = None;
+        // A plain lease can be handed straight to this waiter's token by a
+        // local release (see `Client::release_raw`).
+        let handover = matches!(self.keys.kind(), Kind::Lease).then(|| Handover {
+            token: pending.token,
+            ttl_ms: ttl_ms(self.ttl),
+        });
         let mut pttl = -1;
         let mut backoff = self.backoff_min;
         let mut last_error: Option<Error> = None;
@@ -293,7 +300,7 @@ impl Lease {
         let mut try_now = !hub.has_waiters(channel);
         loop {
             if try_now {
-                if let Some(w) = &waiter {
+                if let Some(w) = &pending.waiter {
                     w.begin_attempt();
                 }
                 let patience =
@@ -301,7 +308,14 @@ impl Lease {
                 // With no time left, a refusal ends the call: no intent, no queue.
                 let waiting = (!patience.is_zero()).then_some((waiter_id, patience));
                 match self.attempt(&mut pending, waiting).await {
-                    Ok(Attempt::Got(guard)) => return Ok(guard),
+                    Ok(Attempt::Got(guard)) => {
+                        if let Some(w) = &pending.waiter {
+                            // A hand-over to this token that raced the
+                            // attempt is this very lease.
+                            w.keep();
+                        }
+                        return Ok(guard);
+                    }
                     Ok(Attempt::Held(p)) => {
                         pttl = p;
                         last_error = None;
@@ -309,7 +323,7 @@ impl Lease {
                     Err(e) if e.is_connection() => last_error = Some(e),
                     Err(e) => return Err(e),
                 }
-                if let Some(w) = &waiter {
+                if let Some(w) = &pending.waiter {
                     w.attempt_failed();
                 }
             }
@@ -320,29 +334,46 @@ impl Lease {
                     None => self.timeout_error(now - started, pttl).await,
                 });
             }
-            if waiter.is_none() {
-                let (w, confirmed) = hub.register(channel, self.keys.wakes_all(), waiter_id);
-                waiter = Some(w);
+            if pending.waiter.is_none() {
+                let (w, confirmed) =
+                    hub.register(channel, self.keys.wakes_all(), waiter_id, handover);
+                pending.waiter = Some(w);
                 if confirmed && try_now {
                     // A release between our attempt and joining the queue
                     // published to nobody: look once more.
                     continue;
                 }
             }
-            let waiter = waiter.as_ref().expect("registered above");
+            let waiter = pending.waiter.as_ref().expect("registered above");
             let mut nap = backoff.mul_f64(rand::rng().random_range(0.5..=1.0));
             if pttl >= 0 {
                 nap = nap.min(Duration::from_millis(pttl as u64 + 1));
             }
-            let wake_at = deadline.map_or(now + nap, |d| d.min(now + nap));
+            // Behind the head of a plain lease's queue, no timer but the deadline.
+            let timer = waiter.needs_timer();
+            let wake_at = match (deadline, timer) {
+                (Some(d), true) => d.min(now + nap),
+                (Some(d), false) => d,
+                (None, true) => now + nap,
+                (None, false) => now + MAX_TTL,
+            };
             tokio::select! {
                 biased;
                 _ = waiter.woken() => {}
+                _ = waiter.promoted(), if !timer => {
+                    // Now the head: start its fallback timer.
+                    try_now = false;
+                    continue;
+                }
                 _ = tokio::time::sleep_until(wake_at) => {
                     backoff = (backoff * 2).min(self.backoff_max);
                 }
             }
-            try_now = true;
+            if let Some((fence, sent)) = waiter.take_grant() {
+                return Ok(self.guard(pending.token, fence, sent));
+            }
+            // While a local release hands the lease over, wait for it.
+            try_now = !waiter.is_offered();
         }
     }
 
@@ -479,15 +510,7 @@ impl Lease {
             Acquired::Yes(fence) => Attempt::Got({
                 // The write script removed the intent along with granting.
                 pending.intent = false;
-                Guard::new(
-                    &self.client,
-                    Arc::clone(&self.keys),
-                    pending.token,
-                    fence,
-                    self.ttl,
-                    sent,
-                    self.auto_renew,
-                )
+                self.guard(pending.token, fence, sent)
             }),
             Acquired::No(pttl) => Attempt::Held(pttl),
             Acquired::LimitMismatch(theirs) => {
@@ -503,6 +526,19 @@ impl Lease {
                 ));
             }
         })
+    }
+
+    /// The guard of `token`'s acquisition with `fence`, sent at `sent`.
+    fn guard(&self, token: Token, fence: u64, sent: Instant) -> Guard {
+        Guard::new(
+            &self.client,
+            Arc::clone(&self.keys),
+            token,
+            fence,
+            self.ttl,
+            sent,
+            self.auto_renew,
+        )
     }
 
     async fn timeout_error(&self, waited: Duration, pttl: i64) -> Error {
@@ -534,15 +570,18 @@ fn remaining(pttl: i64) -> Option<Duration> {
 }
 
 /// The token of an acquire in progress. While `armed` (a script was sent
-/// and no definite reply came back) or `intent` (a waiting writer left its
-/// intent), the token may hold something without any guard: dropping
-/// `Pending` then releases it in the background.
+/// and no definite reply came back), `intent` (a waiting writer left its
+/// intent) or a hand-over to the waiter is under way or done, the token may
+/// hold something without any guard: dropping `Pending` then releases it in
+/// the background.
 struct Pending<'a> {
     lease: &'a Lease,
     token: Token,
     armed: bool,
     /// A waiting writer left its intent; withdrawn unless it got the lock.
     intent: bool,
+    /// The place in the local queue, once the acquire waits.
+    waiter: Option<Waiter>,
 }
 
 impl<'a> Pending<'a> {
@@ -552,13 +591,15 @@ impl<'a> Pending<'a> {
             token,
             armed: false,
             intent: false,
+            waiter: None,
         }
     }
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        if self.armed || self.intent {
+        let handed = self.waiter.as_ref().is_some_and(Waiter::may_hold);
+        if self.armed || self.intent || handed {
             self.lease
                 .client
                 .release_in_background(Arc::clone(&self.lease.keys), self.token);

@@ -89,11 +89,14 @@
 //!
 //! # Waiting
 //!
-//! [`Lease::acquire`] sends nothing while it waits. The release script
-//! publishes on the name's wake channel; the client's one subscriber
+//! [`Lease::acquire`] sends nothing while it waits. A release by the same
+//! client hands the lease straight to the next local waiter in one script
+//! (that waiter sends nothing at all); otherwise the release script
+//! publishes on the name's wake channel, and the client's one subscriber
 //! connection hands the notification to the local waiter whose turn it is.
-//! A fallback timer (at most the holder's remaining TTL) covers holders that
-//! expire or foreign clients that do not publish. See [`wait`].
+//! A fallback timer of the first waiter (at most the holder's remaining TTL)
+//! covers holders that expire or foreign clients that do not publish. See
+//! [`wait`].
 //!
 //! # Redis Cluster
 //!

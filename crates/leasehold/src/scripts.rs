@@ -55,6 +55,8 @@ static ACQUIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
 static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
+static HANDOVER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/handover.lua")));
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
 static RW_READ_ACQUIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/rw_read_acquire.lua")));
@@ -268,6 +270,29 @@ pub(crate) async fn release(
         }
     };
     Ok(n == 1)
+}
+
+/// handover(N, fence; token, next token, next ttl_ms) -> the next owner's
+/// fence, or `None` when `token` did not hold the lease. Plain leases only.
+pub(crate) async fn handover(
+    conn: &mut impl ConnectionLike,
+    keys: &LeaseKeys,
+    token: &[u8],
+    next: &[u8],
+    next_ttl_ms: u64,
+) -> RedisResult<Option<u64>> {
+    debug_assert!(matches!(keys.kind(), Kind::Lease));
+    let fence: i64 = HANDOVER
+        .call(conn, |c| {
+            c.arg(2)
+                .arg(keys.name())
+                .arg(keys.fence())
+                .arg(token)
+                .arg(next)
+                .arg(next_ttl_ms);
+        })
+        .await?;
+    Ok((fence > 0).then_some(fence as u64))
 }
 
 /// extend(N; token, ttl_ms) -> extended?

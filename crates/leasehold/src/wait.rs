@@ -16,9 +16,27 @@
 //! cancelled, or timed out) passes the wake on to the next one, so a wake is
 //! never swallowed.
 //!
-//! When this client releases a lease itself it wakes the local head at once,
-//! without waiting for its own publish to come back through Redis; the
-//! publish carries the client's id, so the echo is skipped.
+//! When this client releases a plain lease that a local task waits for, it
+//! does not free the lease at all: one script (`handover.lua`) checks the
+//! releaser's token and gives the lease, with a new fence and the waiter's
+//! TTL, to the head waiter's token. The waiter is told by the script's reply
+//! and returns its guard without a round trip of its own: a hand-over costs
+//! one script call. The hand-over is settled whatever gives up half-way: a
+//! waiter dropped before the reply leaves its token to be released (which
+//! hands the lease on again), and a releaser dropped before the reply wakes
+//! the waiter, whose own attempt with the same token takes the lease if the
+//! hand-over happened. Waiters of other processes see no release while the
+//! lease goes from local task to local task; use fair mode for arrival
+//! order across processes.
+//!
+//! Other releases by this client (semaphores, rw-locks, no local waiter)
+//! wake the local head at once, without waiting for its own publish to come
+//! back through Redis; the publish carries the client's id, so the echo is
+//! skipped.
+//!
+//! In a queue of plain leases only the head runs a fallback timer: the
+//! others wait for the head to hand the lease on. In other queues, where one
+//! release can let several waiters in, every waiter keeps its timer.
 //!
 //! A newly subscribed channel wakes its head once the subscription is
 //! confirmed: a release that happened between the head's failed attempt and
@@ -38,6 +56,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::token::Token;
+
 /// How long a channel nobody waits on stays subscribed, in case a waiter
 /// comes back soon (a worker that releases and re-acquires in a loop).
 const LINGER: Duration = Duration::from_secs(2);
@@ -49,6 +69,22 @@ const RECONNECT_MAX: Duration = Duration::from_secs(2);
 const QUEUED: u8 = 0;
 const WOKEN: u8 = 1;
 const OUT: u8 = 2;
+/// Taken off the queue by a local release that hands the lease to it.
+const OFFERED: u8 = 3;
+/// The hand-over happened: the lease is held by the waiter's token.
+const GRANTED: u8 = 4;
+/// Dropped while OFFERED: whoever hands the lease over must release it.
+const ABANDONED: u8 = 5;
+/// Got the lease by its own attempt while OFFERED or GRANTED (same token).
+const KEPT: u8 = 6;
+
+/// What a waiter that can take a hand-over tells a releaser: the token to
+/// hand the lease to, and the ttl in ms to set on it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Handover {
+    pub(crate) token: Token,
+    pub(crate) ttl_ms: u64,
+}
 
 /// One waiter's mailbox.
 struct Slot {
@@ -61,6 +97,14 @@ struct Slot {
     /// `w:<waiter id>`: the payload of a fair release meant for this waiter
     /// (`w:` alone outside fair mode, where releases name nobody).
     id: Box<[u8]>,
+    /// Set for plain leases: a local release may hand the lease straight to
+    /// this waiter's token instead of freeing it.
+    handover: Option<Handover>,
+    /// The fence and send instant of a hand-over, once GRANTED.
+    grant: Mutex<Option<(u64, Instant)>>,
+    /// Told when the slot becomes the head of its queue: in a queue that
+    /// hands over, only the head runs a fallback timer.
+    promoted: Notify,
 }
 
 #[derive(Default)]
@@ -152,6 +196,7 @@ impl WakeHub {
         channel: &Arc<[u8]>,
         wake_all: bool,
         waiter_id: &str,
+        handover: Option<Handover>,
     ) -> (Waiter, bool) {
         let shared = &self.shared;
         shared.started.call_once(|| {
@@ -161,6 +206,9 @@ impl WakeHub {
             notify: Notify::new(),
             state: AtomicU8::new(QUEUED),
             id: [b"w:", waiter_id.as_bytes()].concat().into(),
+            handover,
+            grant: Mutex::new(None),
+            promoted: Notify::new(),
         });
         let confirmed;
         {
@@ -198,6 +246,32 @@ impl WakeHub {
         }
     }
 
+    /// Takes the head of `channel`'s queue for a hand-over, if it can take
+    /// one: this client is about to release the lease and may give it to
+    /// that waiter in the same script. The waiter stays counted (as woken)
+    /// until the offer is settled.
+    pub(crate) fn offer(&self, channel: &Arc<[u8]>) -> Option<Offer> {
+        if self.shared.waiters.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut channels = self.shared.lock();
+        let ch = channels.get_mut(channel)?;
+        if ch.wake_all || ch.queue.front()?.handover.is_none() {
+            return None;
+        }
+        let slot = ch.queue.pop_front()?;
+        promote(ch);
+        ch.woken += 1;
+        slot.state.store(OFFERED, Ordering::Release);
+        let handover = slot.handover?;
+        Some(Offer {
+            shared: Arc::clone(&self.shared),
+            slot,
+            handover,
+            settled: false,
+        })
+    }
+
     /// Number of subscriber connections this client has open or opening
     /// (0 before the first wait, then 1).
     pub(crate) fn subscriber_connections(&self) -> usize {
@@ -224,6 +298,9 @@ impl Shared {
 
     fn wake_at(&self, ch: &mut Channel, i: usize) {
         if let Some(slot) = ch.queue.remove(i) {
+            if i == 0 {
+                promote(ch);
+            }
             // Queued -> woken: still counted in `waiters`.
             ch.woken += 1;
             slot.state.store(WOKEN, Ordering::Release);
@@ -281,6 +358,81 @@ impl Shared {
     }
 }
 
+/// Tells the new head of a queue that it is the head now.
+fn promote(ch: &Channel) {
+    if let Some(head) = ch.queue.front() {
+        head.promoted.notify_one();
+    }
+}
+
+/// A waiter taken off its queue for a hand-over (see [`WakeHub::offer`]).
+/// Settle it with [`grant`](Offer::grant) or [`withdraw`](Offer::withdraw);
+/// dropped unsettled (the release was cancelled), it withdraws.
+pub(crate) struct Offer {
+    shared: Arc<Shared>,
+    slot: Arc<Slot>,
+    handover: Handover,
+    settled: bool,
+}
+
+impl Offer {
+    /// The token and ttl to hand the lease to.
+    pub(crate) fn handover(&self) -> Handover {
+        self.handover
+    }
+
+    /// The lease now belongs to the waiter's token, with `fence`; the script
+    /// was sent at `sent`. Returns false when the waiter is gone: then the
+    /// caller must release the lease by the waiter's token.
+    pub(crate) fn grant(mut self, fence: u64, sent: Instant) -> bool {
+        self.settled = true;
+        let _channels = self.shared.lock();
+        match self.slot.state.load(Ordering::Acquire) {
+            OFFERED => {
+                *self.slot.grant.lock().unwrap_or_else(|e| e.into_inner()) = Some((fence, sent));
+                self.slot.state.store(GRANTED, Ordering::Release);
+                self.slot.notify.notify_one();
+                true
+            }
+            ABANDONED => false,
+            _ => true, // KEPT: it holds the lease through its own attempt.
+        }
+    }
+
+    /// The lease was not handed over (the releaser no longer held it), or
+    /// it is unknown whether it was (an error): the waiter is woken to try
+    /// for itself. Its own attempt, with the same token, takes a lease that
+    /// was handed over after all. Returns false when the waiter is gone.
+    pub(crate) fn withdraw(mut self) -> bool {
+        self.settled = true;
+        self.settle_withdrawn()
+    }
+
+    fn settle_withdrawn(&self) -> bool {
+        let _channels = self.shared.lock();
+        match self.slot.state.load(Ordering::Acquire) {
+            OFFERED => {
+                // Still counted as woken: begin_attempt settles the count.
+                self.slot.state.store(WOKEN, Ordering::Release);
+                self.slot.notify.notify_one();
+                true
+            }
+            ABANDONED => false,
+            _ => true,
+        }
+    }
+}
+
+impl Drop for Offer {
+    fn drop(&mut self) {
+        if !self.settled {
+            // The releaser's future was dropped: the waiter finds out by
+            // itself. Were it gone too, its pending release covers it.
+            self.settle_withdrawn();
+        }
+    }
+}
+
 /// A place in a channel's queue. Dropping it leaves the queue, and passes on
 /// a wake it received but did not act on.
 pub(crate) struct Waiter {
@@ -311,6 +463,82 @@ impl Waiter {
                 if !ch.busy() {
                     ch.idle_since = Some(Instant::now());
                 }
+            }
+        }
+    }
+
+    /// A lease handed over to this waiter by a local release: its fence and
+    /// the instant the hand-over was sent (the lease's TTL runs from no
+    /// earlier). Settles the hand-over.
+    pub(crate) fn take_grant(&self) -> Option<(u64, Instant)> {
+        let mut channels = self.shared.lock();
+        if self.slot.state.load(Ordering::Acquire) != GRANTED {
+            return None;
+        }
+        self.slot.state.store(OUT, Ordering::Release);
+        self.settle_count(&mut channels);
+        self.slot
+            .grant
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Completes when this waiter becomes the head of its queue (or may
+    /// have: a spurious completion is harmless). Cancel safe.
+    pub(crate) async fn promoted(&self) {
+        self.slot.promoted.notified().await;
+    }
+
+    /// Whether this waiter needs a fallback timer of its own. In a queue of
+    /// plain leases, a release hands the lease over or wakes the head, and
+    /// what a release cannot signal (a holder whose TTL runs out, a foreign
+    /// client) the head's timer finds; the head's own release then serves
+    /// the next. So only the head polls, and ten thousand waiters cost one
+    /// timer's commands, not ten thousand. Other kinds (semaphores, rw-locks,
+    /// fair queues), where one release can let several in, keep a timer each.
+    pub(crate) fn needs_timer(&self) -> bool {
+        if self.slot.handover.is_none() {
+            return true;
+        }
+        let channels = self.shared.lock();
+        self.slot.state.load(Ordering::Acquire) != QUEUED
+            || channels
+                .get(&self.channel)
+                .and_then(|ch| ch.queue.front())
+                .is_none_or(|head| Arc::ptr_eq(head, &self.slot))
+    }
+
+    /// A local release is handing the lease to this waiter right now: do not
+    /// try for it, wait for the outcome.
+    pub(crate) fn is_offered(&self) -> bool {
+        self.slot.state.load(Ordering::Acquire) == OFFERED
+    }
+
+    /// This waiter's token may hold the lease without a guard: a hand-over
+    /// is under way or done. If the waiter is dropped now, the token must be
+    /// released.
+    pub(crate) fn may_hold(&self) -> bool {
+        matches!(self.slot.state.load(Ordering::Acquire), OFFERED | GRANTED)
+    }
+
+    /// The waiter got the lease by its own attempt. A hand-over to the same
+    /// token that raced the attempt is settled as kept: nobody releases it.
+    pub(crate) fn keep(&self) {
+        let mut channels = self.shared.lock();
+        if matches!(self.slot.state.load(Ordering::Acquire), OFFERED | GRANTED) {
+            self.slot.state.store(KEPT, Ordering::Release);
+            self.settle_count(&mut channels);
+        }
+    }
+
+    /// Stops counting an offered or granted waiter as woken.
+    fn settle_count(&self, channels: &mut HashMap<Arc<[u8]>, Channel>) {
+        self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
+        if let Some(ch) = channels.get_mut(&self.channel) {
+            ch.woken -= 1;
+            if !ch.busy() {
+                ch.idle_since = Some(Instant::now());
             }
         }
     }
@@ -357,6 +585,9 @@ impl Drop for Waiter {
             QUEUED => {
                 if let Some(i) = ch.queue.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {
                     ch.queue.remove(i);
+                    if i == 0 {
+                        promote(ch);
+                    }
                     self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
                 }
             }
@@ -365,6 +596,13 @@ impl Drop for Waiter {
                 self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
                 ch.woken -= 1;
                 self.shared.wake_head(ch);
+            }
+            OFFERED | GRANTED => {
+                // The releaser (OFFERED) or our pending token (GRANTED)
+                // releases the lease, which hands it on.
+                self.slot.state.store(ABANDONED, Ordering::Release);
+                self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
+                ch.woken -= 1;
             }
             _ => {}
         }

@@ -1,0 +1,235 @@
+//! A release hands the lease straight to the next local waiter, in the same
+//! script: the waiter sends nothing, and no hand-over is ever lost when the
+//! waiter or the releaser gives up half-way.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use leasehold::Client;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::Mutex;
+
+use crate::common::*;
+
+/// Fallback timers far longer than any test: only a release can serve.
+const NO_TIMER: Duration = Duration::from_secs(120);
+
+/// Script calls the server has run so far (EVALSHA and EVAL).
+async fn script_calls(conn: &mut MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
+}
+
+/// Polls `fut` once: enough to send its first command.
+async fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> bool {
+    let mut fut = fut;
+    std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_pending())).await
+}
+
+/// Queues a waiter on `name` and waits until it stands in the local queue.
+async fn queued_waiter(
+    client: &Client,
+    name: &'static str,
+    ttl: Duration,
+) -> tokio::task::JoinHandle<leasehold::Guard> {
+    let before = client.lease(name).local_waiters();
+    let c = client.clone();
+    let task = tokio::spawn(async move {
+        c.lease(name)
+            .ttl(ttl)
+            .backoff(NO_TIMER, NO_TIMER)
+            .wait(NO_TIMER)
+            .acquire()
+            .await
+            .unwrap()
+    });
+    let lease = client.lease(name);
+    eventually(5 * SECOND, "the waiter to queue", || {
+        let n = lease.local_waiters();
+        async move { n > before }
+    })
+    .await;
+    task
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_hands_the_lease_to_the_local_waiter_in_one_script() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    // A first hand-over loads the script (EVALSHA, NOSCRIPT, EVAL).
+    let warm = client.lease("relay").acquire().await.unwrap();
+    let waiter = queued_waiter(&client, "relay", 5 * SECOND).await;
+    warm.release().await.unwrap();
+    let holder = waiter.await.unwrap();
+    let waiter = queued_waiter(&client, "relay", 5 * SECOND).await;
+
+    let before = script_calls(&mut conn).await;
+    let fence = holder.fence();
+    holder.release().await.unwrap();
+    let next = tokio::time::timeout(5 * SECOND, waiter)
+        .await
+        .expect("the waiter was not served by the release")
+        .unwrap();
+    let after = script_calls(&mut conn).await;
+
+    assert_eq!(next.fence(), fence + 1, "a hand-over is an acquisition");
+    assert_eq!(
+        get(&mut conn, "relay").await.as_deref(),
+        Some(next.token().as_str()),
+        "the lease is the waiter's in Redis"
+    );
+    let left = pttl(&mut conn, "relay").await;
+    assert!(
+        left > 0 && left <= 5_000,
+        "the hand-over set the waiter's own ttl: PTTL {left}"
+    );
+    assert_eq!(
+        after - before,
+        1,
+        "one script released and handed over; the waiter sent nothing"
+    );
+    assert!(next.remaining() > Duration::ZERO && next.remaining() <= 5 * SECOND);
+    next.release().await.unwrap();
+    assert_eq!(get(&mut conn, "relay").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_that_gives_up_during_the_hand_over_passes_the_lease_on() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    let holder = client.lease("baton").acquire().await.unwrap();
+    let quitter = queued_waiter(&client, "baton", 30 * SECOND).await;
+    let patient = queued_waiter(&client, "baton", 30 * SECOND).await;
+    let fence = holder.fence();
+
+    // Redis stops answering: the hand-over to the quitter is sent and hangs.
+    server.pause();
+    let mut release = pin!(holder.release());
+    assert!(poll_once(release.as_mut()).await, "Redis is paused");
+    quitter.abort();
+    assert!(quitter.await.unwrap_err().is_cancelled());
+    server.resume();
+    release.await.unwrap();
+
+    // The quitter's token got the lease and gave it on at once.
+    let next = tokio::time::timeout(5 * SECOND, patient)
+        .await
+        .expect("the lease stayed with a waiter that had gone")
+        .unwrap();
+    assert_eq!(next.fence(), fence + 2, "the quitter held it in between");
+    assert_eq!(
+        get(&mut conn, "baton").await.as_deref(),
+        Some(next.token().as_str())
+    );
+    assert!(pttl(&mut conn, "baton").await > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_cancelled_during_the_hand_over_still_serves_the_waiter() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    let holder = client.lease("dropped-relay").acquire().await.unwrap();
+    let waiter = queued_waiter(&client, "dropped-relay", 30 * SECOND).await;
+    let fence = holder.fence();
+
+    server.pause();
+    {
+        let mut release = pin!(holder.release());
+        assert!(poll_once(release.as_mut()).await, "Redis is paused");
+        // Dropped here: nobody will read the hand-over's reply.
+    }
+    server.resume();
+
+    // The waiter is woken to try for itself; its own token already holds
+    // the lease, so its attempt takes it.
+    let next = tokio::time::timeout(5 * SECOND, waiter)
+        .await
+        .expect("the waiter was forgotten when the release was cancelled")
+        .unwrap();
+    assert_eq!(next.fence(), fence + 1);
+    assert_eq!(
+        get(&mut conn, "dropped-relay").await.as_deref(),
+        Some(next.token().as_str())
+    );
+    assert!(pttl(&mut conn, "dropped-relay").await > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_head_of_the_queue_polls_a_foreign_holder() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    // A foreign client holds the lease and will never publish its end.
+    let _: () = redis::cmd("SET")
+        .arg("foreign")
+        .arg("redis-py")
+        .arg("PX")
+        .arg(400)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let before = script_calls(&mut conn).await;
+    const WAITERS: usize = 40;
+    let fences = Arc::new(Mutex::new(Vec::new()));
+    let lease = client
+        .lease("foreign")
+        .backoff(ms(10), ms(20))
+        .wait(10 * SECOND);
+    let mut tasks = Vec::new();
+    for _ in 0..WAITERS {
+        let queued = lease.local_waiters();
+        let lease = lease.clone();
+        let fences = fences.clone();
+        tasks.push(tokio::spawn(async move {
+            let g = lease.acquire().await.unwrap();
+            fences.lock().await.push(g.fence());
+            g.release().await.unwrap();
+        }));
+        let l = client.lease("foreign");
+        eventually(5 * SECOND, "the waiter to queue", || {
+            let n = l.local_waiters();
+            async move { n > queued }
+        })
+        .await;
+    }
+    for t in tasks {
+        tokio::time::timeout(10 * SECOND, t)
+            .await
+            .expect("a waiter was never served")
+            .unwrap();
+    }
+    let calls = script_calls(&mut conn).await - before;
+    let fences = fences.lock().await.clone();
+    assert_eq!(fences.len(), WAITERS);
+    assert!(
+        fences.windows(2).all(|w| w[0] < w[1]),
+        "one holder at a time, in order: {fences:?}"
+    );
+    // Each waiter: one release (a hand-over). Plus the first waiter's try
+    // and the head's polls over 400 ms at 10-20 ms: about 40. Forty waiters
+    // each polling would send about a thousand.
+    assert!(
+        calls < 2 * WAITERS as u64 + 60,
+        "{calls} script calls for {WAITERS} waiters: waiters behind the head polled"
+    );
+}
