@@ -101,7 +101,7 @@ async fn status_of_a_semaphore_lists_its_live_permits_and_limit() {
     let long = sem.clone().ttl(30 * SECOND).acquire().await.unwrap();
     let short = sem
         .clone()
-        .ttl(ms(300))
+        .ttl(SECOND)
         .auto_renew(false)
         .acquire()
         .await
@@ -116,7 +116,7 @@ async fn status_of_a_semaphore_lists_its_live_permits_and_limit() {
     want.sort();
     assert_eq!(tokens, want);
     // Soonest to expire first; the name is held as long as the last permit.
-    assert!(holders[0].remaining.unwrap() <= ms(300));
+    assert!(holders[0].remaining.unwrap() <= SECOND);
     assert!(holders[1].remaining.unwrap() > 25 * SECOND);
     assert!(s.is_held());
     assert_eq!(s.holder.as_deref(), Some(long.token().prefix()));
