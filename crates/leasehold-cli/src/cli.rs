@@ -100,7 +100,9 @@ Durations are in milliseconds; a null holder or remaining_ms means none:
   acquired  {name, token, fence, ttl_ms}           acquire
   extended  {name, ttl_ms}                         extend
   released  {name}                                 release
-  lease     {name, held, holder, remaining_ms, fence, waiting_clients}   status, list
+  lease     {name, kind, held, holder, remaining_ms, fence, waiting_clients,   status, list
+             holders: [{token, remaining_ms, role}], limit (semaphore),
+             writer_waiting (rwlock), queued (fair)}
   run       {name, fence, exit_code, command_exit_code, lost}   run, sem run (at the end)
   demo and bench print their own rows (see their --help).
   A command under `run` writes to the same stdout: its output comes first, as it wrote it.
@@ -157,12 +159,19 @@ pub enum Command {
     /// Example: leasehold release deploy "$token"
     Release(ReleaseArgs),
 
-    /// Show a lease: held or free, holder (token prefix), remaining TTL, fence, waiting clients.
+    /// Show a name: kind (lease, semaphore, rwlock, fair), held or free, holders (token prefix, TTL), fence, waiting clients.
+    ///
+    /// A semaphore's permits and a read-write lock's writer or readers are
+    /// listed one per line under its row. kind is `fair` while fair waiters
+    /// are queued; a semaphore or rwlock that nobody holds shows as a free lease.
     ///
     /// Example: leasehold status deploy --json
     Status(StatusArgs),
 
-    /// List leases whose names match a glob pattern (walks the keys with SCAN, never KEYS).
+    /// List leases, semaphores and rwlocks whose names match a glob (walks the keys with SCAN, never KEYS).
+    ///
+    /// HOLDER shows a lease's token prefix, a semaphore's permits in use
+    /// (`3/4`), a read-write lock's writer (`w`) or readers (`r×2`).
     ///
     /// Only names leasehold has taken at least once are known (by their
     /// fencing counter).

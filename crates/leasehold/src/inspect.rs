@@ -1,12 +1,24 @@
 //! Looking at leases from outside: who holds a name, for how long, and
 //! which names exist. For `leasehold status` and `leasehold list`.
+//!
+//! A name can be a plain lease, a [`Semaphore`](crate::Semaphore) or a
+//! [`RwLock`](crate::RwLock); [`LeaseStatus::kind`] says which, with its
+//! holders. Everything about one name is read in one pipelined round trip,
+//! together with the server's `TIME`, so that the expiries of permits and
+//! readers (sorted-set scores in server milliseconds) are judged by the
+//! server's clock, as the scripts judge them.
 
 use std::time::Duration;
 
+use redis::Value;
+
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::keys::LeaseKeys;
+use crate::keys::{Kind, LeaseKeys};
 use crate::lease::Lease;
+
+/// How many names [`Client::list`] reads per round trip.
+const LIST_BATCH: usize = 64;
 
 /// What Redis says of one lease name right now.
 ///
@@ -26,29 +38,212 @@ pub struct LeaseStatus {
     pub name: Vec<u8>,
     /// The name as people read it (escaped, shortened).
     pub display: String,
-    /// An 8-character prefix of the holder's token; `None` when free.
+    /// An 8-character prefix of the holder's token; `None` when free. For a
+    /// semaphore or read-write lock, the holder that stays longest (the
+    /// writer, else the permit or reader whose TTL runs out last): every
+    /// holder is in [`kind`](LeaseStatus::kind).
     pub holder: Option<String>,
     /// The holder's remaining TTL; `None` when free, or when the key has no
-    /// TTL (a foreign client set it without one).
+    /// TTL (a foreign client set it without one). For a semaphore or
+    /// read-write lock, how long until the last holder's TTL runs out: the
+    /// name stays held at least that long, unless its holders release it.
     pub remaining: Option<Duration>,
     /// The fencing counter: the fence of the latest acquisition (0: never
     /// acquired through leasehold).
     pub fence: u64,
     /// Clients subscribed to the name's wake channel: one per client with
     /// tasks waiting (each client holds one subscription however many of its
-    /// tasks wait).
+    /// tasks wait). For a read-write lock, its own channel's.
     pub waiting_clients: u64,
+    /// What the name is (lease, semaphore, read-write lock) and who holds it.
+    pub kind: LeaseKind,
+    /// Fair waiters queued in Redis whose wait has not run out, when the name
+    /// has a fair queue ([`Lease::fair`]); `None` when it has none. Unlike
+    /// [`waiting_clients`](LeaseStatus::waiting_clients), this counts every
+    /// waiting task, of every client.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// if let Some(n) = client.status("printer").await?.fair_waiters {
+    ///     println!("{n} jobs queued for the printer");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fair_waiters: Option<u64>,
+}
+
+/// What a name is in Redis, with its holders; in [`LeaseStatus::kind`].
+///
+/// Told apart by the keys that exist: a semaphore's limit, a read-write
+/// lock's readers, writer or writer's intent. A semaphore or read-write lock
+/// that nobody holds or waits for leaves nothing in Redis but its fencing
+/// counter (its keys expire with the last holder), so it reads as a free
+/// [`Lease`](LeaseKind::Lease).
+///
+/// ```no_run
+/// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+/// use leasehold::LeaseKind;
+///
+/// match client.status("upstream/api").await?.kind {
+///     LeaseKind::Semaphore { limit, permits, .. } => {
+///         println!("{}/{limit} permits taken", permits.len());
+///         for p in &permits {
+///             println!("  {}… {:?} left", p.token, p.remaining);
+///         }
+///     }
+///     LeaseKind::RwLock { writer: Some(w), .. } => println!("written by {}…", w.token),
+///     LeaseKind::RwLock { readers, .. } => println!("{} readers", readers.len()),
+///     _ => println!("a plain lease"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseKind {
+    /// A plain lease (or a fair one, see [`LeaseStatus::fair_waiters`]): the
+    /// key `N` holds the token; its holder is [`LeaseStatus::holder`].
+    Lease,
+    /// A [`Semaphore`](crate::Semaphore).
+    #[non_exhaustive]
+    Semaphore {
+        /// K, the number of permits, as the permits in use were taken with.
+        limit: u32,
+        /// The live permits, soonest to expire first. Expired permits that
+        /// the next acquire will reclaim are not holders and not listed.
+        permits: Vec<Holder>,
+    },
+    /// A [`RwLock`](crate::RwLock).
+    #[non_exhaustive]
+    RwLock {
+        /// The writer, when one holds the lock.
+        writer: Option<Holder>,
+        /// The live readers, soonest to expire first.
+        readers: Vec<Holder>,
+        /// Whether a writer waits for the readers to leave (its intent keeps
+        /// new readers out).
+        writer_waiting: bool,
+    },
+}
+
+/// One holder of a name: whose (a token prefix) and for how long.
+///
+/// ```no_run
+/// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+/// for (role, h) in client.status("config/routing").await?.holders() {
+///     println!("{} {}… {:?}", role.as_str(), h.token, h.remaining);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Holder {
+    /// The first 8 characters of the holder's token: enough to tell holders
+    /// apart, never the whole secret.
+    pub token: String,
+    /// How long until its TTL runs out, by the server's clock. `None` only
+    /// when the key has no TTL (a foreign client set it without one);
+    /// permits and readers always have one.
+    pub remaining: Option<Duration>,
+}
+
+/// What a [`Holder`] holds; see [`LeaseStatus::holders`].
+///
+/// ```
+/// assert_eq!(leasehold::Role::Permit.as_str(), "permit");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Role {
+    /// The holder of a plain lease.
+    Lease,
+    /// One permit of a semaphore.
+    Permit,
+    /// A reader of a read-write lock.
+    Reader,
+    /// The writer of a read-write lock.
+    Writer,
+}
+
+impl Role {
+    /// The role in lowercase, as `leasehold status --json` prints it:
+    /// `lease`, `permit`, `reader`, `writer`.
+    ///
+    /// ```
+    /// assert_eq!(leasehold::Role::Writer.as_str(), "writer");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Lease => "lease",
+            Role::Permit => "permit",
+            Role::Reader => "reader",
+            Role::Writer => "writer",
+        }
+    }
 }
 
 impl LeaseStatus {
-    /// True when someone holds the lease.
+    /// True when someone holds the name: the lease, any live permit, reader
+    /// or writer.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// if !client.status("deploy").await?.is_held() {
+    ///     println!("nobody deploys right now");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn is_held(&self) -> bool {
         self.holder.is_some()
+    }
+
+    /// Every holder with its role, whatever the kind: the lease's holder,
+    /// the permits, or the writer and the readers.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let s = client.status("upstream/api").await?;
+    /// for (role, h) in s.holders() {
+    ///     println!("{:<6} {}… {:?}", role.as_str(), h.token, h.remaining);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn holders(&self) -> Vec<(Role, Holder)> {
+        match &self.kind {
+            LeaseKind::Lease => self
+                .holder
+                .iter()
+                .map(|token| {
+                    let h = Holder {
+                        token: token.clone(),
+                        remaining: self.remaining,
+                    };
+                    (Role::Lease, h)
+                })
+                .collect(),
+            LeaseKind::Semaphore { permits, .. } => {
+                permits.iter().map(|h| (Role::Permit, h.clone())).collect()
+            }
+            LeaseKind::RwLock {
+                writer, readers, ..
+            } => writer
+                .iter()
+                .map(|h| (Role::Writer, h.clone()))
+                .chain(readers.iter().map(|h| (Role::Reader, h.clone())))
+                .collect(),
+        }
     }
 }
 
 impl Client {
-    /// The status of the lease `name`, read in one round trip.
+    /// The status of the name `name`, whatever it is (lease, semaphore,
+    /// read-write lock), read in one round trip.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let s = client.status("deploy").await?;
+    /// println!("{} held: {}, fence {}", s.display, s.is_held(), s.fence);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -56,43 +251,19 @@ impl Client {
     pub async fn status(&self, name: impl AsRef<[u8]>) -> Result<LeaseStatus> {
         let name = name.as_ref();
         Lease::check_name(name)?;
-        let keys = LeaseKeys::new(name);
-        let mut pipe = redis::pipe();
-        pipe.cmd("GET")
-            .arg(keys.name())
-            .cmd("PTTL")
-            .arg(keys.name())
-            .cmd("GET")
-            .arg(keys.fence())
-            .cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(&**keys.wake());
-        let (holder, pttl, fence, numsub): (
-            Option<Vec<u8>>,
-            i64,
-            Option<u64>,
-            (redis::Value, u64),
-        ) = pipe
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| Error::redis("reading the status", self.addr(), e))?;
-        Ok(LeaseStatus {
-            name: name.to_vec(),
-            display: keys.display().to_owned(),
-            holder: holder.map(|h| String::from_utf8_lossy(&h).chars().take(8).collect()),
-            remaining: (pttl >= 0).then(|| Duration::from_millis(pttl as u64)),
-            fence: fence.unwrap_or(0),
-            waiting_clients: numsub.1,
-        })
+        let mut all = self.statuses(&[name.to_vec()]).await?;
+        Ok(all.pop().expect("one status per name"))
     }
 
     /// The statuses of every lease name that matches the glob `pattern`
     /// (Redis `MATCH` syntax: `*`, `?`, `[abc]`; `*` for all), sorted by name.
     ///
     /// A name is known by its fencing counter, which leasehold creates on the
-    /// first acquisition and never deletes; names only ever locked by other
-    /// clients (redis-py, redsync) are not listed. Walks the keyspace with
-    /// SCAN, never KEYS, so a large database is not blocked.
+    /// first acquisition and never deletes; semaphores and read-write locks
+    /// share it, so they are listed too, with their [`LeaseKind`]. Names only
+    /// ever locked by other clients (redis-py, redsync) are not listed. Walks
+    /// the keyspace with SCAN, never KEYS, so a large database is not
+    /// blocked; then reads the statuses of up to 64 names per round trip.
     ///
     /// ```no_run
     /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
@@ -138,11 +309,223 @@ impl Client {
         names.sort();
         names.dedup();
         let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            out.push(self.status(&name).await?);
+        for batch in names.chunks(LIST_BATCH) {
+            out.extend(self.statuses(batch).await?);
         }
         Ok(out)
     }
+
+    /// The statuses of `names` (already checked), in one pipelined round
+    /// trip: a fixed run of [`PER_NAME`] read-only commands per name.
+    async fn statuses(&self, names: &[Vec<u8>]) -> Result<Vec<LeaseStatus>> {
+        let keys: Vec<NameKeys> = names.iter().map(|n| NameKeys::new(n)).collect();
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            k.queue_reads(&mut pipe);
+        }
+        let replies: Vec<Value> = pipe
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| Error::redis("reading the status", self.addr(), e))?;
+        let parsed = if replies.len() == PER_NAME * keys.len() {
+            keys.iter()
+                .zip(replies.chunks(PER_NAME))
+                .map(|(k, r)| k.parse(r))
+                .collect()
+        } else {
+            Err(redis::ParsingError::from(format!(
+                "{} replies to {} commands",
+                replies.len(),
+                PER_NAME * keys.len()
+            )))
+        };
+        parsed.map_err(|e| Error::redis("reading the status", self.addr(), e.into()))
+    }
+}
+
+/// Commands queued per name by [`NameKeys::queue_reads`].
+const PER_NAME: usize = 12;
+
+/// Every key a name may have, whatever it is.
+struct NameKeys {
+    lease: LeaseKeys,
+    rwwake: Vec<u8>,
+    permits: Vec<u8>,
+    limit: Vec<u8>,
+    readers: Vec<u8>,
+    writer: Vec<u8>,
+    intent: Vec<u8>,
+    deadlines: Vec<u8>,
+}
+
+impl NameKeys {
+    fn new(name: &[u8]) -> NameKeys {
+        let sem = LeaseKeys::semaphore(name, 1);
+        let rw = LeaseKeys::rwlock(name, false);
+        let fair = LeaseKeys::fair(name);
+        let (
+            Kind::Permit {
+                permits, limit_key, ..
+            },
+            Kind::Read(r),
+            Kind::Fair { deadlines, .. },
+        ) = (sem.kind(), rw.kind(), fair.kind())
+        else {
+            unreachable!("LeaseKeys builds the kind it is asked for")
+        };
+        NameKeys {
+            rwwake: rw.wake().to_vec(),
+            permits: permits.to_vec(),
+            limit: limit_key.to_vec(),
+            readers: r.readers.to_vec(),
+            writer: r.writer.to_vec(),
+            intent: r.intent.to_vec(),
+            deadlines: deadlines.to_vec(),
+            lease: LeaseKeys::new(name),
+        }
+    }
+
+    /// Queues the [`PER_NAME`] reads of one name; [`parse`](Self::parse)
+    /// reads the replies in the same order.
+    fn queue_reads(&self, pipe: &mut redis::Pipeline) {
+        let k = &self.lease;
+        pipe.cmd("TIME")
+            .cmd("GET")
+            .arg(k.name())
+            .cmd("PTTL")
+            .arg(k.name())
+            .cmd("GET")
+            .arg(k.fence())
+            .cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&**k.wake())
+            .arg(&self.rwwake)
+            .cmd("GET")
+            .arg(&self.limit)
+            .cmd("ZRANGE")
+            .arg(&self.permits)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .cmd("ZRANGE")
+            .arg(&self.readers)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .cmd("GET")
+            .arg(&self.writer)
+            .cmd("PTTL")
+            .arg(&self.writer)
+            .cmd("EXISTS")
+            .arg(&self.intent)
+            // The deadlines hold the same waiters as the queue, with the
+            // server time at which each stops waiting.
+            .cmd("ZRANGE")
+            .arg(&self.deadlines)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES");
+    }
+
+    /// Builds the status from the replies to [`queue_reads`](Self::queue_reads).
+    fn parse(&self, r: &[Value]) -> std::result::Result<LeaseStatus, redis::ParsingError> {
+        use redis::from_redis_value_ref as from;
+        let (secs, micros): (u64, u64) = from(&r[0])?;
+        // As the scripts compute it: whole server milliseconds.
+        let now = secs * 1000 + micros / 1000;
+        let lease_token: Option<Vec<u8>> = from(&r[1])?;
+        let lease_pttl: i64 = from(&r[2])?;
+        let fence: Option<u64> = from(&r[3])?;
+        let numsub: Vec<(Value, u64)> = from(&r[4])?;
+        let limit: Option<u32> = from(&r[5])?;
+        let permits: Vec<(Vec<u8>, f64)> = from(&r[6])?;
+        let readers: Vec<(Vec<u8>, f64)> = from(&r[7])?;
+        let writer_token: Option<Vec<u8>> = from(&r[8])?;
+        let writer_pttl: i64 = from(&r[9])?;
+        let intent: bool = from(&r[10])?;
+        let deadlines: Vec<(Vec<u8>, f64)> = from(&r[11])?;
+
+        let subscribers = |i: usize| numsub.get(i).map_or(0, |(_, n)| *n);
+        let writer = writer_token.map(|t| holder(&t, remaining_of_pttl(writer_pttl)));
+        let kind = if let Some(limit) = limit {
+            LeaseKind::Semaphore {
+                limit,
+                permits: live(&permits, now),
+            }
+        } else if writer.is_some() || intent || !readers.is_empty() {
+            LeaseKind::RwLock {
+                writer,
+                readers: live(&readers, now),
+                writer_waiting: intent,
+            }
+        } else {
+            LeaseKind::Lease
+        };
+        let (holder, remaining, waiting_clients) = match &kind {
+            LeaseKind::Lease => (
+                lease_token.map(|t| prefix(&t)),
+                remaining_of_pttl(lease_pttl),
+                subscribers(0),
+            ),
+            LeaseKind::Semaphore { permits, .. } => {
+                let last = permits.last();
+                (
+                    last.map(|h| h.token.clone()),
+                    last.and_then(|h| h.remaining),
+                    subscribers(0),
+                )
+            }
+            LeaseKind::RwLock {
+                writer, readers, ..
+            } => {
+                let h = writer.as_ref().or(readers.last());
+                (
+                    h.map(|h| h.token.clone()),
+                    h.and_then(|h| h.remaining),
+                    subscribers(1),
+                )
+            }
+        };
+        Ok(LeaseStatus {
+            name: self.lease.name().to_vec(),
+            display: self.lease.display().to_owned(),
+            holder,
+            remaining,
+            fence: fence.unwrap_or(0),
+            waiting_clients,
+            kind,
+            fair_waiters: (!deadlines.is_empty())
+                .then(|| deadlines.iter().filter(|(_, at)| *at > now as f64).count() as u64),
+        })
+    }
+}
+
+/// A PTTL reply as a remaining time: `None` for -1 (no TTL) and -2 (no key).
+fn remaining_of_pttl(pttl: i64) -> Option<Duration> {
+    u64::try_from(pttl).ok().map(Duration::from_millis)
+}
+
+/// The 8-character prefix of a token, as people may see it.
+fn prefix(token: &[u8]) -> String {
+    String::from_utf8_lossy(token).chars().take(8).collect()
+}
+
+fn holder(token: &[u8], remaining: Option<Duration>) -> Holder {
+    Holder {
+        token: prefix(token),
+        remaining,
+    }
+}
+
+/// The members of a sorted set of token -> expiry (server ms) still live at
+/// `now`, as holders, in the set's order (soonest expiry first). A member
+/// whose expiry is `now` has expired, as the scripts judge it.
+fn live(members: &[(Vec<u8>, f64)], now: u64) -> Vec<Holder> {
+    members
+        .iter()
+        .filter(|(_, at)| *at > now as f64)
+        .map(|(t, at)| holder(t, Some(Duration::from_millis(*at as u64 - now))))
+        .collect()
 }
 
 /// The lease name a fencing counter key belongs to, if it is one of ours.

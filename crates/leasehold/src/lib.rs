@@ -129,7 +129,7 @@ pub use client::{Client, ClientBuilder};
 pub use error::{Error, ErrorKind, Result};
 pub use fence::{FenceGate, StaleFence};
 pub use guard::{Detached, Guard};
-pub use inspect::LeaseStatus;
+pub use inspect::{Holder, LeaseKind, LeaseStatus, Role};
 pub use keys::MAX_NAME_LEN;
 pub use lease::{Lease, MAX_TTL, MIN_TTL};
 pub use rwlock::RwLock;

@@ -2,55 +2,146 @@
 
 use std::process::ExitCode;
 
-use leasehold::{Client, LeaseStatus};
+use leasehold::{Client, LeaseKind, LeaseStatus};
 use serde_json::json;
 
 use crate::cli::{Cli, ListArgs, StatusArgs};
 use crate::exit::Exit;
 use crate::output;
 
-fn record(s: &LeaseStatus) {
-    output::record(
-        "lease",
-        json!({
-            "name": s.display,
-            "held": s.is_held(),
-            "holder": s.holder,
-            "remaining_ms": output::ms(s.remaining),
-            "fence": s.fence,
-            "waiting_clients": s.waiting_clients,
-        }),
-    );
+/// What the name is, as the KIND column and the JSON `kind` say it. A fair
+/// lease is known as such only while waiters are queued.
+fn kind(s: &LeaseStatus) -> &'static str {
+    match &s.kind {
+        LeaseKind::Lease if s.fair_waiters.is_some() => "fair",
+        LeaseKind::Lease => "lease",
+        LeaseKind::Semaphore { .. } => "semaphore",
+        LeaseKind::RwLock { .. } => "rwlock",
+        _ => "unknown",
+    }
 }
 
-fn table(statuses: &[LeaseStatus]) {
+fn record(s: &LeaseStatus) {
+    let holders: Vec<_> = s
+        .holders()
+        .into_iter()
+        .map(|(role, h)| {
+            json!({
+                "token": h.token,
+                "remaining_ms": output::ms(h.remaining),
+                "role": role.as_str(),
+            })
+        })
+        .collect();
+    let mut data = json!({
+        "name": s.display,
+        "kind": kind(s),
+        "held": s.is_held(),
+        "holder": s.holder,
+        "remaining_ms": output::ms(s.remaining),
+        "fence": s.fence,
+        "waiting_clients": s.waiting_clients,
+        "holders": holders,
+    });
+    match &s.kind {
+        LeaseKind::Semaphore { limit, .. } => data["limit"] = json!(limit),
+        LeaseKind::RwLock { writer_waiting, .. } => data["writer_waiting"] = json!(writer_waiting),
+        _ => {}
+    }
+    if let Some(n) = s.fair_waiters {
+        data["queued"] = json!(n);
+    }
+    output::record("lease", data);
+}
+
+/// The HOLDER column: a token prefix for a lease, `2/3` permits for a
+/// semaphore, `w` or `r×2` for a read-write lock.
+fn holder_cell(s: &LeaseStatus) -> String {
+    match &s.kind {
+        LeaseKind::Semaphore { limit, permits, .. } => format!("{}/{limit}", permits.len()),
+        LeaseKind::RwLock {
+            writer: Some(_), ..
+        } => "w".into(),
+        LeaseKind::RwLock { readers, .. } if !readers.is_empty() => {
+            format!("r×{}", readers.len())
+        }
+        _ => s
+            .holder
+            .as_deref()
+            .map_or("-".to_string(), |h| format!("{h}…")),
+    }
+}
+
+/// A remaining TTL for the table; `none` for a holder without one.
+fn ttl_cell(held: bool, remaining: Option<std::time::Duration>) -> String {
+    if held && remaining.is_none() {
+        "none".to_string()
+    } else {
+        output::human(remaining)
+    }
+}
+
+/// The table; with `details`, each semaphore's or read-write lock's
+/// holders (token prefix, TTL) on lines of their own under its row.
+fn table(statuses: &[LeaseStatus], details: bool) {
     let width = statuses
         .iter()
         .map(|s| s.display.chars().count())
-        .chain([4])
+        // Room for the holder lines' `  writer`.
+        .chain([if details { 8 } else { 4 }])
         .max()
         .unwrap_or(4);
-    output::line(&format!(
-        "{:<width$}  {:<5}  {:<9}  {:>8}  {:>8}  {:>7}",
-        "NAME", "STATE", "HOLDER", "TTL", "FENCE", "WAITING"
-    ));
+    let row = |name: &str,
+               kind: &str,
+               state: &str,
+               holder: &str,
+               ttl: &str,
+               fence: &str,
+               waiting: &str| {
+        let line = format!(
+            "{name:<width$}  {kind:<9}  {state:<5}  {holder:<9}  {ttl:>8}  {fence:>8}  {waiting:>7}"
+        );
+        output::line(line.trim_end());
+    };
+    row("NAME", "KIND", "STATE", "HOLDER", "TTL", "FENCE", "WAITING");
     for s in statuses {
-        let remaining = if s.is_held() && s.remaining.is_none() {
-            "none".to_string()
-        } else {
-            output::human(s.remaining)
-        };
-        output::line(&format!(
-            "{:<width$}  {:<5}  {:<9}  {:>8}  {:>8}  {:>7}",
-            s.display,
+        row(
+            &s.display,
+            kind(s),
             if s.is_held() { "held" } else { "free" },
-            s.holder
-                .as_deref()
-                .map_or("-".to_string(), |h| format!("{h}…")),
-            remaining,
-            s.fence,
-            s.waiting_clients,
-        ));
+            &holder_cell(s),
+            &ttl_cell(s.is_held(), s.remaining),
+            &s.fence.to_string(),
+            &s.waiting_clients.to_string(),
+        );
+        if !details {
+            continue;
+        }
+        if let LeaseKind::Semaphore { .. } | LeaseKind::RwLock { .. } = s.kind {
+            // Under the row: the role where the name is, the token prefix
+            // under HOLDER, its TTL under TTL.
+            for (role, h) in s.holders() {
+                row(
+                    &format!("  {}", role.as_str()),
+                    "",
+                    "",
+                    &format!("{}…", h.token),
+                    &ttl_cell(true, h.remaining),
+                    "",
+                    "",
+                );
+            }
+        }
+        if let LeaseKind::RwLock {
+            writer_waiting: true,
+            ..
+        } = s.kind
+        {
+            output::line("  a writer waits: new readers wait behind it");
+        }
+        if let Some(n) = s.fair_waiters {
+            output::line(&format!("  {n} fair waiter(s) queued"));
+        }
     }
 }
 
@@ -60,7 +151,7 @@ pub async fn status(cli: &Cli, client: &Client, args: &StatusArgs) -> leasehold:
     if cli.json {
         record(&s);
     } else {
-        table(std::slice::from_ref(&s));
+        table(std::slice::from_ref(&s), true);
     }
     Ok(Exit::Success.into())
 }
@@ -73,7 +164,7 @@ pub async fn list(cli: &Cli, client: &Client, args: &ListArgs) -> leasehold::Res
     } else if all.is_empty() {
         output::error(&format!("no lease matches `{}`", args.pattern));
     } else {
-        table(&all);
+        table(&all, false);
     }
     Ok(Exit::Success.into())
 }
