@@ -44,8 +44,8 @@
 //! |---|---|
 //! | W1 cycles/s, p50 | one `SET NX PX` + one `EVAL` in series at `-c 1` |
 //! | W2 cycles/s | one `SET NX PX` + one `EVAL` at `-c 64 -P 16` (BENCH.md's "pipelined ceiling") |
-//! | W3 handoffs/s | acquire, `GET`, `SET`, release: four round trips in series at `-c 1` |
-//! | W3 handoff p50 | release + acquire: `EVAL` p50 + `SET` p50 at `-c 1` |
+//! | W3 handoffs/s | `GET`, `SET`, release: three round trips in series at `-c 1` (the critical section and one script that releases and hands over; a lock whose next holder sends its own acquire needs a fourth) |
+//! | W3 handoff p50 | one release: `EVAL` p50 at `-c 1` |
 //! | W4 Lua units/s | `EVAL` at `-c 64` |
 //!
 //! A rate's share is `value / limit`; a time's share is `limit / value`. Both

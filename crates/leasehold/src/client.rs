@@ -109,7 +109,7 @@ impl ClientBuilder {
         if self.connect_timeout.is_zero() {
             return Err(Error::invalid("connect timeout", "must be more than zero"));
         }
-        let client = redis::Client::open(url).map_err(|e| {
+        let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| {
             Error::invalid(
                 "url",
                 format!(
@@ -118,6 +118,12 @@ impl ClientBuilder {
                 ),
             )
         })?;
+        // Small commands, sent as soon as they are made: Nagle's algorithm
+        // would hold a command back while an earlier one is unacknowledged,
+        // which is most of the time when many tasks share the connection.
+        let tcp = info.tcp_settings().clone().set_nodelay(true);
+        let client = redis::Client::open(info.set_tcp_settings(tcp))
+            .map_err(|e| Error::redis("the connection settings", &redact(url), e))?;
         let addr = client.get_connection_info().addr().to_string();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))

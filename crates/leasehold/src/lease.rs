@@ -185,6 +185,14 @@ impl Lease {
         self.keys.name()
     }
 
+    pub(crate) fn keys(&self) -> &Arc<LeaseKeys> {
+        &self.keys
+    }
+
+    pub(crate) fn configured_ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// How many tasks of this process wait for this name right now (queued,
     /// or woken and about to try). Other processes' waiters are not counted.
     pub fn local_waiters(&self) -> usize {
@@ -529,7 +537,7 @@ impl Lease {
     }
 
     /// The guard of `token`'s acquisition with `fence`, sent at `sent`.
-    fn guard(&self, token: Token, fence: u64, sent: Instant) -> Guard {
+    pub(crate) fn guard(&self, token: Token, fence: u64, sent: Instant) -> Guard {
         Guard::new(
             &self.client,
             Arc::clone(&self.keys),

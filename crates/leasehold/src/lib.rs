@@ -109,6 +109,8 @@
 
 #![deny(missing_docs)]
 
+#[doc(hidden)]
+pub mod bench_hooks;
 pub mod client;
 pub mod error;
 mod fence;
