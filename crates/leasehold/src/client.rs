@@ -283,7 +283,7 @@ impl Client {
         // Wake the next local waiter now rather than when our own publish
         // comes back. Not in fair mode: the publish names the waiter whose
         // turn it is, which may be in another process.
-        if released && !matches!(keys.kind(), Kind::Fair { .. }) {
+        if released && !keys.is_fair() {
             hub.wake(keys.wake());
         }
         Ok(released)

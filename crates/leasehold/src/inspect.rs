@@ -14,7 +14,7 @@ use redis::Value;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::keys::{Kind, LeaseKeys};
+use crate::keys::{FairQueue, Kind, LeaseKeys};
 use crate::lease::Lease;
 
 /// How many names [`Client::list`] reads per round trip.
@@ -360,7 +360,7 @@ struct NameKeys {
 
 impl NameKeys {
     fn new(name: &[u8]) -> NameKeys {
-        let sem = LeaseKeys::semaphore(name, 1);
+        let sem = LeaseKeys::semaphore(name, 1, false);
         let rw = LeaseKeys::rwlock(name, false);
         let fair = LeaseKeys::fair(name);
         let (
@@ -368,7 +368,7 @@ impl NameKeys {
                 permits, limit_key, ..
             },
             Kind::Read(r),
-            Kind::Fair { deadlines, .. },
+            Kind::Fair(FairQueue { deadlines, .. }),
         ) = (sem.kind(), rw.kind(), fair.kind())
         else {
             unreachable!("LeaseKeys builds the kind it is asked for")

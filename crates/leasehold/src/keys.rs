@@ -34,13 +34,16 @@ impl LeaseKeys {
         }
     }
 
-    /// The keys of a semaphore named `name` with `limit` permits.
-    pub(crate) fn semaphore(name: &[u8], limit: u32) -> LeaseKeys {
+    /// The keys of a semaphore named `name` with `limit` permits; `fair`
+    /// adds the waiters' queue in Redis (the same keys as a fair lease's:
+    /// a name is either a lease or a semaphore, not both).
+    pub(crate) fn semaphore(name: &[u8], limit: u32, fair: bool) -> LeaseKeys {
         LeaseKeys {
             kind: Kind::Permit {
                 permits: aux(name, "permits").into(),
                 limit_key: aux(name, "limit").into(),
                 limit,
+                fair: fair.then(|| FairQueue::new(name)),
             },
             ..LeaseKeys::new(name)
         }
@@ -72,11 +75,7 @@ impl LeaseKeys {
     /// the waiters' queue in Redis.
     pub(crate) fn fair(name: &[u8]) -> LeaseKeys {
         LeaseKeys {
-            kind: Kind::Fair {
-                queue: aux(name, "queue").into(),
-                deadlines: aux(name, "queue-deadlines").into(),
-                ticket: aux(name, "queue-ticket").into(),
-            },
+            kind: Kind::Fair(FairQueue::new(name)),
             ..LeaseKeys::new(name)
         }
     }
@@ -84,6 +83,16 @@ impl LeaseKeys {
     /// Whether a release wakes every local waiter, not only the first.
     pub(crate) fn wakes_all(&self) -> bool {
         matches!(self.kind, Kind::Read(_) | Kind::Write(_))
+    }
+
+    /// Whether waiters stand in a queue in Redis (a fair lease or a fair
+    /// semaphore): each waiter then has an id, and a release names the
+    /// waiter(s) whose turn it is instead of waking a local one.
+    pub(crate) fn is_fair(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Fair(_) | Kind::Permit { fair: Some(_), .. }
+        )
     }
 
     pub(crate) fn kind(&self) -> &Kind {
@@ -131,20 +140,36 @@ pub(crate) enum Kind {
         limit_key: Arc<[u8]>,
         /// K
         limit: u32,
+        /// Fair mode: permits go to waiters in arrival order.
+        fair: Option<FairQueue>,
     },
     /// A lease served in arrival order.
-    Fair {
-        /// `leasehold:{N}:queue`: waiter id -> arrival ticket.
-        queue: Arc<[u8]>,
-        /// `leasehold:{N}:queue-deadlines`: waiter id -> server ms.
-        deadlines: Arc<[u8]>,
-        /// `leasehold:{N}:queue-ticket`: the arrival counter.
-        ticket: Arc<[u8]>,
-    },
+    Fair(FairQueue),
     /// A reader of a read-write lock.
     Read(RwKeys),
     /// The writer of a read-write lock.
     Write(RwKeys),
+}
+
+/// The waiters' queue of a fair lease or a fair semaphore.
+#[derive(Debug, Clone)]
+pub(crate) struct FairQueue {
+    /// `leasehold:{N}:queue`: waiter id -> arrival ticket.
+    pub(crate) queue: Arc<[u8]>,
+    /// `leasehold:{N}:queue-deadlines`: waiter id -> server ms.
+    pub(crate) deadlines: Arc<[u8]>,
+    /// `leasehold:{N}:queue-ticket`: the arrival counter.
+    pub(crate) ticket: Arc<[u8]>,
+}
+
+impl FairQueue {
+    fn new(name: &[u8]) -> FairQueue {
+        FairQueue {
+            queue: aux(name, "queue").into(),
+            deadlines: aux(name, "queue-deadlines").into(),
+            ticket: aux(name, "queue-ticket").into(),
+        }
+    }
 }
 
 /// The keys of a read-write lock.
@@ -194,6 +219,22 @@ mod tests {
         assert_eq!(k.fence(), b"{user:7}:profile:leasehold:fence");
         assert_eq!(hash_tag(k.fence()), hash_tag(k.name()));
         assert_eq!(hash_tag(k.wake()), Some(&b"user:7"[..]));
+    }
+
+    #[test]
+    fn a_fair_semaphore_queues_where_a_fair_lease_does() {
+        let sem = LeaseKeys::semaphore(b"{t}x", 3, true);
+        let lease = LeaseKeys::fair(b"{t}x");
+        let (Kind::Permit { fair: Some(s), .. }, Kind::Fair(l)) = (sem.kind(), lease.kind()) else {
+            panic!("fair keys expected");
+        };
+        assert_eq!(*s.queue, *l.queue);
+        assert_eq!(*s.deadlines, *l.deadlines);
+        assert_eq!(*s.ticket, *l.ticket);
+        assert_eq!(hash_tag(&s.queue), Some(&b"t"[..]));
+        assert!(sem.is_fair() && lease.is_fair());
+        assert!(!LeaseKeys::semaphore(b"x", 3, false).is_fair());
+        assert!(!LeaseKeys::new(b"x").is_fair());
     }
 
     #[test]

@@ -174,10 +174,16 @@ impl Lease {
         let name = self.keys.name();
         match (self.keys.kind(), on) {
             (Kind::Lease, true) => self.keys = Arc::new(LeaseKeys::fair(name)),
-            (Kind::Fair { .. }, false) => self.keys = Arc::new(LeaseKeys::new(name)),
+            (Kind::Fair(_), false) => self.keys = Arc::new(LeaseKeys::new(name)),
             _ => {}
         }
         self
+    }
+
+    /// The same options on other keys of the name (a semaphore switching
+    /// fair mode on or off).
+    pub(crate) fn set_keys(&mut self, keys: LeaseKeys) {
+        self.keys = Arc::new(keys);
     }
 
     /// The name, as given.
@@ -293,7 +299,7 @@ impl Lease {
         let channel = self.keys.wake();
         let mut pending = Pending::new(self, Token::random());
         // Names this waiter in a fair queue (not a secret, unlike the token).
-        let waiter_id = matches!(self.keys.kind(), Kind::Fair { .. }).then(Token::random);
+        let waiter_id = self.keys.is_fair().then(Token::random);
         let waiter_id = waiter_id.as_ref().map_or("", Token::as_str);
         // A plain lease can be handed straight to this waiter's token by a
         // local release (see `Client::release_raw`).
@@ -304,8 +310,10 @@ impl Lease {
         let mut pttl = -1;
         let mut backoff = self.backoff_min;
         let mut last_error: Option<Error> = None;
-        // Do not jump ahead of local waiters of this name.
-        let mut try_now = !hub.has_waiters(channel);
+        // Do not jump ahead of local waiters of this name. In fair mode the
+        // queue in Redis keeps the order: try at once, so that the first
+        // attempt takes this waiter's place in it as it arrives.
+        let mut try_now = self.keys.is_fair() || !hub.has_waiters(channel);
         loop {
             if try_now {
                 if let Some(w) = &pending.waiter {

@@ -76,6 +76,10 @@ static SEM_ACQUIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/sem_acquire.lua")));
 static SEM_RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/sem_release.lua")));
+static SEM_FAIR_ACQUIRE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/sem_fair_acquire.lua")));
+static SEM_FAIR_RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/sem_fair_release.lua")));
 static SEM_EXTEND: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/sem_extend.lua")));
 
@@ -84,9 +88,9 @@ static SEM_EXTEND: LazyLock<Script> =
 pub(crate) struct WaitInfo<'a> {
     /// Write lock: how long a waiting writer's intent lives (0: no intent).
     pub(crate) intent_ms: u64,
-    /// Fair lease: the waiter's id in the queue.
+    /// Fair lease or semaphore: the waiter's id in the queue.
     pub(crate) waiter_id: &'a str,
-    /// Fair lease: how long the waiter will still wait (0: it will not).
+    /// Fair lease or semaphore: how long the waiter will still wait (0: it will not).
     pub(crate) patience_ms: u64,
 }
 
@@ -104,7 +108,10 @@ pub(crate) enum Acquired {
 
 /// Lease: acquire(N, fence; token, ttl_ms) -> {1, fence} | {0, pttl}.
 /// Permit: sem_acquire(permits, limit, fence; token, ttl_ms, K) -> the same,
-/// or {-1, K'} on a limit mismatch. Read / write: rw_*_acquire; a waiting
+/// or {-1, K'} on a limit mismatch; in fair mode sem_fair_acquire(permits,
+/// limit, fence, queue, deadlines, ticket; token, ttl_ms, K, waiter id,
+/// patience_ms). Fair lease: fair_acquire(N, fence, queue, deadlines,
+/// ticket; token, ttl_ms, waiter id, patience_ms). Read / write: rw_*_acquire; a waiting
 /// writer's intent lives `intent_ms`.
 pub(crate) async fn acquire(
     conn: &mut impl ConnectionLike,
@@ -129,6 +136,30 @@ pub(crate) async fn acquire(
             permits,
             limit_key,
             limit,
+            fair: Some(q),
+        } => {
+            SEM_FAIR_ACQUIRE
+                .call(conn, |c| {
+                    c.arg(6)
+                        .arg(&**permits)
+                        .arg(&**limit_key)
+                        .arg(keys.fence())
+                        .arg(&*q.queue)
+                        .arg(&*q.deadlines)
+                        .arg(&*q.ticket)
+                        .arg(token)
+                        .arg(ttl_ms)
+                        .arg(*limit)
+                        .arg(wait.waiter_id)
+                        .arg(wait.patience_ms);
+                })
+                .await?
+        }
+        Kind::Permit {
+            permits,
+            limit_key,
+            limit,
+            fair: None,
         } => {
             SEM_ACQUIRE
                 .call(conn, |c| {
@@ -142,19 +173,15 @@ pub(crate) async fn acquire(
                 })
                 .await?
         }
-        Kind::Fair {
-            queue,
-            deadlines,
-            ticket,
-        } => {
+        Kind::Fair(q) => {
             FAIR_ACQUIRE
                 .call(conn, |c| {
                     c.arg(5)
                         .arg(keys.name())
                         .arg(keys.fence())
-                        .arg(&**queue)
-                        .arg(&**deadlines)
-                        .arg(&**ticket)
+                        .arg(&*q.queue)
+                        .arg(&*q.deadlines)
+                        .arg(&*q.ticket)
                         .arg(token)
                         .arg(ttl_ms)
                         .arg(wait.waiter_id)
@@ -197,7 +224,9 @@ pub(crate) async fn acquire(
     })
 }
 
-/// release(N, wake; token, publisher id) -> released?
+/// release(N, wake; token, publisher id) -> released? Each kind has its
+/// own script; fair ones (fair_release, sem_fair_release) publish the ids
+/// of the waiters whose turn it is instead of the publisher id.
 pub(crate) async fn release(
     conn: &mut impl ConnectionLike,
     keys: &LeaseKeys,
@@ -217,7 +246,30 @@ pub(crate) async fn release(
                 .await?
         }
         Kind::Permit {
-            permits, limit_key, ..
+            permits,
+            limit_key,
+            limit,
+            fair: Some(q),
+        } => {
+            SEM_FAIR_RELEASE
+                .call(conn, |c| {
+                    c.arg(5)
+                        .arg(&**permits)
+                        .arg(&**keys.wake())
+                        .arg(&**limit_key)
+                        .arg(&*q.queue)
+                        .arg(&*q.deadlines)
+                        .arg(token)
+                        .arg(publisher)
+                        .arg(*limit);
+                })
+                .await?
+        }
+        Kind::Permit {
+            permits,
+            limit_key,
+            fair: None,
+            ..
         } => {
             SEM_RELEASE
                 .call(conn, |c| {
@@ -230,16 +282,14 @@ pub(crate) async fn release(
                 })
                 .await?
         }
-        Kind::Fair {
-            queue, deadlines, ..
-        } => {
+        Kind::Fair(q) => {
             FAIR_RELEASE
                 .call(conn, |c| {
                     c.arg(4)
                         .arg(keys.name())
                         .arg(&**keys.wake())
-                        .arg(&**queue)
-                        .arg(&**deadlines)
+                        .arg(&*q.queue)
+                        .arg(&*q.deadlines)
                         .arg(token)
                         .arg(publisher);
                 })
@@ -303,7 +353,7 @@ pub(crate) async fn extend(
     ttl_ms: u64,
 ) -> RedisResult<bool> {
     let n: i64 = match keys.kind() {
-        Kind::Lease | Kind::Fair { .. } => {
+        Kind::Lease | Kind::Fair(_) => {
             EXTEND
                 .call(conn, |c| {
                     c.arg(1).arg(keys.name()).arg(token).arg(ttl_ms);

@@ -25,9 +25,16 @@ use crate::lease::Lease;
 /// while permits are held; once none is held, the next acquire sets the
 /// new limit.
 ///
+/// By default a free permit goes to whichever waiter asks first after the
+/// release; waiters of one process are served in the order they came.
+/// [`fair(true)`](Semaphore::fair) serves waiters in arrival order across
+/// all processes, and a release wakes only the waiter whose turn it is.
+///
 /// Data in Redis: `leasehold:{N}:permits` (sorted set: token → expiry in
 /// server milliseconds), `leasehold:{N}:limit`, and the name's fence
-/// counter and wake channel. Both keys expire with the last permit.
+/// counter and wake channel. Both keys expire with the last permit. Fair
+/// mode adds the waiters' queue (`leasehold:{N}:queue`, `…:queue-deadlines`,
+/// `…:queue-ticket`), which expires with its most patient waiter.
 ///
 /// ```no_run
 /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
@@ -41,16 +48,19 @@ use crate::lease::Lease;
 pub struct Semaphore {
     lease: Lease,
     limit: u32,
+    fair: bool,
 }
 
 impl Client {
     /// A semaphore of `limit` permits on `name`, with the defaults of
-    /// [`Lease`]: ttl 30 s, wait 10 s, self-renewing.
+    /// [`Lease`]: ttl 30 s, wait 10 s, self-renewing; not
+    /// [fair](Semaphore::fair).
     pub fn semaphore(&self, name: impl AsRef<[u8]>, limit: u32) -> Semaphore {
         let name = name.as_ref();
         Semaphore {
-            lease: Lease::with_keys(self, name, LeaseKeys::semaphore(name, limit)),
+            lease: Lease::with_keys(self, name, LeaseKeys::semaphore(name, limit, false)),
             limit,
+            fair: false,
         }
     }
 }
@@ -78,6 +88,36 @@ impl Semaphore {
     /// Whether permits renew themselves (see [`Lease::auto_renew`]).
     pub fn auto_renew(mut self, on: bool) -> Self {
         self.lease = self.lease.auto_renew(on);
+        self
+    }
+
+    /// Fair mode (default off): permits go to waiters in the order they
+    /// came, across all clients, and a release wakes only the waiter whose
+    /// turn it is.
+    ///
+    /// Waiters stand in a queue in Redis (`leasehold:{N}:queue`, the same
+    /// keys as a [fair lease](Lease::fair)'s: a name is either a lease or a
+    /// semaphore). While some permits are free, only as many waiters from
+    /// the front of the queue may take them; a new `acquire` or
+    /// `try_acquire` gets a permit only if one is left over for it. A
+    /// waiter that dies or gives up leaves the queue when its wait timeout
+    /// passes, so it delays the others by at most that long. The permits
+    /// themselves are those of normal mode: fair and normal callers share
+    /// the K permits and the fencing counter, but only fair waiters keep
+    /// their turn.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let permit = client.semaphore("render-farm", 8).fair(true).acquire().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fair(mut self, on: bool) -> Self {
+        if on != self.fair {
+            let name = self.lease.name().to_vec();
+            self.lease
+                .set_keys(LeaseKeys::semaphore(&name, self.limit, on));
+            self.fair = on;
+        }
         self
     }
 
@@ -109,8 +149,9 @@ impl Semaphore {
     }
 
     /// Takes a permit, waiting up to the wait timeout. Waiters sleep until a
-    /// release is published (each release wakes one local waiter) or the
-    /// earliest permit's TTL runs out.
+    /// release is published (each release wakes one local waiter; in
+    /// [fair mode](Semaphore::fair), the waiter whose turn it is, in
+    /// whichever process) or the earliest permit's TTL runs out.
     ///
     /// # Cancel safety
     ///

@@ -32,7 +32,9 @@
 //! Other releases by this client (semaphores, rw-locks, no local waiter)
 //! wake the local head at once, without waiting for its own publish to come
 //! back through Redis; the publish carries the client's id, so the echo is
-//! skipped.
+//! skipped. Fair leases and fair semaphores are the exception: their
+//! release publishes `w:<waiter id>` for each waiter whose turn it is, in
+//! whichever process, and only those waiters are woken.
 //!
 //! In a queue of plain leases only the head runs a fallback timer: the
 //! others wait for the head to hand the lease on. In other queues, where one

@@ -59,6 +59,7 @@ pub async fn semaphore(
             let client = crate::cmd::connect(cli).await?;
             let sem = client
                 .semaphore(&args.name, args.limit)
+                .fair(args.fair)
                 .ttl(args.wait.ttl)
                 .wait(args.wait.wait);
             take(&args.wait, sem.try_acquire(), sem.acquire()).await

@@ -41,3 +41,68 @@ fn five_runs_with_limit_two_never_exceed_two_and_all_run() {
     assert!(peak <= 2, "{peak} commands ran at once with --limit 2");
     assert_eq!(peak, 2, "the limit was never reached");
 }
+
+#[test]
+fn fair_sem_run_waits_its_turn_behind_a_queued_waiter() {
+    let server = RedisServer::start().unwrap();
+    let ok = output(leasehold(Some(&server)).args([
+        "sem",
+        "run",
+        "fairjob",
+        "--limit",
+        "1",
+        "--fair",
+        "--",
+        "sh",
+        "-c",
+        "echo $LEASEHOLD_FENCE",
+    ]));
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(stdout(&ok).trim(), "1");
+
+    // A waiter of another host stands in the queue for 1.5 s more: the
+    // free permit is its, not a newcomer's.
+    let mut conn = redis(&server);
+    let now: (u64, u64) = redis::cmd("TIME").query(&mut conn).unwrap();
+    let deadline = now.0 * 1000 + now.1 / 1000 + 1500;
+    let () = redis::pipe()
+        .cmd("ZADD")
+        .arg("leasehold:{fairjob}:queue")
+        .arg(1)
+        .arg("elsewhere")
+        .ignore()
+        .cmd("ZADD")
+        .arg("leasehold:{fairjob}:queue-deadlines")
+        .arg(deadline)
+        .arg("elsewhere")
+        .ignore()
+        // Its arrival ticket: whoever comes next draws 2.
+        .cmd("SET")
+        .arg("leasehold:{fairjob}:queue-ticket")
+        .arg(1)
+        .ignore()
+        .query(&mut conn)
+        .unwrap();
+    let refused = output(leasehold(Some(&server)).args([
+        "sem",
+        "run",
+        "fairjob",
+        "--limit",
+        "1",
+        "--fair",
+        "--no-wait",
+        "--",
+        "true",
+    ]));
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    // Once its wait runs out, the queue moves on.
+    let served = output(leasehold(Some(&server)).args([
+        "sem", "run", "fairjob", "--limit", "1", "--fair", "--wait", "10s", "--", "true",
+    ]));
+    assert!(served.status.success(), "{}", stderr(&served));
+    let after: (u64, u64) = redis::cmd("TIME").query(&mut conn).unwrap();
+    assert!(
+        after.0 * 1000 + after.1 / 1000 >= deadline,
+        "served before the queued waiter's turn ran out"
+    );
+}

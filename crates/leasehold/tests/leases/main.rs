@@ -5,6 +5,7 @@ mod common;
 
 mod exclusion;
 mod fair;
+mod fair_semaphore;
 mod handover;
 mod input;
 mod inspect;
