@@ -227,6 +227,14 @@ pub struct RunArgs {
     #[command(flatten)]
     pub wait: WaitArgs,
 
+    /// Serve waiters in arrival order, across machines.
+    ///
+    /// Waiters queue in Redis and a release wakes only the waiter whose turn
+    /// it is. A waiter that dies keeps its place until its --wait runs out.
+    /// Every waiter that should keep its turn must pass --fair.
+    #[arg(long)]
+    pub fair: bool,
+
     /// After a lost lease: how long between SIGTERM and SIGKILL.
     #[arg(long, value_name = "D", default_value = "10s", value_parser = dur)]
     pub grace: Duration,

@@ -38,7 +38,7 @@ pub async fn lease(
     let taken = signals
         .unless(async {
             let client = crate::cmd::connect(cli).await?;
-            let lease = crate::cmd::tokens::lease(&client, &args.name, &args.wait);
+            let lease = crate::cmd::tokens::lease(&client, &args.name, &args.wait).fair(args.fair);
             take(&args.wait, lease.try_acquire(), lease.acquire()).await
         })
         .await;

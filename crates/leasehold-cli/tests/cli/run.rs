@@ -256,3 +256,39 @@ fn run_json_ends_with_a_run_record() {
     assert_eq!(v["data"]["lost"], false);
     assert_eq!(lines.next(), None);
 }
+
+#[test]
+fn run_fair_keeps_the_turn_of_a_queued_waiter() {
+    let server = RedisServer::start().unwrap();
+    // A waiter of another host stands in the fair queue for 30 s.
+    let mut conn = redis(&server);
+    let now: (u64, u64) = redis::cmd("TIME").query(&mut conn).unwrap();
+    let deadline = now.0 * 1000 + now.1 / 1000 + 30_000;
+    let () = redis::pipe()
+        .cmd("ZADD")
+        .arg("leasehold:{nightly}:queue")
+        .arg(1)
+        .arg("elsewhere")
+        .ignore()
+        .cmd("ZADD")
+        .arg("leasehold:{nightly}:queue-deadlines")
+        .arg(deadline)
+        .arg("elsewhere")
+        .ignore()
+        .query(&mut conn)
+        .unwrap();
+    // The lease is free, but it is the queued waiter's turn.
+    let fair = output(leasehold(Some(&server)).args([
+        "run",
+        "nightly",
+        "--fair",
+        "--no-wait",
+        "--",
+        "true",
+    ]));
+    assert_eq!(fair.status.code(), Some(3), "{}", stderr(&fair));
+    // Without --fair the queue is not looked at.
+    let plain =
+        output(leasehold(Some(&server)).args(["run", "nightly", "--no-wait", "--", "true"]));
+    assert!(plain.status.success(), "{}", stderr(&plain));
+}
