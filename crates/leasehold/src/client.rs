@@ -219,14 +219,37 @@ impl Client {
 
     /// Releases `token`'s hold on `keys` in a background task; for drops.
     pub(crate) fn release_in_background(&self, keys: Arc<LeaseKeys>, token: Token) {
+        self.settle_in_background(keys, Some(token), None);
+    }
+
+    /// For a dropped acquire, in a background task: releases what `token`
+    /// may hold, then takes the fair waiter `leaving` out of its queue.
+    pub(crate) fn settle_in_background(
+        &self,
+        keys: Arc<LeaseKeys>,
+        token: Option<Token>,
+        leaving: Option<Token>,
+    ) {
         let client = self.clone();
         let fut = async move {
-            if let Err(e) = client.release_raw(&keys, &token).await {
+            if let Some(token) = token
+                && let Err(e) = client.release_raw(&keys, &token).await
+            {
                 tracing::warn!(
                     lease = keys.display(),
                     token = %token,
                     error = %e,
                     "leasehold: background release failed; the lease ends when its TTL runs out"
+                );
+            }
+            if let Some(id) = leaving
+                && let Err(e) =
+                    crate::scripts::fair_leave(&mut client.conn(), &keys, id.as_str()).await
+            {
+                tracing::debug!(
+                    lease = keys.display(),
+                    error = %e,
+                    "leasehold: leaving the fair queue failed; the place ends at the waiter's deadline"
                 );
             }
         };

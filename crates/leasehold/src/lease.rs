@@ -160,8 +160,10 @@ impl Lease {
     ///
     /// Waiters stand in a queue in Redis (`leasehold:{N}:queue`); a new
     /// `acquire` or `try_acquire` does not get the lease while others wait
-    /// for it. A waiter that dies or gives up leaves the queue when its wait
-    /// timeout passes, so it delays the others by at most that long. The
+    /// for it. A waiter that gives up (its `acquire` timed out or was
+    /// dropped) leaves the queue at once; one whose process dies leaves it
+    /// when its wait timeout passes, so it delays the others by at most
+    /// that long. The
     /// lease itself is the same key as in normal mode: fair and normal
     /// holders exclude each other, but only fair waiters keep their turn.
     ///
@@ -300,6 +302,9 @@ impl Lease {
         let mut pending = Pending::new(self, Token::random());
         // Names this waiter in a fair queue (not a secret, unlike the token).
         let waiter_id = self.keys.is_fair().then(Token::random);
+        // Until it gets the lease, a fair waiter that gives up leaves the
+        // queue (see `Pending`); the acquire script takes it out on success.
+        pending.fair_id = waiter_id;
         let waiter_id = waiter_id.as_ref().map_or("", Token::as_str);
         // A plain lease can be handed straight to this waiter's token by a
         // local release (see `Client::release_raw`).
@@ -325,6 +330,7 @@ impl Lease {
                 let waiting = (!patience.is_zero()).then_some((waiter_id, patience));
                 match self.attempt(&mut pending, waiting).await {
                     Ok(Attempt::Got(guard)) => {
+                        pending.fair_id = None;
                         if let Some(w) = &pending.waiter {
                             // A hand-over to this token that raced the
                             // attempt is this very lease.
@@ -598,6 +604,10 @@ struct Pending<'a> {
     intent: bool,
     /// The place in the local queue, once the acquire waits.
     waiter: Option<Waiter>,
+    /// A fair waiter's id until it gets the lease: dropping `Pending` then
+    /// takes it out of the queue in Redis, so that the waiters behind it do
+    /// not wait for its deadline.
+    fair_id: Option<Token>,
 }
 
 impl<'a> Pending<'a> {
@@ -608,6 +618,7 @@ impl<'a> Pending<'a> {
             armed: false,
             intent: false,
             waiter: None,
+            fair_id: None,
         }
     }
 }
@@ -615,10 +626,13 @@ impl<'a> Pending<'a> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         let handed = self.waiter.as_ref().is_some_and(Waiter::may_hold);
-        if self.armed || self.intent || handed {
-            self.lease
-                .client
-                .release_in_background(Arc::clone(&self.lease.keys), self.token);
+        let release = (self.armed || self.intent || handed).then_some(self.token);
+        if release.is_some() || self.fair_id.is_some() {
+            self.lease.client.settle_in_background(
+                Arc::clone(&self.lease.keys),
+                release,
+                self.fair_id,
+            );
         }
     }
 }

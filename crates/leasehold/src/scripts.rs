@@ -55,6 +55,8 @@ static ACQUIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
 static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
+static FAIR_LEAVE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/fair_leave.lua")));
 static HANDOVER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/handover.lua")));
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
@@ -343,6 +345,35 @@ pub(crate) async fn handover(
         })
         .await?;
     Ok((fence > 0).then_some(fence as u64))
+}
+
+/// fair_leave(queue, deadlines, wake; waiter id, front) -> was queued? For
+/// fair leases and fair semaphores only (a no-op for other kinds).
+pub(crate) async fn fair_leave(
+    conn: &mut impl ConnectionLike,
+    keys: &LeaseKeys,
+    waiter_id: &str,
+) -> RedisResult<bool> {
+    let (q, front) = match keys.kind() {
+        Kind::Fair(q) => (q, 1),
+        Kind::Permit {
+            fair: Some(q),
+            limit,
+            ..
+        } => (q, *limit),
+        _ => return Ok(false),
+    };
+    let n: i64 = FAIR_LEAVE
+        .call(conn, |c| {
+            c.arg(3)
+                .arg(&*q.queue)
+                .arg(&*q.deadlines)
+                .arg(&**keys.wake())
+                .arg(waiter_id)
+                .arg(front);
+        })
+        .await?;
+    Ok(n == 1)
 }
 
 /// extend(N; token, ttl_ms) -> extended?

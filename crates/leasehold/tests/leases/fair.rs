@@ -95,18 +95,32 @@ async fn contended_fair_workers_get_even_shares() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_waiter_delays_the_queue_by_at_most_its_timeout() {
     let (server, client) = setup().await;
-    let conn = raw(&server).await;
+    let mut conn = raw(&server).await;
     let holder = client.lease("dead").fair(true).acquire().await.unwrap();
     let patience = ms(600);
-    // First in line, then gone without a word (as if its process died).
-    let doomed = {
-        let lease = client.lease("dead").fair(true).wait(patience);
-        tokio::spawn(async move { lease.acquire().await })
-    };
-    eventually(5 * SECOND, "the first waiter to queue", || async {
-        queued(&conn, "dead").await == 1
-    })
-    .await;
+    // First in line, then its process died: nobody will take it out of the
+    // queue, its deadline will.
+    let now: (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    let deadline = now.0 * 1000 + now.1 / 1000 + patience.as_millis() as u64;
+    let () = redis::pipe()
+        .cmd("ZADD")
+        .arg("leasehold:{dead}:queue")
+        .arg(1)
+        .arg("died")
+        .ignore()
+        .cmd("ZADD")
+        .arg("leasehold:{dead}:queue-deadlines")
+        .arg(deadline)
+        .arg("died")
+        .ignore()
+        .cmd("SET")
+        .arg("leasehold:{dead}:queue-ticket")
+        .arg(1)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let started = Instant::now();
     let live = {
         let lease = client
             .lease("dead")
@@ -118,18 +132,61 @@ async fn a_dead_waiter_delays_the_queue_by_at_most_its_timeout() {
         queued(&conn, "dead").await == 2
     })
     .await;
-    doomed.abort();
-    let released = Instant::now();
-    holder.release().await.unwrap(); // wakes the dead waiter, whose turn it was
+    holder.release().await.unwrap(); // names the dead waiter, whose turn it was
     let fence = tokio::time::timeout(5 * SECOND, live)
         .await
         .unwrap()
         .unwrap()
         .unwrap();
-    let delay = released.elapsed();
+    let delay = started.elapsed();
     assert_eq!(fence, 2);
     assert!(
         delay <= patience + ms(400),
-        "the live waiter got the lease {delay:?} after the release; the dead one's timeout was {patience:?}"
+        "the live waiter got the lease {delay:?} after queueing; the dead one's timeout was {patience:?}"
     );
+    let after: (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    assert!(
+        after.0 * 1000 + after.1 / 1000 >= deadline,
+        "served before the dead waiter's deadline: its turn was not kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_that_gives_up_leaves_the_queue_at_once() {
+    let (server, client) = setup().await;
+    let conn = raw(&server).await;
+    let holder = client.lease("quit").fair(true).acquire().await.unwrap();
+    // First in line with 60 s of patience, then cancelled.
+    let quitter = {
+        let lease = client.lease("quit").fair(true).wait(60 * SECOND);
+        tokio::spawn(async move { lease.acquire().await })
+    };
+    eventually(5 * SECOND, "the first waiter to queue", || async {
+        queued(&conn, "quit").await == 1
+    })
+    .await;
+    let live = {
+        let lease = client.lease("quit").fair(true).wait(60 * SECOND);
+        tokio::spawn(async move { lease.acquire().await.map(|g| g.fence()) })
+    };
+    eventually(5 * SECOND, "the second waiter to queue", || async {
+        queued(&conn, "quit").await == 2
+    })
+    .await;
+    quitter.abort();
+    eventually(
+        5 * SECOND,
+        "the cancelled waiter to leave the queue",
+        || async { queued(&conn, "quit").await == 1 },
+    )
+    .await;
+    let released = Instant::now();
+    holder.release().await.unwrap();
+    let fence = tokio::time::timeout(5 * SECOND, live)
+        .await
+        .expect("the live waiter waited for the cancelled one's 60 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(fence, 2);
+    assert!(released.elapsed() < 2 * SECOND);
 }
