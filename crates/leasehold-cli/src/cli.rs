@@ -89,6 +89,7 @@ Examples:
   leasehold run nightly-report --ttl 1m -- ./report.sh
   leasehold run deploy --no-wait -- make deploy      # skip if another host deploys
   leasehold sem run upstream --limit 4 -- ./fetch.sh  # at most 4 at once, across hosts
+  leasehold run printer --fair --wait 5m -- ./print.sh  # take turns in arrival order
   read token fence < <(leasehold acquire deploy --ttl 5m)
   leasehold release deploy \"$token\"
   leasehold status deploy

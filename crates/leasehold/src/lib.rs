@@ -36,7 +36,8 @@
 //! - [`FenceGate`]: the resource's side of fencing.
 //! - [`rwlock`]: [`RwLock`], many readers or one writer; writers are not
 //!   starved.
-//! - [`semaphore`]: [`Semaphore`], at most K holders, each permit a lease.
+//! - [`semaphore`]: [`Semaphore`], at most K holders, each permit a lease;
+//!   fair mode serves waiters in arrival order.
 //! - [`singleflight`]: [`Client::single_flight`], one cache rebuild at a time.
 //! - [`txn`]: [`Client::optimistic`], WATCH / MULTI / EXEC with retries on
 //!   a connection of its own.

@@ -9,7 +9,7 @@ use crate::lease::Lease;
 /// Many readers or one writer, across every client.
 ///
 /// Each read or write guard is a lease: its own token, TTL, self-renewal,
-/// [`Guard::lost`] and fencing token. Readers and writers share one fence
+/// [`Guard::lost`](crate::Guard::lost) and fencing token. Readers and writers share one fence
 /// counter, so a write guard's fence is greater than that of every earlier
 /// read or write guard of the name.
 ///

@@ -145,13 +145,13 @@ impl LeaseScript {
 }
 
 impl<S> Invocation<'_, S> {
-    /// Adds a key (KEYS[i]).
+    /// Adds a key (`KEYS[i]`).
     pub fn key(mut self, key: impl ToRedisArgs) -> Self {
         self.keys.extend(key.to_redis_args());
         self
     }
 
-    /// Adds an argument (ARGV[i]).
+    /// Adds an argument (`ARGV[i]`).
     pub fn arg(mut self, arg: impl ToRedisArgs) -> Self {
         self.args.extend(arg.to_redis_args());
         self
