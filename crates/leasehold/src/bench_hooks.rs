@@ -78,10 +78,10 @@ pub async fn encode_release(lease: &Lease, token: &Token, publisher: &Token) -> 
     wire.sent
 }
 
-/// A guard made as an acquire makes it (its renewal task spawned when the
-/// lease renews itself), then detached: what holding costs this process
-/// besides the two round trips. Yields once, so that the renewal task runs
-/// and ends. Returns the fence.
+/// A guard made as an acquire makes it (entered in the client's renewal
+/// schedule when the lease renews itself), then detached (taken out of it):
+/// what holding costs this process besides the two round trips. Yields
+/// once, as an acquire would. Returns the fence.
 pub async fn guard_round(lease: &Lease, fence: u64) -> u64 {
     let guard = lease.guard(Token::random(), fence, Instant::now());
     let detached = guard.detach();

@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     pub(crate) redis: redis::Client,
     /// Dedicated connections for WATCH; see [`crate::txn`].
     pub(crate) txns: crate::txn::TxPool,
+    /// When each self-renewing guard is next due; see [`crate::renew`].
+    renewer: crate::renew::Renewer,
 }
 
 /// How to connect: timeouts. Built by [`Client::builder`].
@@ -165,9 +167,10 @@ impl ClientBuilder {
                 addr,
                 id,
                 hub,
-                runtime,
                 redis: client,
                 txns: Default::default(),
+                renewer: crate::renew::Renewer::new(runtime.clone()),
+                runtime,
             }),
         })
     }
@@ -211,6 +214,10 @@ impl Client {
     /// connection, plus the subscriber once some task has waited.
     pub fn connections(&self) -> usize {
         1 + self.inner.hub.subscriber_connections()
+    }
+
+    pub(crate) fn renewer(&self) -> &crate::renew::Renewer {
+        &self.inner.renewer
     }
 
     pub(crate) fn conn(&self) -> ConnectionManager {

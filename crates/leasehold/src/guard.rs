@@ -1,7 +1,7 @@
 //! The proof of holding a lease: fencing token, self-renewal, loss signal.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -10,16 +10,17 @@ use tokio_util::sync::CancellationToken;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::keys::LeaseKeys;
+use crate::renew::Entry;
 use crate::token::Token;
 
 /// What one holding of a lease shares between its re-entered guards and its
-/// renewal task.
-struct Holding {
+/// renewals.
+pub(crate) struct Holding {
     client: Client,
-    keys: Arc<LeaseKeys>,
+    pub(crate) keys: Arc<LeaseKeys>,
     token: Token,
     fence: u64,
-    ttl: Duration,
+    pub(crate) ttl: Duration,
     /// Until when the lease is proved held: the send time of the last
     /// successful acquire or extend, plus ttl, minus the drift margin.
     /// Measured from the *send* time, so a slow reply only shortens it.
@@ -29,9 +30,11 @@ struct Holding {
     holders: AtomicUsize,
     /// Cancelled once the lease is known lost (or can no longer be proved
     /// held). Never un-cancelled.
-    lost: CancellationToken,
-    /// Stops the renewal task: cancelled when the last guard lets go.
-    stop: CancellationToken,
+    pub(crate) lost: CancellationToken,
+    /// Stops renewing: cancelled when the last guard lets go.
+    pub(crate) stop: CancellationToken,
+    /// Its place in the client's renewal schedule, while it has one.
+    renewal: Mutex<Option<Entry>>,
 }
 
 /// The safety margin taken off every validity: 1 % of the ttl for clock rate
@@ -41,7 +44,7 @@ pub(crate) fn drift(ttl: Duration) -> Duration {
 }
 
 impl Holding {
-    fn valid_until(&self) -> Instant {
+    pub(crate) fn valid_until(&self) -> Instant {
         *self.valid_until.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -57,7 +60,22 @@ impl Holding {
         self.lost.is_cancelled() || Instant::now() >= self.valid_until()
     }
 
-    fn mark_lost(&self, why: &str) {
+    /// Enters this holding in its client's renewal schedule, due at `at`.
+    pub(crate) fn schedule_renewal(self: &Arc<Self>, at: Instant) {
+        self.client.renewer().schedule(self, at);
+    }
+
+    pub(crate) fn lock_entry(&self) -> MutexGuard<'_, Option<Entry>> {
+        self.renewal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The last guard let go: no more renewals.
+    fn stop(&self) {
+        self.stop.cancel();
+        self.client.renewer().unschedule(self);
+    }
+
+    pub(crate) fn mark_lost(&self, why: &str) {
         if !self.lost.is_cancelled() {
             tracing::warn!(
                 lease = self.keys.display(),
@@ -69,7 +87,7 @@ impl Holding {
         }
     }
 
-    async fn extend(&self) -> Result<()> {
+    pub(crate) async fn extend(&self) -> Result<()> {
         if self.lost.is_cancelled() {
             return Err(Error::lost(self.keys.display()));
         }
@@ -94,45 +112,6 @@ impl Holding {
 
 pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
     ttl.as_millis() as u64
-}
-
-/// The renewal task of one holding: extends every `ttl/3`.
-///
-/// Why `ttl/3`: a renewal that fails (a timeout, a broken connection) is
-/// retried several times before the validity runs out, and even two missed
-/// periods leave a third of the ttl. Renewal runs as one task on the runtime
-/// per holding, not a thread per lease.
-async fn renew(holding: Arc<Holding>) {
-    let period = holding.ttl / 3;
-    // After a failure, try again sooner, but not in a tight loop.
-    let retry = (period / 4).max(Duration::from_millis(5));
-    let mut next = holding.valid_until() + drift(holding.ttl) - holding.ttl + period;
-    loop {
-        tokio::select! {
-            _ = holding.stop.cancelled() => return,
-            _ = holding.lost.cancelled() => return,
-            _ = tokio::time::sleep_until(next) => {}
-        }
-        let result = tokio::select! {
-            _ = holding.stop.cancelled() => return,
-            r = holding.extend() => r,
-        };
-        match result {
-            Ok(()) => next = Instant::now() + period,
-            Err(e) if e.is_lost() => return,
-            Err(e) => {
-                let now = Instant::now();
-                if now >= holding.valid_until() {
-                    holding.mark_lost(&format!(
-                        "renewal kept failing until the lease's validity ran out ({e})"
-                    ));
-                    return;
-                }
-                tracing::debug!(lease = holding.keys.display(), error = %e, "leasehold: renewal failed; retrying");
-                next = (now + retry).min(holding.valid_until());
-            }
-        }
-    }
 }
 
 /// Proof that this process holds a lease. Returned by
@@ -198,9 +177,10 @@ impl Guard {
             holders: AtomicUsize::new(1),
             lost: CancellationToken::new(),
             stop: CancellationToken::new(),
+            renewal: Mutex::new(None),
         });
         if auto_renew {
-            tokio::spawn(renew(Arc::clone(&holding)));
+            holding.schedule_renewal(sent + ttl / 3);
         }
         Guard {
             holding,
@@ -334,7 +314,7 @@ impl Guard {
             return Ok(());
         }
         self.state = State::Releasing;
-        self.holding.stop.cancel();
+        self.holding.stop();
         let was_lost = self.holding.lost.is_cancelled();
         let result = self
             .holding
@@ -384,7 +364,7 @@ impl Guard {
     pub fn detach(mut self) -> Detached {
         let remaining = self.remaining();
         if self.holding.holders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.holding.stop.cancel();
+            self.holding.stop();
         }
         self.state = State::Done;
         Detached {
@@ -404,7 +384,7 @@ impl Drop for Guard {
             State::Holding => self.holding.holders.fetch_sub(1, Ordering::AcqRel) == 1,
         };
         if last {
-            self.holding.stop.cancel();
+            self.holding.stop();
             self.holding
                 .client
                 .release_in_background(Arc::clone(&self.holding.keys), self.holding.token);

@@ -27,7 +27,8 @@
 //!   subscriber connection per process, shared by every lease.
 //! - [`lease`]: [`Lease`], a name plus options; `try_acquire`, `acquire`,
 //!   `with`.
-//! - [`guard`]: [`Guard`], the proof of holding: fence, renewal, `lost()`,
+//! - [`guard`]: [`Guard`], the proof of holding: fence, renewal (one timer
+//!   per client for all its guards), `lost()`,
 //!   re-entry, release on drop.
 //! - [`inspect`]: [`Client::status`] and [`Client::list`], for looking at
 //!   leases from outside.
@@ -119,6 +120,7 @@ pub mod guard;
 pub mod inspect;
 mod keys;
 pub mod lease;
+mod renew;
 pub mod rwlock;
 pub mod script;
 mod scripts;

@@ -64,6 +64,26 @@ pub async fn numsub(conn: &mut MultiplexedConnection, channel: &str) -> i64 {
     n
 }
 
+/// Script calls the server has run so far (EVALSHA and EVAL).
+pub async fn script_calls(conn: &mut MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
 pub const SECOND: Duration = Duration::from_secs(1);
 
 pub fn ms(n: u64) -> Duration {

@@ -147,3 +147,68 @@ async fn a_redis_restarted_empty_makes_the_guard_lost_at_the_next_renewal() {
         "the fence restarted with the empty Redis: see README limits"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_guards_on_one_clients_timer_all_stay_held() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    // Different ttls, so that entries come due in every order.
+    let mut guards = Vec::new();
+    for i in 0..200u64 {
+        let ttl = ms(60 + i % 7 * 10);
+        guards.push(
+            client
+                .lease(format!("many:{i}"))
+                .ttl(ttl)
+                .acquire()
+                .await
+                .unwrap(),
+        );
+    }
+    // Ten of the longest ttls: every guard renewed several times.
+    let until = Instant::now() + ms(1200);
+    while Instant::now() < until {
+        assert!(
+            guards.iter().all(|g| !g.is_lost()),
+            "a guard lost its lease while the client was renewing it"
+        );
+        tokio::time::sleep(ms(20)).await;
+    }
+    for (i, g) in guards.iter().enumerate() {
+        assert_eq!(
+            get(&mut conn, &format!("many:{i}")).await.as_deref(),
+            Some(g.token().as_str()),
+            "lease {i} is no longer its guard's"
+        );
+    }
+    for g in guards {
+        g.release().await.unwrap();
+    }
+    assert_eq!(
+        dbsize(&mut conn).await,
+        200,
+        "only the fence counters are left"
+    );
+}
+
+#[tokio::test]
+async fn a_released_guard_is_renewed_no_more() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    let ttl = ms(30); // renewed every 10 ms while held
+    let guard = client.lease("done").ttl(ttl).acquire().await.unwrap();
+    eventually(5 * SECOND, "a first renewal", || {
+        let mut c = conn.clone();
+        async move { script_calls(&mut c).await >= 2 }
+    })
+    .await;
+    guard.release().await.unwrap();
+    let after_release = script_calls(&mut conn).await;
+    // Absence can only be shown over a window: ten renewal periods.
+    tokio::time::sleep(ms(100)).await;
+    assert_eq!(
+        script_calls(&mut conn).await,
+        after_release,
+        "the released guard was still being renewed"
+    );
+}
