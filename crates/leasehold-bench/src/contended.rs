@@ -21,14 +21,15 @@ use crate::{Ctx, Error, KEY_PREFIX, TTL};
 
 /// Commands leasehold's scripts run inside Redis: `INFO commandstats`
 /// counts them under their own names, on top of the EVALSHA itself.
-const IN_SCRIPT: [&str; 16] = [
+const IN_SCRIPT: [&str; 17] = [
     "set",
     "get",
     "incr",
     "pexpire",
     "pttl",
     "del",
-    "publish", // plain leases
+    "publish",
+    "pubsub|numsub", // plain leases (the hand-over counts the wake channel's subscribers)
     "time",
     "exists",
     "zadd",

@@ -8,6 +8,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{Kind, LeaseKeys};
 use crate::lease::Lease;
+use crate::scripts::HandedOver;
 use crate::token::Token;
 use crate::wait::WakeHub;
 
@@ -285,11 +286,18 @@ impl Client {
                 token.as_bytes(),
                 next.token.as_bytes(),
                 next.ttl_ms,
+                offer.subscribed(),
             )
             .await;
             let (delivered, result) = match reply {
-                Ok(Some(fence)) => (offer.grant(fence, sent), Ok(true)),
-                Ok(None) => (offer.withdraw(), Ok(false)),
+                Ok(HandedOver::To(fence)) => (offer.grant(fence, sent), Ok(true)),
+                Ok(HandedOver::Freed) => {
+                    // Other clients wait too: the publish wakes our waiter
+                    // and theirs alike.
+                    offer.requeue();
+                    (true, Ok(true))
+                }
+                Ok(HandedOver::NotHeld) => (offer.withdraw(), Ok(false)),
                 Err(e) => (
                     offer.withdraw(),
                     Err(Error::redis("the release script", &self.inner.addr, e)),

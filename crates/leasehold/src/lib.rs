@@ -93,7 +93,8 @@
 //!
 //! [`Lease::acquire`] sends nothing while it waits. A release by the same
 //! client hands the lease straight to the next local waiter in one script
-//! (that waiter sends nothing at all); otherwise the release script
+//! (that waiter sends nothing at all) while no other client waits for the
+//! name; otherwise the release script
 //! publishes on the name's wake channel, and the client's one subscriber
 //! connection hands the notification to the local waiter whose turn it is.
 //! A fallback timer of the first waiter (at most the holder's remaining TTL)

@@ -324,27 +324,50 @@ pub(crate) async fn release(
     Ok(n == 1)
 }
 
-/// handover(N, fence; token, next token, next ttl_ms) -> the next owner's
-/// fence, or `None` when `token` did not hold the lease. Plain leases only.
+/// What the handover script did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandedOver {
+    /// The next owner holds the lease, with this fence.
+    To(u64),
+    /// Other clients wait too: the lease was freed and every client told.
+    Freed,
+    /// `token` did not hold the lease: nothing changed.
+    NotHeld,
+}
+
+/// The payload of a release that wakes every client's waiters, the
+/// releaser's own included.
+pub(crate) const WAKE_EVERYONE: &[u8] = b"*";
+
+/// handover(N, fence, wake; token, next token, next ttl_ms, subscribed,
+/// everyone). Plain leases only.
 pub(crate) async fn handover(
     conn: &mut impl ConnectionLike,
     keys: &LeaseKeys,
     token: &[u8],
     next: &[u8],
     next_ttl_ms: u64,
-) -> RedisResult<Option<u64>> {
+    subscribed: bool,
+) -> RedisResult<HandedOver> {
     debug_assert!(matches!(keys.kind(), Kind::Lease));
-    let fence: i64 = HANDOVER
+    let reply: i64 = HANDOVER
         .call(conn, |c| {
-            c.arg(2)
+            c.arg(3)
                 .arg(keys.name())
                 .arg(keys.fence())
+                .arg(&**keys.wake())
                 .arg(token)
                 .arg(next)
-                .arg(next_ttl_ms);
+                .arg(next_ttl_ms)
+                .arg(u8::from(subscribed))
+                .arg(WAKE_EVERYONE);
         })
         .await?;
-    Ok((fence > 0).then_some(fence as u64))
+    Ok(match reply {
+        f if f > 0 => HandedOver::To(f as u64),
+        -1 => HandedOver::Freed,
+        _ => HandedOver::NotHeld,
+    })
 }
 
 /// fair_leave(queue, deadlines, wake; waiter id, front) -> was queued? For

@@ -25,9 +25,15 @@
 //! waiter dropped before the reply leaves its token to be released (which
 //! hands the lease on again), and a releaser dropped before the reply wakes
 //! the waiter, whose own attempt with the same token takes the lease if the
-//! hand-over happened. Waiters of other processes see no release while the
-//! lease goes from local task to local task; use fair mode for arrival
-//! order across processes.
+//! hand-over happened.
+//!
+//! A hand-over happens only while no other client waits for the name: the
+//! script counts the subscribers of the wake channel. When others wait, it
+//! frees the lease and publishes a wake for every client, this one's
+//! included, so that a process cannot keep a lease among its own tasks
+//! while other processes starve. (Who wins that race is not fair: the
+//! first client to see the publish tends to. Fair mode serves arrival
+//! order across processes.)
 //!
 //! Other releases by this client (semaphores, rw-locks, no local waiter)
 //! wake the local head at once, without waiting for its own publish to come
@@ -268,8 +274,10 @@ impl WakeHub {
         let handover = slot.handover?;
         Some(Offer {
             shared: Arc::clone(&self.shared),
+            channel: Arc::clone(channel),
             slot,
             handover,
+            subscribed: ch.confirmed,
             settled: false,
         })
     }
@@ -372,8 +380,12 @@ fn promote(ch: &Channel) {
 /// dropped unsettled (the release was cancelled), it withdraws.
 pub(crate) struct Offer {
     shared: Arc<Shared>,
+    channel: Arc<[u8]>,
     slot: Arc<Slot>,
     handover: Handover,
+    /// This client is subscribed to the channel: the handover script
+    /// counts it among the channel's subscribers.
+    subscribed: bool,
     settled: bool,
 }
 
@@ -381,6 +393,30 @@ impl Offer {
     /// The token and ttl to hand the lease to.
     pub(crate) fn handover(&self) -> Handover {
         self.handover
+    }
+
+    /// Whether this client is subscribed to the channel (confirmed).
+    pub(crate) fn subscribed(&self) -> bool {
+        self.subscribed
+    }
+
+    /// The lease was freed for every client's waiters (others wait too): the
+    /// waiter goes back to the head of its queue, to be woken by the
+    /// release's publish like everyone else's.
+    pub(crate) fn requeue(mut self) {
+        self.settled = true;
+        let mut channels = self.shared.lock();
+        if self.slot.state.load(Ordering::Acquire) != OFFERED {
+            return; // gone (the release frees the lease anyway) or kept
+        }
+        let Some(ch) = channels.get_mut(&self.channel) else {
+            return;
+        };
+        self.slot.state.store(QUEUED, Ordering::Release);
+        ch.woken -= 1;
+        ch.queue.push_front(Arc::clone(&self.slot));
+        // Now the head again: it runs the fallback timer.
+        promote(ch);
     }
 
     /// The lease now belongs to the waiter's token, with `fence`; the script

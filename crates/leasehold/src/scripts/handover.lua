@@ -1,19 +1,32 @@
 -- handover: end the caller's lease N and give it, in the same step, to the
--- next waiter of the releasing client, which is woken without a round trip.
+-- next waiter of the releasing client, which is woken without a round trip
+-- -- unless waiters of other clients are subscribed to N's wake channel:
+-- then the lease is freed and every client is told, so that no process
+-- keeps a lease among its own tasks while others starve.
 --
 -- KEYS[1]  N, the lease
 -- KEYS[2]  the fencing counter of N
+-- KEYS[3]  the wake channel of N
 -- ARGV[1]  the releasing owner's token
 -- ARGV[2]  the next owner's token
 -- ARGV[3]  the next owner's ttl in milliseconds (> 0)
+-- ARGV[4]  1 if the releasing client is itself subscribed to KEYS[3], else 0
+-- ARGV[5]  the payload that wakes every client's waiters, the releasing
+--          client's included (not its id, whose echo it skips)
 --
 -- Reply: fence  handed over; fence = the counter after INCR (>= 1). Nothing
---               is published: the lease is never free, so no other waiter
---               could take it.
+--               is published: the lease was never free.
+--        -1     released and published (other clients wait too)
 --        0      N is not held by ARGV[1] (expired, or someone else's):
 --               untouched, nothing handed over
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return redis.call('INCR', KEYS[2])
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
 end
-return 0
+local subscribers = redis.call('PUBSUB', 'NUMSUB', KEYS[3])[2]
+if subscribers > tonumber(ARGV[4]) then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', KEYS[3], ARGV[5])
+  return -1
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return redis.call('INCR', KEYS[2])
