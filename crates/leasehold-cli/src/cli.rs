@@ -348,7 +348,8 @@ pub struct DemoArgs {
 /// `bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Workloads: W1, W2, W3, W4, W5 or all.
+    /// Workloads: W1, W2, W3, W4, W5 or all. W3 runs twice: as BENCH.md
+    /// defines it, then in fair mode (its rows say W3-fair).
     #[arg(default_value = "all")]
     pub workloads: Vec<String>,
 
