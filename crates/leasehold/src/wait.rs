@@ -410,6 +410,10 @@ impl Offer {
             return; // gone (the release frees the lease anyway) or kept
         }
         let Some(ch) = channels.get_mut(&self.channel) else {
+            // No queue to go back to (cannot happen while it is counted as
+            // woken): let it try for itself.
+            self.slot.state.store(WOKEN, Ordering::Release);
+            self.slot.notify.notify_one();
             return;
         };
         self.slot.state.store(QUEUED, Ordering::Release);

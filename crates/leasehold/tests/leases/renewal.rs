@@ -155,7 +155,7 @@ async fn two_hundred_guards_on_one_clients_timer_all_stay_held() {
     // Different ttls, so that entries come due in every order.
     let mut guards = Vec::new();
     for i in 0..200u64 {
-        let ttl = ms(60 + i % 7 * 10);
+        let ttl = ms(150 + i % 7 * 10);
         guards.push(
             client
                 .lease(format!("many:{i}"))
@@ -165,8 +165,8 @@ async fn two_hundred_guards_on_one_clients_timer_all_stay_held() {
                 .unwrap(),
         );
     }
-    // Ten of the longest ttls: every guard renewed several times.
-    let until = Instant::now() + ms(1200);
+    // Seven of the longest ttls: every guard renewed many times.
+    let until = Instant::now() + ms(1500);
     while Instant::now() < until {
         assert!(
             guards.iter().all(|g| !g.is_lost()),
@@ -195,7 +195,7 @@ async fn two_hundred_guards_on_one_clients_timer_all_stay_held() {
 async fn a_released_guard_is_renewed_no_more() {
     let (server, client) = setup().await;
     let mut conn = raw(&server).await;
-    let ttl = ms(30); // renewed every 10 ms while held
+    let ttl = ms(90); // renewed every 30 ms while held
     let guard = client.lease("done").ttl(ttl).acquire().await.unwrap();
     eventually(5 * SECOND, "a first renewal", || {
         let mut c = conn.clone();
@@ -205,7 +205,7 @@ async fn a_released_guard_is_renewed_no_more() {
     guard.release().await.unwrap();
     let after_release = script_calls(&mut conn).await;
     // Absence can only be shown over a window: ten renewal periods.
-    tokio::time::sleep(ms(100)).await;
+    tokio::time::sleep(ms(300)).await;
     assert_eq!(
         script_calls(&mut conn).await,
         after_release,
