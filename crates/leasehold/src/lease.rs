@@ -319,6 +319,13 @@ impl Lease {
         // queue in Redis keeps the order: try at once, so that the first
         // attempt takes this waiter's place in it as it arrives.
         let mut try_now = self.keys.is_fair() || !hub.has_waiters(channel);
+        if self.keys.is_fair() && hub.is_subscribed(channel) {
+            // Stand in the local queue before the first attempt, which may
+            // queue this waiter in Redis: a release naming it right after
+            // then finds it, and no second look is needed.
+            let (w, _) = hub.register(channel, self.keys.wakes_all(), waiter_id, handover);
+            pending.waiter = Some(w);
+        }
         loop {
             if try_now {
                 if let Some(w) = &pending.waiter {

@@ -187,6 +187,14 @@ impl WakeHub {
         self.shared.lock().get(channel).is_some_and(Channel::busy)
     }
 
+    /// Whether the subscriber connection listens on `channel` (confirmed).
+    pub(crate) fn is_subscribed(&self, channel: &[u8]) -> bool {
+        self.shared
+            .lock()
+            .get(channel)
+            .is_some_and(|ch| ch.confirmed)
+    }
+
     /// Local tasks waiting (queued or woken) on `channel`.
     pub(crate) fn waiters(&self, channel: &[u8]) -> usize {
         self.shared

@@ -190,3 +190,57 @@ async fn a_waiter_that_gives_up_leaves_the_queue_at_once() {
     assert_eq!(fence, 2);
     assert!(released.elapsed() < 2 * SECOND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fair_waiter_joins_the_queue_with_one_attempt() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    let no_timer = Duration::from_secs(120);
+    let lease = client
+        .lease("one-look")
+        .fair(true)
+        .backoff(no_timer, no_timer)
+        .wait(no_timer);
+    let holder = lease.acquire().await.unwrap();
+    // A first waiter: the client now listens on the name's wake channel.
+    let first = {
+        let lease = lease.clone();
+        tokio::spawn(async move { lease.acquire().await.map(|g| g.fence()) })
+    };
+    eventually(
+        5 * SECOND,
+        "the first waiter to queue and subscribe",
+        || {
+            let c = conn.clone();
+            async move {
+                queued(&c, "one-look").await == 1
+                    && numsub(&mut c.clone(), "leasehold:{one-look}:wake").await == 1
+            }
+        },
+    )
+    .await;
+    let before = script_calls(&mut conn).await;
+    let second = {
+        let lease = lease.clone();
+        tokio::spawn(async move { lease.acquire().await.map(|g| g.fence()) })
+    };
+    eventually(5 * SECOND, "the second waiter to queue", || async {
+        queued(&conn, "one-look").await == 2
+    })
+    .await;
+    // Its place was taken by its first attempt, while it already stood in
+    // the local queue: no second look after subscribing.
+    assert_eq!(script_calls(&mut conn).await - before, 1);
+    holder.release().await.unwrap();
+    let f1 = tokio::time::timeout(5 * SECOND, first)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let f2 = tokio::time::timeout(5 * SECOND, second)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!((f1, f2), (2, 3), "served in arrival order");
+}
