@@ -286,14 +286,15 @@ impl Client {
                 token.as_bytes(),
                 next.token.as_bytes(),
                 next.ttl_ms,
-                offer.subscribed(),
+                offer.tolerated(),
+                hub.freed_payload(),
             )
             .await;
             let (delivered, result) = match reply {
                 Ok(HandedOver::To(fence)) => (offer.grant(fence, sent), Ok(true)),
                 Ok(HandedOver::Freed) => {
-                    // Other clients wait too: the publish wakes our waiter
-                    // and theirs alike.
+                    // Other clients wait too: the publish wakes theirs, and
+                    // ours tries again after a moment (see `Offer::requeue`).
                     offer.requeue();
                     (true, Ok(true))
                 }

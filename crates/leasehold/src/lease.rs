@@ -12,7 +12,7 @@ use crate::guard::{Guard, ttl_ms};
 use crate::keys::{Kind, LeaseKeys, MAX_NAME_LEN};
 use crate::scripts::{self, Acquired, WaitInfo};
 use crate::token::Token;
-use crate::wait::{Handover, Waiter};
+use crate::wait::{Handover, STEP_BACK, Waiter};
 
 /// The shortest ttl accepted: the lease must outlive a round trip to Redis
 /// and the drift margin (1 % + 2 ms).
@@ -315,6 +315,8 @@ impl Lease {
         let mut pttl = -1;
         let mut backoff = self.backoff_min;
         let mut last_error: Option<Error> = None;
+        // The next attempt follows a step back for other clients' waiters.
+        let mut stepped_back = false;
         // Do not jump ahead of local waiters of this name. In fair mode the
         // queue in Redis keeps the order: try at once, so that the first
         // attempt takes this waiter's place in it as it arrives.
@@ -339,6 +341,10 @@ impl Lease {
                     Ok(Attempt::Got(guard)) => {
                         pending.fair_id = None;
                         if let Some(w) = &pending.waiter {
+                            if stepped_back {
+                                // Nobody took it while we stood back.
+                                w.others_idle();
+                            }
                             // A hand-over to this token that raced the
                             // attempt is this very lease.
                             w.keep();
@@ -348,6 +354,7 @@ impl Lease {
                     Ok(Attempt::Held(p)) => {
                         pttl = p;
                         last_error = None;
+                        stepped_back = false;
                     }
                     Err(e) if e.is_connection() => last_error = Some(e),
                     Err(e) => return Err(e),
@@ -378,6 +385,11 @@ impl Lease {
             if pttl >= 0 {
                 nap = nap.min(Duration::from_millis(pttl as u64 + 1));
             }
+            if waiter.take_step_back() {
+                // Our release freed the lease for other clients' waiters.
+                nap = STEP_BACK;
+                stepped_back = true;
+            }
             // Behind the head of a plain lease's queue, no timer but the deadline.
             let timer = waiter.needs_timer();
             let wake_at = match (deadline, timer) {
@@ -388,9 +400,13 @@ impl Lease {
             };
             tokio::select! {
                 biased;
-                _ = waiter.woken() => {}
-                _ = waiter.promoted(), if !timer => {
-                    // Now the head: start its fallback timer.
+                _ = waiter.woken() => {
+                    // Woken by a release: if it was another client's, they
+                    // are not idle.
+                    stepped_back = false;
+                }
+                _ = waiter.promoted() => {
+                    // Now the head: set its fallback timer (or step back).
                     try_now = false;
                     continue;
                 }

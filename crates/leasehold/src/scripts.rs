@@ -335,19 +335,16 @@ pub(crate) enum HandedOver {
     NotHeld,
 }
 
-/// The payload of a release that wakes every client's waiters, the
-/// releaser's own included.
-pub(crate) const WAKE_EVERYONE: &[u8] = b"*";
-
-/// handover(N, fence, wake; token, next token, next ttl_ms, subscribed,
-/// everyone). Plain leases only.
+/// handover(N, fence, wake; token, next token, next ttl_ms, tolerated
+/// subscribers, freed payload). Plain leases only.
 pub(crate) async fn handover(
     conn: &mut impl ConnectionLike,
     keys: &LeaseKeys,
     token: &[u8],
     next: &[u8],
     next_ttl_ms: u64,
-    subscribed: bool,
+    tolerated: u32,
+    freed_payload: &[u8],
 ) -> RedisResult<HandedOver> {
     debug_assert!(matches!(keys.kind(), Kind::Lease));
     let reply: i64 = HANDOVER
@@ -359,8 +356,8 @@ pub(crate) async fn handover(
                 .arg(token)
                 .arg(next)
                 .arg(next_ttl_ms)
-                .arg(u8::from(subscribed))
-                .arg(WAKE_EVERYONE);
+                .arg(tolerated)
+                .arg(freed_payload);
         })
         .await?;
     Ok(match reply {

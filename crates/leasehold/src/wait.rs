@@ -29,11 +29,14 @@
 //!
 //! A hand-over happens only while no other client waits for the name: the
 //! script counts the subscribers of the wake channel. When others wait, it
-//! frees the lease and publishes a wake for every client, this one's
-//! included, so that a process cannot keep a lease among its own tasks
-//! while other processes starve. (Who wins that race is not fair: the
-//! first client to see the publish tends to. Fair mode serves arrival
-//! order across processes.)
+//! frees the lease and publishes a wake for them, and this client's first
+//! waiter steps back for 5 ms before it tries: a process does not keep a
+//! lease among its own tasks while other processes starve, and two busy
+//! processes take turns. If nobody took the lease while it stood back, the
+//! others' subscriptions only linger (a client stays subscribed for 2 s
+//! after its last wait): the client hands over locally again, and checks
+//! again by stepping back 200 ms later. Arrival order across processes is
+//! what fair mode is for.
 //!
 //! Other releases by this client (semaphores, rw-locks, no local waiter)
 //! wake the local head at once, without waiting for its own publish to come
@@ -86,6 +89,18 @@ const ABANDONED: u8 = 5;
 /// Got the lease by its own attempt while OFFERED or GRANTED (same token).
 const KEPT: u8 = 6;
 
+/// How long a client hands over locally after stepping back found other
+/// clients' subscriptions idle; then it steps back once more to check. A
+/// misjudgement (a loaded machine slower than [`STEP_BACK`]) costs the other
+/// clients at most this long.
+const OTHERS_IDLE: Duration = Duration::from_millis(200);
+
+/// How long a client's first waiter lets other clients' waiters go first
+/// when its client freed a lease they wait for (see `Offer::requeue`):
+/// time enough for them to hear the release and try, not so long that a
+/// lease nobody takes stays free for long.
+pub(crate) const STEP_BACK: Duration = Duration::from_millis(5);
+
 /// What a waiter that can take a hand-over tells a releaser: the token to
 /// hand the lease to, and the ttl in ms to set on it.
 #[derive(Debug, Clone, Copy)]
@@ -113,6 +128,9 @@ struct Slot {
     /// Told when the slot becomes the head of its queue: in a queue that
     /// hands over, only the head runs a fallback timer.
     promoted: Notify,
+    /// Its client freed the lease for other clients' waiters instead of
+    /// handing it to this one: retry after [`STEP_BACK`], not at once.
+    step_back: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -131,6 +149,10 @@ struct Channel {
     /// locks, where one release can let many readers in, or a writer that
     /// is not at the head.
     wake_all: bool,
+    /// Until then, hand over locally even though other clients are
+    /// subscribed: the last time this client stepped back for them, none
+    /// took the lease (their subscriptions only linger).
+    others_idle_until: Option<Instant>,
 }
 
 impl Channel {
@@ -148,6 +170,9 @@ struct Shared {
     dirty: Notify,
     /// The payload this client publishes on release.
     own_id: Box<[u8]>,
+    /// `*` and `own_id`: the payload of a release that freed the lease
+    /// because other clients wait (see `Offer::requeue`).
+    freed_id: Box<[u8]>,
     client: redis::Client,
     shutdown: CancellationToken,
     started: std::sync::Once,
@@ -171,6 +196,7 @@ impl WakeHub {
                 waiters: AtomicUsize::new(0),
                 dirty: Notify::new(),
                 own_id: own_id.into(),
+                freed_id: [b"*", own_id].concat().into(),
                 client,
                 shutdown: CancellationToken::new(),
                 started: std::sync::Once::new(),
@@ -193,6 +219,12 @@ impl WakeHub {
             .lock()
             .get(channel)
             .is_some_and(|ch| ch.confirmed)
+    }
+
+    /// The payload of this client's releases that free a lease for every
+    /// client's waiters.
+    pub(crate) fn freed_payload(&self) -> &[u8] {
+        &self.shared.freed_id
     }
 
     /// Local tasks waiting (queued or woken) on `channel`.
@@ -225,6 +257,7 @@ impl WakeHub {
             handover,
             grant: Mutex::new(None),
             promoted: Notify::new(),
+            step_back: std::sync::atomic::AtomicBool::new(false),
         });
         let confirmed;
         {
@@ -285,7 +318,11 @@ impl WakeHub {
             channel: Arc::clone(channel),
             slot,
             handover,
-            subscribed: ch.confirmed,
+            tolerated: if ch.others_idle_until.is_some_and(|t| Instant::now() < t) {
+                u32::MAX
+            } else {
+                u32::from(ch.confirmed)
+            },
             settled: false,
         })
     }
@@ -341,8 +378,9 @@ impl Shared {
     }
 
     fn on_message(&self, channel: &[u8], payload: &[u8]) {
-        if payload == &*self.own_id {
-            // Our own release: its waiter was woken when the script returned.
+        if payload == &*self.own_id || payload == &*self.freed_id {
+            // Our own release: its waiter was woken (or told to step back)
+            // when the script returned.
             return;
         }
         let mut channels = self.lock();
@@ -391,9 +429,10 @@ pub(crate) struct Offer {
     channel: Arc<[u8]>,
     slot: Arc<Slot>,
     handover: Handover,
-    /// This client is subscribed to the channel: the handover script
-    /// counts it among the channel's subscribers.
-    subscribed: bool,
+    /// Subscribers of the channel that the handover script must not take
+    /// for other clients' waiters: this client's own subscription, or all of
+    /// them while the others are known idle.
+    tolerated: u32,
     settled: bool,
 }
 
@@ -403,14 +442,18 @@ impl Offer {
         self.handover
     }
 
-    /// Whether this client is subscribed to the channel (confirmed).
-    pub(crate) fn subscribed(&self) -> bool {
-        self.subscribed
+    /// How many of the channel's subscribers are not other clients'
+    /// waiters, as far as this client knows.
+    pub(crate) fn tolerated(&self) -> u32 {
+        self.tolerated
     }
 
-    /// The lease was freed for every client's waiters (others wait too): the
-    /// waiter goes back to the head of its queue, to be woken by the
-    /// release's publish like everyone else's.
+    /// The lease was freed because other clients wait too: the waiter goes
+    /// back to the head of its queue and steps back, trying again only after
+    /// [`STEP_BACK`], so that the other clients' waiters, woken by the
+    /// release's publish, get their turn (this client ignores that publish).
+    /// Were the releaser's own first waiter to race them, it would mostly
+    /// win, and the lease would stay in this process.
     pub(crate) fn requeue(mut self) {
         self.settled = true;
         let mut channels = self.shared.lock();
@@ -425,9 +468,10 @@ impl Offer {
             return;
         };
         self.slot.state.store(QUEUED, Ordering::Release);
+        self.slot.step_back.store(true, Ordering::Release);
         ch.woken -= 1;
         ch.queue.push_front(Arc::clone(&self.slot));
-        // Now the head again: it runs the fallback timer.
+        // Now the head again: it sets its timer to the step back.
         promote(ch);
     }
 
@@ -557,6 +601,21 @@ impl Waiter {
                 .get(&self.channel)
                 .and_then(|ch| ch.queue.front())
                 .is_none_or(|head| Arc::ptr_eq(head, &self.slot))
+    }
+
+    /// This waiter stepped back for other clients' waiters and then got the
+    /// lease itself: they only linger. Hand over locally for a while.
+    pub(crate) fn others_idle(&self) {
+        let mut channels = self.shared.lock();
+        if let Some(ch) = channels.get_mut(&self.channel) {
+            ch.others_idle_until = Some(Instant::now() + OTHERS_IDLE);
+        }
+    }
+
+    /// Whether its client freed the lease for others instead of handing it
+    /// to this waiter (see [`Offer::requeue`]); asks only once.
+    pub(crate) fn take_step_back(&self) -> bool {
+        self.slot.step_back.swap(false, Ordering::AcqRel)
     }
 
     /// A local release is handing the lease to this waiter right now: do not

@@ -10,9 +10,13 @@
 -- ARGV[1]  the releasing owner's token
 -- ARGV[2]  the next owner's token
 -- ARGV[3]  the next owner's ttl in milliseconds (> 0)
--- ARGV[4]  1 if the releasing client is itself subscribed to KEYS[3], else 0
--- ARGV[5]  the payload that wakes every client's waiters, the releasing
---          client's included (not its id, whose echo it skips)
+-- ARGV[4]  how many of KEYS[3]'s subscribers are not other clients'
+--          waiters: 1 when the releasing client is itself subscribed (else
+--          0), or a large number while the others are known idle (their
+--          subscriptions linger after their last wait)
+-- ARGV[5]  the payload of a freeing release: "*" and the releasing
+--          client's id. Every client wakes its waiters on it, except the
+--          releasing client itself, which steps back for a moment
 --
 -- Reply: fence  handed over; fence = the counter after INCR (>= 1). Nothing
 --               is published: the lease was never free.
