@@ -457,22 +457,27 @@ impl Offer {
     pub(crate) fn requeue(mut self) {
         self.settled = true;
         let mut channels = self.shared.lock();
-        if self.slot.state.load(Ordering::Acquire) != OFFERED {
-            return; // gone (the release frees the lease anyway) or kept
-        }
+        let offered = self.slot.state.load(Ordering::Acquire) == OFFERED;
         let Some(ch) = channels.get_mut(&self.channel) else {
-            // No queue to go back to (cannot happen while it is counted as
-            // woken): let it try for itself.
-            self.slot.state.store(WOKEN, Ordering::Release);
-            self.slot.notify.notify_one();
+            if offered {
+                // No queue to go back to (cannot happen while it is counted
+                // as woken): let it try for itself.
+                self.slot.state.store(WOKEN, Ordering::Release);
+                self.slot.notify.notify_one();
+            }
             return;
         };
-        self.slot.state.store(QUEUED, Ordering::Release);
-        self.slot.step_back.store(true, Ordering::Release);
-        ch.woken -= 1;
-        ch.queue.push_front(Arc::clone(&self.slot));
-        // Now the head again: it sets its timer to the step back.
-        promote(ch);
+        if offered {
+            self.slot.state.store(QUEUED, Ordering::Release);
+            ch.woken -= 1;
+            ch.queue.push_front(Arc::clone(&self.slot));
+        }
+        // The first waiter (this one, or the next if this one is gone) steps
+        // back and then tries: this client ignores its own release's publish.
+        if let Some(head) = ch.queue.front() {
+            head.step_back.store(true, Ordering::Release);
+            head.promoted.notify_one();
+        }
     }
 
     /// The lease now belongs to the waiter's token, with `fence`; the script

@@ -64,24 +64,23 @@ pub async fn numsub(conn: &mut MultiplexedConnection, channel: &str) -> i64 {
     n
 }
 
-/// Script calls the server has run so far (EVALSHA and EVAL).
-pub async fn script_calls(conn: &mut MultiplexedConnection) -> u64 {
+/// Calls of one command the server has run so far (INFO commandstats,
+/// counting those run inside scripts).
+pub async fn calls(conn: &mut MultiplexedConnection, command: &str) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(conn)
         .await
         .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
     info.lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .filter_map(|l| {
-            l.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
+        .find_map(|l| l.strip_prefix(&prefix)?.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Script calls the server has run so far (EVALSHA and EVAL).
+pub async fn script_calls(conn: &mut MultiplexedConnection) -> u64 {
+    calls(conn, "evalsha").await + calls(conn, "eval").await
 }
 
 pub const SECOND: Duration = Duration::from_secs(1);

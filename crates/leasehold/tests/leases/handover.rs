@@ -262,19 +262,6 @@ async fn a_process_does_not_keep_the_lease_among_its_tasks_while_others_wait() {
     assert_eq!(get(&mut conn, "shared").await, None);
 }
 
-/// Calls of one command the server has run so far.
-async fn calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.split(',').next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_only_lingers_does_not_slow_the_hand_over() {
     let (server, a) = setup().await;
@@ -323,5 +310,49 @@ async fn a_client_that_only_lingers_does_not_slow_the_hand_over() {
     assert!(
         published <= 10 && taken > 100,
         "{published} releases were freed for a client that only lingers ({taken} acquisitions)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeing_release_whose_waiter_gave_up_still_serves_the_next() {
+    let (server, a) = setup().await;
+    let b = Client::connect(&server.url()).await.unwrap();
+    let mut conn = raw(&server).await;
+    // b waited once: its subscription lingers, so a's release frees the
+    // lease (for b) instead of handing it over, and a's own first waiter
+    // steps back. Nobody in b takes it.
+    let held = a.lease("freed").acquire().await.unwrap();
+    let once = {
+        let b = b.clone();
+        tokio::spawn(async move { b.lease("freed").acquire().await.unwrap().release().await })
+    };
+    eventually(5 * SECOND, "b to wait", || {
+        let mut c = conn.clone();
+        async move { numsub(&mut c, "leasehold:{freed}:wake").await == 1 }
+    })
+    .await;
+    held.release().await.unwrap();
+    once.await.unwrap().unwrap();
+
+    let holder = a.lease("freed").acquire().await.unwrap();
+    let quitter = queued_waiter(&a, "freed", 30 * SECOND).await;
+    let patient = queued_waiter(&a, "freed", 30 * SECOND).await;
+    server.pause();
+    let mut release = pin!(holder.release());
+    assert!(poll_once(release.as_mut()).await, "Redis is paused");
+    quitter.abort();
+    assert!(quitter.await.unwrap_err().is_cancelled());
+    server.resume();
+    release.await.unwrap();
+    // The waiter the release was for is gone: the next one is served at
+    // once (it steps back, and the quitter's token is released and offered
+    // on), rather than sleep through its 2-minute fallback timer.
+    let next = tokio::time::timeout(5 * SECOND, patient)
+        .await
+        .expect("the next waiter was left asleep after a freeing release")
+        .unwrap();
+    assert_eq!(
+        get(&mut conn, "freed").await.as_deref(),
+        Some(next.token().as_str())
     );
 }
