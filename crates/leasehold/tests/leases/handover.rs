@@ -262,6 +262,24 @@ async fn a_process_does_not_keep_the_lease_among_its_tasks_while_others_wait() {
     assert_eq!(get(&mut conn, "shared").await, None);
 }
 
+/// `b` waits once for `name` (held by `a`), gets it and lets go: its
+/// subscription to the name's wake channel then lingers, with nobody waiting.
+async fn lingering(a: &Client, b: &Client, conn: &MultiplexedConnection, name: &'static str) {
+    let held = a.lease(name).acquire().await.unwrap();
+    let once = {
+        let b = b.clone();
+        tokio::spawn(async move { b.lease(name).acquire().await.unwrap().release().await })
+    };
+    let channel = format!("leasehold:{{{name}}}:wake");
+    eventually(5 * SECOND, "b to wait", || {
+        let (mut c, channel) = (conn.clone(), channel.clone());
+        async move { numsub(&mut c, &channel).await == 1 }
+    })
+    .await;
+    held.release().await.unwrap();
+    once.await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_only_lingers_does_not_slow_the_hand_over() {
     let (server, a) = setup().await;
@@ -269,18 +287,7 @@ async fn a_client_that_only_lingers_does_not_slow_the_hand_over() {
     let mut conn = raw(&server).await;
     // b waits once, gets the lease and lets go: its subscription to the
     // name's wake channel lingers for a while, with nobody waiting.
-    let held = a.lease("linger").acquire().await.unwrap();
-    let waiter = {
-        let b = b.clone();
-        tokio::spawn(async move { b.lease("linger").acquire().await.unwrap().release().await })
-    };
-    eventually(5 * SECOND, "b to wait", || {
-        let mut c = conn.clone();
-        async move { numsub(&mut c, "leasehold:{linger}:wake").await == 1 }
-    })
-    .await;
-    held.release().await.unwrap();
-    waiter.await.unwrap().unwrap();
+    lingering(&a, &b, &conn, "linger").await;
     let before = calls(&mut conn, "publish").await;
     // a's four workers take turns while b's subscription lingers.
     let stop = tokio::time::Instant::now() + ms(500);
@@ -321,18 +328,7 @@ async fn a_freeing_release_whose_waiter_gave_up_still_serves_the_next() {
     // b waited once: its subscription lingers, so a's release frees the
     // lease (for b) instead of handing it over, and a's own first waiter
     // steps back. Nobody in b takes it.
-    let held = a.lease("freed").acquire().await.unwrap();
-    let once = {
-        let b = b.clone();
-        tokio::spawn(async move { b.lease("freed").acquire().await.unwrap().release().await })
-    };
-    eventually(5 * SECOND, "b to wait", || {
-        let mut c = conn.clone();
-        async move { numsub(&mut c, "leasehold:{freed}:wake").await == 1 }
-    })
-    .await;
-    held.release().await.unwrap();
-    once.await.unwrap().unwrap();
+    lingering(&a, &b, &conn, "freed").await;
 
     let holder = a.lease("freed").acquire().await.unwrap();
     let quitter = queued_waiter(&a, "freed", 30 * SECOND).await;
