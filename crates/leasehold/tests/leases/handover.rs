@@ -54,6 +54,26 @@ async fn queued_waiter(
     task
 }
 
+/// Waits for `waiter` to get `name` and checks that Redis agrees: the key
+/// holds its token, with a TTL.
+async fn served(
+    conn: &mut MultiplexedConnection,
+    name: &str,
+    waiter: tokio::task::JoinHandle<leasehold::Guard>,
+    why: &str,
+) -> leasehold::Guard {
+    let guard = tokio::time::timeout(5 * SECOND, waiter)
+        .await
+        .expect(why)
+        .unwrap();
+    assert_eq!(
+        get(conn, name).await.as_deref(),
+        Some(guard.token().as_str())
+    );
+    assert!(pttl(conn, name).await > 0);
+    guard
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_hands_the_lease_to_the_local_waiter_in_one_script() {
     let (server, client) = setup().await;
@@ -114,16 +134,14 @@ async fn a_waiter_that_gives_up_during_the_hand_over_passes_the_lease_on() {
     release.await.unwrap();
 
     // The quitter's token got the lease and gave it on at once.
-    let next = tokio::time::timeout(5 * SECOND, patient)
-        .await
-        .expect("the lease stayed with a waiter that had gone")
-        .unwrap();
+    let next = served(
+        &mut conn,
+        "baton",
+        patient,
+        "the lease stayed with a waiter that had gone",
+    )
+    .await;
     assert_eq!(next.fence(), fence + 2, "the quitter held it in between");
-    assert_eq!(
-        get(&mut conn, "baton").await.as_deref(),
-        Some(next.token().as_str())
-    );
-    assert!(pttl(&mut conn, "baton").await > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,16 +162,14 @@ async fn a_release_cancelled_during_the_hand_over_still_serves_the_waiter() {
 
     // The waiter is woken to try for itself; its own token already holds
     // the lease, so its attempt takes it.
-    let next = tokio::time::timeout(5 * SECOND, waiter)
-        .await
-        .expect("the waiter was forgotten when the release was cancelled")
-        .unwrap();
+    let next = served(
+        &mut conn,
+        "dropped-relay",
+        waiter,
+        "the waiter was forgotten when the release was cancelled",
+    )
+    .await;
     assert_eq!(next.fence(), fence + 1);
-    assert_eq!(
-        get(&mut conn, "dropped-relay").await.as_deref(),
-        Some(next.token().as_str())
-    );
-    assert!(pttl(&mut conn, "dropped-relay").await > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,12 +359,12 @@ async fn a_freeing_release_whose_waiter_gave_up_still_serves_the_next() {
     // The waiter the release was for is gone: the next one is served at
     // once (it steps back, and the quitter's token is released and offered
     // on), rather than sleep through its 2-minute fallback timer.
-    let next = tokio::time::timeout(5 * SECOND, patient)
-        .await
-        .expect("the next waiter was left asleep after a freeing release")
-        .unwrap();
-    assert_eq!(
-        get(&mut conn, "freed").await.as_deref(),
-        Some(next.token().as_str())
-    );
+    let next = served(
+        &mut conn,
+        "freed",
+        patient,
+        "the next waiter was left asleep after a freeing release",
+    )
+    .await;
+    next.release().await.unwrap();
 }
