@@ -83,6 +83,48 @@ pub async fn script_calls(conn: &mut MultiplexedConnection) -> u64 {
     calls(conn, "evalsha").await + calls(conn, "eval").await
 }
 
+/// One task per semaphore handle: each takes a permit, counts itself in
+/// while it holds it (for `hold`, or one yield), and gives it back, until
+/// `budget` acquisitions are used up. Returns each task's acquisitions and
+/// the most holders seen at once.
+pub async fn contend(
+    sems: Vec<leasehold::Semaphore>,
+    budget: i64,
+    hold: Duration,
+) -> (Vec<u32>, usize) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+    let inside = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let budget = Arc::new(AtomicI64::new(budget));
+    let mut tasks = Vec::new();
+    for sem in sems {
+        let (inside, peak, budget) = (inside.clone(), peak.clone(), budget.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = 0u32;
+            while budget.fetch_sub(1, Ordering::AcqRel) > 0 {
+                let permit = sem.acquire().await.unwrap();
+                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                if hold.is_zero() {
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(hold).await;
+                }
+                inside.fetch_sub(1, Ordering::SeqCst);
+                permit.release().await.unwrap();
+                mine += 1;
+            }
+            mine
+        }));
+    }
+    let mut counts = Vec::new();
+    for t in tasks {
+        counts.push(tokio::time::timeout(60 * SECOND, t).await.unwrap().unwrap());
+    }
+    (counts, peak.load(Ordering::SeqCst))
+}
+
 pub const SECOND: Duration = Duration::from_secs(1);
 
 pub fn ms(n: u64) -> Duration {

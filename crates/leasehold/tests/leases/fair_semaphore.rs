@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use leasehold::{Client, ErrorKind, Semaphore};
@@ -339,38 +339,13 @@ async fn the_fair_acquire_script_is_idempotent_for_a_token() {
 async fn contended_fair_permits_never_exceed_the_limit_and_are_shared_evenly() {
     let (server, a) = setup().await;
     let b = Client::connect(&server.url()).await.unwrap();
-    let inside = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let budget = Arc::new(AtomicI64::new(320));
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let sem = fair(if i % 2 == 0 { &a } else { &b }, "shares-sem", 2);
-        let (inside, peak, budget) = (inside.clone(), peak.clone(), budget.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut mine = 0u32;
-            while budget.fetch_sub(1, Ordering::AcqRel) > 0 {
-                let permit = sem.acquire().await.unwrap();
-                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(ms(1)).await;
-                inside.fetch_sub(1, Ordering::SeqCst);
-                permit.release().await.unwrap();
-                mine += 1;
-            }
-            mine
-        }));
-    }
-    let mut counts = Vec::new();
-    for t in tasks {
-        counts.push(tokio::time::timeout(60 * SECOND, t).await.unwrap().unwrap());
-    }
+    let sems = (0..8)
+        .map(|i| fair(if i % 2 == 0 { &a } else { &b }, "shares-sem", 2))
+        .collect();
+    let (counts, peak) = contend(sems, 320, ms(1)).await;
     assert_eq!(counts.iter().sum::<u32>(), 320);
-    assert!(peak.load(Ordering::SeqCst) <= 2, "more than 2 held at once");
-    assert_eq!(
-        peak.load(Ordering::SeqCst),
-        2,
-        "the semaphore never filled up"
-    );
+    assert!(peak <= 2, "more than 2 held at once");
+    assert_eq!(peak, 2, "the semaphore never filled up");
     let (min, max) = (*counts.iter().min().unwrap(), *counts.iter().max().unwrap());
     assert!(f64::from(min) / f64::from(max) >= 0.7, "shares {counts:?}");
 }

@@ -115,6 +115,22 @@ async fn a_release_hands_the_lease_to_the_local_waiter_in_one_script() {
     assert_eq!(get(&mut conn, "relay").await, None);
 }
 
+/// Releases `holder` while Redis is paused, so that the hand-over (or the
+/// freeing release) is sent and hangs; meanwhile `quitter` gives up.
+async fn release_while_the_waiter_quits(
+    server: &testkit::RedisServer,
+    holder: leasehold::Guard,
+    quitter: tokio::task::JoinHandle<leasehold::Guard>,
+) {
+    server.pause();
+    let mut release = pin!(holder.release());
+    assert!(poll_once(release.as_mut()).await, "Redis is paused");
+    quitter.abort();
+    assert!(quitter.await.unwrap_err().is_cancelled());
+    server.resume();
+    release.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_that_gives_up_during_the_hand_over_passes_the_lease_on() {
     let (server, client) = setup().await;
@@ -125,13 +141,7 @@ async fn a_waiter_that_gives_up_during_the_hand_over_passes_the_lease_on() {
     let fence = holder.fence();
 
     // Redis stops answering: the hand-over to the quitter is sent and hangs.
-    server.pause();
-    let mut release = pin!(holder.release());
-    assert!(poll_once(release.as_mut()).await, "Redis is paused");
-    quitter.abort();
-    assert!(quitter.await.unwrap_err().is_cancelled());
-    server.resume();
-    release.await.unwrap();
+    release_while_the_waiter_quits(&server, holder, quitter).await;
 
     // The quitter's token got the lease and gave it on at once.
     let next = served(
@@ -349,13 +359,7 @@ async fn a_freeing_release_whose_waiter_gave_up_still_serves_the_next() {
     let holder = a.lease("freed").acquire().await.unwrap();
     let quitter = queued_waiter(&a, "freed", 30 * SECOND).await;
     let patient = queued_waiter(&a, "freed", 30 * SECOND).await;
-    server.pause();
-    let mut release = pin!(holder.release());
-    assert!(poll_once(release.as_mut()).await, "Redis is paused");
-    quitter.abort();
-    assert!(quitter.await.unwrap_err().is_cancelled());
-    server.resume();
-    release.await.unwrap();
+    release_while_the_waiter_quits(&server, holder, quitter).await;
     // The waiter the release was for is gone: the next one is served at
     // once (it steps back, and the quitter's token is released and offered
     // on), rather than sleep through its 2-minute fallback timer.

@@ -153,15 +153,7 @@ async fn status_of_a_rwlock_shows_its_readers_then_its_writer() {
     let r1 = lock.read().acquire().await.unwrap();
     let r2 = lock.read().acquire().await.unwrap();
     let s = client.status("config").await.unwrap();
-    let LeaseKind::RwLock {
-        writer,
-        readers,
-        writer_waiting,
-        ..
-    } = &s.kind
-    else {
-        panic!("not a rwlock: {s:?}")
-    };
+    let (writer, readers, writer_waiting) = rwlock_kind(&s);
     assert_eq!((writer, writer_waiting), (&None, &false));
     let mut tokens: Vec<&str> = readers.iter().map(|h| h.token.as_str()).collect();
     tokens.sort();
@@ -195,15 +187,7 @@ async fn status_of_a_rwlock_shows_its_readers_then_its_writer() {
     let w = writer.await.unwrap().unwrap();
 
     let s = client.status("config").await.unwrap();
-    let LeaseKind::RwLock {
-        writer,
-        readers,
-        writer_waiting,
-        ..
-    } = &s.kind
-    else {
-        panic!("not a rwlock: {s:?}")
-    };
+    let (writer, readers, writer_waiting) = rwlock_kind(&s);
     assert_eq!(writer.as_ref().unwrap().token, w.token().prefix());
     assert!(readers.is_empty() && !writer_waiting);
     assert_eq!(s.holder.as_deref(), Some(w.token().prefix()));
@@ -311,4 +295,18 @@ async fn list_reads_many_names_in_batches() {
     let held: Vec<&str> = all.iter().filter_map(|s| s.holder.as_deref()).collect();
     let want: Vec<&str> = guards.iter().map(|g| g.token().prefix()).collect();
     assert_eq!(held, want);
+}
+
+/// The holders a status reports for a read-write lock.
+fn rwlock_kind(s: &LeaseStatus) -> (&Option<Holder>, &Vec<Holder>, &bool) {
+    let LeaseKind::RwLock {
+        writer,
+        readers,
+        writer_waiting,
+        ..
+    } = &s.kind
+    else {
+        panic!("not a rwlock: {s:?}")
+    };
+    (writer, readers, writer_waiting)
 }

@@ -1,8 +1,6 @@
 //! Semaphores: never more than K holders, expired permits reclaimed,
 //! expiry by the server's clock.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use leasehold::ErrorKind;
@@ -13,40 +11,17 @@ use crate::common::*;
 async fn thirty_two_tasks_never_exceed_four_permits_and_reach_four() {
     let (server, client) = setup().await;
     let other = leasehold::Client::connect(&server.url()).await.unwrap();
-    let inside = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let budget = Arc::new(AtomicI64::new(2_000));
-    let mut tasks = Vec::new();
-    for i in 0..32 {
-        let sem = if i % 2 == 0 { &client } else { &other }
-            .semaphore("pool", 4)
-            .wait(Duration::from_secs(60));
-        let (inside, peak, budget) = (inside.clone(), peak.clone(), budget.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut mine = 0u32;
-            while budget.fetch_sub(1, Ordering::AcqRel) > 0 {
-                let permit = sem.acquire().await.unwrap();
-                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now, Ordering::SeqCst);
-                assert!(now <= 4, "{now} holders of a 4-permit semaphore");
-                tokio::task::yield_now().await;
-                inside.fetch_sub(1, Ordering::SeqCst);
-                permit.release().await.unwrap();
-                mine += 1;
-            }
-            mine
-        }));
-    }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.unwrap();
-    }
-    assert_eq!(total, 2_000);
-    assert_eq!(
-        peak.load(Ordering::SeqCst),
-        4,
-        "the semaphore never filled up"
-    );
+    let sems = (0..32)
+        .map(|i| {
+            if i % 2 == 0 { &client } else { &other }
+                .semaphore("pool", 4)
+                .wait(Duration::from_secs(60))
+        })
+        .collect();
+    let (counts, peak) = contend(sems, 2_000, Duration::ZERO).await;
+    assert_eq!(counts.iter().sum::<u32>(), 2_000);
+    assert!(peak <= 4, "{peak} holders of a 4-permit semaphore");
+    assert_eq!(peak, 4, "the semaphore never filled up");
     let mut conn = raw(&server).await;
     assert_eq!(dbsize(&mut conn).await, 1, "only the fence counter stays");
 }
