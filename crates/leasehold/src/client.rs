@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     pub(crate) txns: crate::txn::TxPool,
     /// When each self-renewing guard is next due; see [`crate::renew`].
     renewer: crate::renew::Renewer,
+    /// Plain leases' scripts, gathered under load; see [`crate::batch`].
+    pub(crate) batcher: crate::batch::Batcher,
 }
 
 /// How to connect: timeouts. Built by [`Client::builder`].
@@ -171,6 +173,7 @@ impl ClientBuilder {
                 redis: client,
                 txns: Default::default(),
                 renewer: crate::renew::Renewer::new(runtime.clone()),
+                batcher: Default::default(),
                 runtime,
             }),
         })
@@ -311,13 +314,17 @@ impl Client {
             }
             return result;
         }
-        let released = crate::scripts::release(
-            &mut self.conn(),
-            keys,
-            token.as_bytes(),
-            self.inner.id.as_bytes(),
-        )
-        .await
+        let released = if matches!(keys.kind(), Kind::Lease) {
+            self.release_plain(keys, *token).await
+        } else {
+            crate::scripts::release(
+                &mut self.conn(),
+                keys,
+                token.as_bytes(),
+                self.inner.id.as_bytes(),
+            )
+            .await
+        }
         .map_err(|e| Error::redis("the release script", &self.inner.addr, e))?;
         // Wake the next local waiter now rather than when our own publish
         // comes back. Not in fair mode: the publish names the waiter whose

@@ -535,14 +535,21 @@ impl Lease {
         let waiting = waiting.is_some();
         let sent = Instant::now();
         pending.armed = true;
-        let reply = scripts::acquire(
-            &mut self.client.conn(),
-            &self.keys,
-            pending.token.as_bytes(),
-            ttl_ms(self.ttl),
-            &wait,
-        )
-        .await
+        let reply = if matches!(self.keys.kind(), Kind::Lease) {
+            let token = pending.token;
+            self.client
+                .acquire_plain(&self.keys, token, ttl_ms(self.ttl))
+                .await
+        } else {
+            scripts::acquire(
+                &mut self.client.conn(),
+                &self.keys,
+                pending.token.as_bytes(),
+                ttl_ms(self.ttl),
+                &wait,
+            )
+            .await
+        }
         .map_err(|e| Error::redis("the acquire script", self.client.addr(), e))?;
         // A definite answer: the token holds the lease only if it says so.
         // (A waiting writer may hold an intent, though: withdraw it if the

@@ -113,6 +113,7 @@
 #![deny(missing_docs)]
 
 #[doc(hidden)]
+mod batch;
 pub mod bench_hooks;
 pub mod client;
 pub mod error;

@@ -51,10 +51,20 @@ impl Script {
     }
 }
 
+/// The plain lease's operations as Lua functions, the head of the three
+/// scripts below.
+macro_rules! with_lease_ops {
+    ($file:literal) => {
+        concat!(include_str!("scripts/lease_ops.lua"), include_str!($file))
+    };
+}
+
 static ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
+    LazyLock::new(|| Script::new(with_lease_ops!("scripts/acquire.lua")));
 static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
+    LazyLock::new(|| Script::new(with_lease_ops!("scripts/release.lua")));
+static BATCH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(with_lease_ops!("scripts/batch.lua")));
 static FAIR_LEAVE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/fair_leave.lua")));
 static HANDOVER: LazyLock<Script> =
@@ -84,6 +94,13 @@ static SEM_FAIR_RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/sem_fair_release.lua")));
 static SEM_EXTEND: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/sem_extend.lua")));
+
+/// batch(N1, fence1 or wake1, N2, ...; op1, token1, ttl1 or payload1, ...)
+/// -> two integers per operation; see `scripts/batch.lua` and
+/// [`crate::batch`].
+pub(crate) fn batch_script() -> &'static Script {
+    &BATCH
+}
 
 /// What a waiting acquire tells the script about itself.
 #[derive(Debug, Clone, Copy, Default)]
@@ -219,11 +236,16 @@ pub(crate) async fn acquire(
                 .await?
         }
     };
-    Ok(match ok {
+    Ok(acquired(ok, n))
+}
+
+/// An acquire script's reply `{ok, n}` as [`Acquired`].
+pub(crate) fn acquired(ok: i64, n: i64) -> Acquired {
+    match ok {
         1 => Acquired::Yes(n.max(0) as u64),
         -1 => Acquired::LimitMismatch(n.clamp(0, u32::MAX as i64) as u32),
         _ => Acquired::No(n),
-    })
+    }
 }
 
 /// release(N, wake; token, publisher id) -> released? Each kind has its

@@ -1,4 +1,5 @@
 -- acquire: take the lease N for an owner token, or say how long it stays held.
+-- (The client sends lease_ops.lua, then this file.)
 --
 -- KEYS[1]  N, the lease: a string holding the owner token, with PX = ttl
 -- KEYS[2]  the fencing counter of N (an integer that never expires)
@@ -11,11 +12,4 @@
 --                      TTL is refreshed and the current counter is returned.
 --        {0, pttl_ms}  held by another token; pttl_ms as PTTL gives it
 --                      (-1: the holder set no TTL, a foreign client's doing).
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {1, redis.call('INCR', KEYS[2])}
-end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {1, tonumber(redis.call('GET', KEYS[2]) or '0')}
-end
-return {0, redis.call('PTTL', KEYS[1])}
+return {acquire(KEYS[1], KEYS[2], ARGV[1], ARGV[2])}

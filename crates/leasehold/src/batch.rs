@@ -1,0 +1,248 @@
+//! Acquires and releases of plain leases, gathered into one script call
+//! when many tasks of one client make them at once.
+//!
+//! An operation sent on its own costs Redis a script call, and setting up
+//! a Lua call costs more than the few commands the script runs; it costs
+//! the client a request of its own. So:
+//!
+//! - while fewer than [`ALONE_BELOW`] operations are in flight, an
+//!   operation goes out at once, alone: a lone task never waits for others;
+//! - past that, operations queue, and a flusher sends all that is queued
+//!   as one call of `batch.lua`, which runs them in order, each exactly as
+//!   `acquire.lua` or `release.lua` would. At most [`MAX_BATCHES`] calls
+//!   are in flight; what arrives meanwhile waits for the next one, so the
+//!   batches grow with the load.
+//!
+//! An operation that raised an error inside the batch (a key of another
+//! type, say) is run again alone, so that its caller gets the same error
+//! as without batching.
+//!
+//! A batch spans many names, so it needs them on one server: it fits the
+//! client's one connection, not a Cluster.
+//!
+//! # Cancellation
+//!
+//! A caller that gives up leaves its operation in the queue. If the
+//! batch's reply says an abandoned acquire took the lease, the flusher
+//! releases it at once (the caller's own background release may have run
+//! before the batch did, and found nothing to release).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use redis::RedisResult;
+use tokio::sync::oneshot;
+
+use crate::client::Client;
+use crate::keys::LeaseKeys;
+use crate::scripts::{self, Acquired, WaitInfo};
+use crate::token::Token;
+
+/// Operations in flight below which one more is sent on its own.
+const ALONE_BELOW: usize = 4;
+/// Batch calls in flight at once (one per flusher).
+const MAX_BATCHES: usize = 3;
+/// Operations in one batch call at most.
+const MAX_OPS: usize = 256;
+
+/// The queue of one client.
+#[derive(Default)]
+pub(crate) struct Batcher {
+    /// Operations started and not yet answered, alone or queued.
+    in_flight: AtomicUsize,
+    queue: Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    ops: Vec<Queued>,
+    /// Flushers running; each has at most one batch call in flight.
+    flushers: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Acquire { ttl_ms: u64 },
+    Release,
+}
+
+struct Queued {
+    op: Op,
+    keys: Arc<LeaseKeys>,
+    token: Token,
+    reply: oneshot::Sender<RedisResult<Answer>>,
+}
+
+/// The batch's answer to one operation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// The two integers of its reply (see `batch.lua`).
+    Done(i64, i64),
+    /// It raised an error: run it alone to see which.
+    Alone,
+}
+
+/// Counts one operation as in flight until dropped.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Batcher {
+    /// Counts an operation in; says whether it goes alone.
+    fn enter(&self) -> (Counted<'_>, bool) {
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        (Counted(&self.in_flight), before < ALONE_BELOW)
+    }
+}
+
+impl Client {
+    /// The acquire script of a plain lease, alone or in a batch.
+    pub(crate) async fn acquire_plain(
+        &self,
+        keys: &Arc<LeaseKeys>,
+        token: Token,
+        ttl_ms: u64,
+    ) -> RedisResult<Acquired> {
+        let (_counted, alone) = self.inner.batcher.enter();
+        if !alone
+            && let Answer::Done(ok, n) = self.queue(Op::Acquire { ttl_ms }, keys, token).await?
+        {
+            return Ok(scripts::acquired(ok, n));
+        }
+        scripts::acquire(
+            &mut self.conn(),
+            keys,
+            token.as_bytes(),
+            ttl_ms,
+            &WaitInfo::default(),
+        )
+        .await
+    }
+
+    /// The release script of a plain lease, alone or in a batch.
+    pub(crate) async fn release_plain(
+        &self,
+        keys: &Arc<LeaseKeys>,
+        token: Token,
+    ) -> RedisResult<bool> {
+        let (_counted, alone) = self.inner.batcher.enter();
+        if !alone && let Answer::Done(ok, _) = self.queue(Op::Release, keys, token).await? {
+            return Ok(ok == 1);
+        }
+        scripts::release(
+            &mut self.conn(),
+            keys,
+            token.as_bytes(),
+            self.inner.id.as_bytes(),
+        )
+        .await
+    }
+
+    /// Queues `op` and waits for its batch's answer.
+    async fn queue(&self, op: Op, keys: &Arc<LeaseKeys>, token: Token) -> RedisResult<Answer> {
+        let (reply, answer) = oneshot::channel();
+        let start = {
+            let mut q = self.batch_queue();
+            q.ops.push(Queued {
+                op,
+                keys: Arc::clone(keys),
+                token,
+                reply,
+            });
+            let start = q.flushers < MAX_BATCHES;
+            q.flushers += usize::from(start);
+            start
+        };
+        if start {
+            let flusher = self.clone().flush();
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => drop(h.spawn(flusher)),
+                Err(_) => drop(self.inner.runtime.spawn(flusher)),
+            }
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(std::io::Error::other("the batch of this operation was dropped unanswered").into())
+        })
+    }
+
+    fn batch_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.inner
+            .batcher
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends what is queued, one batch call at a time, until the queue is
+    /// empty.
+    async fn flush(self) {
+        loop {
+            let ops: Vec<Queued> = {
+                let mut q = self.batch_queue();
+                if q.ops.is_empty() {
+                    q.flushers -= 1;
+                    return;
+                }
+                if q.ops.len() <= MAX_OPS {
+                    std::mem::take(&mut q.ops)
+                } else {
+                    q.ops.drain(..MAX_OPS).collect()
+                }
+            };
+            let reply: RedisResult<Vec<i64>> = scripts::batch_script()
+                .call(&mut self.conn(), |c| {
+                    c.arg(2 * ops.len());
+                    for o in &ops {
+                        c.arg(o.keys.name());
+                        match o.op {
+                            Op::Acquire { .. } => c.arg(o.keys.fence()),
+                            Op::Release => c.arg(&**o.keys.wake()),
+                        };
+                    }
+                    for o in &ops {
+                        match o.op {
+                            Op::Acquire { ttl_ms } => {
+                                c.arg("a").arg(o.token.as_bytes()).arg(ttl_ms)
+                            }
+                            Op::Release => c
+                                .arg("r")
+                                .arg(o.token.as_bytes())
+                                .arg(self.inner.id.as_bytes()),
+                        };
+                    }
+                })
+                .await;
+            let answers = match reply {
+                Ok(v) if v.len() == 2 * ops.len() => Ok(v),
+                Ok(v) => Err(redis::RedisError::from(std::io::Error::other(format!(
+                    "the batch script answered {} integers for {} operations",
+                    v.len(),
+                    ops.len()
+                )))),
+                Err(e) => Err(e),
+            };
+            for (i, o) in ops.into_iter().enumerate() {
+                let answer = answers.as_ref().map_err(Clone::clone).map(|v| {
+                    match (v[2 * i], v[2 * i + 1]) {
+                        (-9, _) => Answer::Alone,
+                        (ok, n) => Answer::Done(ok, n),
+                    }
+                });
+                // Whether the token may now hold a lease nobody will use.
+                let may_hold =
+                    matches!(o.op, Op::Acquire { .. }) && !matches!(answer, Ok(Answer::Done(0, _)));
+                if o.reply.send(answer).is_err() && may_hold {
+                    self.release_in_background(o.keys, o.token);
+                }
+            }
+            // Let the tasks just answered run first: most of them queue
+            // their next operation at once, and it joins the next batch
+            // rather than a batch of one or two.
+            tokio::task::yield_now().await;
+        }
+    }
+}

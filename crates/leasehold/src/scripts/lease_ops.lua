@@ -1,0 +1,26 @@
+-- The two operations of a plain lease, shared by acquire.lua, release.lua
+-- and batch.lua (each of those is this file followed by its own body).
+
+-- Takes the lease n for token, or says how long it stays held; see
+-- acquire.lua for the reply.
+local function acquire(n, fence, token, ttl)
+  if redis.call('SET', n, token, 'NX', 'PX', ttl) then
+    return 1, redis.call('INCR', fence)
+  end
+  if redis.call('GET', n) == token then
+    redis.call('PEXPIRE', n, ttl)
+    return 1, tonumber(redis.call('GET', fence) or '0')
+  end
+  return 0, redis.call('PTTL', n)
+end
+
+-- Ends the lease n if, and only if, token holds it, and then publishes
+-- payload on the wake channel; see release.lua for the reply.
+local function release(n, wake, token, payload)
+  if redis.call('GET', n) == token then
+    redis.call('DEL', n)
+    redis.call('PUBLISH', wake, payload)
+    return 1
+  end
+  return 0
+end
