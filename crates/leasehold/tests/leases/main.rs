@@ -3,6 +3,7 @@
 
 mod common;
 
+mod batch;
 mod exclusion;
 mod fair;
 mod fair_semaphore;

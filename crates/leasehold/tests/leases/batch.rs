@@ -1,0 +1,167 @@
+//! Many tasks of one client acquiring and releasing plain leases at once:
+//! their scripts go to Redis in batches, and each still behaves as it
+//! would alone.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use leasehold::Client;
+use tokio::task::JoinSet;
+
+use crate::common::*;
+
+/// Tasks cycling (try_acquire + release) on names of their own until
+/// `stop` is set; each returns the fences it saw.
+fn cycle_on_own_names(
+    client: &Client,
+    prefix: &str,
+    tasks: usize,
+    cycles: Option<u64>,
+    stop: &Arc<AtomicBool>,
+) -> JoinSet<Vec<u64>> {
+    let mut set = JoinSet::new();
+    for i in 0..tasks {
+        let lease = client.lease(format!("{prefix}{i}"));
+        let stop = Arc::clone(stop);
+        set.spawn(async move {
+            let mut fences = Vec::new();
+            while !stop.load(Ordering::Relaxed) && cycles.is_none_or(|n| fences.len() as u64 != n) {
+                let guard = lease.try_acquire().await.unwrap();
+                fences.push(guard.fence());
+                guard.release().await.unwrap();
+            }
+            fences
+        });
+    }
+    set
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tasks_on_their_own_names_share_script_calls_and_each_cycle_counts_once() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    const TASKS: usize = 48;
+    const CYCLES: u64 = 30;
+    let before = script_calls(&mut conn).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = cycle_on_own_names(&client, "own:", TASKS, Some(CYCLES), &stop);
+    for fences in tasks.join_all().await {
+        let expected: Vec<u64> = (1..=CYCLES).collect();
+        assert_eq!(fences, expected, "every acquire counted once, in order");
+    }
+    let ops = 2 * TASKS as u64 * CYCLES;
+    let calls = script_calls(&mut conn).await - before;
+    assert!(
+        calls < ops / 2,
+        "{calls} script calls for {ops} acquires and releases: they were not batched"
+    );
+    // Every lease was let go: only the fencing counters are left.
+    assert_eq!(dbsize(&mut conn).await, TASKS as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_key_inside_a_batch_fails_as_it_would_alone_and_the_others_go_on() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    let () = redis::cmd("HSET")
+        .arg("not-a-lease")
+        .arg("f")
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let bad = client.lease("not-a-lease");
+    let alone = bad.try_acquire().await.unwrap_err().to_string();
+    assert!(alone.contains("WRONGTYPE"), "{alone}");
+
+    // With others cycling, the bad acquire goes into batches.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = cycle_on_own_names(&client, "busy:", 16, None, &stop);
+    let get_errors = |info: String| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_get:"))
+            .and_then(|l| l.split(',').find_map(|f| f.strip_prefix("failed_calls=")))
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    let info = || async {
+        redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async::<String>(&mut raw(&server).await)
+            .await
+            .unwrap()
+    };
+    let failed_before = get_errors(info().await);
+    const TRIES: u64 = 50;
+    for _ in 0..TRIES {
+        let err = bad.try_acquire().await.unwrap_err().to_string();
+        assert_eq!(err, alone, "the same error as alone");
+    }
+    // Alone, a try fails two GETs: its acquire's, and that of the release
+    // of its token that a failed acquire leaves to the background. Each
+    // one that went into a batch failed there first.
+    let failed = get_errors(info().await) - failed_before;
+    assert!(
+        failed > 2 * TRIES,
+        "{failed} failed GETs for {TRIES} tries: none went into a batch"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let cycled: usize = load.join_all().await.iter().map(Vec::len).sum();
+    assert!(cycled > 0, "the others went on");
+    let kind: String = redis::cmd("TYPE")
+        .arg("not-a-lease")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kind, "hash", "the bad key is untouched");
+    assert_eq!(get(&mut conn, "leasehold:{not-a-lease}:fence").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquires_abandoned_inside_a_batch_leave_no_lease_behind() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = cycle_on_own_names(&client, "busy:", 16, None, &stop);
+    const ABANDONED: usize = 64;
+    let mut gave_up = 0;
+    for i in 0..ABANDONED {
+        let lease = client.lease(format!("dropped:{i}"));
+        // Given up while queued or in flight, at once or a little later.
+        let patience = Duration::from_micros(20 * (i as u64 % 16));
+        if tokio::time::timeout(patience, lease.try_acquire())
+            .await
+            .is_err()
+        {
+            gave_up += 1;
+        }
+    }
+    assert!(gave_up > 0, "every acquire finished before its timeout");
+    stop.store(true, Ordering::Relaxed);
+    load.join_all().await;
+    // Some of the abandoned acquires ran in Redis (their counters exist),
+    // and none of them is left holding its name.
+    let names: Vec<String> = (0..ABANDONED).map(|i| format!("dropped:{i}")).collect();
+    let fences: Vec<String> = (0..ABANDONED)
+        .map(|i| format!("leasehold:{{dropped:{i}}}:fence"))
+        .collect();
+    let ran: i64 = redis::cmd("EXISTS")
+        .arg(&fences)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ran > 0, "no abandoned acquire reached Redis");
+    eventually(5 * SECOND, "abandoned leases released", || {
+        let names = names.clone();
+        let mut conn = conn.clone();
+        async move {
+            let held: i64 = redis::cmd("EXISTS")
+                .arg(&names)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            held == 0
+        }
+    })
+    .await;
+}
