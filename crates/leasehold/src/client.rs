@@ -18,7 +18,9 @@ use crate::wait::WakeHub;
 /// - one multiplexed connection that every lease of the process shares
 ///   (commands of many tasks are pipelined on it) and that reconnects by
 ///   itself when it breaks. It never carries a blocking command, which would
-///   stall every task behind it;
+///   stall every task behind it. When many tasks take and give back plain
+///   leases at once, their scripts travel as one call that runs each in
+///   turn, exactly as alone (a lone call never waits for company);
 /// - one subscriber connection, opened on the first wait, through which the
 ///   releases of the names local tasks wait for arrive (see [`crate::wait`]);
 /// - the handle of the tokio runtime it was created on, so that dropping a
