@@ -316,18 +316,10 @@ impl Client {
             }
             return result;
         }
-        let released = if matches!(keys.kind(), Kind::Lease) {
-            self.release_plain(keys, *token).await
-        } else {
-            crate::scripts::release(
-                &mut self.conn(),
-                keys,
-                token.as_bytes(),
-                self.inner.id.as_bytes(),
-            )
+        let released = self
+            .release_script(keys, *token)
             .await
-        }
-        .map_err(|e| Error::redis("the release script", &self.inner.addr, e))?;
+            .map_err(|e| Error::redis("the release script", &self.inner.addr, e))?;
         // Wake the next local waiter now rather than when our own publish
         // comes back. Not in fair mode: the publish names the waiter whose
         // turn it is, which may be in another process.

@@ -535,22 +535,11 @@ impl Lease {
         let waiting = waiting.is_some();
         let sent = Instant::now();
         pending.armed = true;
-        let reply = if matches!(self.keys.kind(), Kind::Lease) {
-            let token = pending.token;
-            self.client
-                .acquire_plain(&self.keys, token, ttl_ms(self.ttl))
-                .await
-        } else {
-            scripts::acquire(
-                &mut self.client.conn(),
-                &self.keys,
-                pending.token.as_bytes(),
-                ttl_ms(self.ttl),
-                &wait,
-            )
+        let reply = self
+            .client
+            .acquire_script(&self.keys, pending.token, ttl_ms(self.ttl), &wait)
             .await
-        }
-        .map_err(|e| Error::redis("the acquire script", self.client.addr(), e))?;
+            .map_err(|e| Error::redis("the acquire script", self.client.addr(), e))?;
         // A definite answer: the token holds the lease only if it says so.
         // (A waiting writer may hold an intent, though: withdraw it if the
         // wait ends without the lock.)
