@@ -78,20 +78,7 @@ async fn a_bad_key_inside_a_batch_fails_as_it_would_alone_and_the_others_go_on()
     // With others cycling, the bad acquire goes into batches.
     let stop = Arc::new(AtomicBool::new(false));
     let load = cycle_on_own_names(&client, "busy:", 16, None, &stop);
-    let get_errors = |info: String| -> u64 {
-        info.lines()
-            .find_map(|l| l.strip_prefix("cmdstat_get:"))
-            .and_then(|l| l.split(',').find_map(|f| f.strip_prefix("failed_calls=")))
-            .map_or(0, |n| n.parse().unwrap())
-    };
-    let info = || async {
-        redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async::<String>(&mut raw(&server).await)
-            .await
-            .unwrap()
-    };
-    let failed_before = get_errors(info().await);
+    let failed_before = commandstat(&mut conn, "get", "failed_calls").await;
     const TRIES: u64 = 50;
     for _ in 0..TRIES {
         let err = bad.try_acquire().await.unwrap_err().to_string();
@@ -100,7 +87,7 @@ async fn a_bad_key_inside_a_batch_fails_as_it_would_alone_and_the_others_go_on()
     // Alone, a try fails two GETs: its acquire's, and that of the release
     // of its token that a failed acquire leaves to the background. Each
     // one that went into a batch failed there first.
-    let failed = get_errors(info().await) - failed_before;
+    let failed = commandstat(&mut conn, "get", "failed_calls").await - failed_before;
     assert!(
         failed > 2 * TRIES,
         "{failed} failed GETs for {TRIES} tries: none went into a batch"

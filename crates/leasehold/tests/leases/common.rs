@@ -67,15 +67,23 @@ pub async fn numsub(conn: &mut MultiplexedConnection, channel: &str) -> i64 {
 /// Calls of one command the server has run so far (INFO commandstats,
 /// counting those run inside scripts).
 pub async fn calls(conn: &mut MultiplexedConnection, command: &str) -> u64 {
+    commandstat(conn, command, "calls").await
+}
+
+/// One field of a command's line in INFO commandstats (`calls`,
+/// `failed_calls`, ...); 0 for a command not run yet.
+pub async fn commandstat(conn: &mut MultiplexedConnection, command: &str, field: &str) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(conn)
         .await
         .unwrap();
-    let prefix = format!("cmdstat_{command}:calls=");
+    let prefix = format!("cmdstat_{command}:");
+    let field = format!("{field}=");
     info.lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.split(',').next()?.parse().ok())
-        .unwrap_or(0)
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|l| l.split(',').find_map(|f| f.strip_prefix(field.as_str())))
+        .map_or(0, |n| n.parse().unwrap())
 }
 
 /// Script calls the server has run so far (EVALSHA and EVAL).
