@@ -2,7 +2,7 @@
 //!
 //! - `setup`: make sure `redis-server` is installed (tests need a real one).
 //! - `test`: setup, `cargo fmt --check`, `cargo clippy -D warnings`, the
-//!   library's docs with warnings denied, `cargo test`.
+//!   workspace's docs with warnings denied, `cargo test`.
 //! - `demo`: setup, then `leasehold demo` (it starts its own throwaway Redis).
 //! - `bench`: setup, then `leasehold bench` built with `--release` on a private
 //!   redis-server, then the peers of `../shared/peers` on the same server.
@@ -30,8 +30,8 @@ struct Cli {
 enum Task {
     /// Make sure redis-server is installed; installs it with apt-get when root.
     Setup,
-    /// setup, then cargo fmt --check, clippy -D warnings, the library docs
-    /// (warnings denied) and the test suite.
+    /// setup, then cargo fmt --check, clippy -D warnings, the workspace's
+    /// docs (warnings denied) and the test suite.
     ///
     /// Extra arguments go to `cargo test --workspace`, e.g.
     /// `cargo xtask test -- lease` or `cargo xtask test -- -- --nocapture`.
@@ -241,8 +241,8 @@ fn report_version(binary: &Path) -> Result<(), Failure> {
 fn test(test_args: Vec<OsString>) -> Result<(), Failure> {
     let mut cargo_test = cargo(["test", "--workspace"]);
     cargo_test.args(test_args);
-    // The library's docs build without a broken link or a bad example.
-    let mut docs = cargo(["doc", "-p", "leasehold", "--no-deps"]);
+    // Every crate's docs build without a broken link or a bad example.
+    let mut docs = cargo(["doc", "--workspace", "--no-deps"]);
     docs.env("RUSTDOCFLAGS", "-D warnings");
     let mut steps: Vec<(&str, Option<Command>)> = vec![
         ("setup", None),
