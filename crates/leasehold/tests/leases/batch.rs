@@ -61,6 +61,29 @@ async fn many_tasks_on_their_own_names_share_script_calls_and_each_cycle_counts_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_few_tasks_send_each_script_on_its_own() {
+    // Few operations in flight: nothing waits to be batched.
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    const TASKS: usize = 8;
+    const CYCLES: u64 = 25;
+    // Load the scripts first (the first EVALSHA of each is refused, then
+    // sent again as EVAL).
+    let warm = client.lease("warm-up");
+    warm.try_acquire().await.unwrap().release().await.unwrap();
+    let before = script_calls(&mut conn).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = cycle_on_own_names(&client, "few:", TASKS, Some(CYCLES), &stop);
+    let cycled: usize = tasks.join_all().await.iter().map(Vec::len).sum();
+    assert_eq!(cycled as u64, TASKS as u64 * CYCLES);
+    assert_eq!(
+        script_calls(&mut conn).await - before,
+        2 * TASKS as u64 * CYCLES,
+        "one script call per acquire and per release"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_key_inside_a_batch_fails_as_it_would_alone_and_the_others_go_on() {
     let (server, client) = setup().await;
     let mut conn = raw(&server).await;
@@ -77,7 +100,7 @@ async fn a_bad_key_inside_a_batch_fails_as_it_would_alone_and_the_others_go_on()
 
     // With others cycling, the bad acquire goes into batches.
     let stop = Arc::new(AtomicBool::new(false));
-    let load = cycle_on_own_names(&client, "busy:", 16, None, &stop);
+    let load = cycle_on_own_names(&client, "busy:", 48, None, &stop);
     let failed_before = commandstat(&mut conn, "get", "failed_calls").await;
     const TRIES: u64 = 50;
     for _ in 0..TRIES {
@@ -109,7 +132,7 @@ async fn acquires_abandoned_inside_a_batch_leave_no_lease_behind() {
     let (server, client) = setup().await;
     let mut conn = raw(&server).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let load = cycle_on_own_names(&client, "busy:", 16, None, &stop);
+    let load = cycle_on_own_names(&client, "busy:", 48, None, &stop);
     const ABANDONED: usize = 64;
     let mut gave_up = 0;
     for i in 0..ABANDONED {
