@@ -169,11 +169,13 @@ impl Client {
             start
         };
         if start {
-            let flusher = self.clone().flush();
-            match tokio::runtime::Handle::try_current() {
-                Ok(h) => drop(h.spawn(flusher)),
-                Err(_) => drop(self.inner.runtime.spawn(flusher)),
-            }
+            // On the client's runtime, where its connection lives, not the
+            // caller's, which may be gone before the batch is answered.
+            let flusher = Flusher {
+                client: self.clone(),
+                counted: true,
+            };
+            drop(self.inner.runtime.spawn(flusher.run()));
         }
         answer.await.unwrap_or_else(|_| {
             Err(std::io::Error::other("the batch of this operation was dropped unanswered").into())
@@ -187,15 +189,44 @@ impl Client {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
 
+/// A flusher, counted in [`Queue::flushers`] until it finds the queue
+/// empty or is dropped.
+struct Flusher {
+    client: Client,
+    counted: bool,
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
+        // Dropped before the queue was empty: its runtime is shutting down.
+        let mut q = self.client.batch_queue();
+        q.flushers -= 1;
+        if q.flushers == 0 {
+            // Nobody is left to send these: their callers get an error
+            // rather than wait for ever.
+            q.ops.clear();
+        }
+    }
+}
+
+impl Flusher {
     /// Sends what is queued, one batch call at a time, until the queue is
     /// empty.
-    async fn flush(self) {
+    async fn run(mut self) {
+        let client = self.client.clone();
         loop {
             let ops: Vec<Queued> = {
-                let mut q = self.batch_queue();
+                let mut q = client.batch_queue();
                 if q.ops.is_empty() {
+                    // Under the lock that queueing takes: an operation
+                    // queued after this starts a flusher of its own.
                     q.flushers -= 1;
+                    self.counted = false;
                     return;
                 }
                 if q.ops.len() <= MAX_OPS {
@@ -205,7 +236,7 @@ impl Client {
                 }
             };
             let reply: RedisResult<Vec<i64>> = scripts::batch_script()
-                .call(&mut self.conn(), |c| {
+                .call(&mut client.conn(), |c| {
                     c.arg(2 * ops.len());
                     for o in &ops {
                         c.arg(o.keys.name());
@@ -222,7 +253,7 @@ impl Client {
                             Op::Release => c
                                 .arg("r")
                                 .arg(o.token.as_bytes())
-                                .arg(self.inner.id.as_bytes()),
+                                .arg(client.inner.id.as_bytes()),
                         };
                     }
                 })
@@ -247,7 +278,7 @@ impl Client {
                 let may_hold =
                     matches!(o.op, Op::Acquire { .. }) && !matches!(answer, Ok(Answer::Done(0, _)));
                 if o.reply.send(answer).is_err() && may_hold {
-                    self.release_in_background(o.keys, o.token);
+                    client.release_in_background(o.keys, o.token);
                 }
             }
             // Let the tasks just answered run first: most of them queue

@@ -175,3 +175,55 @@ async fn acquires_abandoned_inside_a_batch_leave_no_lease_behind() {
     })
     .await;
 }
+
+#[test]
+fn callers_get_an_error_not_a_hang_when_the_clients_runtime_shuts_down() {
+    use std::sync::atomic::AtomicU64;
+    let server = testkit::RedisServer::start().expect("start redis-server");
+    let home = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = home.block_on(Client::connect(&server.url())).unwrap();
+    // The callers live on a runtime of their own; the client's flushers
+    // (and its connection) on `home`.
+    let callers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cycles = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..48)
+        .map(|i| {
+            let lease = client.lease(format!("orphan:{i}"));
+            let cycles = Arc::clone(&cycles);
+            callers.spawn(async move {
+                for _ in 0..2_000 {
+                    let Ok(guard) = lease.try_acquire().await else {
+                        return;
+                    };
+                    if guard.release().await.is_err() {
+                        return;
+                    }
+                    cycles.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    // Batching under way, then the client's runtime goes.
+    let deadline = std::time::Instant::now() + 10 * SECOND;
+    while cycles.load(Ordering::Relaxed) < 500 {
+        assert!(std::time::Instant::now() < deadline, "no cycles ran");
+        std::thread::sleep(ms(1));
+    }
+    drop(home);
+    callers.block_on(async {
+        for task in tasks {
+            tokio::time::timeout(10 * SECOND, task)
+                .await
+                .expect("a caller still waits for a batch nobody will send")
+                .unwrap();
+        }
+    });
+}
