@@ -38,7 +38,7 @@ use tokio::sync::oneshot;
 
 use crate::client::Client;
 use crate::keys::{Kind, LeaseKeys};
-use crate::scripts::{self, Acquired, WaitInfo};
+use crate::scripts::{self, Acquired, BatchOp, WaitInfo};
 use crate::token::Token;
 
 /// Operations in flight below which one more is sent on its own. Below
@@ -67,14 +67,8 @@ struct Queue {
     flushers: usize,
 }
 
-#[derive(Clone, Copy)]
-enum Op {
-    Acquire { ttl_ms: u64 },
-    Release,
-}
-
 struct Queued {
-    op: Op,
+    op: BatchOp,
     keys: Arc<LeaseKeys>,
     token: Token,
     reply: oneshot::Sender<RedisResult<Answer>>,
@@ -87,6 +81,15 @@ enum Answer {
     Done(i64, i64),
     /// It raised an error: run it alone to see which.
     Alone,
+}
+
+/// Where an operation went.
+enum Route<'a> {
+    /// Run in a batch: the two integers of its reply.
+    Batched(i64, i64),
+    /// To be sent alone (counted in flight while this lives, if a plain
+    /// lease's).
+    Alone(Option<Counted<'a>>),
 }
 
 /// Counts one operation as in flight until dropped.
@@ -115,18 +118,12 @@ impl Client {
         ttl_ms: u64,
         wait: &WaitInfo<'_>,
     ) -> RedisResult<Acquired> {
-        let _counted = if matches!(keys.kind(), Kind::Lease) {
-            let (counted, alone) = self.inner.batcher.enter();
-            if !alone
-                && let Answer::Done(ok, n) = self.queue(Op::Acquire { ttl_ms }, keys, token).await?
-            {
-                return Ok(scripts::acquired(ok, n));
+        match self.route(BatchOp::Acquire { ttl_ms }, keys, token).await? {
+            Route::Batched(ok, n) => Ok(scripts::acquired(ok, n)),
+            Route::Alone(_counted) => {
+                scripts::acquire(&mut self.conn(), keys, token.as_bytes(), ttl_ms, wait).await
             }
-            Some(counted)
-        } else {
-            None
-        };
-        scripts::acquire(&mut self.conn(), keys, token.as_bytes(), ttl_ms, wait).await
+        }
     }
 
     /// The release script of `keys`' kind; a plain lease's may go in a batch.
@@ -135,26 +132,41 @@ impl Client {
         keys: &Arc<LeaseKeys>,
         token: Token,
     ) -> RedisResult<bool> {
-        let _counted = if matches!(keys.kind(), Kind::Lease) {
-            let (counted, alone) = self.inner.batcher.enter();
-            if !alone && let Answer::Done(ok, _) = self.queue(Op::Release, keys, token).await? {
-                return Ok(ok == 1);
+        match self.route(BatchOp::Release, keys, token).await? {
+            Route::Batched(ok, _) => Ok(ok == 1),
+            Route::Alone(_counted) => {
+                scripts::release(
+                    &mut self.conn(),
+                    keys,
+                    token.as_bytes(),
+                    self.inner.id.as_bytes(),
+                )
+                .await
             }
-            Some(counted)
-        } else {
-            None
-        };
-        scripts::release(
-            &mut self.conn(),
-            keys,
-            token.as_bytes(),
-            self.inner.id.as_bytes(),
-        )
-        .await
+        }
+    }
+
+    /// Runs `op` in a batch if it is a plain lease's and enough others are
+    /// in flight; otherwise says to send it alone (counted in flight, for
+    /// a plain lease, while the returned count lives).
+    async fn route(
+        &self,
+        op: BatchOp,
+        keys: &Arc<LeaseKeys>,
+        token: Token,
+    ) -> RedisResult<Route<'_>> {
+        if !matches!(keys.kind(), Kind::Lease) {
+            return Ok(Route::Alone(None));
+        }
+        let (counted, alone) = self.inner.batcher.enter();
+        if !alone && let Answer::Done(a, b) = self.queue(op, keys, token).await? {
+            return Ok(Route::Batched(a, b));
+        }
+        Ok(Route::Alone(Some(counted)))
     }
 
     /// Queues `op` and waits for its batch's answer.
-    async fn queue(&self, op: Op, keys: &Arc<LeaseKeys>, token: Token) -> RedisResult<Answer> {
+    async fn queue(&self, op: BatchOp, keys: &Arc<LeaseKeys>, token: Token) -> RedisResult<Answer> {
         let (reply, answer) = oneshot::channel();
         let start = {
             let mut q = self.batch_queue();
@@ -218,14 +230,14 @@ impl Flusher {
     /// Sends what is queued, one batch call at a time, until the queue is
     /// empty.
     async fn run(mut self) {
-        let client = self.client.clone();
         loop {
             let ops: Vec<Queued> = {
-                let mut q = client.batch_queue();
+                let mut q = self.client.batch_queue();
                 if q.ops.is_empty() {
                     // Under the lock that queueing takes: an operation
                     // queued after this starts a flusher of its own.
                     q.flushers -= 1;
+                    drop(q);
                     self.counted = false;
                     return;
                 }
@@ -235,48 +247,22 @@ impl Flusher {
                     q.ops.drain(..MAX_OPS).collect()
                 }
             };
-            let reply: RedisResult<Vec<i64>> = scripts::batch_script()
-                .call(&mut client.conn(), |c| {
-                    c.arg(2 * ops.len());
-                    for o in &ops {
-                        c.arg(o.keys.name());
-                        match o.op {
-                            Op::Acquire { .. } => c.arg(o.keys.fence()),
-                            Op::Release => c.arg(&**o.keys.wake()),
-                        };
-                    }
-                    for o in &ops {
-                        match o.op {
-                            Op::Acquire { ttl_ms } => {
-                                c.arg("a").arg(o.token.as_bytes()).arg(ttl_ms)
-                            }
-                            Op::Release => c
-                                .arg("r")
-                                .arg(o.token.as_bytes())
-                                .arg(client.inner.id.as_bytes()),
-                        };
-                    }
-                })
-                .await;
-            let answers = match reply {
-                Ok(v) if v.len() == 2 * ops.len() => Ok(v),
-                Ok(v) => Err(redis::RedisError::from(std::io::Error::other(format!(
-                    "the batch script answered {} integers for {} operations",
-                    v.len(),
-                    ops.len()
-                )))),
-                Err(e) => Err(e),
-            };
+            let client = &self.client;
+            let sent: Vec<_> = ops
+                .iter()
+                .map(|o| (o.op, &*o.keys, o.token.as_bytes()))
+                .collect();
+            let answers =
+                scripts::batch(&mut client.conn(), &sent, client.inner.id.as_bytes()).await;
+            drop(sent);
             for (i, o) in ops.into_iter().enumerate() {
-                let answer = answers.as_ref().map_err(Clone::clone).map(|v| {
-                    match (v[2 * i], v[2 * i + 1]) {
-                        (-9, _) => Answer::Alone,
-                        (ok, n) => Answer::Done(ok, n),
-                    }
+                let answer = answers.as_ref().map_err(Clone::clone).map(|v| match v[i] {
+                    (-9, _) => Answer::Alone,
+                    (ok, n) => Answer::Done(ok, n),
                 });
                 // Whether the token may now hold a lease nobody will use.
-                let may_hold =
-                    matches!(o.op, Op::Acquire { .. }) && !matches!(answer, Ok(Answer::Done(0, _)));
+                let may_hold = matches!(o.op, BatchOp::Acquire { .. })
+                    && !matches!(answer, Ok(Answer::Done(0, _)));
                 if o.reply.send(answer).is_err() && may_hold {
                     client.release_in_background(o.keys, o.token);
                 }

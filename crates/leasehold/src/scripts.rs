@@ -95,11 +95,51 @@ static SEM_FAIR_RELEASE: LazyLock<Script> =
 static SEM_EXTEND: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/sem_extend.lua")));
 
-/// batch(N1, fence1 or wake1, N2, ...; op1, token1, ttl1 or payload1, ...)
-/// -> two integers per operation; see `scripts/batch.lua` and
-/// [`crate::batch`].
-pub(crate) fn batch_script() -> &'static Script {
-    &BATCH
+/// One operation of a batch (plain leases only).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BatchOp {
+    /// Take the lease for this many milliseconds.
+    Acquire { ttl_ms: u64 },
+    /// Give it back.
+    Release,
+}
+
+/// batch(N1, fence1 or wake1, N2, ...; op1, token1, ttl1 or publisher, ...)
+/// -> one pair of integers per operation, in order: an acquire's reply as
+/// [`acquire`]'s, a release's `(released, 0)`, or `(-9, 0)` for one that
+/// raised an error. See `scripts/batch.lua` and [`crate::batch`].
+pub(crate) async fn batch(
+    conn: &mut impl ConnectionLike,
+    ops: &[(BatchOp, &LeaseKeys, &[u8])],
+    publisher: &[u8],
+) -> RedisResult<Vec<(i64, i64)>> {
+    let flat: Vec<i64> = BATCH
+        .call(conn, |c| {
+            c.arg(2 * ops.len());
+            for (op, keys, _) in ops {
+                c.arg(keys.name());
+                match op {
+                    BatchOp::Acquire { .. } => c.arg(keys.fence()),
+                    BatchOp::Release => c.arg(&**keys.wake()),
+                };
+            }
+            for (op, _, token) in ops {
+                match op {
+                    BatchOp::Acquire { ttl_ms } => c.arg("a").arg(*token).arg(*ttl_ms),
+                    BatchOp::Release => c.arg("r").arg(*token).arg(publisher),
+                };
+            }
+        })
+        .await?;
+    if flat.len() != 2 * ops.len() {
+        return Err(std::io::Error::other(format!(
+            "the batch script answered {} integers for {} operations",
+            flat.len(),
+            ops.len()
+        ))
+        .into());
+    }
+    Ok(flat.chunks(2).map(|p| (p[0], p[1])).collect())
 }
 
 /// What a waiting acquire tells the script about itself.

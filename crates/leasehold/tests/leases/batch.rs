@@ -37,47 +37,54 @@ fn cycle_on_own_names(
     set
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_tasks_on_their_own_names_share_script_calls_and_each_cycle_counts_once() {
+/// `tasks` tasks of a fresh client, `cycles` cycles each on names of
+/// their own: the fences each saw, the script calls they took (the scripts
+/// loaded beforehand: the first EVALSHA of each is refused, then sent again
+/// as EVAL) and the keys left in Redis.
+async fn cycles_and_script_calls(tasks: usize, cycles: u64) -> (Vec<Vec<u64>>, u64, i64) {
     let (server, client) = setup().await;
     let mut conn = raw(&server).await;
-    const TASKS: usize = 48;
-    const CYCLES: u64 = 30;
+    let warm = client.lease("warm-up");
+    warm.try_acquire().await.unwrap().release().await.unwrap();
     let before = script_calls(&mut conn).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks = cycle_on_own_names(&client, "own:", TASKS, Some(CYCLES), &stop);
-    for fences in tasks.join_all().await {
+    let fences = cycle_on_own_names(&client, "own:", tasks, Some(cycles), &stop)
+        .join_all()
+        .await;
+    let calls = script_calls(&mut conn).await - before;
+    (fences, calls, dbsize(&mut conn).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tasks_on_their_own_names_share_script_calls_and_each_cycle_counts_once() {
+    const TASKS: usize = 48;
+    const CYCLES: u64 = 30;
+    let (fences, calls, keys) = cycles_and_script_calls(TASKS, CYCLES).await;
+    assert_eq!(fences.len(), TASKS);
+    for fences in fences {
         let expected: Vec<u64> = (1..=CYCLES).collect();
         assert_eq!(fences, expected, "every acquire counted once, in order");
     }
     let ops = 2 * TASKS as u64 * CYCLES;
-    let calls = script_calls(&mut conn).await - before;
     assert!(
         calls < ops / 2,
         "{calls} script calls for {ops} acquires and releases: they were not batched"
     );
-    // Every lease was let go: only the fencing counters are left.
-    assert_eq!(dbsize(&mut conn).await, TASKS as i64);
+    // Every lease was let go: only the fencing counters are left (and the
+    // warm-up's).
+    assert_eq!(keys, TASKS as i64 + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_few_tasks_send_each_script_on_its_own() {
     // Few operations in flight: nothing waits to be batched.
-    let (server, client) = setup().await;
-    let mut conn = raw(&server).await;
     const TASKS: usize = 8;
     const CYCLES: u64 = 25;
-    // Load the scripts first (the first EVALSHA of each is refused, then
-    // sent again as EVAL).
-    let warm = client.lease("warm-up");
-    warm.try_acquire().await.unwrap().release().await.unwrap();
-    let before = script_calls(&mut conn).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks = cycle_on_own_names(&client, "few:", TASKS, Some(CYCLES), &stop);
-    let cycled: usize = tasks.join_all().await.iter().map(Vec::len).sum();
+    let (fences, calls, _) = cycles_and_script_calls(TASKS, CYCLES).await;
+    let cycled: usize = fences.iter().map(Vec::len).sum();
     assert_eq!(cycled as u64, TASKS as u64 * CYCLES);
     assert_eq!(
-        script_calls(&mut conn).await - before,
+        calls,
         2 * TASKS as u64 * CYCLES,
         "one script call per acquire and per release"
     );
