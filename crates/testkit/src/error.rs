@@ -54,6 +54,19 @@ pub enum Error {
         log: String,
     },
 
+    /// libfaketime, needed for [`ServerOptions::faketime`], was not found.
+    ///
+    /// [`ServerOptions::faketime`]: crate::ServerOptions::faketime
+    #[error(
+        "libfaketime was not found{}. Install it: `apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y faketime`, or run `cargo xtask setup`",
+        .env.as_ref().map(|p| format!(" (LEASEHOLD_LIBFAKETIME is set to {}, which is not a file)", p.display())).unwrap_or_default()
+    )]
+    FaketimeNotFound {
+        /// The value of `$LEASEHOLD_LIBFAKETIME` if it was set (and is not a
+        /// file); `None` if the usual places were searched.
+        env: Option<PathBuf>,
+    },
+
     /// An I/O error while preparing a server (temporary directory, port,
     /// log file).
     #[error(

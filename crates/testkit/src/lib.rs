@@ -24,6 +24,11 @@
 //!   else `PATH` ([`redis_server_binary`]).
 //! - `server`: [`RedisServer`] and [`ServerOptions`]: picks a port, spawns,
 //!   waits for `PING`, pauses, resumes, kills, restarts, shows the log.
+//! - `proxy`: [`FaultProxy`], a TCP proxy in front of a server that delays
+//!   replies, resets a connection between a command and its reply, or
+//!   blackholes traffic.
+//! - `faketime`: finds libfaketime, under which a server's wall clock can be
+//!   made to jump ([`ServerOptions::faketime`]).
 //! - `probe`: a raw-TCP `PING` used to decide when a server is ready; no
 //!   Redis client library is needed.
 //! - `error`: [`Error`]; each message says what to do about it.
@@ -35,9 +40,7 @@
 //! a server fails with [`Error::NotFound`], whose message gives the install
 //! command (`cargo xtask setup` runs it). Tests never skip silently.
 //!
-//! # Synchronous on purpose
-//!
-//! The API uses `std::process` and blocks for at most a few seconds while a
+//! XX `std::process` and blocks for at most a few seconds while a
 //! server starts. It is called from tokio tests (where this short block is
 //! harmless) and from the CLI's `leasehold demo`, so it must not depend on a
 //! runtime.
@@ -45,9 +48,13 @@
 
 mod binary;
 mod error;
+mod faketime;
 mod probe;
+mod proxy;
 mod server;
 
 pub use binary::redis_server_binary;
 pub use error::Error;
+pub use faketime::library as libfaketime;
+pub use proxy::FaultProxy;
 pub use server::{RedisServer, ServerOptions};

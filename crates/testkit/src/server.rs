@@ -40,7 +40,9 @@ const LOG_LINES: usize = 40;
 ///
 /// let server = RedisServer::start_with(ServerOptions {
 ///     aof: true,
-///     extra_args: vec!["--maxmemory".into(), "64mb".into()],
+///     maxmemory: Some("64mb".into()),
+///     maxmemory_policy: Some("noeviction".into()),
+///     ..Default::default()
 /// })?;
 /// # Ok::<(), testkit::Error>(())
 /// ```
@@ -54,6 +56,16 @@ pub struct ServerOptions {
     /// More `redis-server` arguments, e.g. `["--maxmemory", "64mb"]`. They come
     /// last, so they override testkit's own (Redis lets a later directive win).
     pub extra_args: Vec<String>,
+    /// `--maxmemory`, e.g. `"64mb"`; `None` leaves Redis's default (no
+    /// limit). Change it at run time with `CONFIG SET maxmemory` to make a
+    /// running server refuse writes (OOM) or evict.
+    pub maxmemory: Option<String>,
+    /// `--maxmemory-policy`, e.g. `"noeviction"` or `"allkeys-lru"`.
+    pub maxmemory_policy: Option<String>,
+    /// Runs `redis-server` under libfaketime (Debian's `faketime` package),
+    /// so [`RedisServer::shift_clock`] can make its wall clock jump. Only the
+    /// wall clock is faked; its monotonic clock runs true.
+    pub faketime: bool,
 }
 
 /// One `redis-server` child process on a free loopback port.
@@ -208,6 +220,36 @@ impl RedisServer {
             .unwrap_or_default()
     }
 
+    /// Makes the server's wall clock read `offset` seconds off the true
+    /// time (negative: in the past), at once, as an NTP step or a wrong
+    /// manual `date -s` would. Redis expires keys by this clock, so a jump
+    /// forward ends every TTL early. The offset is absolute, not added to
+    /// the previous one; `0` puts the clock right.
+    ///
+    /// # Panics
+    ///
+    /// If the server was not started with [`ServerOptions::faketime`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the offset file cannot be written.
+    pub fn shift_clock(&self, offset: i64) -> Result<(), Error> {
+        assert!(
+            self.opts.faketime,
+            "shift_clock needs ServerOptions {{ faketime: true, .. }}"
+        );
+        // Written to a new file then renamed, so libfaketime never reads a
+        // half-written offset.
+        let tmp = self.dir.path().join("faketime.tmp");
+        std::fs::write(&tmp, format!("{offset:+}\n"))?;
+        std::fs::rename(tmp, self.clock_file())?;
+        Ok(())
+    }
+
+    fn clock_file(&self) -> PathBuf {
+        self.dir.path().join("faketime.rc")
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("redis.log")
     }
@@ -235,6 +277,26 @@ impl RedisServer {
             command.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
             command.args(["--appendonly", "no"]);
+        }
+        if let Some(bytes) = &self.opts.maxmemory {
+            command.args(["--maxmemory", bytes]);
+        }
+        if let Some(policy) = &self.opts.maxmemory_policy {
+            command.args(["--maxmemory-policy", policy]);
+        }
+        if self.opts.faketime {
+            let library = crate::faketime::library()?;
+            let offset = self.clock_file();
+            if !offset.exists() {
+                std::fs::write(&offset, "+0\n")?;
+            }
+            command
+                .env("LD_PRELOAD", crate::faketime::preload(&library))
+                .env("FAKETIME_TIMESTAMP_FILE", offset)
+                // Re-read the offset file at every clock read, so that a
+                // jump takes effect at once.
+                .env("FAKETIME_NO_CACHE", "1")
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         }
         command
             .args(&self.opts.extra_args)
