@@ -1,0 +1,187 @@
+//! `leasehold-torture`: runs the fault suite and prints one row per
+//! scenario. Exits 1 when a scenario fails (a breach, or a control arm
+//! that did not fail), 2 when the suite cannot run.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use torture::report::{self, Verdict};
+use torture::{scenarios, workers};
+
+/// The fault suite of leasehold.
+#[derive(Parser)]
+#[command(name = "leasehold-torture")]
+struct Cli {
+    /// The quick set (CI): a few seconds per scenario.
+    #[arg(long)]
+    quick: bool,
+    /// Run only these scenarios (repeatable); see --list.
+    #[arg(long = "scenario", value_name = "NAME")]
+    scenarios: Vec<String>,
+    /// Repeat the full set (or the chosen scenarios) for this long, e.g. 10m.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    soak: Option<Duration>,
+    /// JSON Lines on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    list: bool,
+    #[command(subcommand)]
+    worker: Option<Worker>,
+}
+
+#[derive(Subcommand)]
+enum Worker {
+    /// Internal: run as a worker process (events on stdout).
+    #[command(hide = true)]
+    Worker {
+        /// The worker configuration, as JSON.
+        #[arg(long)]
+        config: String,
+        /// How long to run.
+        #[arg(long)]
+        run_for_ms: u64,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 30s, 10m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("`{s}`: use s, m or h")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    if let Some(Worker::Worker { config, run_for_ms }) = cli.worker {
+        let cfg: workers::WorkerConfig = match serde_json::from_str(&config) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                eprintln!("leasehold-torture worker: bad --config: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        return match runtime.block_on(workers::process_main(
+            cfg,
+            Duration::from_millis(run_for_ms),
+        )) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("leasehold-torture worker: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let all = scenarios::all();
+    if cli.list {
+        for s in &all {
+            println!("{}{}", s.name, if s.quick { " (quick)" } else { "" });
+        }
+        return ExitCode::SUCCESS;
+    }
+    let chosen: Vec<_> = if cli.scenarios.is_empty() {
+        all.iter()
+            .filter(|s| s.quick || !cli.quick)
+            .cloned()
+            .collect()
+    } else {
+        let mut chosen = Vec::new();
+        for name in &cli.scenarios {
+            match all.iter().find(|s| s.name == name) {
+                Some(s) => chosen.push(s.clone()),
+                None => {
+                    eprintln!("leasehold-torture: no scenario `{name}`; --list shows them");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        chosen
+    };
+    let started = Instant::now();
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
+            .expect("a valid template"),
+    );
+    let mut rows = Vec::new();
+    let mut round = 0;
+    loop {
+        round += 1;
+        for scenario in &chosen {
+            match runtime.block_on(scenarios::run(scenario, cli.quick, &progress)) {
+                Ok(row) => {
+                    progress.suspend(|| {
+                        if cli.json {
+                            println!("{}", report::json_line("scenario", &row));
+                        } else {
+                            eprintln!(
+                                "{}: {} ({:.1} s){}",
+                                row.scenario,
+                                row.verdict.label(),
+                                row.seconds,
+                                row.findings
+                                    .overlap_example
+                                    .as_ref()
+                                    .map_or(String::new(), |e| format!("; e.g. {e}"))
+                            );
+                            for e in row.fault_errors.iter().take(3) {
+                                eprintln!("  fault not injected: {e}");
+                            }
+                        }
+                    });
+                    rows.push(row);
+                }
+                Err(e) => {
+                    progress.finish_and_clear();
+                    eprintln!(
+                        "leasehold-torture: scenario {} could not run: {e}",
+                        scenario.name
+                    );
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        match cli.soak {
+            Some(d) if started.elapsed() < d => {
+                progress.set_message(format!("soak round {round} done"));
+            }
+            _ => break,
+        }
+    }
+    progress.finish_and_clear();
+    let failed = rows.iter().filter(|r| r.verdict == Verdict::Fail).count();
+    if cli.json {
+        println!(
+            "{}",
+            report::json_line(
+                "summary",
+                &serde_json::json!({"scenarios": rows.len(), "failed": failed, "seconds": started.elapsed().as_secs_f64()})
+            )
+        );
+    } else {
+        print!("{}", report::table(&rows));
+        println!(
+            "{} scenario runs, {failed} failed, {:.0} s",
+            rows.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

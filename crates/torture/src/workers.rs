@@ -1,0 +1,601 @@
+//! The workers: tasks and processes that take the lock, do the fenced
+//! read-then-write under it, and let it go, logging every step.
+//!
+//! Two arms share this code:
+//! - [`Arm::Leasehold`]: `leasehold::Lease::acquire`, the guard's fence
+//!   passed to the store, `release()` or a drop;
+//! - [`Arm::Naive`], the control: the tutorials' `SET name 1 NX PX ttl` and
+//!   `DEL name`, no token, no fence (the store is told not to check). Its
+//!   "fence" is a counter bumped after each grant, only so the checkers can
+//!   order grants.
+//!
+//! Random cancellation wraps acquire and release in a timeout of a few
+//! hundred microseconds, so they are dropped at whatever await point they
+//! reached.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncBufReadExt;
+
+use crate::history::{Event, Kind, Op, Sink, now, token_hash};
+use crate::store::Store;
+
+/// Which lock the workers use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Arm {
+    /// leasehold.
+    Leasehold,
+    /// `SET NX PX` + `DEL`, no token, no fence: must fail the checkers.
+    Naive,
+}
+
+/// How a group of workers runs. Sent as JSON to worker processes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerConfig {
+    /// The lock under test.
+    pub arm: Arm,
+    /// Where the lock lives (the server, or the fault proxy in front of it).
+    pub lock_url: String,
+    /// The fenced store's server.
+    pub store_url: String,
+    /// The lease's name.
+    pub name: String,
+    /// The lease's ttl, in ms.
+    pub ttl_ms: u64,
+    /// How long an acquire waits, in ms.
+    pub wait_ms: u64,
+    /// The waiters' fallback cap (backoff max), in ms.
+    pub backoff_max_ms: u64,
+    /// The clients' response timeout, in ms.
+    pub response_timeout_ms: u64,
+    /// Clients (each its own connections).
+    pub clients: usize,
+    /// Tasks per client.
+    pub tasks: usize,
+    /// The longest pause between the read and the write, in ms.
+    pub work_ms: u64,
+    /// The chance that an acquire or release is cancelled at random.
+    pub cancel: f64,
+    /// The chance that a guard is dropped rather than released.
+    pub drop: f64,
+    /// Worker names start with this (`t` for tasks, `p3` for process 3).
+    pub prefix: String,
+}
+
+impl WorkerConfig {
+    fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms)
+    }
+}
+
+/// A lock granted to a worker.
+enum Held {
+    Guard(leasehold::Guard),
+    Naive {
+        fence: u64,
+        token: u64,
+        valid_until: u64,
+    },
+}
+
+impl Held {
+    fn fence(&self) -> u64 {
+        match self {
+            Held::Guard(g) => g.fence(),
+            Held::Naive { fence, .. } => *fence,
+        }
+    }
+
+    fn token(&self) -> u64 {
+        match self {
+            Held::Guard(g) => token_hash(g.token().as_str().as_bytes()),
+            Held::Naive { token, .. } => *token,
+        }
+    }
+
+    /// Until when the holder believes it holds (monotonic ns), read now.
+    fn valid_until(&self) -> u64 {
+        match self {
+            Held::Guard(g) => now() + g.remaining().as_nanos() as u64,
+            Held::Naive { valid_until, .. } => *valid_until,
+        }
+    }
+
+    /// The fence to pass to the store: none for the control arm.
+    fn store_fence(&self) -> Option<u64> {
+        match self {
+            Held::Guard(g) => Some(g.fence()),
+            Held::Naive { .. } => None,
+        }
+    }
+}
+
+/// One client's way of taking the lock.
+#[derive(Clone)]
+enum Locker {
+    Lease(leasehold::Lease),
+    Naive {
+        conn: redis::aio::ConnectionManager,
+        name: String,
+        ttl: Duration,
+        wait: Duration,
+    },
+}
+
+impl Locker {
+    async fn connect(cfg: &WorkerConfig) -> Result<Locker, String> {
+        let timeout = Duration::from_millis(cfg.response_timeout_ms);
+        match cfg.arm {
+            Arm::Leasehold => {
+                let client = leasehold::Client::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .response_timeout(timeout)
+                    .connect(&cfg.lock_url)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                Ok(Locker::Lease(
+                    client
+                        .lease(&cfg.name)
+                        .ttl(cfg.ttl())
+                        .wait(Duration::from_millis(cfg.wait_ms))
+                        .backoff(
+                            Duration::from_millis(5),
+                            Duration::from_millis(cfg.backoff_max_ms),
+                        ),
+                ))
+            }
+            Arm::Naive => {
+                let client =
+                    redis::Client::open(cfg.lock_url.as_str()).map_err(|e| e.to_string())?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(timeout))
+                    .set_connection_timeout(Some(Duration::from_secs(5)));
+                let conn = redis::aio::ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Locker::Naive {
+                    conn,
+                    name: cfg.name.clone(),
+                    ttl: cfg.ttl(),
+                    wait: Duration::from_millis(cfg.wait_ms),
+                })
+            }
+        }
+    }
+
+    async fn acquire(&self) -> Result<Held, String> {
+        match self {
+            Locker::Lease(lease) => lease
+                .acquire()
+                .await
+                .map(Held::Guard)
+                .map_err(|e| short(&format!("{e}"))),
+            Locker::Naive {
+                conn,
+                name,
+                ttl,
+                wait,
+            } => {
+                let deadline = tokio::time::Instant::now() + *wait;
+                let mut conn = conn.clone();
+                loop {
+                    let sent = now();
+                    let set: Option<String> = redis::cmd("SET")
+                        .arg(name)
+                        .arg(1)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ttl.as_millis() as u64)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| short(&e.to_string()))?;
+                    if set.is_some() {
+                        let fence: u64 = redis::cmd("INCR")
+                            .arg(format!("{name}:seq"))
+                            .query_async(&mut conn)
+                            .await
+                            .unwrap_or(0);
+                        let drift = *ttl / 100 + Duration::from_millis(2);
+                        return Ok(Held::Naive {
+                            fence,
+                            token: rand::rng().random(),
+                            valid_until: sent + ttl.saturating_sub(drift).as_nanos() as u64,
+                        });
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err("timed out".into());
+                    }
+                    let pause = rand::rng().random_range(2..12);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+            }
+        }
+    }
+
+    async fn release(&self, held: Held) -> Result<(), String> {
+        match (self, held) {
+            (_, Held::Guard(g)) => g.release().await.map_err(|e| short(&format!("{e}"))),
+            (Locker::Naive { conn, name, .. }, Held::Naive { .. }) => redis::cmd("DEL")
+                .arg(name)
+                .query_async::<i64>(&mut conn.clone())
+                .await
+                .map(drop)
+                .map_err(|e| short(&e.to_string())),
+            (Locker::Lease(_), Held::Naive { .. }) => Ok(()),
+        }
+    }
+}
+
+/// The first line of an error, cut short: enough to tell kinds apart.
+fn short(message: &str) -> String {
+    message
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(80)
+        .collect()
+}
+
+/// Runs `fut`, or with probability `p` cancels it after a random few hundred
+/// microseconds. `None`: cancelled.
+async fn maybe_cancel<T>(p: f64, fut: impl Future<Output = T>) -> Option<T> {
+    if p > 0.0 && rand::rng().random_bool(p.min(1.0)) {
+        let after = Duration::from_micros(rand::rng().random_range(0..1500));
+        tokio::time::timeout(after, fut).await.ok()
+    } else {
+        Some(fut.await)
+    }
+}
+
+/// Runs `cfg.clients × cfg.tasks` worker tasks until `stop` is set.
+///
+/// # Errors
+///
+/// When a client or the store cannot be reached at the start.
+pub async fn run_tasks(
+    cfg: &WorkerConfig,
+    sink: Sink,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let store = Store::connect(&cfg.store_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tasks = Vec::new();
+    for c in 0..cfg.clients {
+        let locker = Locker::connect(cfg).await?;
+        for t in 0..cfg.tasks {
+            let worker = format!("{}{c}.{t}", cfg.prefix);
+            let (cfg, sink, stop, store, locker) = (
+                cfg.clone(),
+                sink.clone(),
+                Arc::clone(&stop),
+                store.clone(),
+                locker.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    cycle(&worker, &cfg, &sink, &store, &locker).await;
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+/// One acquire, fenced read, fenced write, release.
+async fn cycle(worker: &str, cfg: &WorkerConfig, sink: &Sink, store: &Store, locker: &Locker) {
+    sink.log(Event::new(worker, Kind::Invoke, Op::Acquire));
+    let held = match maybe_cancel(cfg.cancel, locker.acquire()).await {
+        None => {
+            let mut e = Event::new(worker, Kind::Unknown, Op::Acquire);
+            e.why = Some("cancelled".into());
+            sink.log(e);
+            return;
+        }
+        Some(Err(why)) => {
+            let mut e = Event::new(worker, Kind::Fail, Op::Acquire);
+            e.why = Some(why);
+            sink.log(e);
+            // Do not spin on a server that refuses everything.
+            let pause = rand::rng().random_range(1..10);
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            return;
+        }
+        Some(Ok(held)) => held,
+    };
+    let (fence, token) = (held.fence(), held.token());
+    let event = |kind, op| {
+        let mut e = Event::new(worker, kind, op);
+        e.fence = Some(fence);
+        e.token = Some(token);
+        e
+    };
+    let valid = |held: &Held| {
+        let mut e = event(Kind::Ok, Op::Valid);
+        e.valid_until = Some(held.valid_until());
+        e
+    };
+    let mut acquired = event(Kind::Ok, Op::Acquire);
+    acquired.valid_until = Some(held.valid_until());
+    sink.log(acquired);
+
+    // A careful user: no work on a guard that already says it is lost.
+    if held.valid_until() > now() {
+        sink.log(event(Kind::Invoke, Op::Read));
+        let read = store.read(held.store_fence()).await;
+        match read {
+            Ok(access) => {
+                let mut e = event(Kind::Ok, Op::Read);
+                e.value = Some(access.value);
+                e.accepted = Some(access.accepted);
+                sink.log(e);
+                sink.log(valid(&held));
+                if access.accepted {
+                    if cfg.work_ms > 0 {
+                        let work = rand::rng().random_range(0..=cfg.work_ms);
+                        tokio::time::sleep(Duration::from_millis(work)).await;
+                    }
+                    // No check of the guard here, on purpose: the fence is
+                    // what must stop a holder that paused in between.
+                    let value = access.value + 1;
+                    sink.log(event(Kind::Invoke, Op::Write));
+                    match store.write(held.store_fence(), value).await {
+                        Ok(w) => {
+                            let mut e = event(Kind::Ok, Op::Write);
+                            e.value = Some(value);
+                            e.accepted = Some(w.accepted);
+                            sink.log(e);
+                        }
+                        Err(err) => {
+                            let mut e = event(Kind::Unknown, Op::Write);
+                            e.why = Some(short(&err.to_string()));
+                            sink.log(e);
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                let mut e = event(Kind::Fail, Op::Read);
+                e.why = Some(short(&err.to_string()));
+                sink.log(e);
+            }
+        }
+    }
+    sink.log(valid(&held));
+
+    if matches!(held, Held::Guard(_)) && rand::rng().random_bool(cfg.drop.clamp(0.0, 1.0)) {
+        sink.log(event(Kind::Invoke, Op::Drop));
+        drop(held);
+        return;
+    }
+    sink.log(event(Kind::Invoke, Op::Release));
+    let outcome = match maybe_cancel(cfg.cancel, locker.release(held)).await {
+        None => {
+            let mut e = event(Kind::Unknown, Op::Release);
+            e.why = Some("cancelled".into());
+            e
+        }
+        Some(Ok(())) => event(Kind::Ok, Op::Release),
+        Some(Err(why)) => {
+            let mut e = event(Kind::Fail, Op::Release);
+            e.why = Some(why);
+            e
+        }
+    };
+    sink.log(outcome);
+}
+
+/// What the parent knows of one worker process from its events.
+#[derive(Clone, Debug, Default)]
+struct ProcState {
+    /// Tokens it holds (acquired, not yet let go).
+    holding: Vec<u64>,
+    /// It read and has not written yet: the window a pause must hit.
+    between_read_and_write: bool,
+    exited: bool,
+}
+
+/// Worker processes: the torture binary re-executed as `worker`, logging
+/// to its stdout, read back here into the scenario's history.
+pub struct Processes {
+    cfg: WorkerConfig,
+    sink: Sink,
+    run_for: Duration,
+    next: Mutex<usize>,
+    states: Arc<Mutex<HashMap<u32, ProcState>>>,
+    readers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Processes {
+    /// Starts `n` worker processes running `cfg` for `run_for`.
+    ///
+    /// # Errors
+    ///
+    /// When the binary cannot be re-executed.
+    pub fn start(
+        cfg: WorkerConfig,
+        n: usize,
+        sink: Sink,
+        run_for: Duration,
+    ) -> Result<Arc<Processes>, String> {
+        let procs = Arc::new(Processes {
+            cfg,
+            sink,
+            run_for,
+            next: Mutex::new(0),
+            states: Arc::default(),
+            readers: Mutex::default(),
+        });
+        for _ in 0..n {
+            procs.spawn(run_for)?;
+        }
+        Ok(procs)
+    }
+
+    /// Starts one more worker process, running for `run_for`.
+    ///
+    /// # Errors
+    ///
+    /// When the binary cannot be re-executed.
+    pub fn spawn(&self, run_for: Duration) -> Result<u32, String> {
+        let index = {
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            *next += 1;
+            *next
+        };
+        let mut cfg = self.cfg.clone();
+        cfg.prefix = format!("p{index}.");
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = tokio::process::Command::new(exe)
+            .arg("worker")
+            .arg("--config")
+            .arg(serde_json::to_string(&cfg).expect("config serializes"))
+            .arg("--run-for-ms")
+            .arg(run_for.as_millis().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start a worker process: {e}"))?;
+        let pid = child.id().unwrap_or(0);
+        let stdout = child.stdout.take().expect("piped");
+        let (sink, states) = (self.sink.clone(), Arc::clone(&self.states));
+        states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pid, ProcState::default());
+        let reader = tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(event) = serde_json::from_str::<Event>(&line) else {
+                    continue;
+                };
+                {
+                    let mut states = states.lock().unwrap_or_else(|e| e.into_inner());
+                    let state = states.entry(pid).or_default();
+                    match (event.op, event.kind) {
+                        (Op::Acquire, Kind::Ok) => state.holding.extend(event.token),
+                        (Op::Release | Op::Drop, Kind::Invoke) => {
+                            state.holding.retain(|t| Some(*t) != event.token);
+                        }
+                        (Op::Read, Kind::Ok) => {
+                            state.between_read_and_write = event.accepted == Some(true)
+                        }
+                        (Op::Write, Kind::Invoke) => state.between_read_and_write = false,
+                        _ => {}
+                    }
+                }
+                sink.log(event);
+            }
+            let _ = child.wait().await;
+            if let Some(state) = states
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&pid)
+            {
+                state.exited = true;
+            }
+        });
+        self.readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(reader);
+        Ok(pid)
+    }
+
+    /// A live process that holds the lock, preferring one caught between
+    /// its read and its write.
+    pub fn holder(&self) -> Option<u32> {
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let live = states
+            .iter()
+            .filter(|(_, s)| !s.exited && !s.holding.is_empty());
+        let mut best = None;
+        for (pid, s) in live {
+            if s.between_read_and_write {
+                return Some(*pid);
+            }
+            best = Some(*pid);
+        }
+        best
+    }
+
+    /// Sends `signal` to worker `pid` (one of ours, still running).
+    pub fn signal(&self, pid: u32, signal: libc::c_int) {
+        let live = self
+            .states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&pid)
+            .is_some_and(|s| !s.exited);
+        if live {
+            // SAFETY: kill(2) has no memory-safety preconditions; the pid is
+            // a child we have not reaped.
+            unsafe {
+                libc::kill(pid as libc::pid_t, signal);
+            }
+        }
+    }
+
+    /// The run length new processes get.
+    pub fn run_for(&self) -> Duration {
+        self.run_for
+    }
+
+    /// Waits for every process to exit and its events to be read.
+    pub async fn join(&self) {
+        loop {
+            let readers: Vec<_> =
+                std::mem::take(&mut *self.readers.lock().unwrap_or_else(|e| e.into_inner()));
+            if readers.is_empty() {
+                return;
+            }
+            for r in readers {
+                let _ = r.await;
+            }
+        }
+    }
+
+    /// Kills every process still running (SIGCONT first, in case one is
+    /// stopped).
+    pub fn kill_all(&self) {
+        let pids: Vec<u32> = self
+            .states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, s)| !s.exited)
+            .map(|(p, _)| *p)
+            .collect();
+        for pid in pids {
+            self.signal(pid, libc::SIGCONT);
+            self.signal(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// The body of a worker process: runs `cfg` for `run_for`, events on stdout.
+///
+/// # Errors
+///
+/// When the clients cannot connect.
+pub async fn process_main(cfg: WorkerConfig, run_for: Duration) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopper = Arc::clone(&stop);
+    tokio::spawn(async move {
+        tokio::time::sleep(run_for).await;
+        stopper.store(true, Ordering::Relaxed);
+    });
+    run_tasks(&cfg, Sink::Stdout, stop).await
+}
