@@ -1,8 +1,13 @@
 //! `cargo xtask`: the project's chores, runnable the same way locally and in CI.
 //!
-//! - `setup`: make sure `redis-server` is installed (tests need a real one).
+//! - `setup`: make sure `redis-server`, `redis-cli`, `redis-sentinel` and
+//!   `faketime` are installed (tests need a real Redis; the fault suite its
+//!   tools).
 //! - `test`: setup, `cargo fmt --check`, `cargo clippy -D warnings`, the
-//!   workspace's docs with warnings denied, `cargo test`.
+//!   workspace's docs with warnings denied, `cargo test`, then the fault
+//!   suite's quick set (`torture --quick`).
+//! - `torture`: setup, then the fault suite (`leasehold-torture`, release
+//!   build): `[--quick] [--scenario NAME] [--soak 10m] [--json]`.
 //! - `demo`: setup, then `leasehold demo` (it starts its own throwaway Redis).
 //! - `bench`: setup, then `leasehold bench` built with `--release` on a private
 //!   redis-server, then the peers of `../shared/peers` on the same server.
@@ -11,6 +16,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
@@ -28,7 +34,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Make sure redis-server is installed; installs it with apt-get when root.
+    /// Make sure redis-server, redis-cli, redis-sentinel and faketime are
+    /// installed; installs them with apt-get when root.
     Setup,
     /// setup, then cargo fmt --check, clippy -D warnings, the workspace's
     /// docs (warnings denied) and the test suite.
@@ -37,6 +44,18 @@ enum Task {
     /// `cargo xtask test -- lease` or `cargo xtask test -- -- --nocapture`.
     Test {
         /// Arguments for `cargo test`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// setup, then the fault suite (release build): workers on one lease
+    /// under injected faults, checked for two holders at once, lost
+    /// updates, stale writes, slow recovery and leftovers.
+    ///
+    /// `cargo xtask torture [--quick] [--scenario NAME] [--soak 10m]
+    /// [--json] [--list] [--history DIR]`. Exits non-zero when a scenario
+    /// breaches (or the control arm does not).
+    Torture {
+        /// Arguments for `leasehold-torture`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
@@ -84,6 +103,7 @@ fn main() -> ExitCode {
             run(cargo(["run", "--quiet", "-p", "leasehold-cli", "--", "demo"]).args(args))
         }),
         Task::Bench { args } => setup().and_then(|()| bench(args)),
+        Task::Torture { args } => setup().and_then(|()| run(&mut torture(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -187,39 +207,94 @@ fn bench(args: Vec<OsString>) -> Result<(), Failure> {
     measured.and(compared)
 }
 
-/// Ensures `redis-server` can be found the way testkit finds it.
+/// The Debian packages the tests and the fault suite need, and a binary
+/// that shows each is installed.
+const PACKAGES: &[(&str, &str)] = &[
+    ("redis-server", "redis-server"),
+    ("redis-tools", "redis-cli"),
+    ("redis-sentinel", "redis-sentinel"),
+    ("faketime", "faketime"),
+];
+
+/// Ensures `redis-server` can be found the way testkit finds it, and the
+/// fault suite's tools (`redis-cli`, `redis-sentinel`, `faketime`) are on
+/// `PATH`; installs what is missing with apt-get when root.
 fn setup() -> Result<(), Failure> {
-    match testkit::redis_server_binary() {
-        Ok(binary) => return report_version(&binary),
-        // Installing a package would not fix a wrong LEASEHOLD_REDIS_SERVER.
+    // Installing a package would not fix a wrong LEASEHOLD_REDIS_SERVER.
+    let server_missing = match testkit::redis_server_binary() {
+        Ok(_) => false,
         Err(e @ testkit::Error::NotFound { env: Some(_) }) => return Err(Failure::new(e)),
-        Err(_) => {}
-    }
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(Failure::new(
-            "redis-server is not installed and installing it needs root; run:\n  \
-             sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server\n\
-             or point LEASEHOLD_REDIS_SERVER at a redis-server binary",
-        ));
-    }
-    eprintln!("xtask: redis-server not found; installing it with apt-get");
-    for args in [&["update"][..], &["install", "-y", "redis-server"]] {
-        // No stdin and a noninteractive frontend: CI has nobody to answer prompts.
-        let mut apt = Command::new("apt-get");
-        apt.args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null());
-        run(&mut apt).map_err(|f| Failure {
-            message: format!(
-                "{}\ninstall redis-server with your system's package manager instead",
-                f.message
-            ),
-            ..f
-        })?;
+        Err(_) => true,
+    };
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(package, binary)| {
+            if *package == "redis-server" {
+                server_missing
+            } else {
+                !on_path(binary)
+            }
+        })
+        .map(|(package, _)| *package)
+        .collect();
+    if !missing.is_empty() {
+        let list = missing.join(" ");
+        // SAFETY: geteuid(2) has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(Failure::new(format!(
+                "{list} not installed and installing needs root; run:\n  \
+                 sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y {list}\n\
+                 (or point LEASEHOLD_REDIS_SERVER at a redis-server binary)"
+            )));
+        }
+        eprintln!("xtask: {list} not found; installing with apt-get");
+        let mut install = vec!["install", "-y"];
+        install.extend(&missing);
+        for args in [&["update"][..], &install] {
+            // No stdin and a noninteractive frontend: CI has nobody to answer prompts.
+            let mut apt = Command::new("apt-get");
+            apt.args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdin(Stdio::null());
+            run(&mut apt).map_err(|f| Failure {
+                message: format!(
+                    "{}\ninstall {list} with your system's package manager instead",
+                    f.message
+                ),
+                ..f
+            })?;
+        }
     }
     let binary = testkit::redis_server_binary().map_err(Failure::new)?;
     report_version(&binary)
+}
+
+/// Is an executable `name` on `PATH`?
+fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            dir.join(name)
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// `leasehold-torture` with `args`, built with `--release` (the suite's
+/// timings assume optimised workers) and run from the workspace root.
+fn torture(args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>) -> Command {
+    let mut command = cargo([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "torture",
+        "--bin",
+        "leasehold-torture",
+        "--",
+    ]);
+    command.args(args);
+    command
 }
 
 fn report_version(binary: &Path) -> Result<(), Failure> {
@@ -260,6 +335,8 @@ fn test(test_args: Vec<OsString>) -> Result<(), Failure> {
         ),
         ("docs", Some(docs)),
         ("test", Some(cargo_test)),
+        // The fault suite's quick set: a few seconds per scenario.
+        ("torture", Some(torture(["--quick"]))),
     ];
 
     let total = steps.len();

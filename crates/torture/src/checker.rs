@@ -337,6 +337,7 @@ mod tests {
     /// A whole cycle of `worker`: acquire at `at` ms with `fence`, valid for
     /// `valid` ms, read `value`, write `value + 1` (accepted or not), release
     /// at `at + hold`.
+    #[allow(clippy::too_many_arguments)]
     fn cycle(
         worker: &str,
         token: u64,

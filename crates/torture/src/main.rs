@@ -25,6 +25,9 @@ struct Cli {
     /// JSON Lines on stdout instead of the table.
     #[arg(long)]
     json: bool,
+    /// Write each scenario's history (JSON Lines) into this directory.
+    #[arg(long, value_name = "DIR")]
+    history: Option<std::path::PathBuf>,
     /// List the scenarios and exit.
     #[arg(long)]
     list: bool,
@@ -121,7 +124,12 @@ fn main() -> ExitCode {
     loop {
         round += 1;
         for scenario in &chosen {
-            match runtime.block_on(scenarios::run(scenario, cli.quick, &progress)) {
+            match runtime.block_on(scenarios::run(
+                scenario,
+                cli.quick,
+                &progress,
+                cli.history.as_deref(),
+            )) {
                 Ok(row) => {
                     progress.suspend(|| {
                         if cli.json {

@@ -208,6 +208,7 @@ pub async fn run(
     scenario: &Scenario,
     quick: bool,
     progress: &indicatif::ProgressBar,
+    history: Option<&std::path::Path>,
 ) -> Result<Row, String> {
     let started = Instant::now();
     let secs = if quick {
@@ -314,14 +315,13 @@ pub async fn run(
             Err(_) => return Err("workers did not stop within 20 s".into()),
         }
     }
-    if let Some(procs) = &procs {
-        if tokio::time::timeout(Duration::from_secs(20), procs.join())
+    if let Some(procs) = &procs
+        && tokio::time::timeout(Duration::from_secs(20), procs.join())
             .await
             .is_err()
-        {
-            procs.kill_all();
-            procs.join().await;
-        }
+    {
+        procs.kill_all();
+        procs.join().await;
     }
     let end = now();
 
@@ -334,6 +334,16 @@ pub async fn run(
     let final_counter = store.counter().await.map_err(|e| e.to_string())?;
 
     let events = sink.events();
+    if let Some(dir) = history {
+        let lines: Vec<String> = events
+            .iter()
+            .map(|e| serde_json::to_string(e).expect("events serialize"))
+            .collect();
+        let path = dir.join(format!("{}.jsonl", scenario.name));
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&path, lines.join("\n") + "\n"))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     let params = Params {
         ttl: scenario.ttl,
         fallback_cap: Duration::from_millis(cfg.backoff_max_ms),

@@ -99,10 +99,19 @@ impl Held {
         }
     }
 
-    /// Until when the holder believes it holds (monotonic ns), read now.
+    /// Until when the holder believes it holds (monotonic ns), read now; 0
+    /// when it knows it does not.
     fn valid_until(&self) -> u64 {
         match self {
-            Held::Guard(g) => now() + g.remaining().as_nanos() as u64,
+            Held::Guard(g) => {
+                // Read the clock first: `t + remaining` is then at most the
+                // guard's own deadline. Zero remaining is no claim at all.
+                let t = now();
+                match g.remaining() {
+                    Duration::ZERO => 0,
+                    left => t + left.as_nanos() as u64,
+                }
+            }
             Held::Naive { valid_until, .. } => *valid_until,
         }
     }
