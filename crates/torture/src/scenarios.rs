@@ -106,8 +106,11 @@ pub fn all() -> Vec<Scenario> {
             s.secs = (10, 15);
             s.faults = vec![
                 every(Fault::ScriptFlush, 40),
-                every(Fault::KillNormal, 400),
+                every(Fault::KillNormal, 150),
                 every(Fault::KillPubsub, 1000),
+                // Longer than the response timeout (ttl / 2): attempts in
+                // flight fail on the wire, the hand-over race of issue 11.
+                every(Fault::ClientPause(MS(300)), 1200),
             ];
         }),
         Scenario::base("holder-sigstop").quick().with(|s| {
