@@ -103,7 +103,9 @@ fn main() -> ExitCode {
             run(cargo(["run", "--quiet", "-p", "leasehold-cli", "--", "demo"]).args(args))
         }),
         Task::Bench { args } => setup().and_then(|()| bench(args)),
-        Task::Torture { args } => setup().and_then(|()| run(&mut torture(args))),
+        Task::Torture { args } => setup()
+            .and_then(|()| run(&mut torture_build()))
+            .and_then(|()| run(&mut torture(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -280,20 +282,29 @@ fn on_path(name: &str) -> bool {
     })
 }
 
-/// `leasehold-torture` with `args`, built with `--release` (the suite's
-/// timings assume optimised workers) and run from the workspace root.
-fn torture(args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>) -> Command {
-    let mut command = cargo([
-        "run",
+/// Builds `leasehold-torture` and the `leasehold` CLI (its `leasehold run`
+/// workers) with `--release`: the suite's timings assume optimised workers.
+fn torture_build() -> Command {
+    cargo([
+        "build",
         "--quiet",
         "--release",
         "-p",
         "torture",
-        "--bin",
-        "leasehold-torture",
-        "--",
-    ]);
-    command.args(args);
+        "-p",
+        "leasehold-cli",
+        "--bins",
+    ])
+}
+
+/// `leasehold-torture ARGS`, as built by [`torture_build`], run from the
+/// workspace root.
+fn torture(args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>) -> Command {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let mut command = Command::new(target.join("release").join("leasehold-torture"));
+    command.args(args).current_dir(workspace_root());
     command
 }
 
@@ -336,6 +347,7 @@ fn test(test_args: Vec<OsString>) -> Result<(), Failure> {
         ("docs", Some(docs)),
         ("test", Some(cargo_test)),
         // The fault suite's quick set: a few seconds per scenario.
+        ("build", Some(torture_build())),
         ("torture", Some(torture(["--quick"]))),
     ];
 

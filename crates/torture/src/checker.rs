@@ -292,7 +292,8 @@ pub fn check(events: &[Event], params: &Params) -> Findings {
             .get(i)
             .map_or(params.end.saturating_sub(ended), |g| g - ended);
         worst = Some(worst.map_or(recovery, |w| w.max(recovery)));
-        if e.why.as_deref() == Some("sigkill-holder") && recovery > bound {
+        let killed = matches!(e.why.as_deref(), Some("sigkill-holder" | "sigkill-run"));
+        if killed && recovery > bound {
             f.slow_recoveries += 1;
         }
     }

@@ -60,6 +60,10 @@ pub enum Fault {
     /// SIGKILL of a process that holds the lock; a new process takes its
     /// place.
     HolderKill,
+    /// SIGKILL of a `leasehold run` supervisor whose command holds the
+    /// lease (the OOM killer, a deploy tool); its command must not outlive
+    /// it past the ttl.
+    RunKill,
     /// A holder process gets a fifth of the CPU (stopped 40 ms of every 50)
     /// for that long.
     HolderStarve(Duration),
@@ -89,6 +93,7 @@ impl Fault {
             Fault::HolderStop(_) => "sigstop-holder",
             Fault::HolderKill => "sigkill-holder",
             Fault::HolderStarve(_) => "starve-holder",
+            Fault::RunKill => "sigkill-run",
             Fault::ClockJump(..) => "clock-jump",
         }
     }
@@ -107,6 +112,8 @@ pub struct Lab {
     pub master: Option<testkit::RedisServer>,
     /// The worker processes, if any.
     pub procs: Option<Arc<Processes>>,
+    /// The `leasehold run` workers, if any.
+    pub runs: Option<Arc<crate::workers::RunWorkers>>,
     /// Where fault events go.
     pub sink: Sink,
 }
@@ -289,6 +296,14 @@ impl Lab {
                 };
                 procs.signal(pid, libc::SIGKILL);
                 procs.spawn(procs.run_for())?;
+                Ok(true)
+            }
+            Fault::RunKill => {
+                let runs = self.runs.as_ref().ok_or("no leasehold run workers")?;
+                let Some(pid) = runs.holder() else {
+                    return Ok(false);
+                };
+                runs.kill(pid);
                 Ok(true)
             }
             Fault::HolderStarve(d) => {

@@ -10,7 +10,7 @@ use crate::faults::{self, Fault, Lab, Schedule};
 use crate::history::{Sink, now};
 use crate::report::{Row, Verdict};
 use crate::store::Store;
-use crate::workers::{self, Arm, Processes, WorkerConfig};
+use crate::workers::{self, Arm, Processes, RunWorkers, WorkerConfig};
 
 /// One scenario of the suite.
 #[derive(Clone, Debug)]
@@ -29,6 +29,8 @@ pub struct Scenario {
     pub tasks: (usize, usize),
     /// Worker processes × tasks in each (0 processes: none).
     pub processes: (usize, usize),
+    /// `leasehold run` slots (0: none).
+    pub runs: usize,
     /// The lease's ttl.
     pub ttl: Duration,
     /// The chance of cancelling an acquire or release.
@@ -67,6 +69,7 @@ impl Scenario {
             documented: false,
             tasks: (2, 8),
             processes: (0, 0),
+            runs: 0,
             ttl: MS(500),
             cancel: 0.0,
             work_ms: 2,
@@ -174,6 +177,14 @@ pub fn all() -> Vec<Scenario> {
             procs(s);
             s.faults = vec![every(Fault::HolderStarve(MS(1500)), 2500)];
         }),
+        // Breach 3 of issue 11: the command outliving its supervisor.
+        Scenario::base("run-sigkill").with(|s| {
+            s.tasks = (0, 0);
+            s.runs = 3;
+            s.ttl = MS(400);
+            s.work_ms = 900;
+            s.faults = vec![every(Fault::RunKill, 1500)];
+        }),
         Scenario::base("processes-chaos").with(|s| {
             s.tasks = (1, 8);
             s.processes = (2, 4);
@@ -190,13 +201,12 @@ pub fn all() -> Vec<Scenario> {
             s.faketime = true;
             s.faults = vec![every(Fault::ClockJump(5, MS(200)), 1500)];
         }),
+        // The tutorials' classic: work that sometimes outlasts the ttl, and
+        // a DEL that frees whoever holds the lock by then.
         Scenario::base("control-chaos").with(|s| {
             s.arm = Arm::Naive;
-            s.tasks = (2, 24);
-            s.faults = vec![
-                every(Fault::KillNormal, 400),
-                every(Fault::ClientPause(MS(700)), 1500),
-            ];
+            s.work_ms = 700;
+            s.faults = vec![every(Fault::KillNormal, 400)];
         }),
     ]
 }
@@ -271,12 +281,18 @@ pub async fn run(
     } else {
         None
     };
+    let runs = if scenario.runs > 0 {
+        Some(RunWorkers::start(cfg.clone(), scenario.runs, sink.clone())?)
+    } else {
+        None
+    };
     let lab = Arc::new(Lab {
         server: Arc::new(Mutex::new(server)),
         port,
         proxy,
         master,
         procs: procs.clone(),
+        runs: runs.clone(),
         sink: sink.clone(),
     });
 
@@ -325,6 +341,9 @@ pub async fn run(
     {
         procs.kill_all();
         procs.join().await;
+    }
+    if let Some(runs) = &runs {
+        runs.stop(Duration::from_secs(10)).await;
     }
     let end = now();
 

@@ -419,7 +419,8 @@ struct ProcState {
 pub struct Processes {
     cfg: WorkerConfig,
     sink: Sink,
-    run_for: Duration,
+    /// When every process should be done: replacements run until then.
+    deadline: tokio::time::Instant,
     next: Mutex<usize>,
     states: Arc<Mutex<HashMap<u32, ProcState>>>,
     readers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -440,7 +441,7 @@ impl Processes {
         let procs = Arc::new(Processes {
             cfg,
             sink,
-            run_for,
+            deadline: tokio::time::Instant::now() + run_for,
             next: Mutex::new(0),
             states: Arc::default(),
             readers: Mutex::default(),
@@ -557,9 +558,11 @@ impl Processes {
         }
     }
 
-    /// The run length new processes get.
+    /// The run length a new process gets: until the others end.
     pub fn run_for(&self) -> Duration {
-        self.run_for
+        self.deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_millis(100))
     }
 
     /// Waits for every process to exit and its events to be read.
@@ -607,4 +610,259 @@ pub async fn process_main(cfg: WorkerConfig, run_for: Duration) -> Result<(), St
         stopper.store(true, Ordering::Relaxed);
     });
     run_tasks(&cfg, Sink::Stdout, stop).await
+}
+
+/// What the parent knows of one `leasehold run` slot.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    /// The running `leasehold run` supervisor.
+    pid: Option<u32>,
+    /// Its command holds (started its work, not yet finished).
+    holding: bool,
+}
+
+/// Workers as `leasehold run NAME -- sh -c 'leasehold-torture hold … & wait'`:
+/// the CLI's supervisor takes and renews the lease, the command does the
+/// fenced read and write (its work outlasting the ttl, so only renewal
+/// keeps it valid). The shell in between is what a user writes; killing
+/// only its pid would leave the work running.
+///
+/// A command claims the lock from its start to its last heartbeat (it logs
+/// one every 5 ms while it works), so a command that outlives its
+/// supervisor past the ttl shows up as an overlap.
+pub struct RunWorkers {
+    cfg: WorkerConfig,
+    sink: Sink,
+    /// The `leasehold` binary (built next to this one).
+    leasehold: std::path::PathBuf,
+    slots: Arc<Mutex<HashMap<String, Slot>>>,
+    stop: Arc<AtomicBool>,
+    loops: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    readers: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl RunWorkers {
+    /// Starts `n` slots, each running `leasehold run` again and again until
+    /// [`stop`](Self::stop).
+    ///
+    /// # Errors
+    ///
+    /// When the `leasehold` binary is not next to this one (`cargo build
+    /// --release -p leasehold-cli`; `cargo xtask torture` does it).
+    pub fn start(cfg: WorkerConfig, n: usize, sink: Sink) -> Result<Arc<RunWorkers>, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let leasehold = exe.with_file_name("leasehold");
+        if !leasehold.is_file() {
+            return Err(format!(
+                "{} not found: build it with `cargo build --release -p leasehold-cli` (cargo xtask torture does)",
+                leasehold.display()
+            ));
+        }
+        let runs = Arc::new(RunWorkers {
+            cfg,
+            sink,
+            leasehold,
+            slots: Arc::default(),
+            stop: Arc::default(),
+            loops: Mutex::default(),
+            readers: Arc::default(),
+        });
+        for i in 0..n {
+            let slot = format!("r{i}");
+            let me = Arc::clone(&runs);
+            let exe = exe.clone();
+            let handle = tokio::spawn(async move { me.slot_loop(slot, exe).await });
+            runs.loops
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(handle);
+        }
+        Ok(runs)
+    }
+
+    async fn slot_loop(&self, slot: String, exe: std::path::PathBuf) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let script = "\"$0\" hold --store \"$1\" --worker \"$2\" --work-ms \"$3\" & wait";
+            let spawned = tokio::process::Command::new(&self.leasehold)
+                .env("LEASEHOLD_URL", &self.cfg.lock_url)
+                .args(["run", &self.cfg.name])
+                .args(["--ttl", &format!("{}ms", self.cfg.ttl_ms)])
+                .args(["--wait", &format!("{}ms", self.cfg.wait_ms)])
+                .args(["--grace", "100ms"])
+                .arg("--")
+                .args(["sh", "-c", script])
+                .arg(&exe)
+                .arg(&self.cfg.store_url)
+                .arg(&slot)
+                .arg(self.cfg.work_ms.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn();
+            let Ok(mut child) = spawned else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            self.set(&slot, |s| s.pid = child.id());
+            let stdout = child.stdout.take().expect("piped");
+            let (sink, slots, name) = (self.sink.clone(), Arc::clone(&self.slots), slot.clone());
+            // Read until every writer is gone, the orphaned command too.
+            let reader = tokio::spawn(async move {
+                let mut lines = tokio::io::BufReader::new(stdout).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let Ok(event) = serde_json::from_str::<Event>(&line) else {
+                        continue;
+                    };
+                    if let Some(s) = slots
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_mut(&name)
+                    {
+                        match (event.op, event.kind) {
+                            (Op::Acquire, Kind::Ok) => s.holding = true,
+                            (Op::Release, Kind::Invoke) => s.holding = false,
+                            _ => {}
+                        }
+                    }
+                    sink.log(event);
+                }
+            });
+            self.readers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(reader);
+            let _ = child.wait().await;
+            self.set(&slot, |s| {
+                s.pid = None;
+                s.holding = false;
+            });
+        }
+    }
+
+    fn set(&self, slot: &str, f: impl FnOnce(&mut Slot)) {
+        f(self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(slot.to_owned())
+            .or_default());
+    }
+
+    /// The pid of a `leasehold run` whose command holds the lease now.
+    pub fn holder(&self) -> Option<u32> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .find(|s| s.holding)
+            .and_then(|s| s.pid)
+    }
+
+    /// SIGKILL of supervisor `pid`, if it is still one of ours and running.
+    pub fn kill(&self, pid: u32) {
+        let ours = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|s| s.pid == Some(pid));
+        if ours {
+            // SAFETY: kill(2) has no memory-safety preconditions; the pid is
+            // a child not yet reaped (its slot still lists it).
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Stops starting new runs, waits for the running ones and for every
+    /// command's events (orphans included) for at most `grace`.
+    pub async fn stop(&self, grace: Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        let loops: Vec<_> =
+            std::mem::take(&mut *self.loops.lock().unwrap_or_else(|e| e.into_inner()));
+        let readers: Vec<_> =
+            std::mem::take(&mut *self.readers.lock().unwrap_or_else(|e| e.into_inner()));
+        let _ = tokio::time::timeout(grace, async {
+            for l in loops {
+                let _ = l.await;
+            }
+            for r in readers {
+                let _ = r.await;
+            }
+        })
+        .await;
+        // Readers of any run started while we waited.
+        let late: Vec<_> =
+            std::mem::take(&mut *self.readers.lock().unwrap_or_else(|e| e.into_inner()));
+        let _ = tokio::time::timeout(grace, async {
+            for r in late {
+                let _ = r.await;
+            }
+        })
+        .await;
+    }
+}
+
+/// The body of `leasehold-torture hold`, the command `leasehold run` runs:
+/// the fenced read, work for about `work_ms`, the fenced write, with a
+/// heartbeat every 5 ms, events on stdout.
+///
+/// # Errors
+///
+/// Without `$LEASEHOLD_FENCE`, or when the store cannot be reached.
+pub async fn hold_main(store_url: &str, worker: &str, work_ms: u64) -> Result<(), String> {
+    let fence: u64 = std::env::var("LEASEHOLD_FENCE")
+        .ok()
+        .and_then(|f| f.parse().ok())
+        .ok_or("LEASEHOLD_FENCE is not set: run me under `leasehold run`")?;
+    let sink = Sink::Stdout;
+    let token = token_hash(format!("run:{fence}").as_bytes());
+    let event = |kind, op| {
+        let mut e = Event::new(worker, kind, op);
+        e.fence = Some(fence);
+        e.token = Some(token);
+        e
+    };
+    let mut started = event(Kind::Ok, Op::Acquire);
+    started.valid_until = Some(started.t);
+    sink.log(started);
+    let store = Store::connect(store_url).await.map_err(|e| e.to_string())?;
+    let beating = Arc::new(AtomicBool::new(true));
+    let heart = {
+        let (beating, sink, worker) = (Arc::clone(&beating), sink.clone(), worker.to_owned());
+        tokio::spawn(async move {
+            while beating.load(Ordering::Relaxed) {
+                let mut e = Event::new(&worker, Kind::Ok, Op::Valid);
+                e.fence = Some(fence);
+                e.token = Some(token);
+                e.valid_until = Some(e.t);
+                sink.log(e);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    sink.log(event(Kind::Invoke, Op::Read));
+    let read = store.read(Some(fence)).await.map_err(|e| e.to_string())?;
+    let mut e = event(Kind::Ok, Op::Read);
+    e.value = Some(read.value);
+    e.accepted = Some(read.accepted);
+    sink.log(e);
+    if read.accepted {
+        let work = rand::rng().random_range(work_ms / 2..=work_ms);
+        tokio::time::sleep(Duration::from_millis(work)).await;
+        sink.log(event(Kind::Invoke, Op::Write));
+        let w = store
+            .write(Some(fence), read.value + 1)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut e = event(Kind::Ok, Op::Write);
+        e.value = Some(read.value + 1);
+        e.accepted = Some(w.accepted);
+        sink.log(e);
+    }
+    beating.store(false, Ordering::Relaxed);
+    let _ = heart.await;
+    sink.log(event(Kind::Invoke, Op::Release));
+    Ok(())
 }
