@@ -189,7 +189,11 @@ impl Guard {
     }
 
     /// The fencing token: strictly greater than the fence of every earlier
-    /// acquisition of this name, by any client.
+    /// acquisition of this name, by any client, even if Redis lost its
+    /// counter since (a restart without persistence, eviction): fences are
+    /// floored at the Redis server's clock (ms × 1024), so this holds as
+    /// long as that clock does not step back. Not a count of acquisitions:
+    /// it jumps with time.
     pub fn fence(&self) -> u64 {
         self.holding.fence
     }

@@ -162,8 +162,8 @@ impl Lease {
     /// `acquire` or `try_acquire` does not get the lease while others wait
     /// for it. A waiter that gives up (its `acquire` timed out or was
     /// dropped) leaves the queue at once; one whose process dies leaves it
-    /// when its wait timeout passes, so it delays the others by at most
-    /// that long. The
+    /// three fallback periods (`backoff` max, at least 1 s) after its last
+    /// attempt, so it delays the others by at most that long. The
     /// lease itself is the same key as in normal mode: fair and normal
     /// holders exclude each other, but only fair waiters keep their turn.
     ///
@@ -527,8 +527,12 @@ impl Lease {
                 // periods; it refreshes this at every attempt.
                 intent_ms: ttl_ms(self.backoff_max * 3).max(100),
                 waiter_id,
-                // A fair waiter that dies stays in the queue this long at most.
-                patience_ms: ttl_ms(patience).max(1),
+                // A fair waiter keeps its place three fallback periods (its
+                // timer comes back within one): a dead one blocks only that long.
+                patience_ms: ttl_ms(
+                    patience.min((self.backoff_max * 3).max(Duration::from_secs(1))),
+                )
+                .max(1),
             },
             None => WaitInfo::default(),
         };

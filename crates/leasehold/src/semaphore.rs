@@ -101,10 +101,10 @@ impl Semaphore {
     /// the front of the queue may take them; a new `acquire` or
     /// `try_acquire` gets a permit only if one is left over for it. A
     /// waiter that gives up (its `acquire` timed out or was dropped) leaves
-    /// the queue at once; one whose process dies leaves it when its wait
-    /// timeout passes, so it delays the others by at most that long. The
-    /// permits
-    /// themselves are those of normal mode: fair and normal callers share
+    /// the queue at once; one whose process dies leaves it three fallback
+    /// periods (`backoff` max, at least 1 s) after its last attempt, so it
+    /// delays the others by at most that long. The permits themselves are
+    /// those of normal mode: fair and normal callers share
     /// the K permits and the fencing counter, but only fair waiters keep
     /// their turn.
     ///

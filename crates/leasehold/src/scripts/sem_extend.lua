@@ -2,6 +2,7 @@
 --
 -- KEYS[1]  permits sorted set
 -- KEYS[2]  limit key
+-- KEYS[3]  the permits' fences (hash); limit and fences expire with the permits
 -- ARGV[1]  owner token
 -- ARGV[2]  ttl in milliseconds
 --
@@ -18,4 +19,5 @@ local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 local at = tonumber(last[2])
 redis.call('PEXPIREAT', KEYS[1], at)
 redis.call('PEXPIREAT', KEYS[2], at)
+redis.call('PEXPIREAT', KEYS[3], at)
 return 1

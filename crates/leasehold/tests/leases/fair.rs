@@ -97,6 +97,7 @@ async fn a_dead_waiter_delays_the_queue_by_at_most_its_timeout() {
     let (server, client) = setup().await;
     let mut conn = raw(&server).await;
     let holder = client.lease("dead").fair(true).acquire().await.unwrap();
+    let held = holder.fence();
     let patience = ms(600);
     // First in line, then its process died: nobody will take it out of the
     // queue, its deadline will.
@@ -139,7 +140,7 @@ async fn a_dead_waiter_delays_the_queue_by_at_most_its_timeout() {
         .unwrap()
         .unwrap();
     let delay = started.elapsed();
-    assert_eq!(fence, 2);
+    assert!(fence > held);
     assert!(
         delay <= patience + ms(400),
         "the live waiter got the lease {delay:?} after queueing; the dead one's timeout was {patience:?}"
@@ -156,6 +157,7 @@ async fn a_waiter_that_gives_up_leaves_the_queue_at_once() {
     let (server, client) = setup().await;
     let conn = raw(&server).await;
     let holder = client.lease("quit").fair(true).acquire().await.unwrap();
+    let held = holder.fence();
     // First in line with 60 s of patience, then cancelled.
     let quitter = {
         let lease = client.lease("quit").fair(true).wait(60 * SECOND);
@@ -187,7 +189,7 @@ async fn a_waiter_that_gives_up_leaves_the_queue_at_once() {
         .expect("the live waiter waited for the cancelled one's 60 s")
         .unwrap()
         .unwrap();
-    assert_eq!(fence, 2);
+    assert!(fence > held);
     assert!(released.elapsed() < 2 * SECOND);
 }
 
@@ -203,6 +205,7 @@ async fn a_fair_waiter_joins_the_queue_with_one_attempt() {
         .wait(no_timer);
     let start = script_calls(&mut conn).await;
     let holder = lease.acquire().await.unwrap(); // EVALSHA (NOSCRIPT), EVAL
+    let held = holder.fence();
     // A first waiter: the client now listens on the name's wake channel.
     // It tries twice: on arrival, and when the subscription is confirmed
     // (a release may have come in between).
@@ -244,5 +247,8 @@ async fn a_fair_waiter_joins_the_queue_with_one_attempt() {
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!((f1, f2), (2, 3), "served in arrival order");
+    assert!(
+        held < f1 && f1 < f2,
+        "served in arrival order: {held}, {f1}, {f2}"
+    );
 }

@@ -94,7 +94,7 @@ async fn a_release_hands_the_lease_to_the_local_waiter_in_one_script() {
         .unwrap();
     let after = script_calls(&mut conn).await;
 
-    assert_eq!(next.fence(), fence + 1, "a hand-over is an acquisition");
+    assert!(next.fence() > fence, "a hand-over is an acquisition");
     assert_eq!(
         get(&mut conn, "relay").await.as_deref(),
         Some(next.token().as_str()),
@@ -139,6 +139,7 @@ async fn a_waiter_that_gives_up_during_the_hand_over_passes_the_lease_on() {
     let quitter = queued_waiter(&client, "baton", 30 * SECOND).await;
     let patient = queued_waiter(&client, "baton", 30 * SECOND).await;
     let fence = holder.fence();
+    let grants = calls(&mut conn, "incr").await;
 
     // Redis stops answering: the hand-over to the quitter is sent and hangs.
     release_while_the_waiter_quits(&server, holder, quitter).await;
@@ -151,7 +152,12 @@ async fn a_waiter_that_gives_up_during_the_hand_over_passes_the_lease_on() {
         "the lease stayed with a waiter that had gone",
     )
     .await;
-    assert_eq!(next.fence(), fence + 2, "the quitter held it in between");
+    assert!(next.fence() > fence);
+    assert_eq!(
+        calls(&mut conn, "incr").await - grants,
+        2,
+        "the quitter held it in between"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +185,7 @@ async fn a_release_cancelled_during_the_hand_over_still_serves_the_waiter() {
         "the waiter was forgotten when the release was cancelled",
     )
     .await;
-    assert_eq!(next.fence(), fence + 1);
+    assert!(next.fence() > fence);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

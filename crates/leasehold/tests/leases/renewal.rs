@@ -128,6 +128,7 @@ async fn a_redis_restarted_empty_makes_the_guard_lost_at_the_next_renewal() {
     let (mut server, client) = setup().await;
     let ttl = ms(900);
     let guard = client.lease("amnesia").ttl(ttl).acquire().await.unwrap();
+    let before = guard.fence();
     server.kill();
     server.restart().unwrap(); // no persistence: the lease is gone
     tokio::time::timeout(ttl, guard.lost())
@@ -141,10 +142,10 @@ async fn a_redis_restarted_empty_makes_the_guard_lost_at_the_next_renewal() {
         .acquire()
         .await
         .unwrap();
-    assert_eq!(
-        again.fence(),
-        1,
-        "the fence restarted with the empty Redis: see README limits"
+    assert!(
+        again.fence() > before,
+        "the fence went back with the empty Redis: {} after {before}",
+        again.fence()
     );
 }
 
