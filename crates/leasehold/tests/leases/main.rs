@@ -7,6 +7,7 @@ mod batch;
 mod exclusion;
 mod fair;
 mod fair_semaphore;
+mod fences;
 mod handover;
 mod input;
 mod inspect;
