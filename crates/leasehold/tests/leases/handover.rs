@@ -378,3 +378,91 @@ async fn a_freeing_release_whose_waiter_gave_up_still_serves_the_next() {
     .await;
     next.release().await.unwrap();
 }
+
+/// Sets `maxmemory` (noeviction) a little above what the server uses and
+/// fills it until writes are refused with OOM.
+async fn fill_memory(conn: &mut MultiplexedConnection) {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .arg("maxmemory")
+        .arg(used + (1 << 20))
+        .query_async(conn)
+        .await
+        .unwrap();
+    // Big values first, then small ones: a big value's own bytes in the
+    // query buffer count too, and a small write may still pass after it.
+    let mut i = 0;
+    for size in [16 << 10, 64] {
+        let value = vec![b'x'; size];
+        loop {
+            assert!(i < 100_000, "written a lot and no OOM yet");
+            i += 1;
+            let r: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(format!("fill:{i}"))
+                .arg(&value)
+                .query_async(conn)
+                .await;
+            if let Err(e) = r {
+                assert_eq!(e.code(), Some("OOM"), "{e}");
+                break;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue11_out_of_memory_a_release_still_hands_the_lease_over() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    // Load the hand-over script while writes are still allowed.
+    let warm = client
+        .lease("oom")
+        .ttl(60 * SECOND)
+        .acquire()
+        .await
+        .unwrap();
+    let waiter = queued_waiter(&client, "oom", 60 * SECOND).await;
+    warm.release().await.unwrap();
+    let holder = waiter.await.unwrap();
+    let waiter = queued_waiter(&client, "oom", 60 * SECOND).await;
+
+    fill_memory(&mut conn).await;
+    let refused: redis::RedisResult<()> = redis::cmd("SET")
+        .arg("one-more")
+        .arg("x")
+        .query_async(&mut conn)
+        .await;
+    assert!(refused.is_err(), "Redis still takes writes");
+
+    holder
+        .release()
+        .await
+        .expect("the release failed out of memory: the lease stays held for its TTL");
+    // Redis lets a script write on after a first write that freed memory:
+    // the hand-over went through.
+    let next = served(
+        &mut conn,
+        "oom",
+        waiter,
+        "the waiter was not served out of memory",
+    )
+    .await;
+    assert!(next.remaining() > Duration::ZERO);
+    // With nobody waiting, a plain release: no write that needs memory.
+    next.release().await.unwrap();
+    assert_eq!(get(&mut conn, "oom").await, None);
+}
