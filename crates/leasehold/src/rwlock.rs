@@ -23,9 +23,10 @@ use crate::lease::Lease;
 /// every local waiter of the name (readers can go in together).
 ///
 /// Data in Redis: `leasehold:{N}:readers` (sorted set: token → expiry in
-/// server ms), `leasehold:{N}:writer` (the writer's token, with PX),
-/// `leasehold:{N}:intent`, the fence counter, and the wake channel
-/// `leasehold:{N}:rwwake`.
+/// server ms), `leasehold:{N}:fences` (hash: reader's token → its fence,
+/// expiring with the readers), `leasehold:{N}:writer` (the writer's token,
+/// with PX), `leasehold:{N}:intent`, the fence counter, and the wake
+/// channel `leasehold:{N}:rwwake`.
 ///
 /// ```no_run
 /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {

@@ -31,10 +31,12 @@ use crate::lease::Lease;
 /// all processes, and a release wakes only the waiter whose turn it is.
 ///
 /// Data in Redis: `leasehold:{N}:permits` (sorted set: token → expiry in
-/// server milliseconds), `leasehold:{N}:limit`, and the name's fence
-/// counter and wake channel. Both keys expire with the last permit. Fair
-/// mode adds the waiters' queue (`leasehold:{N}:queue`, `…:queue-deadlines`,
-/// `…:queue-ticket`), which expires with its most patient waiter.
+/// server milliseconds), `leasehold:{N}:limit`, `leasehold:{N}:fences`
+/// (hash: token → the fence its permit was granted, so that a retried
+/// acquire answers it again), and the name's fence counter and wake
+/// channel. All three expire with the last permit. Fair mode adds the
+/// waiters' queue (`leasehold:{N}:queue`, `…:queue-deadlines`,
+/// `…:queue-ticket`), which expires with its last waiter's place.
 ///
 /// ```no_run
 /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {

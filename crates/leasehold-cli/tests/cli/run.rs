@@ -251,7 +251,7 @@ fn run_json_ends_with_a_run_record() {
     let v: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
     assert_eq!(v["type"], "run");
     assert_eq!(v["data"]["name"], "rec");
-    assert_eq!(v["data"]["fence"], 1);
+    assert_eq!(v["data"]["fence"], fence_counter(&server, "rec"));
     assert_eq!(v["data"]["exit_code"], 3);
     assert_eq!(v["data"]["lost"], false);
     assert_eq!(lines.next(), None);
