@@ -14,6 +14,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::Mutex;
 
 use crate::common::*;
+use crate::oom::fill_memory;
 
 /// Fallback timers far longer than any test: only a release can serve.
 const NO_TIMER: Duration = Duration::from_secs(120);
@@ -377,51 +378,6 @@ async fn a_freeing_release_whose_waiter_gave_up_still_serves_the_next() {
     )
     .await;
     next.release().await.unwrap();
-}
-
-/// Sets `maxmemory` (noeviction) a little above what the server uses and
-/// fills it until writes are refused with OOM.
-async fn fill_memory(conn: &mut MultiplexedConnection) {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(conn)
-        .await
-        .unwrap();
-    let used: u64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory-policy")
-        .arg("noeviction")
-        .arg("maxmemory")
-        .arg(used + (1 << 20))
-        .query_async(conn)
-        .await
-        .unwrap();
-    // Big values first, then small ones: a big value's own bytes in the
-    // query buffer count too, and a small write may still pass after it.
-    let mut i = 0;
-    for size in [16 << 10, 64] {
-        let value = vec![b'x'; size];
-        loop {
-            assert!(i < 100_000, "written a lot and no OOM yet");
-            i += 1;
-            let r: redis::RedisResult<()> = redis::cmd("SET")
-                .arg(format!("fill:{i}"))
-                .arg(&value)
-                .query_async(conn)
-                .await;
-            if let Err(e) = r {
-                assert_eq!(e.code(), Some("OOM"), "{e}");
-                break;
-            }
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

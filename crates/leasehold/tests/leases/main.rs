@@ -12,6 +12,7 @@ mod handover;
 mod input;
 mod inspect;
 mod lifecycle;
+mod oom;
 mod ownership;
 mod renewal;
 mod rwlock;
