@@ -5,8 +5,8 @@
 -- in milliseconds x 1024, and stored. So a counter that Redis lost (a
 -- restart without persistence, an older snapshot, eviction) starts again
 -- above every fence handed out before, as long as the server's clock does
--- not step back and a millisecond has passed since the last grant (no name
--- can be granted 1024 times in one millisecond). ms x 1024 stays below
+-- not step back and a millisecond has passed since the last grant (Redis
+-- runs far fewer than 1024 scripts a millisecond). ms x 1024 stays below
 -- 2^53, where Lua's numbers stop being exact integers, until the year
 -- 2249; a reply carries the number as an exact integer.
 local function next_fence(key)

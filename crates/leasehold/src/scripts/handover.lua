@@ -6,8 +6,8 @@
 -- (The client sends fence.lua, then this file.)
 --
 -- Out of memory (maxmemory with noeviction), Redis refuses a script's
--- first write that may use more memory, and allows every write after one
--- that changed something. So the lease is deleted first, which is always
+-- first write command if it may use more memory, and lets every write
+-- after the first through. So the lease is deleted first, which is always
 -- allowed: the SET after it goes through, and if a Redis should refuse it
 -- all the same, the lease is left free and every client told, as a plain
 -- release would (never held for its full TTL by a release that failed).
