@@ -278,6 +278,30 @@ mod tests {
     }
 
     #[test]
+    fn each_kind_proves_its_hold_by_its_own_key() {
+        let hold = |k: LeaseKeys| {
+            let (key, how) = k.hold();
+            (String::from_utf8(key.to_vec()).unwrap(), how)
+        };
+        assert_eq!(hold(LeaseKeys::new(b"n")), ("n".into(), Hold::String));
+        assert_eq!(hold(LeaseKeys::fair(b"n")), ("n".into(), Hold::String));
+        assert_eq!(
+            hold(LeaseKeys::rwlock(b"n", true)),
+            ("leasehold:{n}:writer".into(), Hold::String)
+        );
+        assert_eq!(
+            hold(LeaseKeys::rwlock(b"n", false)),
+            ("leasehold:{n}:readers".into(), Hold::Member)
+        );
+        for fair in [false, true] {
+            assert_eq!(
+                hold(LeaseKeys::semaphore(b"n", 2, fair)),
+                ("leasehold:{n}:permits".into(), Hold::Member)
+            );
+        }
+    }
+
+    #[test]
     fn empty_braces_are_no_tag() {
         assert_eq!(hash_tag(b"a{}b"), None);
         assert_eq!(hash_tag(b"a{b}c"), Some(&b"b"[..]));
