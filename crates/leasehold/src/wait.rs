@@ -43,7 +43,10 @@
 //! back through Redis; the publish carries the client's id, so the echo is
 //! skipped. Fair leases and fair semaphores are the exception: their
 //! release publishes `w:<waiter id>` for each waiter whose turn it is, in
-//! whichever process, and only those waiters are woken.
+//! whichever process, and only those waiters are woken; what is owed to
+//! nobody queued in Redis (an empty queue) is published and woken as for
+//! other kinds. A writer that gives up withdraws its intent the same way,
+//! waking the readers it held back.
 //!
 //! In a queue of plain leases only the head runs a fallback timer: the
 //! others wait for the head to hand the lease on. In other queues, where one
@@ -58,9 +61,21 @@
 //! publish) is caught by each waiter's fallback timer.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+// The model check (`tests::model` below) runs this state machine under
+// shuttle, whose scheduler must see every lock and atomic to interleave
+// them; other builds use std's.
+#[cfg(test)]
+use shuttle::sync::{
+    Arc, Mutex, MutexGuard,
+    atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
+};
+#[cfg(not(test))]
+use std::sync::{
+    Arc, Mutex, MutexGuard,
+    atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
+};
 
 use futures_util::StreamExt;
 use tokio::sync::Notify;
@@ -77,17 +92,62 @@ const LINGER: Duration = Duration::from_secs(2);
 const RECONNECT_MIN: Duration = Duration::from_millis(50);
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
 
-const QUEUED: u8 = 0;
-const WOKEN: u8 = 1;
-const OUT: u8 = 2;
-/// Taken off the queue by a local release that hands the lease to it.
-const OFFERED: u8 = 3;
-/// The hand-over happened: the lease is held by the waiter's token.
-const GRANTED: u8 = 4;
-/// Dropped while OFFERED: whoever hands the lease over must release it.
-const ABANDONED: u8 = 5;
-/// Got the lease by its own attempt while OFFERED or GRANTED (same token).
-const KEPT: u8 = 6;
+/// Where a waiter stands. Changed under the channels' lock, except the
+/// waiter's own `Woken -> Out` in [`Waiter::begin_attempt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum State {
+    /// In its channel's queue.
+    Queued,
+    /// Taken off the queue by a wake it has not acted on yet.
+    Woken,
+    /// Neither: trying the script, or done.
+    Out,
+    /// Taken off the queue by a local release that hands the lease to it.
+    Offered,
+    /// The hand-over happened: the lease is held by the waiter's token.
+    Granted,
+    /// Dropped while offered or granted: whoever hands the lease over
+    /// releases it.
+    Abandoned,
+    /// Got the lease by its own attempt while offered or granted (same
+    /// token): nobody releases it.
+    Kept,
+}
+
+/// A [`State`] in an atomic, read without the lock by the waiter's polls.
+struct AtomicState(AtomicU8);
+
+impl AtomicState {
+    const ALL: [State; 7] = [
+        State::Queued,
+        State::Woken,
+        State::Out,
+        State::Offered,
+        State::Granted,
+        State::Abandoned,
+        State::Kept,
+    ];
+
+    fn new(s: State) -> AtomicState {
+        AtomicState(AtomicU8::new(s as u8))
+    }
+
+    fn load(&self) -> State {
+        AtomicState::ALL[usize::from(self.0.load(Ordering::Acquire))]
+    }
+
+    fn store(&self, s: State) {
+        self.0.store(s as u8, Ordering::Release);
+    }
+
+    /// Moves `from -> to`; false when the state was not `from`.
+    fn advance(&self, from: State, to: State) -> bool {
+        self.0
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
 
 /// How long a client hands over locally after stepping back found other
 /// clients' subscriptions idle; then it steps back once more to check. A
@@ -114,23 +174,22 @@ struct Slot {
     /// `notify_one` stores a permit when the waiter is not polling yet, so a
     /// wake that arrives between two polls is not lost.
     notify: Notify,
-    /// QUEUED: in its channel's queue. WOKEN: taken off the queue by a wake
-    /// it has not acted on yet. OUT: neither (it is trying the script).
-    state: AtomicU8,
+    /// Where it stands (see [`State`]).
+    state: AtomicState,
     /// `w:<waiter id>`: the payload of a fair release meant for this waiter
     /// (`w:` alone outside fair mode, where releases name nobody).
     id: Box<[u8]>,
     /// Set for plain leases: a local release may hand the lease straight to
     /// this waiter's token instead of freeing it.
     handover: Option<Handover>,
-    /// The fence and send instant of a hand-over, once GRANTED.
+    /// The fence and send instant of a hand-over, once granted.
     grant: Mutex<Option<(u64, Instant)>>,
     /// Told when the slot becomes the head of its queue: in a queue that
     /// hands over, only the head runs a fallback timer.
     promoted: Notify,
     /// Its client freed the lease for other clients' waiters instead of
     /// handing it to this one: retry after [`STEP_BACK`], not at once.
-    step_back: std::sync::atomic::AtomicBool,
+    step_back: AtomicBool,
 }
 
 #[derive(Default)]
@@ -252,12 +311,12 @@ impl WakeHub {
         });
         let slot = Arc::new(Slot {
             notify: Notify::new(),
-            state: AtomicU8::new(QUEUED),
+            state: AtomicState::new(State::Queued),
             id: [b"w:", waiter_id.as_bytes()].concat().into(),
             handover,
             grant: Mutex::new(None),
             promoted: Notify::new(),
-            step_back: std::sync::atomic::AtomicBool::new(false),
+            step_back: AtomicBool::new(false),
         });
         let confirmed;
         {
@@ -311,7 +370,7 @@ impl WakeHub {
         let slot = ch.queue.pop_front()?;
         promote(ch);
         ch.woken += 1;
-        slot.state.store(OFFERED, Ordering::Release);
+        slot.state.store(State::Offered);
         let handover = slot.handover?;
         Some(Offer {
             shared: Arc::clone(&self.shared),
@@ -358,7 +417,7 @@ impl Shared {
             }
             // Queued -> woken: still counted in `waiters`.
             ch.woken += 1;
-            slot.state.store(WOKEN, Ordering::Release);
+            slot.state.store(State::Woken);
             slot.notify.notify_one();
             if !ch.busy() {
                 ch.idle_since = Some(Instant::now());
@@ -393,17 +452,17 @@ impl Shared {
             let Some(slot) = ch.by_id.get(payload).cloned() else {
                 return;
             };
-            match slot.state.load(Ordering::Acquire) {
-                QUEUED => {
+            match slot.state.load() {
+                State::Queued => {
                     if let Some(i) = ch.queue.iter().position(|s| Arc::ptr_eq(s, &slot)) {
                         self.wake_at(ch, i);
                     }
                 }
-                OUT => {
+                State::Out => {
                     // Its attempt raced the release: have it try again.
                     self.waiters.fetch_add(1, Ordering::AcqRel);
                     ch.woken += 1;
-                    slot.state.store(WOKEN, Ordering::Release);
+                    slot.state.store(State::Woken);
                     slot.notify.notify_one();
                 }
                 _ => {}
@@ -457,18 +516,18 @@ impl Offer {
     pub(crate) fn requeue(mut self) {
         self.settled = true;
         let mut channels = self.shared.lock();
-        let offered = self.slot.state.load(Ordering::Acquire) == OFFERED;
+        let offered = self.slot.state.load() == State::Offered;
         let Some(ch) = channels.get_mut(&self.channel) else {
             if offered {
                 // No queue to go back to (cannot happen while it is counted
                 // as woken): let it try for itself.
-                self.slot.state.store(WOKEN, Ordering::Release);
+                self.slot.state.store(State::Woken);
                 self.slot.notify.notify_one();
             }
             return;
         };
         if offered {
-            self.slot.state.store(QUEUED, Ordering::Release);
+            self.slot.state.store(State::Queued);
             ch.woken -= 1;
             ch.queue.push_front(Arc::clone(&self.slot));
         }
@@ -486,15 +545,15 @@ impl Offer {
     pub(crate) fn grant(mut self, fence: u64, sent: Instant) -> bool {
         self.settled = true;
         let _channels = self.shared.lock();
-        match self.slot.state.load(Ordering::Acquire) {
-            OFFERED => {
+        match self.slot.state.load() {
+            State::Offered => {
                 *self.slot.grant.lock().unwrap_or_else(|e| e.into_inner()) = Some((fence, sent));
-                self.slot.state.store(GRANTED, Ordering::Release);
+                self.slot.state.store(State::Granted);
                 self.slot.notify.notify_one();
                 true
             }
-            ABANDONED => false,
-            _ => true, // KEPT: it holds the lease through its own attempt.
+            State::Abandoned => false,
+            _ => true, // Kept: it holds the lease through its own attempt.
         }
     }
 
@@ -509,14 +568,14 @@ impl Offer {
 
     fn settle_withdrawn(&self) -> bool {
         let _channels = self.shared.lock();
-        match self.slot.state.load(Ordering::Acquire) {
-            OFFERED => {
+        match self.slot.state.load() {
+            State::Offered => {
                 // Still counted as woken: begin_attempt settles the count.
-                self.slot.state.store(WOKEN, Ordering::Release);
+                self.slot.state.store(State::Woken);
                 self.slot.notify.notify_one();
                 true
             }
-            ABANDONED => false,
+            State::Abandoned => false,
             _ => true,
         }
     }
@@ -549,12 +608,7 @@ impl Waiter {
 
     /// Call before trying the script: consumes a pending wake, if any.
     pub(crate) fn begin_attempt(&self) {
-        if self
-            .slot
-            .state
-            .compare_exchange(WOKEN, OUT, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+        if self.slot.state.advance(State::Woken, State::Out) {
             self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
             let mut channels = self.shared.lock();
             if let Some(ch) = channels.get_mut(&self.channel) {
@@ -571,10 +625,10 @@ impl Waiter {
     /// earlier). Settles the hand-over.
     pub(crate) fn take_grant(&self) -> Option<(u64, Instant)> {
         let mut channels = self.shared.lock();
-        if self.slot.state.load(Ordering::Acquire) != GRANTED {
+        if self.slot.state.load() != State::Granted {
             return None;
         }
-        self.slot.state.store(OUT, Ordering::Release);
+        self.slot.state.store(State::Out);
         self.settle_count(&mut channels);
         self.slot
             .grant
@@ -601,7 +655,7 @@ impl Waiter {
             return true;
         }
         let channels = self.shared.lock();
-        self.slot.state.load(Ordering::Acquire) != QUEUED
+        self.slot.state.load() != State::Queued
             || channels
                 .get(&self.channel)
                 .and_then(|ch| ch.queue.front())
@@ -626,23 +680,90 @@ impl Waiter {
     /// A local release is handing the lease to this waiter right now: do not
     /// try for it, wait for the outcome.
     pub(crate) fn is_offered(&self) -> bool {
-        self.slot.state.load(Ordering::Acquire) == OFFERED
+        self.slot.state.load() == State::Offered
     }
 
-    /// This waiter's token may hold the lease without a guard: a hand-over
-    /// is under way or done. If the waiter is dropped now, the token must be
-    /// released.
-    pub(crate) fn may_hold(&self) -> bool {
-        matches!(self.slot.state.load(Ordering::Acquire), OFFERED | GRANTED)
-    }
-
-    /// The waiter got the lease by its own attempt. A hand-over to the same
-    /// token that raced the attempt is settled as kept: nobody releases it.
-    pub(crate) fn keep(&self) {
+    /// The waiter got the lease by its own attempt: it leaves, and nobody
+    /// may release the lease on its behalf. Under one lock: a slot still
+    /// queued (the head's timer attempt, a step back, a look once more) is
+    /// taken out of the queue, so that no local release can offer it the
+    /// lease it already holds; a hand-over to the same token that raced the
+    /// attempt is settled as kept.
+    pub(crate) fn keep(self) {
         let mut channels = self.shared.lock();
-        if matches!(self.slot.state.load(Ordering::Acquire), OFFERED | GRANTED) {
-            self.slot.state.store(KEPT, Ordering::Release);
-            self.settle_count(&mut channels);
+        match self.slot.state.load() {
+            State::Offered | State::Granted => {
+                self.slot.state.store(State::Kept);
+                self.settle_count(&mut channels);
+            }
+            State::Queued => {
+                self.slot.state.store(State::Out);
+                if let Some(ch) = channels.get_mut(&self.channel) {
+                    self.dequeue(ch);
+                }
+            }
+            // Woken: dropping it below passes the wake on.
+            _ => {}
+        }
+        drop(channels);
+    }
+
+    /// The waiter gives up: it leaves its queue (passing on a wake it did
+    /// not act on). Returns whether its token may hold the lease without a
+    /// guard (a hand-over is under way or done): then the caller must
+    /// release it, and a releaser still handing over releases it too.
+    pub(crate) fn abandon(self) -> bool {
+        self.leave()
+    }
+
+    /// Leaves the queue; see [`abandon`](Waiter::abandon). Idempotent: the
+    /// slot ends out of the queue, abandoned or kept.
+    fn leave(&self) -> bool {
+        let mut channels = self.shared.lock();
+        let Some(ch) = channels.get_mut(&self.channel) else {
+            return false;
+        };
+        ch.by_id.remove(&self.slot.id);
+        let may_hold = match self.slot.state.load() {
+            State::Queued => {
+                self.slot.state.store(State::Out);
+                self.dequeue(ch);
+                false
+            }
+            State::Woken => {
+                // Woken for a release we will not act on: hand it on.
+                self.slot.state.store(State::Out);
+                self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
+                ch.woken -= 1;
+                self.shared.wake_head(ch);
+                false
+            }
+            State::Offered | State::Granted => {
+                // The releaser (offered) or our pending token (granted)
+                // releases the lease, which hands it on.
+                self.slot.state.store(State::Abandoned);
+                self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
+                ch.woken -= 1;
+                true
+            }
+            State::Out | State::Abandoned | State::Kept => false,
+        };
+        if !ch.busy() && ch.idle_since.is_none() {
+            ch.idle_since = Some(Instant::now());
+            drop(channels);
+            self.shared.dirty.notify_one();
+        }
+        may_hold
+    }
+
+    /// Takes the slot out of its channel's queue and the count of waiters.
+    fn dequeue(&self, ch: &mut Channel) {
+        if let Some(i) = ch.queue.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {
+            ch.queue.remove(i);
+            if i == 0 {
+                promote(ch);
+            }
+            self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -662,12 +783,7 @@ impl Waiter {
     pub(crate) fn attempt_failed(&self) {
         let mut channels = self.shared.lock();
         // Under the lock: a wake cannot slip in between the check and the move.
-        if self
-            .slot
-            .state
-            .compare_exchange(OUT, QUEUED, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if !self.slot.state.advance(State::Out, State::Queued) {
             return; // still queued (timer path), or woken again meanwhile
         }
         let ch = channels.entry(Arc::clone(&self.channel)).or_default();
@@ -690,41 +806,99 @@ impl Waiter {
 
 impl Drop for Waiter {
     fn drop(&mut self) {
-        let mut channels = self.shared.lock();
-        let Some(ch) = channels.get_mut(&self.channel) else {
-            return;
-        };
-        ch.by_id.remove(&self.slot.id);
-        match self.slot.state.load(Ordering::Acquire) {
-            QUEUED => {
-                if let Some(i) = ch.queue.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {
-                    ch.queue.remove(i);
-                    if i == 0 {
-                        promote(ch);
-                    }
-                    self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
-                }
-            }
-            WOKEN => {
-                // Woken for a release we will not act on: hand it on.
-                self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
-                ch.woken -= 1;
-                self.shared.wake_head(ch);
-            }
-            OFFERED | GRANTED => {
-                // The releaser (OFFERED) or our pending token (GRANTED)
-                // releases the lease, which hands it on.
-                self.slot.state.store(ABANDONED, Ordering::Release);
-                self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
-                ch.woken -= 1;
-            }
-            _ => {}
+        self.leave();
+    }
+}
+
+/// What an acquire in progress may hold without a guard: the lease itself
+/// while a script was sent and no definite reply came back (`armed`), a
+/// waiting writer's intent, or a lease handed over to its waiter. Dropped
+/// unsettled (the acquire failed or was cancelled), the caller releases the
+/// token if [`abandon`](Claim::abandon) says so.
+///
+/// A guard is made from a [`Won`], and the only ways to one settle the
+/// claim ([`won`](Claim::won), [`take_grant`](Claim::take_grant)): whichever
+/// path returns the guard, nothing is left to release the lease behind the
+/// caller's back.
+#[derive(Default)]
+pub(crate) struct Claim {
+    /// A script was sent and no definite reply came back: a transport error
+    /// leaves the claim armed, for the script may have run.
+    armed: bool,
+    /// A waiting writer left its intent; withdrawn unless it got the lock.
+    intent: bool,
+    /// The place in the local queue, once the acquire waits.
+    waiter: Option<Waiter>,
+}
+
+impl Claim {
+    /// The place in the local queue, if the acquire stands in one.
+    pub(crate) fn waiter(&self) -> Option<&Waiter> {
+        self.waiter.as_ref()
+    }
+
+    /// Stands in the local queue from now on.
+    pub(crate) fn join(&mut self, waiter: Waiter) {
+        self.waiter = Some(waiter);
+    }
+
+    /// An acquire script is about to be sent.
+    pub(crate) fn sending(&mut self) {
+        self.armed = true;
+    }
+
+    /// The script said the lease is held by another; `intent` when it left
+    /// this waiting writer's intent.
+    pub(crate) fn refused(&mut self, intent: bool) {
+        self.armed = false;
+        self.intent |= intent;
+    }
+
+    /// The acquire script gave the token the lease with `fence`, sent at
+    /// `sent`: nothing is left to release, and the waiter leaves its queue
+    /// (see [`Waiter::keep`]).
+    pub(crate) fn won(&mut self, fence: u64, sent: Instant) -> Won {
+        self.armed = false;
+        self.intent = false;
+        if let Some(w) = self.waiter.take() {
+            w.keep();
         }
-        if !ch.busy() && ch.idle_since.is_none() {
-            ch.idle_since = Some(Instant::now());
-            drop(channels);
-            self.shared.dirty.notify_one();
-        }
+        Won { fence, sent }
+    }
+
+    /// A lease handed over to this waiter by a local release (see
+    /// [`Waiter::take_grant`]), settled as [`won`](Claim::won): an earlier
+    /// attempt that failed on the wire left the claim armed, and must not
+    /// release the lease that was handed over.
+    pub(crate) fn take_grant(&mut self) -> Option<Won> {
+        let (fence, sent) = self.waiter.as_ref()?.take_grant()?;
+        Some(self.won(fence, sent))
+    }
+
+    /// The acquire ends without a guard: leaves the queue, and returns
+    /// whether the token may hold something that must be released.
+    pub(crate) fn abandon(&mut self) -> bool {
+        let handed = self.waiter.take().is_some_and(Waiter::abandon);
+        std::mem::take(&mut self.armed) | std::mem::take(&mut self.intent) | handed
+    }
+}
+
+/// A settled [`Claim`]: the token holds the lease with this fence, from no
+/// earlier than `sent`. The only way to a guard (`Pending::into_guard`).
+#[derive(Debug)]
+#[must_use = "a won lease is held: make its guard"]
+pub(crate) struct Won {
+    fence: u64,
+    sent: Instant,
+}
+
+impl Won {
+    pub(crate) fn fence(&self) -> u64 {
+        self.fence
+    }
+
+    pub(crate) fn sent(&self) -> Instant {
+        self.sent
     }
 }
 

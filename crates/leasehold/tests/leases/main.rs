@@ -12,6 +12,7 @@ mod input;
 mod inspect;
 mod lifecycle;
 mod ownership;
+mod regressions;
 mod renewal;
 mod rwlock;
 mod scripts;
