@@ -305,7 +305,7 @@ impl Client {
                 }
                 Ok(HandedOver::NotHeld) => (offer.withdraw(), Ok(false)),
                 Err(e) => (
-                    offer.withdraw(),
+                    offer.unknown(),
                     Err(Error::redis("the release script", &self.inner.addr, e)),
                 ),
             };

@@ -190,6 +190,10 @@ struct Slot {
     /// Its client freed the lease for other clients' waiters instead of
     /// handing it to this one: retry after [`STEP_BACK`], not at once.
     step_back: AtomicBool,
+    /// Woken after a hand-over whose outcome is unknown (see
+    /// [`Offer::unknown`]): the token may hold the lease until the waiter's
+    /// next attempt is sent.
+    unsure: AtomicBool,
 }
 
 #[derive(Default)]
@@ -317,6 +321,7 @@ impl WakeHub {
             grant: Mutex::new(None),
             promoted: Notify::new(),
             step_back: AtomicBool::new(false),
+            unsure: AtomicBool::new(false),
         });
         let confirmed;
         {
@@ -481,8 +486,9 @@ fn promote(ch: &Channel) {
 }
 
 /// A waiter taken off its queue for a hand-over (see [`WakeHub::offer`]).
-/// Settle it with [`grant`](Offer::grant) or [`withdraw`](Offer::withdraw);
-/// dropped unsettled (the release was cancelled), it withdraws.
+/// Settle it with [`grant`](Offer::grant), [`requeue`](Offer::requeue),
+/// [`withdraw`](Offer::withdraw) or [`unknown`](Offer::unknown); dropped
+/// unsettled (the release was cancelled), its outcome is unknown.
 pub(crate) struct Offer {
     shared: Arc<Shared>,
     channel: Arc<[u8]>,
@@ -557,20 +563,32 @@ impl Offer {
         }
     }
 
-    /// The lease was not handed over (the releaser no longer held it), or
-    /// it is unknown whether it was (an error): the waiter is woken to try
-    /// for itself. Its own attempt, with the same token, takes a lease that
-    /// was handed over after all. Returns false when the waiter is gone.
+    /// The lease was not handed over (the releaser no longer held it): the
+    /// waiter is woken to try for itself. Returns false when the waiter is
+    /// gone.
     pub(crate) fn withdraw(mut self) -> bool {
         self.settled = true;
-        self.settle_withdrawn()
+        self.settle_withdrawn(false)
     }
 
-    fn settle_withdrawn(&self) -> bool {
+    /// It is unknown whether the lease was handed over (an error): the
+    /// waiter is woken to try for itself, and its own attempt, with the same
+    /// token and sent after the hand-over on the same connection, takes a
+    /// lease that was handed over after all. Until that attempt is sent,
+    /// the waiter's token may hold the lease: a waiter that gives up before
+    /// it releases the token (see [`Waiter::abandon`]). Returns false when
+    /// the waiter is gone.
+    pub(crate) fn unknown(mut self) -> bool {
+        self.settled = true;
+        self.settle_withdrawn(true)
+    }
+
+    fn settle_withdrawn(&self, unknown: bool) -> bool {
         let _channels = self.shared.lock();
         match self.slot.state.load() {
             State::Offered => {
                 // Still counted as woken: begin_attempt settles the count.
+                self.slot.unsure.store(unknown, Ordering::Release);
                 self.slot.state.store(State::Woken);
                 self.slot.notify.notify_one();
                 true
@@ -584,9 +602,10 @@ impl Offer {
 impl Drop for Offer {
     fn drop(&mut self) {
         if !self.settled {
-            // The releaser's future was dropped: the waiter finds out by
-            // itself. Were it gone too, its pending release covers it.
-            self.settle_withdrawn();
+            // The releaser's future was dropped, the hand-over perhaps
+            // sent: the waiter finds out by itself. Were it gone too, its
+            // pending release covers it.
+            self.settle_withdrawn(true);
         }
     }
 }
@@ -721,14 +740,17 @@ impl Waiter {
     fn leave(&self) -> bool {
         let mut channels = self.shared.lock();
         let Some(ch) = channels.get_mut(&self.channel) else {
-            return false;
+            return self.slot.unsure.swap(false, Ordering::AcqRel);
         };
         ch.by_id.remove(&self.slot.id);
+        // Woken after a hand-over of unknown outcome, and no attempt sent
+        // since: the token may hold the lease.
+        let unsure = self.slot.unsure.swap(false, Ordering::AcqRel);
         let may_hold = match self.slot.state.load() {
             State::Queued => {
                 self.slot.state.store(State::Out);
                 self.dequeue(ch);
-                false
+                unsure
             }
             State::Woken => {
                 // Woken for a release we will not act on: hand it on.
@@ -736,7 +758,7 @@ impl Waiter {
                 self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
                 ch.woken -= 1;
                 self.shared.wake_head(ch);
-                false
+                unsure
             }
             State::Offered | State::Granted => {
                 // The releaser (offered) or our pending token (granted)
@@ -746,7 +768,8 @@ impl Waiter {
                 ch.woken -= 1;
                 true
             }
-            State::Out | State::Abandoned | State::Kept => false,
+            State::Out => unsure,
+            State::Abandoned | State::Kept => false,
         };
         if !ch.busy() && ch.idle_since.is_none() {
             ch.idle_since = Some(Instant::now());
@@ -842,9 +865,14 @@ impl Claim {
         self.waiter = Some(waiter);
     }
 
-    /// An acquire script is about to be sent.
+    /// An acquire script is about to be sent. It follows any hand-over of
+    /// unknown outcome on the same connection: its definite answer says
+    /// whether the token holds the lease, and meanwhile the claim is armed.
     pub(crate) fn sending(&mut self) {
         self.armed = true;
+        if let Some(w) = &self.waiter {
+            w.slot.unsure.store(false, Ordering::Release);
+        }
     }
 
     /// The script said the lease is held by another; `intent` when it left
@@ -1019,4 +1047,268 @@ fn plan(shared: &Shared, subscribed: &HashSet<Arc<[u8]>>) -> Plan {
         true
     });
     (to_sub, to_unsub, next)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The in-process state machine (queue, wake, offer, grant, withdraw,
+    //! requeue, keep, abandon, take_grant, and the claim an acquire drops)
+    //! model-checked with shuttle: local waiters and releasers of one lease
+    //! in threads, Redis as one lock, the wire as random loss; shuttle
+    //! explores their interleavings. This module's locks and atomics are
+    //! shuttle's in test builds, so every one is a point where the
+    //! scheduler may switch threads.
+
+    use std::sync::LazyLock;
+
+    use shuttle::rand::{Rng, thread_rng};
+
+    use super::*;
+
+    /// Tokio objects (`Notify`, `Instant`) need no runtime; the hub keeps a
+    /// handle for its subscriber task, which the model never starts.
+    static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    });
+
+    impl WakeHub {
+        /// A hub whose subscriber never starts: the state machine alone.
+        fn detached() -> WakeHub {
+            let redis = redis::Client::open("redis://127.0.0.1:1").unwrap();
+            let hub = WakeHub::new(redis, b"client", RUNTIME.handle().clone());
+            hub.shared.started.call_once(|| {});
+            hub
+        }
+    }
+
+    /// What a handover script did in the model.
+    enum Handed {
+        To(u64),
+        Freed,
+        NotHeld,
+    }
+
+    /// The lease in Redis: each operation is atomic, as a script is.
+    #[derive(Default)]
+    struct Redis {
+        state: Mutex<(Option<Token>, u64)>,
+    }
+
+    impl Redis {
+        fn acquire(&self, token: Token) -> Option<u64> {
+            let mut s = self.state.lock().unwrap();
+            match s.0 {
+                None => {
+                    s.1 += 1;
+                    s.0 = Some(token);
+                    Some(s.1)
+                }
+                Some(t) if t == token => Some(s.1),
+                Some(_) => None,
+            }
+        }
+
+        fn release(&self, token: Token) -> bool {
+            let mut s = self.state.lock().unwrap();
+            let held = s.0 == Some(token);
+            if held {
+                s.0 = None;
+            }
+            held
+        }
+
+        /// The TTL of `token`'s lease ran out.
+        fn expire(&self, token: Token) {
+            self.release(token);
+        }
+
+        fn handover(&self, from: Token, to: Token, others_wait: bool) -> Handed {
+            let mut s = self.state.lock().unwrap();
+            if s.0 != Some(from) {
+                Handed::NotHeld
+            } else if others_wait {
+                s.0 = None;
+                Handed::Freed
+            } else {
+                s.1 += 1;
+                s.0 = Some(to);
+                Handed::To(s.1)
+            }
+        }
+
+        fn holder(&self) -> Option<Token> {
+            self.state.lock().unwrap().0
+        }
+    }
+
+    /// One lease, its local waiters and Redis.
+    struct World {
+        hub: WakeHub,
+        channel: Arc<[u8]>,
+        redis: Redis,
+    }
+
+    /// `Client::release_raw` for a plain lease: hand over to the local head,
+    /// or release and wake. Scripts may be lost on the way (not run) or
+    /// their replies lost (run, but the caller sees an error); a plain
+    /// release that is lost leaves the lease to its TTL, by design, so the
+    /// background releases of waiters' tokens (`reliable`) are not lost.
+    fn release_raw(world: &World, token: Token, reliable: bool) -> bool {
+        let mut rng = thread_rng();
+        let lossy = !reliable;
+        let Some(offer) = world.hub.offer(&world.channel) else {
+            let released = !(lossy && rng.gen_ratio(1, 10)) && world.redis.release(token);
+            // The release was dropped after its reply: nobody is woken.
+            if released && rng.gen_ratio(9, 10) {
+                world.hub.wake(&world.channel);
+            }
+            return released;
+        };
+        let next = offer.handover();
+        let others_wait = rng.gen_ratio(1, 4);
+        let ran = (!(lossy && rng.gen_ratio(1, 10)))
+            .then(|| world.redis.handover(token, next.token, others_wait));
+        let answered = !(lossy && rng.gen_ratio(1, 5));
+        let (delivered, released) = match ran.filter(|_| answered) {
+            Some(Handed::To(fence)) => (offer.grant(fence, Instant::now()), true),
+            Some(Handed::Freed) => {
+                offer.requeue();
+                (true, true)
+            }
+            Some(Handed::NotHeld) => (offer.withdraw(), false),
+            None => (offer.unknown(), false),
+        };
+        if !delivered {
+            // `release_in_background` of the waiter's token.
+            release_raw(world, next.token, true);
+        }
+        released
+    }
+
+    /// `Lease::acquire` of a plain lease, for `rounds` turns of its loop,
+    /// then given up; every turn may try (a timer may fire at any time).
+    /// Returns whether it returned a guard. Its claim is dropped either
+    /// way, as `Pending` is, releasing what it says may be held.
+    fn acquire(world: &World, token: Token, rounds: usize) -> bool {
+        let mut rng = thread_rng();
+        let handover = Some(Handover { token, ttl_ms: 1 });
+        let mut claim = Claim::default();
+        let mut won = None;
+        let mut try_now = !world.hub.has_waiters(&world.channel);
+        for _ in 0..rounds {
+            if try_now {
+                if let Some(w) = claim.waiter() {
+                    w.begin_attempt();
+                }
+                claim.sending();
+                let ran = rng.gen_ratio(9, 10).then(|| world.redis.acquire(token));
+                let answered = rng.gen_ratio(3, 4);
+                match ran.filter(|_| answered) {
+                    Some(Some(fence)) => {
+                        won = Some(claim.won(fence, Instant::now()));
+                        break;
+                    }
+                    Some(None) => claim.refused(false),
+                    None => {} // lost on the wire: still armed
+                }
+                if let Some(w) = claim.waiter() {
+                    w.attempt_failed();
+                }
+            }
+            if claim.waiter().is_none() {
+                let (w, _) = world.hub.register(&world.channel, false, "", handover);
+                claim.join(w);
+            }
+            // The select: a wake, a promotion or the timer.
+            shuttle::thread::yield_now();
+            if let Some(w) = claim.take_grant() {
+                won = Some(w);
+                break;
+            }
+            try_now = !claim.waiter().is_some_and(Waiter::is_offered);
+        }
+        // `Pending::drop`.
+        if claim.abandon() {
+            release_raw(world, token, true);
+        }
+        won.is_some()
+    }
+
+    /// One run: a holder that may let its lease expire, then releases it
+    /// (a hand-over, or a late release of a lease no longer its own), and
+    /// two local waiters.
+    fn scenario() {
+        let world = Arc::new(World {
+            hub: WakeHub::detached(),
+            channel: Arc::from(&b"leasehold:{model}:wake"[..]),
+            redis: Redis::default(),
+        });
+        let holder = Token::random();
+        assert!(world.redis.acquire(holder).is_some());
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let world = Arc::clone(&world);
+                let token = Token::random();
+                (
+                    token,
+                    shuttle::thread::spawn(move || acquire(&world, token, 3)),
+                )
+            })
+            .collect();
+        let releaser = {
+            let world = Arc::clone(&world);
+            shuttle::thread::spawn(move || {
+                if thread_rng().gen_bool(0.5) {
+                    world.redis.expire(holder);
+                }
+                release_raw(&world, holder, false);
+            })
+        };
+        releaser.join().unwrap();
+        let mut guards = 0;
+        for (token, w) in waiters {
+            let guard = w.join().unwrap();
+            guards += usize::from(guard);
+            // A token that ended up holding the lease was returned as a
+            // guard, or released: never both, never neither.
+            assert_eq!(
+                guard,
+                world.redis.holder() == Some(token),
+                "a waiter's guard {} while Redis says the lease is {}",
+                if guard { "was returned" } else { "was not" },
+                if world.redis.holder() == Some(token) {
+                    "its"
+                } else {
+                    "not its"
+                },
+            );
+        }
+        assert!(guards <= 1, "two guards at once");
+        // Everyone left: nothing counted, nothing queued.
+        assert_eq!(world.hub.shared.waiters.load(Ordering::Acquire), 0);
+        let channels = world.hub.shared.lock();
+        if let Some(ch) = channels.get(&world.channel) {
+            assert!(ch.queue.is_empty() && ch.woken == 0, "left in the queue");
+        }
+    }
+
+    // Between them they find, within their iterations: a waiter that won
+    // by its own attempt and was then offered the lease (issue 11, finding
+    // 2: revert the `Queued` arm of `Waiter::keep`); a hand-over returned
+    // as a guard with the claim still armed (finding 1: have
+    // `Claim::take_grant` skip `won`); a waiter gone after a hand-over of
+    // unknown outcome (use `withdraw` for `unknown` in `release_raw`). A
+    // failure prints the schedule to give `shuttle::replay`.
+
+    #[test]
+    fn issue11_state_machine_model_random() {
+        shuttle::check_random(scenario, 10_000);
+    }
+
+    #[test]
+    fn issue11_state_machine_model_pct() {
+        shuttle::check_pct(scenario, 10_000, 3);
+    }
 }
