@@ -296,8 +296,10 @@ impl Lease {
     ///
     /// Dropping the future while it waits just leaves the queue (a wake it
     /// had received goes to the next waiter). Dropping it after the script
-    /// was sent: the lease may have been taken, and a background task then
-    /// releases it by its token at once; if that fails too, the TTL ends it.
+    /// was sent, or while a local release hands the lease over to it (or
+    /// after a hand-over whose reply was lost): the lease may have been
+    /// taken, and a background task then releases it by its token at once;
+    /// if that fails too, the TTL ends it.
     pub async fn acquire(&self) -> Result<Guard> {
         self.check()?;
         let started = Instant::now();
