@@ -23,9 +23,10 @@
 //! and returns its guard without a round trip of its own: a hand-over costs
 //! one script call. The hand-over is settled whatever gives up half-way: a
 //! waiter dropped before the reply leaves its token to be released (which
-//! hands the lease on again), and a releaser dropped before the reply wakes
-//! the waiter, whose own attempt with the same token takes the lease if the
-//! hand-over happened.
+//! hands the lease on again), and a releaser dropped before the reply (or
+//! whose reply was lost) wakes the waiter, whose own attempt with the same
+//! token takes the lease if the hand-over happened; a waiter that gives up
+//! before that attempt releases its token.
 //!
 //! A hand-over happens only while no other client waits for the name: the
 //! script counts the subscribers of the wake channel. When others wait, it
