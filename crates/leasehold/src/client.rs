@@ -305,7 +305,7 @@ impl Client {
                 }
                 Ok(HandedOver::NotHeld) => (offer.withdraw(), Ok(false)),
                 Err(e) => (
-                    offer.withdraw(),
+                    offer.unknown(),
                     Err(Error::redis("the release script", &self.inner.addr, e)),
                 ),
             };
@@ -320,13 +320,15 @@ impl Client {
             .release_script(keys, *token)
             .await
             .map_err(|e| Error::redis("the release script", &self.inner.addr, e))?;
-        // Wake the next local waiter now rather than when our own publish
-        // comes back. Not in fair mode: the publish names the waiter whose
-        // turn it is, which may be in another process.
-        if released && !keys.is_fair() {
+        // Wake the next local waiter now: the echo of our own publish is
+        // skipped. Not when the publish named the waiters whose turn it is
+        // (fair mode), who may be in another process; but a fair release
+        // that owes nobody queued wakes the local waiters too, and so does
+        // a writer's withdrawn intent, which let readers in.
+        if released.wakes_local() {
             hub.wake(keys.wake());
         }
-        Ok(released)
+        Ok(released.released())
     }
 }
 

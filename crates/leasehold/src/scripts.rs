@@ -304,15 +304,47 @@ pub(crate) fn acquired(ok: i64, n: i64) -> Acquired {
     }
 }
 
-/// release(N, wake; token, publisher id) -> released? Each kind has its
+/// What a release script did, and whether the caller must wake its own
+/// local waiters: the script's publish of the caller's id comes back to
+/// the caller's subscriber, which skips it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Released {
+    /// The token held nothing; nothing changed, nobody was told.
+    NotHeld,
+    /// Released; the publish carries the caller's id: wake local waiters.
+    Yes,
+    /// Released; the publish names each waiter whose turn it is, in
+    /// whichever process (fair mode), and nobody else may take it.
+    Named,
+    /// Not held, but the token's writer intent was withdrawn: readers held
+    /// back by it may go in, so wake local waiters.
+    Withdrawn,
+}
+
+impl Released {
+    /// Whether the token held the lease (or permit) and gave it back.
+    pub(crate) fn released(self) -> bool {
+        matches!(self, Released::Yes | Released::Named)
+    }
+
+    /// Whether the caller must wake its local waiters itself.
+    pub(crate) fn wakes_local(self) -> bool {
+        matches!(self, Released::Yes | Released::Withdrawn)
+    }
+}
+
+/// release(N, wake; token, publisher id) -> [`Released`]. Each kind has its
 /// own script; fair ones (fair_release, sem_fair_release) publish the ids
-/// of the waiters whose turn it is instead of the publisher id.
+/// of the waiters whose turn it is, and the publisher id only when some of
+/// what was freed is owed to nobody queued (their reply 2); a writer's
+/// release withdraws its intent even when it no longer holds the lock
+/// (reply 2).
 pub(crate) async fn release(
     conn: &mut impl ConnectionLike,
     keys: &LeaseKeys,
     token: &[u8],
     publisher: &[u8],
-) -> RedisResult<bool> {
+) -> RedisResult<Released> {
     let n: i64 = match keys.kind() {
         Kind::Lease => {
             RELEASE
@@ -403,7 +435,12 @@ pub(crate) async fn release(
                 .await?
         }
     };
-    Ok(n == 1)
+    Ok(match (n, keys.kind()) {
+        (0, _) => Released::NotHeld,
+        (1, Kind::Fair(_) | Kind::Permit { fair: Some(_), .. }) => Released::Named,
+        (2, Kind::Write(_)) => Released::Withdrawn,
+        _ => Released::Yes,
+    })
 }
 
 /// What the handover script did.

@@ -14,6 +14,7 @@ mod inspect;
 mod lifecycle;
 mod oom;
 mod ownership;
+mod regressions;
 mod renewal;
 mod rwlock;
 mod scripts;
