@@ -540,7 +540,12 @@ impl Lease {
                 // A fair waiter keeps its place three fallback periods (its
                 // timer comes back within one): a dead one blocks only that long.
                 patience_ms: ttl_ms(
-                    patience.min((self.backoff_max * 3).max(Duration::from_secs(1))),
+                    patience.min(
+                        self.backoff_max
+                            .min(MAX_TTL)
+                            .saturating_mul(3)
+                            .max(Duration::from_secs(1)),
+                    ),
                 )
                 .max(1),
             },
