@@ -361,17 +361,18 @@ pub(crate) async fn release(
             permits,
             limit_key,
             limit,
+            fences,
             fair: Some(q),
-            ..
         } => {
             SEM_FAIR_RELEASE
                 .call(conn, |c| {
-                    c.arg(5)
+                    c.arg(6)
                         .arg(&**permits)
                         .arg(&**keys.wake())
                         .arg(&**limit_key)
                         .arg(&*q.queue)
                         .arg(&*q.deadlines)
+                        .arg(&**fences)
                         .arg(token)
                         .arg(publisher)
                         .arg(*limit);

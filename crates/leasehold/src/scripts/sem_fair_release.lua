@@ -12,6 +12,7 @@
 -- KEYS[3]  limit key (deleted with the last permit: the limit may then change)
 -- KEYS[4]  queue (waiter id -> arrival ticket)
 -- KEYS[5]  deadlines (waiter id -> server ms)
+-- KEYS[6]  the permits' fences (hash): the token's is forgotten
 -- ARGV[1]  owner token
 -- ARGV[2]  payload when a free permit is owed to nobody queued (the
 --          releasing client's id)
@@ -31,6 +32,7 @@ if not score then
   return 0
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[6], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local stored = tonumber(redis.call('GET', KEYS[3]) or '0')
 local held = redis.call('ZCARD', KEYS[1])

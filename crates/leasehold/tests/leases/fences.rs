@@ -454,4 +454,14 @@ async fn issue11_permit_and_reader_fences_are_forgotten_with_their_holds() {
     assert_eq!(hlen("forgotten-rw").await, 1);
     r.release().await.unwrap();
     assert_eq!(hlen("forgotten-rw").await, 0);
+
+    // A fair semaphore's release forgets the fence at once too.
+    let fair = client.semaphore("forgotten-fair", 2).fair(true);
+    let a = fair.acquire().await.unwrap();
+    let b = fair.acquire().await.unwrap();
+    assert_eq!(hlen("forgotten-fair").await, 2);
+    a.release().await.unwrap();
+    assert_eq!(hlen("forgotten-fair").await, 1, "a's fence is forgotten");
+    b.release().await.unwrap();
+    assert_eq!(hlen("forgotten-fair").await, 0);
 }
