@@ -332,3 +332,26 @@ impl std::error::Error for Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Error, ErrorKind};
+
+    fn refused(code: &str) -> Error {
+        ErrorKind::Redis {
+            doing: "the acquire script",
+            source: redis::make_extension_error(code.to_owned(), Some("detail".to_owned())),
+        }
+        .into()
+    }
+
+    #[test]
+    fn not_now_replies_are_retryable_and_refusals_are_not() {
+        for code in ["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"] {
+            assert!(refused(code).is_retryable(), "{code}");
+        }
+        for code in ["READONLY", "OOM", "NOPERM", "WRONGTYPE", "ERR"] {
+            assert!(!refused(code).is_retryable(), "{code}");
+        }
+    }
+}
