@@ -214,7 +214,7 @@ async fn an_acquire_and_a_renewal_ride_out_a_busy_script() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let held = client.lease("held").ttl(ms(1500)).acquire().await.unwrap();
+    let held = client.lease("held").ttl(ms(3000)).acquire().await.unwrap();
     let mut spinner = raw(&server).await;
     let spin = tokio::spawn(async move {
         redis::cmd("EVAL")
@@ -234,9 +234,10 @@ async fn an_acquire_and_a_renewal_ride_out_a_busy_script() {
     let waiter = client.clone();
     let acquire =
         tokio::spawn(async move { waiter.lease("wanted").wait(10 * SECOND).acquire().await });
-    // Long enough for attempts and one renewal of `held` (due every 500 ms)
-    // to be answered BUSY.
-    tokio::time::sleep(ms(800)).await;
+    // Long enough for attempts and a renewal of `held` (due every second)
+    // to be answered BUSY, well within its validity (at least 2 s left
+    // when the script started).
+    tokio::time::sleep(ms(1200)).await;
     assert!(!acquire.is_finished(), "{:?}", acquire.await);
     let () = redis::cmd("SCRIPT")
         .arg("KILL")
