@@ -200,7 +200,7 @@ async fn supervise(
     };
     let (status, lost) = match ended {
         Ended::Exited(Ok(status)) => {
-            if !group.is_empty() {
+            if !settles_empty(&group).await {
                 // They would run on without the lease once it is released.
                 let within = grace.min(may_run(&guard));
                 output::error(&format!(
@@ -279,6 +279,19 @@ async fn supervise(
             Ok(ExitCode::from(code))
         }
     }
+}
+
+/// True if the command's group is empty, or soon is: a process of it that
+/// exited just before the command, unreaped, stays in it until its new
+/// parent (init) reaps it.
+async fn settles_empty(group: &Group) -> bool {
+    for _ in 0..10 {
+        if group.is_empty() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    group.is_empty()
 }
 
 /// Stops the command's process group: SIGTERM now, SIGKILL at `kill_at`
