@@ -286,8 +286,9 @@ impl Lease {
     /// A waiter sends nothing while it waits: it is woken by the holder's
     /// release (published by the release script), or by its fallback timer.
     /// Local waiters of one name are served in the order they came, and a
-    /// new `acquire` does not jump ahead of them. Connection errors are
-    /// retried until the wait runs out.
+    /// new `acquire` does not jump ahead of them. Connection errors and
+    /// Redis's "not now" replies ([`Error::is_retryable`]) are retried until
+    /// the wait runs out.
     ///
     /// Fails with [`ErrorKind::Timeout`] (see [`Error::is_timeout`]) naming
     /// the holder's token prefix and remaining TTL.
@@ -364,7 +365,7 @@ impl Lease {
                         last_error = None;
                         stepped_back = false;
                     }
-                    Err(e) if e.is_connection() => last_error = Some(e),
+                    Err(e) if e.is_retryable() => last_error = Some(e),
                     Err(e) => return Err(e),
                 }
                 if let Some(w) = pending.claim.waiter() {
