@@ -116,11 +116,14 @@ Exit codes:
   2      bad usage or bad input (bad duration, empty name, zero ttl, bad URL, bad token)
   3      lease not obtained: held by someone else (--no-wait), or not free within --wait;
          the command of run never started
-  4      lease lost while the command ran; or the token does not hold the lease
+  4      lease lost while the command ran, or about to run out with renewals
+         failing (the command was stopped); or the token does not hold the lease
          (extend, release)
   5      Redis unreachable, or it refused (wrong password, read-only replica, out of memory)
   128+N  leasehold got signal N and stopped: 130 on SIGINT (Ctrl-C), 143 on SIGTERM,
          129 on SIGHUP; for run only before the command started (then signals go on to it)
+  137    run was killed (kill -9): its shell reports it; on Linux the command is stopped
+         before the lease's validity runs out (see run --help)
 Errors are one line on stderr: `leasehold: what went wrong; what to do`.";
 
 /// The subcommands.
@@ -132,11 +135,34 @@ pub enum Command {
     /// LEASEHOLD_NAME, LEASEHOLD_FENCE and LEASEHOLD_TTL_MS in its
     /// environment, renews the lease every ttl/3 while it runs, and releases
     /// it when the command exits. leasehold exits with the command's status.
-    /// SIGINT, SIGTERM and SIGHUP are passed on to the command (before it
-    /// starts, they stop leasehold: 128 + N). If the lease is lost while the
-    /// command runs, the command gets SIGTERM, then SIGKILL after --grace,
-    /// and leasehold exits with 4. Exit 3 when the lease is not obtained:
-    /// the command never starts.
+    /// Exit 3 when the lease is not obtained: the command never starts.
+    ///
+    /// The command runs in a process group of its own, and leasehold
+    /// signals the whole group, so that the processes the command starts
+    /// (`sh -c 'work & wait'`) stop with it. SIGINT, SIGTERM and SIGHUP to
+    /// leasehold are passed on to the group (before the command starts,
+    /// they stop leasehold: 128 + N); in the foreground of a terminal the
+    /// command's group gets the terminal, so Ctrl-C reaches it directly
+    /// (Ctrl-Z stops the command, not leasehold, which keeps renewing).
+    /// Processes the command leaves behind in its group when it exits are
+    /// stopped before the lease is released.
+    ///
+    /// If the lease is lost while the command runs, its group gets SIGTERM,
+    /// then SIGKILL after --grace, and leasehold exits with 4. If renewals
+    /// keep failing, the group gets SIGTERM while the lease is still valid
+    /// and SIGKILL before its validity runs out (--grace is cut short to
+    /// fit), and leasehold exits with 4 too.
+    ///
+    /// If leasehold itself dies without cleaning up (kill -9, the OOM
+    /// killer), nobody renews the lease and another host may take it after
+    /// its ttl. On Linux the command is stopped before then: its first
+    /// process gets SIGKILL at once (a parent-death signal), and a small
+    /// watchdog (leasehold started again in a hidden mode, which learns of
+    /// the death when a pipe only leasehold held closes) sends the group
+    /// SIGTERM, then SIGKILL within --grace and before the lease's validity
+    /// runs out. On other systems the group is still signalled as a group
+    /// on a lost lease, but leasehold's own death is not covered: the
+    /// command runs on.
     ///
     /// Example: leasehold run nightly-report --ttl 1m --wait 10s -- ./report.sh
     Run(RunArgs),
@@ -236,7 +262,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub fair: bool,
 
-    /// After a lost lease: how long between SIGTERM and SIGKILL.
+    /// After a lost lease: how long between SIGTERM and SIGKILL to the command's process group.
+    ///
+    /// Cut short when the lease is still valid but about to run out (renewals
+    /// failing, or leasehold killed): SIGKILL then comes before the validity
+    /// ends.
     #[arg(long, value_name = "D", default_value = "10s", value_parser = dur)]
     pub grace: Duration,
 
@@ -329,7 +359,7 @@ pub struct SemRunArgs {
     #[arg(long)]
     pub fair: bool,
 
-    /// After a lost permit: how long between SIGTERM and SIGKILL.
+    /// After a lost permit: how long between SIGTERM and SIGKILL to the command's process group (cut short as for `run`).
     #[arg(long, value_name = "D", default_value = "10s", value_parser = dur)]
     pub grace: Duration,
 

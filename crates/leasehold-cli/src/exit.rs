@@ -7,9 +7,10 @@
 //! | 1 | any other failure |
 //! | 2 | bad usage or bad input: a bad duration, an empty name, a zero or out-of-range ttl, a bad URL, a malformed token |
 //! | 3 | the lease was not obtained: held by someone else (`--no-wait`), or not free within `--wait` (like `flock -E`) |
-//! | 4 | the lease was lost while the command ran (`run`), or the token does not hold it (`extend`, `release`) |
+//! | 4 | the lease was lost while the command ran (`run`), or was about to run out with renewals failing and the command was stopped; or the token does not hold it (`extend`, `release`) |
 //! | 5 | Redis could not be reached, or refused (wrong password, read-only replica, out of memory) |
-//! | 128 + N | leasehold itself got signal N and stopped: 130 on SIGINT (Ctrl-C), 143 on SIGTERM, 129 on SIGHUP; for `run` only before the command started (afterwards the signal goes on to the command) |
+//! | 128 + N | leasehold itself got signal N and stopped: 130 on SIGINT (Ctrl-C), 143 on SIGTERM, 129 on SIGHUP; for `run` only before the command started (afterwards the signal goes on to the command's process group) |
+//! | 137 | `run` was killed with SIGKILL (the shell reports it, leasehold cannot): on Linux its command is stopped before the lease's validity runs out (see `cmd::run`) |
 
 use std::process::ExitCode;
 
@@ -28,8 +29,9 @@ pub enum Exit {
     /// 3: the lease was not obtained: held by someone else (`--no-wait`),
     /// or not free within `--wait`.
     NotObtained,
-    /// 4: the lease was lost while the command ran, or the token given to
-    /// `extend` / `release` does not hold it.
+    /// 4: the lease was lost while the command ran (or was about to run
+    /// out with renewals failing, and the command was stopped), or the
+    /// token given to `extend` / `release` does not hold it.
     Lost,
     /// 5: Redis could not be reached, or refused (wrong password, read-only
     /// replica, out of memory, ...).

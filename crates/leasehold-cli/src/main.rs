@@ -8,6 +8,9 @@
 //! - [`duration`]: `500ms`, `30s`, `2m`, `1h`.
 //! - [`output`]: text for people, JSON Lines for scripts, one-line errors.
 //! - [`signals`]: SIGINT, SIGTERM, SIGHUP.
+//! - [`group`]: `run`'s command in a process group of its own.
+//! - [`watchdog`]: Linux: stops that group should `run` itself be killed
+//!   (`leasehold __watchdog`, a hidden mode).
 //! - `cmd/`: one file per command; each turns its arguments into library
 //!   calls and prints the outcome.
 //!
@@ -23,14 +26,20 @@ mod cli;
 mod cmd;
 mod duration;
 mod exit;
+mod group;
 mod output;
 mod signals;
+mod watchdog;
 
 use cli::{Cli, Command, SemCommand};
 use exit::Exit;
 use signals::Signals;
 
 fn main() -> ExitCode {
+    #[cfg(target_os = "linux")]
+    if let Some(code) = watchdog::main_if_asked() {
+        return code;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),

@@ -131,9 +131,10 @@ impl Client {
         &self,
         keys: &Arc<LeaseKeys>,
         token: Token,
-    ) -> RedisResult<bool> {
+    ) -> RedisResult<scripts::Released> {
         match self.route(BatchOp::Release, keys, token).await? {
-            Route::Batched(ok, _) => Ok(ok == 1),
+            Route::Batched(1, _) => Ok(scripts::Released::Yes),
+            Route::Batched(..) => Ok(scripts::Released::NotHeld),
             Route::Alone(_counted) => {
                 scripts::release(
                     &mut self.conn(),

@@ -47,8 +47,12 @@ pub(crate) struct Inner {
     pub(crate) id: Token,
     pub(crate) hub: WakeHub,
     pub(crate) runtime: tokio::runtime::Handle,
-    /// For connections of their own (transactions).
+    /// For connections of their own (transactions, a renewal whose reply
+    /// is stuck on the shared connection).
     pub(crate) redis: redis::Client,
+    /// How long one command waits for its reply; see
+    /// [`ClientBuilder::response_timeout`].
+    pub(crate) response_timeout: Duration,
     /// Dedicated connections for WATCH; see [`crate::txn`].
     pub(crate) txns: crate::txn::TxPool,
     /// When each self-renewing guard is next due; see [`crate::renew`].
@@ -93,7 +97,13 @@ impl ClientBuilder {
     }
 
     /// How long one command may wait for its reply before it fails (default
-    /// 5 s). A lease's renewal fails, and is retried, after this long.
+    /// 5 s).
+    ///
+    /// A guard's renewal does not wait that long when its lease is short:
+    /// a renewal unanswered after the lesser of this and `ttl/6` (at least
+    /// 50 ms) is sent again on a connection of its own, while the first
+    /// may still answer, so that one stuck reply (a dead or congested
+    /// connection) does not cost the lease while it is still valid.
     pub fn response_timeout(mut self, d: Duration) -> Self {
         self.response_timeout = d;
         self
@@ -173,6 +183,7 @@ impl ClientBuilder {
                 id,
                 hub,
                 redis: client,
+                response_timeout: self.response_timeout,
                 txns: Default::default(),
                 renewer: crate::renew::Renewer::new(runtime.clone()),
                 batcher: Default::default(),
@@ -305,7 +316,7 @@ impl Client {
                 }
                 Ok(HandedOver::NotHeld) => (offer.withdraw(), Ok(false)),
                 Err(e) => (
-                    offer.withdraw(),
+                    offer.unknown(),
                     Err(Error::redis("the release script", &self.inner.addr, e)),
                 ),
             };
@@ -320,13 +331,15 @@ impl Client {
             .release_script(keys, *token)
             .await
             .map_err(|e| Error::redis("the release script", &self.inner.addr, e))?;
-        // Wake the next local waiter now rather than when our own publish
-        // comes back. Not in fair mode: the publish names the waiter whose
-        // turn it is, which may be in another process.
-        if released && !keys.is_fair() {
+        // Wake the next local waiter now: the echo of our own publish is
+        // skipped. Not when the publish named the waiters whose turn it is
+        // (fair mode), who may be in another process; but a fair release
+        // that owes nobody queued wakes the local waiters too, and so does
+        // a writer's withdrawn intent, which let readers in.
+        if released.wakes_local() {
             hub.wake(keys.wake());
         }
-        Ok(released)
+        Ok(released.released())
     }
 }
 

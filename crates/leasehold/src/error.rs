@@ -135,9 +135,45 @@ impl Error {
     }
 
     /// True when trying the same call again later may succeed: the lease was
-    /// held, the wait timed out, or the connection failed.
+    /// held, the wait timed out, the connection failed, or Redis answered
+    /// that it did not run the command *for now*:
+    ///
+    /// - `LOADING`: it is still loading its data set after a restart;
+    /// - `BUSY`: a script or function runs past its time limit (until it
+    ///   ends or `SCRIPT KILL` stops it);
+    /// - `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`: a replica lost its
+    ///   master, or a cluster is resharding or failing over.
+    ///
+    /// Not retryable: `READONLY` (the server is a replica: it refuses every
+    /// write until leasehold is pointed at the master, which retrying on the
+    /// same connection never does), `OOM` (Redis is full until someone frees
+    /// memory or raises `maxmemory`), `NOPERM`, a wrong password, a script
+    /// error. Failing fast there shows the misconfiguration at once.
+    ///
+    /// [`Lease::acquire`](crate::Lease::acquire) retries these errors until
+    /// its wait runs out, and a guard's renewal retries them while the lease
+    /// is still valid; any other error ends either at once.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let lease = client.lease("nightly");
+    /// let guard = loop {
+    ///     match lease.try_acquire().await {
+    ///         Ok(guard) => break guard,
+    ///         Err(e) if e.is_retryable() => {
+    ///             tokio::time::sleep(Duration::from_millis(100)).await
+    ///         }
+    ///         Err(e) => return Err(e),
+    ///     }
+    /// };
+    /// # Ok(()) }
+    /// ```
     pub fn is_retryable(&self) -> bool {
-        self.is_held() || self.is_timeout() || self.is_connection()
+        self.is_held()
+            || self.is_timeout()
+            || self.is_connection()
+            || matches!(&*self.0, ErrorKind::Redis { source, .. } if is_try_again(source))
     }
 
     pub(crate) fn invalid(what: &'static str, why: impl Into<String>) -> Error {
@@ -174,6 +210,15 @@ fn is_auth(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::AuthenticationFailed
         || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
         || e.to_string().contains("NOAUTH")
+}
+
+/// Whether Redis answered that it did not run the command for now, and will
+/// once it is done loading, running a script, or finding its master.
+fn is_try_again(e: &redis::RedisError) -> bool {
+    matches!(
+        e.code(),
+        Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN")
+    )
 }
 
 /// Whether a redis-rs error means "the connection is not usable" rather than
@@ -284,6 +329,29 @@ impl std::error::Error for Error {
         match &*self.0 {
             ErrorKind::Connect { source, .. } | ErrorKind::Redis { source, .. } => Some(source),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Error, ErrorKind};
+
+    fn refused(code: &str) -> Error {
+        ErrorKind::Redis {
+            doing: "the acquire script",
+            source: redis::make_extension_error(code.to_owned(), Some("detail".to_owned())),
+        }
+        .into()
+    }
+
+    #[test]
+    fn not_now_replies_are_retryable_and_refusals_are_not() {
+        for code in ["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"] {
+            assert!(refused(code).is_retryable(), "{code}");
+        }
+        for code in ["READONLY", "OOM", "NOPERM", "WRONGTYPE", "ERR"] {
+            assert!(!refused(code).is_retryable(), "{code}");
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::token::Token;
 /// What one holding of a lease shares between its re-entered guards and its
 /// renewals.
 pub(crate) struct Holding {
-    client: Client,
+    pub(crate) client: Client,
     pub(crate) keys: Arc<LeaseKeys>,
     token: Token,
     fence: u64,
@@ -87,19 +87,37 @@ impl Holding {
         }
     }
 
+    /// Runs the extend script on the client's shared connection.
     pub(crate) async fn extend(&self) -> Result<()> {
+        self.extend_on(&mut self.client.conn()).await
+    }
+
+    /// Runs the extend script on a connection opened for it alone: for a
+    /// renewal whose reply is stuck on the shared one (a dead or congested
+    /// connection holds every later reply behind it too). It waits for
+    /// the connection and for the reply at most `patience` each.
+    pub(crate) async fn extend_alone(&self, patience: Duration) -> Result<()> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(patience))
+            .set_response_timeout(Some(patience));
+        let mut conn = self
+            .client
+            .inner
+            .redis
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| Error::redis("a connection for the renewal", self.client.addr(), e))?;
+        self.extend_on(&mut conn).await
+    }
+
+    async fn extend_on(&self, conn: &mut impl redis::aio::ConnectionLike) -> Result<()> {
         if self.lost.is_cancelled() {
             return Err(Error::lost(self.keys.display()));
         }
         let sent = Instant::now();
-        let ok = crate::scripts::extend(
-            &mut self.client.conn(),
-            &self.keys,
-            self.token.as_bytes(),
-            ttl_ms(self.ttl),
-        )
-        .await
-        .map_err(|e| Error::redis("the extend script", self.client.addr(), e))?;
+        let ok = crate::scripts::extend(conn, &self.keys, self.token.as_bytes(), ttl_ms(self.ttl))
+            .await
+            .map_err(|e| Error::redis("the extend script", self.client.addr(), e))?;
         if ok && !self.lost.is_cancelled() && sent < self.valid_until() {
             self.confirmed(sent);
             Ok(())
@@ -189,7 +207,11 @@ impl Guard {
     }
 
     /// The fencing token: strictly greater than the fence of every earlier
-    /// acquisition of this name, by any client.
+    /// acquisition of this name, by any client, even if Redis lost its
+    /// counter since (a restart without persistence, eviction): fences are
+    /// floored at the Redis server's clock (ms × 1024), so this holds as
+    /// long as that clock does not step back. Not a count of acquisitions:
+    /// it jumps with time.
     pub fn fence(&self) -> u64 {
         self.holding.fence
     }

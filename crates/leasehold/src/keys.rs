@@ -42,6 +42,7 @@ impl LeaseKeys {
             kind: Kind::Permit {
                 permits: aux(name, "permits").into(),
                 limit_key: aux(name, "limit").into(),
+                fences: aux(name, "fences").into(),
                 limit,
                 fair: fair.then(|| FairQueue::new(name)),
             },
@@ -58,6 +59,7 @@ impl LeaseKeys {
             readers: aux(name, "readers").into(),
             writer: aux(name, "writer").into(),
             intent: aux(name, "intent").into(),
+            fences: aux(name, "fences").into(),
         };
         LeaseKeys {
             wake: aux(name, "rwwake").into(),
@@ -93,6 +95,18 @@ impl LeaseKeys {
             self.kind,
             Kind::Fair(_) | Kind::Permit { fair: Some(_), .. }
         )
+    }
+
+    /// The key whose content proves that a holder still holds, and how:
+    /// a string holding its token (a lease, a fair lease, a writer) or a
+    /// sorted set with its token as a live member (a permit, a reader).
+    pub(crate) fn hold(&self) -> (&[u8], Hold) {
+        match &self.kind {
+            Kind::Lease | Kind::Fair(_) => (&self.name, Hold::String),
+            Kind::Write(rw) => (&rw.writer, Hold::String),
+            Kind::Permit { permits, .. } => (permits, Hold::Member),
+            Kind::Read(rw) => (&rw.readers, Hold::Member),
+        }
     }
 
     pub(crate) fn kind(&self) -> &Kind {
@@ -138,6 +152,9 @@ pub(crate) enum Kind {
         permits: Arc<[u8]>,
         /// `leasehold:{N}:limit`
         limit_key: Arc<[u8]>,
+        /// `leasehold:{N}:fences`: hash, token -> the fence its permit was
+        /// granted (a retry answers it again).
+        fences: Arc<[u8]>,
         /// K
         limit: u32,
         /// Fair mode: permits go to waiters in arrival order.
@@ -149,6 +166,26 @@ pub(crate) enum Kind {
     Read(RwKeys),
     /// The writer of a read-write lock.
     Write(RwKeys),
+}
+
+/// How a key proves a hold (see [`LeaseKeys::hold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// The string key holds the token.
+    String,
+    /// The token is a member of the sorted set, its score (expiry, server
+    /// ms) still ahead of the server's clock.
+    Member,
+}
+
+impl Hold {
+    /// As the lease-scoped prelude reads it (ARGV).
+    pub(crate) fn as_arg(self) -> &'static str {
+        match self {
+            Hold::String => "string",
+            Hold::Member => "member",
+        }
+    }
 }
 
 /// The waiters' queue of a fair lease or a fair semaphore.
@@ -181,6 +218,9 @@ pub(crate) struct RwKeys {
     pub(crate) writer: Arc<[u8]>,
     /// `leasehold:{N}:intent`: the first waiting writer's token, PX.
     pub(crate) intent: Arc<[u8]>,
+    /// `leasehold:{N}:fences`: hash, reader's token -> the fence it was
+    /// granted (a retry answers it again).
+    pub(crate) fences: Arc<[u8]>,
 }
 
 /// The hash tag of a key as Redis Cluster computes it: the bytes between
@@ -235,6 +275,30 @@ mod tests {
         assert!(sem.is_fair() && lease.is_fair());
         assert!(!LeaseKeys::semaphore(b"x", 3, false).is_fair());
         assert!(!LeaseKeys::new(b"x").is_fair());
+    }
+
+    #[test]
+    fn each_kind_proves_its_hold_by_its_own_key() {
+        let hold = |k: LeaseKeys| {
+            let (key, how) = k.hold();
+            (String::from_utf8(key.to_vec()).unwrap(), how)
+        };
+        assert_eq!(hold(LeaseKeys::new(b"n")), ("n".into(), Hold::String));
+        assert_eq!(hold(LeaseKeys::fair(b"n")), ("n".into(), Hold::String));
+        assert_eq!(
+            hold(LeaseKeys::rwlock(b"n", true)),
+            ("leasehold:{n}:writer".into(), Hold::String)
+        );
+        assert_eq!(
+            hold(LeaseKeys::rwlock(b"n", false)),
+            ("leasehold:{n}:readers".into(), Hold::Member)
+        );
+        for fair in [false, true] {
+            assert_eq!(
+                hold(LeaseKeys::semaphore(b"n", 2, fair)),
+                ("leasehold:{n}:permits".into(), Hold::Member)
+            );
+        }
     }
 
     #[test]

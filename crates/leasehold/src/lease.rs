@@ -12,7 +12,7 @@ use crate::guard::{Guard, ttl_ms};
 use crate::keys::{Kind, LeaseKeys, MAX_NAME_LEN};
 use crate::scripts::{self, Acquired, WaitInfo};
 use crate::token::Token;
-use crate::wait::{Handover, STEP_BACK, Waiter};
+use crate::wait::{Claim, Handover, STEP_BACK, Waiter, Won};
 
 /// The shortest ttl accepted: the lease must outlive a round trip to Redis
 /// and the drift margin (1 % + 2 ms).
@@ -60,7 +60,8 @@ pub struct Lease {
 }
 
 enum Attempt {
-    Got(Guard),
+    /// Taken, with this fence; the script was sent at that instant.
+    Got(u64, Instant),
     /// Held by someone else, with their PTTL in ms (-1: no TTL).
     Held(i64),
 }
@@ -139,7 +140,8 @@ impl Lease {
     /// while the subscriber reconnects. A waiter sleeps at most the holder's
     /// remaining TTL, and otherwise `min` doubling up to `max`, with jitter.
     /// Of a plain lease's local waiters only the first runs this timer; the
-    /// others wait for it to hand the lease on.
+    /// others wait for it to hand the lease on. A max past 365 days (say
+    /// `Duration::MAX`, for "no cap") counts as 365 days.
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.backoff_min = min;
         self.backoff_max = max;
@@ -162,8 +164,8 @@ impl Lease {
     /// `acquire` or `try_acquire` does not get the lease while others wait
     /// for it. A waiter that gives up (its `acquire` timed out or was
     /// dropped) leaves the queue at once; one whose process dies leaves it
-    /// when its wait timeout passes, so it delays the others by at most
-    /// that long. The
+    /// three fallback periods (`backoff` max, at least 1 s) after its last
+    /// attempt, so it delays the others by at most that long. The
     /// lease itself is the same key as in normal mode: fair and normal
     /// holders exclude each other, but only fair waiters keep their turn.
     ///
@@ -266,7 +268,10 @@ impl Lease {
         let token = Token::random();
         let mut pending = Pending::new(self, token);
         match self.attempt(&mut pending, None).await? {
-            Attempt::Got(guard) => Ok(guard),
+            Attempt::Got(fence, sent) => {
+                let won = pending.claim.won(fence, sent);
+                Ok(pending.into_guard(won))
+            }
             Attempt::Held(pttl) => Err(ErrorKind::Held {
                 name: self.keys.display().to_owned(),
                 remaining: remaining(pttl),
@@ -281,8 +286,9 @@ impl Lease {
     /// A waiter sends nothing while it waits: it is woken by the holder's
     /// release (published by the release script), or by its fallback timer.
     /// Local waiters of one name are served in the order they came, and a
-    /// new `acquire` does not jump ahead of them. Connection errors are
-    /// retried until the wait runs out.
+    /// new `acquire` does not jump ahead of them. Connection errors and
+    /// Redis's "not now" replies ([`Error::is_retryable`]) are retried until
+    /// the wait runs out.
     ///
     /// Fails with [`ErrorKind::Timeout`] (see [`Error::is_timeout`]) naming
     /// the holder's token prefix and remaining TTL.
@@ -291,8 +297,10 @@ impl Lease {
     ///
     /// Dropping the future while it waits just leaves the queue (a wake it
     /// had received goes to the next waiter). Dropping it after the script
-    /// was sent: the lease may have been taken, and a background task then
-    /// releases it by its token at once; if that fails too, the TTL ends it.
+    /// was sent, or while a local release hands the lease over to it (or
+    /// after a hand-over whose reply was lost): the lease may have been
+    /// taken, and a background task then releases it by its token at once;
+    /// if that fails too, the TTL ends it.
     pub async fn acquire(&self) -> Result<Guard> {
         self.check()?;
         let started = Instant::now();
@@ -313,7 +321,9 @@ impl Lease {
             ttl_ms: ttl_ms(self.ttl),
         });
         let mut pttl = -1;
-        let mut backoff = self.backoff_min;
+        // A max past MAX_TTL (`Duration::MAX`, say) would overflow below.
+        let backoff_max = self.backoff_max.min(MAX_TTL);
+        let mut backoff = self.backoff_min.min(backoff_max);
         let mut last_error: Option<Error> = None;
         // The next attempt follows a step back for other clients' waiters.
         let mut stepped_back = false;
@@ -326,11 +336,11 @@ impl Lease {
             // queue this waiter in Redis: a release naming it right after
             // then finds it, and no second look is needed.
             let (w, _) = hub.register(channel, self.keys.wakes_all(), waiter_id, handover);
-            pending.waiter = Some(w);
+            pending.claim.join(w);
         }
         loop {
             if try_now {
-                if let Some(w) = &pending.waiter {
+                if let Some(w) = pending.claim.waiter() {
                     w.begin_attempt();
                 }
                 let patience =
@@ -338,28 +348,27 @@ impl Lease {
                 // With no time left, a refusal ends the call: no intent, no queue.
                 let waiting = (!patience.is_zero()).then_some((waiter_id, patience));
                 match self.attempt(&mut pending, waiting).await {
-                    Ok(Attempt::Got(guard)) => {
-                        pending.fair_id = None;
-                        if let Some(w) = &pending.waiter {
-                            if stepped_back {
-                                // Nobody took it while we stood back.
-                                w.others_idle();
-                            }
-                            // A hand-over to this token that raced the
-                            // attempt is this very lease.
-                            w.keep();
+                    Ok(Attempt::Got(fence, sent)) => {
+                        if let Some(w) = pending.claim.waiter()
+                            && stepped_back
+                        {
+                            // Nobody took it while we stood back.
+                            w.others_idle();
                         }
-                        return Ok(guard);
+                        // A hand-over to this token that raced the attempt
+                        // is this very lease (see `Claim::won`).
+                        let won = pending.claim.won(fence, sent);
+                        return Ok(pending.into_guard(won));
                     }
                     Ok(Attempt::Held(p)) => {
                         pttl = p;
                         last_error = None;
                         stepped_back = false;
                     }
-                    Err(e) if e.is_connection() => last_error = Some(e),
+                    Err(e) if e.is_retryable() => last_error = Some(e),
                     Err(e) => return Err(e),
                 }
-                if let Some(w) = &pending.waiter {
+                if let Some(w) = pending.claim.waiter() {
                     w.attempt_failed();
                 }
             }
@@ -370,17 +379,17 @@ impl Lease {
                     None => self.timeout_error(now - started, pttl).await,
                 });
             }
-            if pending.waiter.is_none() {
+            if pending.claim.waiter().is_none() {
                 let (w, confirmed) =
                     hub.register(channel, self.keys.wakes_all(), waiter_id, handover);
-                pending.waiter = Some(w);
+                pending.claim.join(w);
                 if confirmed && try_now {
                     // A release between our attempt and joining the queue
                     // published to nobody: look once more.
                     continue;
                 }
             }
-            let waiter = pending.waiter.as_ref().expect("registered above");
+            let waiter = pending.claim.waiter().expect("registered above");
             let mut nap = backoff.mul_f64(rand::rng().random_range(0.5..=1.0));
             if pttl >= 0 {
                 nap = nap.min(Duration::from_millis(pttl as u64 + 1));
@@ -411,14 +420,16 @@ impl Lease {
                     continue;
                 }
                 _ = tokio::time::sleep_until(wake_at) => {
-                    backoff = (backoff * 2).min(self.backoff_max);
+                    backoff = backoff.saturating_mul(2).min(backoff_max);
                 }
             }
-            if let Some((fence, sent)) = waiter.take_grant() {
-                return Ok(self.guard(pending.token, fence, sent));
+            // Settles the claim: an earlier attempt that failed on the wire
+            // left it armed, and must not release this lease.
+            if let Some(won) = pending.claim.take_grant() {
+                return Ok(pending.into_guard(won));
             }
             // While a local release hands the lease over, wait for it.
-            try_now = !waiter.is_offered();
+            try_now = !pending.claim.waiter().is_some_and(Waiter::is_offered);
         }
     }
 
@@ -525,16 +536,25 @@ impl Lease {
             Some((waiter_id, patience)) => WaitInfo {
                 // A waiting writer keeps readers out for a few of its fallback
                 // periods; it refreshes this at every attempt.
-                intent_ms: ttl_ms(self.backoff_max * 3).max(100),
+                intent_ms: ttl_ms(self.backoff_max.min(MAX_TTL).saturating_mul(3)).max(100),
                 waiter_id,
-                // A fair waiter that dies stays in the queue this long at most.
-                patience_ms: ttl_ms(patience).max(1),
+                // A fair waiter keeps its place three fallback periods (its
+                // timer comes back within one): a dead one blocks only that long.
+                patience_ms: ttl_ms(
+                    patience.min(
+                        self.backoff_max
+                            .min(MAX_TTL)
+                            .saturating_mul(3)
+                            .max(Duration::from_secs(1)),
+                    ),
+                )
+                .max(1),
             },
             None => WaitInfo::default(),
         };
         let waiting = waiting.is_some();
         let sent = Instant::now();
-        pending.armed = true;
+        pending.claim.sending();
         let reply = self
             .client
             .acquire_script(&self.keys, pending.token, ttl_ms(self.ttl), &wait)
@@ -542,19 +562,18 @@ impl Lease {
             .map_err(|e| Error::redis("the acquire script", self.client.addr(), e))?;
         // A definite answer: the token holds the lease only if it says so.
         // (A waiting writer may hold an intent, though: withdraw it if the
-        // wait ends without the lock.)
-        pending.armed = false;
-        if matches!(self.keys.kind(), Kind::Write(_)) && matches!(reply, Acquired::No(_)) {
-            pending.intent |= waiting;
-        }
+        // wait ends without the lock.) A guard is only made by
+        // `Pending::into_guard`, which settles the claim.
         Ok(match reply {
-            Acquired::Yes(fence) => Attempt::Got({
-                // The write script removed the intent along with granting.
-                pending.intent = false;
-                self.guard(pending.token, fence, sent)
-            }),
-            Acquired::No(pttl) => Attempt::Held(pttl),
+            Acquired::Yes(fence) => Attempt::Got(fence, sent),
+            Acquired::No(pttl) => {
+                pending
+                    .claim
+                    .refused(waiting && matches!(self.keys.kind(), Kind::Write(_)));
+                Attempt::Held(pttl)
+            }
             Acquired::LimitMismatch(theirs) => {
+                pending.claim.refused(false);
                 let Kind::Permit { limit, .. } = self.keys.kind() else {
                     unreachable!("only semaphores have limits")
                 };
@@ -610,19 +629,14 @@ fn remaining(pttl: i64) -> Option<Duration> {
     (pttl >= 0).then(|| Duration::from_millis(pttl as u64))
 }
 
-/// The token of an acquire in progress. While `armed` (a script was sent
-/// and no definite reply came back), `intent` (a waiting writer left its
-/// intent) or a hand-over to the waiter is under way or done, the token may
-/// hold something without any guard: dropping `Pending` then releases it in
-/// the background.
+/// The token of an acquire in progress, and what it may hold without a
+/// guard (see [`Claim`]): dropping `Pending` unsettled releases that in the
+/// background. A guard is made by [`into_guard`](Pending::into_guard) from
+/// a [`Won`], which only the claim's settling methods give.
 struct Pending<'a> {
     lease: &'a Lease,
     token: Token,
-    armed: bool,
-    /// A waiting writer left its intent; withdrawn unless it got the lock.
-    intent: bool,
-    /// The place in the local queue, once the acquire waits.
-    waiter: Option<Waiter>,
+    claim: Claim,
     /// A fair waiter's id until it gets the lease: dropping `Pending` then
     /// takes it out of the queue in Redis, so that the waiters behind it do
     /// not wait for its deadline.
@@ -634,18 +648,23 @@ impl<'a> Pending<'a> {
         Pending {
             lease,
             token,
-            armed: false,
-            intent: false,
-            waiter: None,
+            claim: Claim::default(),
             fair_id: None,
         }
+    }
+
+    /// The guard of a settled claim. The acquire script took a fair
+    /// waiter out of the queue along with granting: nothing is left to
+    /// leave.
+    fn into_guard(mut self, won: Won) -> Guard {
+        self.fair_id = None;
+        self.lease.guard(self.token, won.fence(), won.sent())
     }
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        let handed = self.waiter.as_ref().is_some_and(Waiter::may_hold);
-        let release = (self.armed || self.intent || handed).then_some(self.token);
+        let release = self.claim.abandon().then_some(self.token);
         if release.is_some() || self.fair_id.is_some() {
             self.lease.client.settle_in_background(
                 Arc::clone(&self.lease.keys),

@@ -53,8 +53,8 @@
 //! A lease named `N` is the string key `N` holding the owner token, with
 //! `PX` = the ttl: the layout of redis-py's `Lock`, redsync and
 //! node-redlock, so a mixed fleet excludes itself on one name. Next to it,
-//! `leasehold:{N}:fence` counts acquisitions (the fencing token; it never
-//! expires) and `leasehold:{N}:wake` is the channel the release publishes
+//! `leasehold:{N}:fence` counts acquisitions (the fencing token, floored at
+//! the server's clock; it never expires) and `leasehold:{N}:wake` is the channel the release publishes
 //! on. When `N` carries its own hash tag (`{user:7}:profile`), these become
 //! `N:leasehold:fence` and `N:leasehold:wake`, keeping `N`'s slot.
 //!
@@ -70,7 +70,15 @@
 //!   2 ms, counted from the *send* time of the last successful renewal) runs
 //!   out, [`Guard::lost`] completes and [`Guard::remaining`] is zero.
 //! - **Fencing tokens strictly increase per name**, across clients and
-//!   restarts of your processes: the counter lives in Redis and only grows.
+//!   restarts of your processes, and even when Redis loses the counter (a
+//!   restart without persistence, an older snapshot, eviction under
+//!   `allkeys-*`): every grant sets it to the larger of its increment and
+//!   the server's `TIME` in milliseconds × 1024, so a lost counter starts
+//!   again above every fence handed out before. That rests on one
+//!   assumption: **the Redis server's clock does not step back** (a clock
+//!   set back by hand, or a failover to a host whose clock is behind, can
+//!   repeat a fence after the counter was lost). Fences are large numbers
+//!   (about 2^50 today) and exact below 2^53, which lasts until 2249.
 //!
 //! And what no lock service can do by itself:
 //!
@@ -85,9 +93,10 @@
 //!   Redis host can shorten or lengthen a lease. The 1 % drift margin covers
 //!   rate differences, not jumps.
 //! - **A Redis failover** (replica promoted) may lose the last writes,
-//!   including an acquire: two holders can then overlap, and the fence can
-//!   repeat. Use fencing at the resource, or Redlock over independent
-//!   masters, with persistence (`appendfsync always`), where that matters.
+//!   including an acquire: two holders can then overlap (their fences
+//!   still differ, unless the new master's clock is behind). Use fencing
+//!   at the resource, or Redlock over independent masters, with
+//!   persistence (`appendfsync always`), where that matters.
 //!
 //! # Waiting
 //!

@@ -165,7 +165,18 @@ async fn run(shared: Arc<Shared>) {
     }
 }
 
+/// A renewal waits at least this long for its reply before it is sent
+/// again on a connection of its own (see [`renew`]).
+const MIN_PATIENCE: Duration = Duration::from_millis(50);
+
 /// One renewal of `holding`, which enters it again for the next one.
+///
+/// A failure that may pass ([`Error::is_retryable`](crate::Error::is_retryable):
+/// a broken connection, a reply that did not come, Redis loading or busy)
+/// is retried while the lease is still valid; any other refusal (the key
+/// gone or taken, a read-only replica, Redis out of memory) ends the guard
+/// at once: it can no longer be proved held, and the sooner its holder
+/// stops the better.
 async fn renew_once(holding: Arc<Holding>) {
     if holding.stop.is_cancelled() || holding.lost.is_cancelled() {
         return;
@@ -173,14 +184,17 @@ async fn renew_once(holding: Arc<Holding>) {
     let period = holding.ttl / 3;
     // After a failure, try again sooner, but not in a tight loop.
     let retry = (period / 4).max(Duration::from_millis(5));
+    let left = holding
+        .valid_until()
+        .saturating_duration_since(Instant::now());
     let result = tokio::select! {
         _ = holding.stop.cancelled() => return,
-        r = holding.extend() => r,
+        r = tokio::time::timeout(left, renew(&holding)) => r,
     };
     match result {
-        Ok(()) => holding.schedule_renewal(Instant::now() + period),
-        Err(e) if e.is_lost() => {}
-        Err(e) => {
+        Ok(Ok(())) => holding.schedule_renewal(Instant::now() + period),
+        Ok(Err(e)) if e.is_lost() => {}
+        Ok(Err(e)) if e.is_retryable() => {
             let now = Instant::now();
             let valid_until = holding.valid_until();
             if now >= valid_until {
@@ -192,5 +206,47 @@ async fn renew_once(holding: Arc<Holding>) {
             tracing::debug!(lease = holding.keys.display(), error = %e, "leasehold: renewal failed; retrying");
             holding.schedule_renewal((now + retry).min(valid_until));
         }
+        Ok(Err(e)) => holding.mark_lost(&format!("Redis refused the renewal ({e})")),
+        Err(_) => holding.mark_lost("no renewal was answered before the lease's validity ran out"),
+    }
+}
+
+/// Runs the extend script, and sends it again on a connection of its own if
+/// no reply came within the lesser of the response timeout and `ttl/6`
+/// (at least [`MIN_PATIENCE`]); the first to succeed wins.
+///
+/// Why: the client's shared connection answers in order, so one stuck reply
+/// (a dead connection that has not failed yet, a congested one) holds back
+/// every later command on it, retries included, and the response timeout
+/// (5 s by default) can be longer than the whole ttl. The first call is not
+/// abandoned: if it answers after all, that is as good. Extending is
+/// idempotent, so two calls that both land do no harm.
+async fn renew(holding: &Holding) -> crate::Result<()> {
+    let patience = holding
+        .client
+        .inner
+        .response_timeout
+        .min((holding.ttl / 6).max(MIN_PATIENCE));
+    let first = holding.extend();
+    tokio::pin!(first);
+    if let Ok(r) = tokio::time::timeout(patience, &mut first).await {
+        return r;
+    }
+    tracing::debug!(
+        lease = holding.keys.display(),
+        "leasehold: no reply to the renewal within {patience:?}; sending it again on a connection of its own"
+    );
+    let second = holding.extend_alone(patience);
+    tokio::pin!(second);
+    // The first success, or the last error once both failed.
+    tokio::select! {
+        r = &mut first => match r {
+            Err(e) if !e.is_lost() => second.await,
+            r => r,
+        },
+        r = &mut second => match r {
+            Err(e) if !e.is_lost() => first.await,
+            r => r,
+        },
     }
 }

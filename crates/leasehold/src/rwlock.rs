@@ -20,12 +20,15 @@ use crate::lease::Lease;
 /// writer that died while waiting keeps readers out only that long.
 ///
 /// Reader expiry is judged by the Redis server's clock. A release wakes
-/// every local waiter of the name (readers can go in together).
+/// every local waiter of the name (readers can go in together), and so does
+/// a writer that stops waiting: its intent is withdrawn at once, and the
+/// readers it held back, in every client, are woken.
 ///
 /// Data in Redis: `leasehold:{N}:readers` (sorted set: token → expiry in
-/// server ms), `leasehold:{N}:writer` (the writer's token, with PX),
-/// `leasehold:{N}:intent`, the fence counter, and the wake channel
-/// `leasehold:{N}:rwwake`.
+/// server ms), `leasehold:{N}:fences` (hash: reader's token → its fence,
+/// expiring with the readers), `leasehold:{N}:writer` (the writer's token,
+/// with PX), `leasehold:{N}:intent`, the fence counter, and the wake
+/// channel `leasehold:{N}:rwwake`.
 ///
 /// ```no_run
 /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {

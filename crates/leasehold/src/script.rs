@@ -11,8 +11,9 @@
 //! - A [`Script`] makes several commands atomic: the flash sale's
 //!   "decrement if positive" is one script and needs no lock at all.
 //! - A [`LeaseScript`] is for writes that must not happen after the lease is
-//!   gone: its body runs only if the lease key still holds the guard's
-//!   token, in the same atomic step. "Check the lock, then write" from two
+//!   gone: its body runs only if the guard's token still holds it (the
+//!   lease key, the permit or the read or write lock, whichever the guard
+//!   is of), in the same atomic step. "Check the lock, then write" from two
 //!   round trips leaves a gap in which the lease can expire; this does not.
 //!   (The data must live in Redis, in the same hash slot as the lease on
 //!   Redis Cluster. For data elsewhere, use the fence: see
@@ -186,14 +187,16 @@ impl Invocation<'_, LeaseScript> {
     pub async fn invoke<T: FromRedisValue>(&self, guard: &Guard) -> Result<T> {
         let client = guard.client();
         let keys = guard.keys();
+        let (hold, how) = keys.hold();
         let reply = self
             .script
             .lua
             .call(&mut client.conn(), |c| {
                 c.arg(self.keys.len() + 1)
-                    .arg(keys.name())
+                    .arg(hold)
                     .arg(&self.keys)
                     .arg(guard.token().as_str())
+                    .arg(how.as_arg())
                     .arg(&self.args);
             })
             .await;

@@ -51,11 +51,20 @@ impl Script {
     }
 }
 
-/// The plain lease's operations as Lua functions, the head of the three
-/// scripts below.
+/// The fencing rule (`fence.lua`: `next_fence` and the fences of shared
+/// holders) as Lua functions, the head of every script that grants: one
+/// rule for every kind, in one place.
+macro_rules! with_fences {
+    ($($file:literal),+) => {
+        concat!(include_str!("scripts/fence.lua"), $(include_str!($file)),+)
+    };
+}
+
+/// The plain lease's operations as Lua functions (after the fencing rule),
+/// the head of the three scripts below.
 macro_rules! with_lease_ops {
     ($file:literal) => {
-        concat!(include_str!("scripts/lease_ops.lua"), include_str!($file))
+        with_fences!("scripts/lease_ops.lua", $file)
     };
 }
 
@@ -68,12 +77,12 @@ static BATCH: LazyLock<Script> =
 static FAIR_LEAVE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/fair_leave.lua")));
 static HANDOVER: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/handover.lua")));
+    LazyLock::new(|| Script::new(with_fences!("scripts/handover.lua")));
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
 static RW_READ_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/rw_read_acquire.lua")));
+    LazyLock::new(|| Script::new(with_fences!("scripts/rw_read_acquire.lua")));
 static RW_WRITE_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/rw_write_acquire.lua")));
+    LazyLock::new(|| Script::new(with_fences!("scripts/rw_write_acquire.lua")));
 static RW_READ_RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/rw_read_release.lua")));
 static RW_WRITE_RELEASE: LazyLock<Script> =
@@ -81,15 +90,15 @@ static RW_WRITE_RELEASE: LazyLock<Script> =
 static RW_READ_EXTEND: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/rw_read_extend.lua")));
 static FAIR_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/fair_acquire.lua")));
+    LazyLock::new(|| Script::new(with_fences!("scripts/fair_acquire.lua")));
 static FAIR_RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/fair_release.lua")));
 static SEM_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/sem_acquire.lua")));
+    LazyLock::new(|| Script::new(with_fences!("scripts/sem_acquire.lua")));
 static SEM_RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/sem_release.lua")));
 static SEM_FAIR_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/sem_fair_acquire.lua")));
+    LazyLock::new(|| Script::new(with_fences!("scripts/sem_fair_acquire.lua")));
 static SEM_FAIR_RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/sem_fair_release.lua")));
 static SEM_EXTEND: LazyLock<Script> =
@@ -149,7 +158,8 @@ pub(crate) struct WaitInfo<'a> {
     pub(crate) intent_ms: u64,
     /// Fair lease or semaphore: the waiter's id in the queue.
     pub(crate) waiter_id: &'a str,
-    /// Fair lease or semaphore: how long the waiter will still wait (0: it will not).
+    /// Fair lease or semaphore: how long the waiter keeps its place in the
+    /// queue unless it comes back (0: it will not wait).
     pub(crate) patience_ms: u64,
 }
 
@@ -166,12 +176,13 @@ pub(crate) enum Acquired {
 }
 
 /// Lease: acquire(N, fence; token, ttl_ms) -> {1, fence} | {0, pttl}.
-/// Permit: sem_acquire(permits, limit, fence; token, ttl_ms, K) -> the same,
-/// or {-1, K'} on a limit mismatch; in fair mode sem_fair_acquire(permits,
-/// limit, fence, queue, deadlines, ticket; token, ttl_ms, K, waiter id,
-/// patience_ms). Fair lease: fair_acquire(N, fence, queue, deadlines,
-/// ticket; token, ttl_ms, waiter id, patience_ms). Read / write: rw_*_acquire; a waiting
-/// writer's intent lives `intent_ms`.
+/// Permit: sem_acquire(permits, limit, fence, fences; token, ttl_ms, K) ->
+/// the same, or {-1, K'} on a limit mismatch; in fair mode
+/// sem_fair_acquire(permits, limit, fence, queue, deadlines, ticket,
+/// fences; token, ttl_ms, K, waiter id, patience_ms). Fair lease:
+/// fair_acquire(N, fence, queue, deadlines, ticket; token, ttl_ms, waiter
+/// id, patience_ms). Read / write: rw_*_acquire; a waiting writer's intent
+/// lives `intent_ms`. Every fence follows `fence.lua`'s rule.
 pub(crate) async fn acquire(
     conn: &mut impl ConnectionLike,
     keys: &LeaseKeys,
@@ -194,18 +205,20 @@ pub(crate) async fn acquire(
         Kind::Permit {
             permits,
             limit_key,
+            fences,
             limit,
             fair: Some(q),
         } => {
             SEM_FAIR_ACQUIRE
                 .call(conn, |c| {
-                    c.arg(6)
+                    c.arg(7)
                         .arg(&**permits)
                         .arg(&**limit_key)
                         .arg(keys.fence())
                         .arg(&*q.queue)
                         .arg(&*q.deadlines)
                         .arg(&*q.ticket)
+                        .arg(&**fences)
                         .arg(token)
                         .arg(ttl_ms)
                         .arg(*limit)
@@ -217,15 +230,17 @@ pub(crate) async fn acquire(
         Kind::Permit {
             permits,
             limit_key,
+            fences,
             limit,
             fair: None,
         } => {
             SEM_ACQUIRE
                 .call(conn, |c| {
-                    c.arg(3)
+                    c.arg(4)
                         .arg(&**permits)
                         .arg(&**limit_key)
                         .arg(keys.fence())
+                        .arg(&**fences)
                         .arg(token)
                         .arg(ttl_ms)
                         .arg(*limit);
@@ -251,11 +266,12 @@ pub(crate) async fn acquire(
         Kind::Read(rw) => {
             RW_READ_ACQUIRE
                 .call(conn, |c| {
-                    c.arg(4)
+                    c.arg(5)
                         .arg(&*rw.readers)
                         .arg(&*rw.writer)
                         .arg(&*rw.intent)
                         .arg(keys.fence())
+                        .arg(&*rw.fences)
                         .arg(token)
                         .arg(ttl_ms);
                 })
@@ -288,15 +304,47 @@ pub(crate) fn acquired(ok: i64, n: i64) -> Acquired {
     }
 }
 
-/// release(N, wake; token, publisher id) -> released? Each kind has its
+/// What a release script did, and whether the caller must wake its own
+/// local waiters: the script's publish of the caller's id comes back to
+/// the caller's subscriber, which skips it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Released {
+    /// The token held nothing; nothing changed, nobody was told.
+    NotHeld,
+    /// Released; the publish carries the caller's id: wake local waiters.
+    Yes,
+    /// Released; the publish names each waiter whose turn it is, in
+    /// whichever process (fair mode), and nobody else may take it.
+    Named,
+    /// Not held, but the token's writer intent was withdrawn: readers held
+    /// back by it may go in, so wake local waiters.
+    Withdrawn,
+}
+
+impl Released {
+    /// Whether the token held the lease (or permit) and gave it back.
+    pub(crate) fn released(self) -> bool {
+        matches!(self, Released::Yes | Released::Named)
+    }
+
+    /// Whether the caller must wake its local waiters itself.
+    pub(crate) fn wakes_local(self) -> bool {
+        matches!(self, Released::Yes | Released::Withdrawn)
+    }
+}
+
+/// release(N, wake; token, publisher id) -> [`Released`]. Each kind has its
 /// own script; fair ones (fair_release, sem_fair_release) publish the ids
-/// of the waiters whose turn it is instead of the publisher id.
+/// of the waiters whose turn it is, and the publisher id only when some of
+/// what was freed is owed to nobody queued (their reply 2); a writer's
+/// release withdraws its intent even when it no longer holds the lock
+/// (reply 2).
 pub(crate) async fn release(
     conn: &mut impl ConnectionLike,
     keys: &LeaseKeys,
     token: &[u8],
     publisher: &[u8],
-) -> RedisResult<bool> {
+) -> RedisResult<Released> {
     let n: i64 = match keys.kind() {
         Kind::Lease => {
             RELEASE
@@ -313,16 +361,18 @@ pub(crate) async fn release(
             permits,
             limit_key,
             limit,
+            fences,
             fair: Some(q),
         } => {
             SEM_FAIR_RELEASE
                 .call(conn, |c| {
-                    c.arg(5)
+                    c.arg(6)
                         .arg(&**permits)
                         .arg(&**keys.wake())
                         .arg(&**limit_key)
                         .arg(&*q.queue)
                         .arg(&*q.deadlines)
+                        .arg(&**fences)
                         .arg(token)
                         .arg(publisher)
                         .arg(*limit);
@@ -332,15 +382,17 @@ pub(crate) async fn release(
         Kind::Permit {
             permits,
             limit_key,
+            fences,
             fair: None,
             ..
         } => {
             SEM_RELEASE
                 .call(conn, |c| {
-                    c.arg(3)
+                    c.arg(4)
                         .arg(&**permits)
                         .arg(&**keys.wake())
                         .arg(&**limit_key)
+                        .arg(&**fences)
                         .arg(token)
                         .arg(publisher);
                 })
@@ -362,9 +414,10 @@ pub(crate) async fn release(
         Kind::Read(rw) => {
             RW_READ_RELEASE
                 .call(conn, |c| {
-                    c.arg(2)
+                    c.arg(3)
                         .arg(&*rw.readers)
                         .arg(&**keys.wake())
+                        .arg(&*rw.fences)
                         .arg(token)
                         .arg(publisher);
                 })
@@ -383,7 +436,12 @@ pub(crate) async fn release(
                 .await?
         }
     };
-    Ok(n == 1)
+    Ok(match (n, keys.kind()) {
+        (0, _) => Released::NotHeld,
+        (1, Kind::Fair(_) | Kind::Permit { fair: Some(_), .. }) => Released::Named,
+        (2, Kind::Write(_)) => Released::Withdrawn,
+        _ => Released::Yes,
+    })
 }
 
 /// What the handover script did.
@@ -474,13 +532,17 @@ pub(crate) async fn extend(
                 .await?
         }
         Kind::Permit {
-            permits, limit_key, ..
+            permits,
+            limit_key,
+            fences,
+            ..
         } => {
             SEM_EXTEND
                 .call(conn, |c| {
-                    c.arg(2)
+                    c.arg(3)
                         .arg(&**permits)
                         .arg(&**limit_key)
+                        .arg(&**fences)
                         .arg(token)
                         .arg(ttl_ms);
                 })
@@ -489,7 +551,11 @@ pub(crate) async fn extend(
         Kind::Read(rw) => {
             RW_READ_EXTEND
                 .call(conn, |c| {
-                    c.arg(1).arg(&*rw.readers).arg(token).arg(ttl_ms);
+                    c.arg(2)
+                        .arg(&*rw.readers)
+                        .arg(&*rw.fences)
+                        .arg(token)
+                        .arg(ttl_ms);
                 })
                 .await?
         }

@@ -31,10 +31,12 @@ use crate::lease::Lease;
 /// all processes, and a release wakes only the waiter whose turn it is.
 ///
 /// Data in Redis: `leasehold:{N}:permits` (sorted set: token → expiry in
-/// server milliseconds), `leasehold:{N}:limit`, and the name's fence
-/// counter and wake channel. Both keys expire with the last permit. Fair
-/// mode adds the waiters' queue (`leasehold:{N}:queue`, `…:queue-deadlines`,
-/// `…:queue-ticket`), which expires with its most patient waiter.
+/// server milliseconds), `leasehold:{N}:limit`, `leasehold:{N}:fences`
+/// (hash: token → the fence its permit was granted, so that a retried
+/// acquire answers it again), and the name's fence counter and wake
+/// channel. All three expire with the last permit. Fair mode adds the
+/// waiters' queue (`leasehold:{N}:queue`, `…:queue-deadlines`,
+/// `…:queue-ticket`), which expires with its last waiter's place.
 ///
 /// ```no_run
 /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
@@ -101,10 +103,10 @@ impl Semaphore {
     /// the front of the queue may take them; a new `acquire` or
     /// `try_acquire` gets a permit only if one is left over for it. A
     /// waiter that gives up (its `acquire` timed out or was dropped) leaves
-    /// the queue at once; one whose process dies leaves it when its wait
-    /// timeout passes, so it delays the others by at most that long. The
-    /// permits
-    /// themselves are those of normal mode: fair and normal callers share
+    /// the queue at once; one whose process dies leaves it three fallback
+    /// periods (`backoff` max, at least 1 s) after its last attempt, so it
+    /// delays the others by at most that long. The permits themselves are
+    /// those of normal mode: fair and normal callers share
     /// the K permits and the fencing counter, but only fair waiters keep
     /// their turn.
     ///

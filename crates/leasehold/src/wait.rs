@@ -23,9 +23,10 @@
 //! and returns its guard without a round trip of its own: a hand-over costs
 //! one script call. The hand-over is settled whatever gives up half-way: a
 //! waiter dropped before the reply leaves its token to be released (which
-//! hands the lease on again), and a releaser dropped before the reply wakes
-//! the waiter, whose own attempt with the same token takes the lease if the
-//! hand-over happened.
+//! hands the lease on again), and a releaser dropped before the reply (or
+//! whose reply was lost) wakes the waiter, whose own attempt with the same
+//! token takes the lease if the hand-over happened; a waiter that gives up
+//! before that attempt releases its token.
 //!
 //! A hand-over happens only while no other client waits for the name: the
 //! script counts the subscribers of the wake channel. When others wait, it
@@ -43,7 +44,10 @@
 //! back through Redis; the publish carries the client's id, so the echo is
 //! skipped. Fair leases and fair semaphores are the exception: their
 //! release publishes `w:<waiter id>` for each waiter whose turn it is, in
-//! whichever process, and only those waiters are woken.
+//! whichever process, and only those waiters are woken; what is owed to
+//! nobody queued in Redis (an empty queue) is published and woken as for
+//! other kinds. A writer that gives up withdraws its intent the same way,
+//! waking the readers it held back.
 //!
 //! In a queue of plain leases only the head runs a fallback timer: the
 //! others wait for the head to hand the lease on. In other queues, where one
@@ -58,9 +62,21 @@
 //! publish) is caught by each waiter's fallback timer.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+// The model check (`tests::model` below) runs this state machine under
+// shuttle, whose scheduler must see every lock and atomic to interleave
+// them; other builds use std's.
+#[cfg(test)]
+use shuttle::sync::{
+    Arc, Mutex, MutexGuard,
+    atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
+};
+#[cfg(not(test))]
+use std::sync::{
+    Arc, Mutex, MutexGuard,
+    atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
+};
 
 use futures_util::StreamExt;
 use tokio::sync::Notify;
@@ -77,17 +93,62 @@ const LINGER: Duration = Duration::from_secs(2);
 const RECONNECT_MIN: Duration = Duration::from_millis(50);
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
 
-const QUEUED: u8 = 0;
-const WOKEN: u8 = 1;
-const OUT: u8 = 2;
-/// Taken off the queue by a local release that hands the lease to it.
-const OFFERED: u8 = 3;
-/// The hand-over happened: the lease is held by the waiter's token.
-const GRANTED: u8 = 4;
-/// Dropped while OFFERED: whoever hands the lease over must release it.
-const ABANDONED: u8 = 5;
-/// Got the lease by its own attempt while OFFERED or GRANTED (same token).
-const KEPT: u8 = 6;
+/// Where a waiter stands. Changed under the channels' lock, except the
+/// waiter's own `Woken -> Out` in [`Waiter::begin_attempt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum State {
+    /// In its channel's queue.
+    Queued,
+    /// Taken off the queue by a wake it has not acted on yet.
+    Woken,
+    /// Neither: trying the script, or done.
+    Out,
+    /// Taken off the queue by a local release that hands the lease to it.
+    Offered,
+    /// The hand-over happened: the lease is held by the waiter's token.
+    Granted,
+    /// Dropped while offered or granted: whoever hands the lease over
+    /// releases it.
+    Abandoned,
+    /// Got the lease by its own attempt while offered or granted (same
+    /// token): nobody releases it.
+    Kept,
+}
+
+/// A [`State`] in an atomic, read without the lock by the waiter's polls.
+struct AtomicState(AtomicU8);
+
+impl AtomicState {
+    const ALL: [State; 7] = [
+        State::Queued,
+        State::Woken,
+        State::Out,
+        State::Offered,
+        State::Granted,
+        State::Abandoned,
+        State::Kept,
+    ];
+
+    fn new(s: State) -> AtomicState {
+        AtomicState(AtomicU8::new(s as u8))
+    }
+
+    fn load(&self) -> State {
+        AtomicState::ALL[usize::from(self.0.load(Ordering::Acquire))]
+    }
+
+    fn store(&self, s: State) {
+        self.0.store(s as u8, Ordering::Release);
+    }
+
+    /// Moves `from -> to`; false when the state was not `from`.
+    fn advance(&self, from: State, to: State) -> bool {
+        self.0
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
 
 /// How long a client hands over locally after stepping back found other
 /// clients' subscriptions idle; then it steps back once more to check. A
@@ -114,23 +175,26 @@ struct Slot {
     /// `notify_one` stores a permit when the waiter is not polling yet, so a
     /// wake that arrives between two polls is not lost.
     notify: Notify,
-    /// QUEUED: in its channel's queue. WOKEN: taken off the queue by a wake
-    /// it has not acted on yet. OUT: neither (it is trying the script).
-    state: AtomicU8,
+    /// Where it stands (see [`State`]).
+    state: AtomicState,
     /// `w:<waiter id>`: the payload of a fair release meant for this waiter
     /// (`w:` alone outside fair mode, where releases name nobody).
     id: Box<[u8]>,
     /// Set for plain leases: a local release may hand the lease straight to
     /// this waiter's token instead of freeing it.
     handover: Option<Handover>,
-    /// The fence and send instant of a hand-over, once GRANTED.
+    /// The fence and send instant of a hand-over, once granted.
     grant: Mutex<Option<(u64, Instant)>>,
     /// Told when the slot becomes the head of its queue: in a queue that
     /// hands over, only the head runs a fallback timer.
     promoted: Notify,
     /// Its client freed the lease for other clients' waiters instead of
     /// handing it to this one: retry after [`STEP_BACK`], not at once.
-    step_back: std::sync::atomic::AtomicBool,
+    step_back: AtomicBool,
+    /// Woken after a hand-over whose outcome is unknown (see
+    /// [`Offer::unknown`]): the token may hold the lease until the waiter's
+    /// next attempt is sent.
+    unsure: AtomicBool,
 }
 
 #[derive(Default)]
@@ -252,12 +316,13 @@ impl WakeHub {
         });
         let slot = Arc::new(Slot {
             notify: Notify::new(),
-            state: AtomicU8::new(QUEUED),
+            state: AtomicState::new(State::Queued),
             id: [b"w:", waiter_id.as_bytes()].concat().into(),
             handover,
             grant: Mutex::new(None),
             promoted: Notify::new(),
-            step_back: std::sync::atomic::AtomicBool::new(false),
+            step_back: AtomicBool::new(false),
+            unsure: AtomicBool::new(false),
         });
         let confirmed;
         {
@@ -311,7 +376,7 @@ impl WakeHub {
         let slot = ch.queue.pop_front()?;
         promote(ch);
         ch.woken += 1;
-        slot.state.store(OFFERED, Ordering::Release);
+        slot.state.store(State::Offered);
         let handover = slot.handover?;
         Some(Offer {
             shared: Arc::clone(&self.shared),
@@ -358,7 +423,7 @@ impl Shared {
             }
             // Queued -> woken: still counted in `waiters`.
             ch.woken += 1;
-            slot.state.store(WOKEN, Ordering::Release);
+            slot.state.store(State::Woken);
             slot.notify.notify_one();
             if !ch.busy() {
                 ch.idle_since = Some(Instant::now());
@@ -393,17 +458,17 @@ impl Shared {
             let Some(slot) = ch.by_id.get(payload).cloned() else {
                 return;
             };
-            match slot.state.load(Ordering::Acquire) {
-                QUEUED => {
+            match slot.state.load() {
+                State::Queued => {
                     if let Some(i) = ch.queue.iter().position(|s| Arc::ptr_eq(s, &slot)) {
                         self.wake_at(ch, i);
                     }
                 }
-                OUT => {
+                State::Out => {
                     // Its attempt raced the release: have it try again.
                     self.waiters.fetch_add(1, Ordering::AcqRel);
                     ch.woken += 1;
-                    slot.state.store(WOKEN, Ordering::Release);
+                    slot.state.store(State::Woken);
                     slot.notify.notify_one();
                 }
                 _ => {}
@@ -422,8 +487,9 @@ fn promote(ch: &Channel) {
 }
 
 /// A waiter taken off its queue for a hand-over (see [`WakeHub::offer`]).
-/// Settle it with [`grant`](Offer::grant) or [`withdraw`](Offer::withdraw);
-/// dropped unsettled (the release was cancelled), it withdraws.
+/// Settle it with [`grant`](Offer::grant), [`requeue`](Offer::requeue),
+/// [`withdraw`](Offer::withdraw) or [`unknown`](Offer::unknown); dropped
+/// unsettled (the release was cancelled), its outcome is unknown.
 pub(crate) struct Offer {
     shared: Arc<Shared>,
     channel: Arc<[u8]>,
@@ -457,18 +523,18 @@ impl Offer {
     pub(crate) fn requeue(mut self) {
         self.settled = true;
         let mut channels = self.shared.lock();
-        let offered = self.slot.state.load(Ordering::Acquire) == OFFERED;
+        let offered = self.slot.state.load() == State::Offered;
         let Some(ch) = channels.get_mut(&self.channel) else {
             if offered {
                 // No queue to go back to (cannot happen while it is counted
                 // as woken): let it try for itself.
-                self.slot.state.store(WOKEN, Ordering::Release);
+                self.slot.state.store(State::Woken);
                 self.slot.notify.notify_one();
             }
             return;
         };
         if offered {
-            self.slot.state.store(QUEUED, Ordering::Release);
+            self.slot.state.store(State::Queued);
             ch.woken -= 1;
             ch.queue.push_front(Arc::clone(&self.slot));
         }
@@ -486,37 +552,49 @@ impl Offer {
     pub(crate) fn grant(mut self, fence: u64, sent: Instant) -> bool {
         self.settled = true;
         let _channels = self.shared.lock();
-        match self.slot.state.load(Ordering::Acquire) {
-            OFFERED => {
+        match self.slot.state.load() {
+            State::Offered => {
                 *self.slot.grant.lock().unwrap_or_else(|e| e.into_inner()) = Some((fence, sent));
-                self.slot.state.store(GRANTED, Ordering::Release);
+                self.slot.state.store(State::Granted);
                 self.slot.notify.notify_one();
                 true
             }
-            ABANDONED => false,
-            _ => true, // KEPT: it holds the lease through its own attempt.
+            State::Abandoned => false,
+            _ => true, // Kept: it holds the lease through its own attempt.
         }
     }
 
-    /// The lease was not handed over (the releaser no longer held it), or
-    /// it is unknown whether it was (an error): the waiter is woken to try
-    /// for itself. Its own attempt, with the same token, takes a lease that
-    /// was handed over after all. Returns false when the waiter is gone.
+    /// The lease was not handed over (the releaser no longer held it): the
+    /// waiter is woken to try for itself. Returns false when the waiter is
+    /// gone.
     pub(crate) fn withdraw(mut self) -> bool {
         self.settled = true;
-        self.settle_withdrawn()
+        self.settle_withdrawn(false)
     }
 
-    fn settle_withdrawn(&self) -> bool {
+    /// It is unknown whether the lease was handed over (an error): the
+    /// waiter is woken to try for itself, and its own attempt, with the same
+    /// token and sent after the hand-over on the same connection, takes a
+    /// lease that was handed over after all. Until that attempt is sent,
+    /// the waiter's token may hold the lease: a waiter that gives up before
+    /// it releases the token (see [`Waiter::abandon`]). Returns false when
+    /// the waiter is gone.
+    pub(crate) fn unknown(mut self) -> bool {
+        self.settled = true;
+        self.settle_withdrawn(true)
+    }
+
+    fn settle_withdrawn(&self, unknown: bool) -> bool {
         let _channels = self.shared.lock();
-        match self.slot.state.load(Ordering::Acquire) {
-            OFFERED => {
+        match self.slot.state.load() {
+            State::Offered => {
                 // Still counted as woken: begin_attempt settles the count.
-                self.slot.state.store(WOKEN, Ordering::Release);
+                self.slot.unsure.store(unknown, Ordering::Release);
+                self.slot.state.store(State::Woken);
                 self.slot.notify.notify_one();
                 true
             }
-            ABANDONED => false,
+            State::Abandoned => false,
             _ => true,
         }
     }
@@ -525,9 +603,10 @@ impl Offer {
 impl Drop for Offer {
     fn drop(&mut self) {
         if !self.settled {
-            // The releaser's future was dropped: the waiter finds out by
-            // itself. Were it gone too, its pending release covers it.
-            self.settle_withdrawn();
+            // The releaser's future was dropped, the hand-over perhaps
+            // sent: the waiter finds out by itself. Were it gone too, its
+            // pending release covers it.
+            self.settle_withdrawn(true);
         }
     }
 }
@@ -549,12 +628,7 @@ impl Waiter {
 
     /// Call before trying the script: consumes a pending wake, if any.
     pub(crate) fn begin_attempt(&self) {
-        if self
-            .slot
-            .state
-            .compare_exchange(WOKEN, OUT, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+        if self.slot.state.advance(State::Woken, State::Out) {
             self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
             let mut channels = self.shared.lock();
             if let Some(ch) = channels.get_mut(&self.channel) {
@@ -571,10 +645,10 @@ impl Waiter {
     /// earlier). Settles the hand-over.
     pub(crate) fn take_grant(&self) -> Option<(u64, Instant)> {
         let mut channels = self.shared.lock();
-        if self.slot.state.load(Ordering::Acquire) != GRANTED {
+        if self.slot.state.load() != State::Granted {
             return None;
         }
-        self.slot.state.store(OUT, Ordering::Release);
+        self.slot.state.store(State::Out);
         self.settle_count(&mut channels);
         self.slot
             .grant
@@ -601,7 +675,7 @@ impl Waiter {
             return true;
         }
         let channels = self.shared.lock();
-        self.slot.state.load(Ordering::Acquire) != QUEUED
+        self.slot.state.load() != State::Queued
             || channels
                 .get(&self.channel)
                 .and_then(|ch| ch.queue.front())
@@ -626,23 +700,94 @@ impl Waiter {
     /// A local release is handing the lease to this waiter right now: do not
     /// try for it, wait for the outcome.
     pub(crate) fn is_offered(&self) -> bool {
-        self.slot.state.load(Ordering::Acquire) == OFFERED
+        self.slot.state.load() == State::Offered
     }
 
-    /// This waiter's token may hold the lease without a guard: a hand-over
-    /// is under way or done. If the waiter is dropped now, the token must be
-    /// released.
-    pub(crate) fn may_hold(&self) -> bool {
-        matches!(self.slot.state.load(Ordering::Acquire), OFFERED | GRANTED)
-    }
-
-    /// The waiter got the lease by its own attempt. A hand-over to the same
-    /// token that raced the attempt is settled as kept: nobody releases it.
-    pub(crate) fn keep(&self) {
+    /// The waiter got the lease by its own attempt: it leaves, and nobody
+    /// may release the lease on its behalf. Under one lock: a slot still
+    /// queued (the head's timer attempt, a step back, a look once more) is
+    /// taken out of the queue, so that no local release can offer it the
+    /// lease it already holds; a hand-over to the same token that raced the
+    /// attempt is settled as kept.
+    pub(crate) fn keep(self) {
         let mut channels = self.shared.lock();
-        if matches!(self.slot.state.load(Ordering::Acquire), OFFERED | GRANTED) {
-            self.slot.state.store(KEPT, Ordering::Release);
-            self.settle_count(&mut channels);
+        match self.slot.state.load() {
+            State::Offered | State::Granted => {
+                self.slot.state.store(State::Kept);
+                self.settle_count(&mut channels);
+            }
+            State::Queued => {
+                self.slot.state.store(State::Out);
+                if let Some(ch) = channels.get_mut(&self.channel) {
+                    self.dequeue(ch);
+                }
+            }
+            // Woken: dropping it below passes the wake on.
+            _ => {}
+        }
+        drop(channels);
+    }
+
+    /// The waiter gives up: it leaves its queue (passing on a wake it did
+    /// not act on). Returns whether its token may hold the lease without a
+    /// guard (a hand-over is under way or done): then the caller must
+    /// release it, and a releaser still handing over releases it too.
+    pub(crate) fn abandon(self) -> bool {
+        self.leave()
+    }
+
+    /// Leaves the queue; see [`abandon`](Waiter::abandon). Idempotent: the
+    /// slot ends out of the queue, abandoned or kept.
+    fn leave(&self) -> bool {
+        let mut channels = self.shared.lock();
+        let Some(ch) = channels.get_mut(&self.channel) else {
+            return self.slot.unsure.swap(false, Ordering::AcqRel);
+        };
+        ch.by_id.remove(&self.slot.id);
+        // Woken after a hand-over of unknown outcome, and no attempt sent
+        // since: the token may hold the lease.
+        let unsure = self.slot.unsure.swap(false, Ordering::AcqRel);
+        let may_hold = match self.slot.state.load() {
+            State::Queued => {
+                self.slot.state.store(State::Out);
+                self.dequeue(ch);
+                unsure
+            }
+            State::Woken => {
+                // Woken for a release we will not act on: hand it on.
+                self.slot.state.store(State::Out);
+                self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
+                ch.woken -= 1;
+                self.shared.wake_head(ch);
+                unsure
+            }
+            State::Offered | State::Granted => {
+                // The releaser (offered) or our pending token (granted)
+                // releases the lease, which hands it on.
+                self.slot.state.store(State::Abandoned);
+                self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
+                ch.woken -= 1;
+                true
+            }
+            State::Out => unsure,
+            State::Abandoned | State::Kept => false,
+        };
+        if !ch.busy() && ch.idle_since.is_none() {
+            ch.idle_since = Some(Instant::now());
+            drop(channels);
+            self.shared.dirty.notify_one();
+        }
+        may_hold
+    }
+
+    /// Takes the slot out of its channel's queue and the count of waiters.
+    fn dequeue(&self, ch: &mut Channel) {
+        if let Some(i) = ch.queue.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {
+            ch.queue.remove(i);
+            if i == 0 {
+                promote(ch);
+            }
+            self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -662,12 +807,7 @@ impl Waiter {
     pub(crate) fn attempt_failed(&self) {
         let mut channels = self.shared.lock();
         // Under the lock: a wake cannot slip in between the check and the move.
-        if self
-            .slot
-            .state
-            .compare_exchange(OUT, QUEUED, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if !self.slot.state.advance(State::Out, State::Queued) {
             return; // still queued (timer path), or woken again meanwhile
         }
         let ch = channels.entry(Arc::clone(&self.channel)).or_default();
@@ -690,41 +830,104 @@ impl Waiter {
 
 impl Drop for Waiter {
     fn drop(&mut self) {
-        let mut channels = self.shared.lock();
-        let Some(ch) = channels.get_mut(&self.channel) else {
-            return;
-        };
-        ch.by_id.remove(&self.slot.id);
-        match self.slot.state.load(Ordering::Acquire) {
-            QUEUED => {
-                if let Some(i) = ch.queue.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {
-                    ch.queue.remove(i);
-                    if i == 0 {
-                        promote(ch);
-                    }
-                    self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
-                }
-            }
-            WOKEN => {
-                // Woken for a release we will not act on: hand it on.
-                self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
-                ch.woken -= 1;
-                self.shared.wake_head(ch);
-            }
-            OFFERED | GRANTED => {
-                // The releaser (OFFERED) or our pending token (GRANTED)
-                // releases the lease, which hands it on.
-                self.slot.state.store(ABANDONED, Ordering::Release);
-                self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
-                ch.woken -= 1;
-            }
-            _ => {}
+        self.leave();
+    }
+}
+
+/// What an acquire in progress may hold without a guard: the lease itself
+/// while a script was sent and no definite reply came back (`armed`), a
+/// waiting writer's intent, or a lease handed over to its waiter. Dropped
+/// unsettled (the acquire failed or was cancelled), the caller releases the
+/// token if [`abandon`](Claim::abandon) says so.
+///
+/// A guard is made from a [`Won`], and the only ways to one settle the
+/// claim ([`won`](Claim::won), [`take_grant`](Claim::take_grant)): whichever
+/// path returns the guard, nothing is left to release the lease behind the
+/// caller's back.
+#[derive(Default)]
+pub(crate) struct Claim {
+    /// A script was sent and no definite reply came back: a transport error
+    /// leaves the claim armed, for the script may have run.
+    armed: bool,
+    /// A waiting writer left its intent; withdrawn unless it got the lock.
+    intent: bool,
+    /// The place in the local queue, once the acquire waits.
+    waiter: Option<Waiter>,
+}
+
+impl Claim {
+    /// The place in the local queue, if the acquire stands in one.
+    pub(crate) fn waiter(&self) -> Option<&Waiter> {
+        self.waiter.as_ref()
+    }
+
+    /// Stands in the local queue from now on.
+    pub(crate) fn join(&mut self, waiter: Waiter) {
+        self.waiter = Some(waiter);
+    }
+
+    /// An acquire script is about to be sent. It follows any hand-over of
+    /// unknown outcome on the same connection: its definite answer says
+    /// whether the token holds the lease, and meanwhile the claim is armed.
+    pub(crate) fn sending(&mut self) {
+        self.armed = true;
+        if let Some(w) = &self.waiter {
+            w.slot.unsure.store(false, Ordering::Release);
         }
-        if !ch.busy() && ch.idle_since.is_none() {
-            ch.idle_since = Some(Instant::now());
-            drop(channels);
-            self.shared.dirty.notify_one();
+    }
+
+    /// The script said the lease is held by another; `intent` when it left
+    /// this waiting writer's intent.
+    pub(crate) fn refused(&mut self, intent: bool) {
+        self.armed = false;
+        self.intent |= intent;
+    }
+
+    /// The acquire script gave the token the lease with `fence`, sent at
+    /// `sent`: nothing is left to release, and the waiter leaves its queue
+    /// (see [`Waiter::keep`]).
+    pub(crate) fn won(&mut self, fence: u64, sent: Instant) -> Won {
+        self.armed = false;
+        self.intent = false;
+        if let Some(w) = self.waiter.take() {
+            w.keep();
         }
+        Won { fence, sent }
+    }
+
+    /// A lease handed over to this waiter by a local release (see
+    /// [`Waiter::take_grant`]), settled as [`won`](Claim::won): an earlier
+    /// attempt that failed on the wire left the claim armed, and must not
+    /// release the lease that was handed over.
+    pub(crate) fn take_grant(&mut self) -> Option<Won> {
+        let (fence, sent) = self.waiter.as_ref()?.take_grant()?;
+        Some(self.won(fence, sent))
+    }
+
+    /// The acquire ends without a guard: leaves the queue, and returns
+    /// whether the token may hold something that must be released.
+    pub(crate) fn abandon(&mut self) -> bool {
+        let handed = self.waiter.take().is_some_and(Waiter::abandon);
+        std::mem::take(&mut self.armed) | std::mem::take(&mut self.intent) | handed
+    }
+}
+
+/// A settled [`Claim`]: the token holds the lease with this fence, from no
+/// earlier than `sent`. The only way to a guard (`Pending::into_guard`).
+#[derive(Debug)]
+#[must_use = "a won lease is held: make its guard"]
+pub(crate) struct Won {
+    fence: u64,
+    sent: Instant,
+}
+
+impl Won {
+    pub(crate) fn fence(&self) -> u64 {
+        self.fence
+    }
+
+    pub(crate) fn sent(&self) -> Instant {
+        self.sent
     }
 }
 
@@ -845,4 +1048,268 @@ fn plan(shared: &Shared, subscribed: &HashSet<Arc<[u8]>>) -> Plan {
         true
     });
     (to_sub, to_unsub, next)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The in-process state machine (queue, wake, offer, grant, withdraw,
+    //! requeue, keep, abandon, take_grant, and the claim an acquire drops)
+    //! model-checked with shuttle: local waiters and releasers of one lease
+    //! in threads, Redis as one lock, the wire as random loss; shuttle
+    //! explores their interleavings. This module's locks and atomics are
+    //! shuttle's in test builds, so every one is a point where the
+    //! scheduler may switch threads.
+
+    use std::sync::LazyLock;
+
+    use shuttle::rand::{Rng, thread_rng};
+
+    use super::*;
+
+    /// Tokio objects (`Notify`, `Instant`) need no runtime; the hub keeps a
+    /// handle for its subscriber task, which the model never starts.
+    static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    });
+
+    impl WakeHub {
+        /// A hub whose subscriber never starts: the state machine alone.
+        fn detached() -> WakeHub {
+            let redis = redis::Client::open("redis://127.0.0.1:1").unwrap();
+            let hub = WakeHub::new(redis, b"client", RUNTIME.handle().clone());
+            hub.shared.started.call_once(|| {});
+            hub
+        }
+    }
+
+    /// What a handover script did in the model.
+    enum Handed {
+        To(u64),
+        Freed,
+        NotHeld,
+    }
+
+    /// The lease in Redis: each operation is atomic, as a script is.
+    #[derive(Default)]
+    struct Redis {
+        state: Mutex<(Option<Token>, u64)>,
+    }
+
+    impl Redis {
+        fn acquire(&self, token: Token) -> Option<u64> {
+            let mut s = self.state.lock().unwrap();
+            match s.0 {
+                None => {
+                    s.1 += 1;
+                    s.0 = Some(token);
+                    Some(s.1)
+                }
+                Some(t) if t == token => Some(s.1),
+                Some(_) => None,
+            }
+        }
+
+        fn release(&self, token: Token) -> bool {
+            let mut s = self.state.lock().unwrap();
+            let held = s.0 == Some(token);
+            if held {
+                s.0 = None;
+            }
+            held
+        }
+
+        /// The TTL of `token`'s lease ran out.
+        fn expire(&self, token: Token) {
+            self.release(token);
+        }
+
+        fn handover(&self, from: Token, to: Token, others_wait: bool) -> Handed {
+            let mut s = self.state.lock().unwrap();
+            if s.0 != Some(from) {
+                Handed::NotHeld
+            } else if others_wait {
+                s.0 = None;
+                Handed::Freed
+            } else {
+                s.1 += 1;
+                s.0 = Some(to);
+                Handed::To(s.1)
+            }
+        }
+
+        fn holder(&self) -> Option<Token> {
+            self.state.lock().unwrap().0
+        }
+    }
+
+    /// One lease, its local waiters and Redis.
+    struct World {
+        hub: WakeHub,
+        channel: Arc<[u8]>,
+        redis: Redis,
+    }
+
+    /// `Client::release_raw` for a plain lease: hand over to the local head,
+    /// or release and wake. Scripts may be lost on the way (not run) or
+    /// their replies lost (run, but the caller sees an error); a plain
+    /// release that is lost leaves the lease to its TTL, by design, so the
+    /// background releases of waiters' tokens (`reliable`) are not lost.
+    fn release_raw(world: &World, token: Token, reliable: bool) -> bool {
+        let mut rng = thread_rng();
+        let lossy = !reliable;
+        let Some(offer) = world.hub.offer(&world.channel) else {
+            let released = !(lossy && rng.gen_ratio(1, 10)) && world.redis.release(token);
+            // The release was dropped after its reply: nobody is woken.
+            if released && rng.gen_ratio(9, 10) {
+                world.hub.wake(&world.channel);
+            }
+            return released;
+        };
+        let next = offer.handover();
+        let others_wait = rng.gen_ratio(1, 4);
+        let ran = (!(lossy && rng.gen_ratio(1, 10)))
+            .then(|| world.redis.handover(token, next.token, others_wait));
+        let answered = !(lossy && rng.gen_ratio(1, 5));
+        let (delivered, released) = match ran.filter(|_| answered) {
+            Some(Handed::To(fence)) => (offer.grant(fence, Instant::now()), true),
+            Some(Handed::Freed) => {
+                offer.requeue();
+                (true, true)
+            }
+            Some(Handed::NotHeld) => (offer.withdraw(), false),
+            None => (offer.unknown(), false),
+        };
+        if !delivered {
+            // `release_in_background` of the waiter's token.
+            release_raw(world, next.token, true);
+        }
+        released
+    }
+
+    /// `Lease::acquire` of a plain lease, for `rounds` turns of its loop,
+    /// then given up; every turn may try (a timer may fire at any time).
+    /// Returns whether it returned a guard. Its claim is dropped either
+    /// way, as `Pending` is, releasing what it says may be held.
+    fn acquire(world: &World, token: Token, rounds: usize) -> bool {
+        let mut rng = thread_rng();
+        let handover = Some(Handover { token, ttl_ms: 1 });
+        let mut claim = Claim::default();
+        let mut won = None;
+        let mut try_now = !world.hub.has_waiters(&world.channel);
+        for _ in 0..rounds {
+            if try_now {
+                if let Some(w) = claim.waiter() {
+                    w.begin_attempt();
+                }
+                claim.sending();
+                let ran = rng.gen_ratio(9, 10).then(|| world.redis.acquire(token));
+                let answered = rng.gen_ratio(3, 4);
+                match ran.filter(|_| answered) {
+                    Some(Some(fence)) => {
+                        won = Some(claim.won(fence, Instant::now()));
+                        break;
+                    }
+                    Some(None) => claim.refused(false),
+                    None => {} // lost on the wire: still armed
+                }
+                if let Some(w) = claim.waiter() {
+                    w.attempt_failed();
+                }
+            }
+            if claim.waiter().is_none() {
+                let (w, _) = world.hub.register(&world.channel, false, "", handover);
+                claim.join(w);
+            }
+            // The select: a wake, a promotion or the timer.
+            shuttle::thread::yield_now();
+            if let Some(w) = claim.take_grant() {
+                won = Some(w);
+                break;
+            }
+            try_now = !claim.waiter().is_some_and(Waiter::is_offered);
+        }
+        // `Pending::drop`.
+        if claim.abandon() {
+            release_raw(world, token, true);
+        }
+        won.is_some()
+    }
+
+    /// One run: a holder that may let its lease expire, then releases it
+    /// (a hand-over, or a late release of a lease no longer its own), and
+    /// two local waiters.
+    fn scenario() {
+        let world = Arc::new(World {
+            hub: WakeHub::detached(),
+            channel: Arc::from(&b"leasehold:{model}:wake"[..]),
+            redis: Redis::default(),
+        });
+        let holder = Token::random();
+        assert!(world.redis.acquire(holder).is_some());
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let world = Arc::clone(&world);
+                let token = Token::random();
+                (
+                    token,
+                    shuttle::thread::spawn(move || acquire(&world, token, 3)),
+                )
+            })
+            .collect();
+        let releaser = {
+            let world = Arc::clone(&world);
+            shuttle::thread::spawn(move || {
+                if thread_rng().gen_bool(0.5) {
+                    world.redis.expire(holder);
+                }
+                release_raw(&world, holder, false);
+            })
+        };
+        releaser.join().unwrap();
+        let mut guards = 0;
+        for (token, w) in waiters {
+            let guard = w.join().unwrap();
+            guards += usize::from(guard);
+            // A token that ended up holding the lease was returned as a
+            // guard, or released: never both, never neither.
+            assert_eq!(
+                guard,
+                world.redis.holder() == Some(token),
+                "a waiter's guard {} while Redis says the lease is {}",
+                if guard { "was returned" } else { "was not" },
+                if world.redis.holder() == Some(token) {
+                    "its"
+                } else {
+                    "not its"
+                },
+            );
+        }
+        assert!(guards <= 1, "two guards at once");
+        // Everyone left: nothing counted, nothing queued.
+        assert_eq!(world.hub.shared.waiters.load(Ordering::Acquire), 0);
+        let channels = world.hub.shared.lock();
+        if let Some(ch) = channels.get(&world.channel) {
+            assert!(ch.queue.is_empty() && ch.woken == 0, "left in the queue");
+        }
+    }
+
+    // Between them they find, within their iterations: a waiter that won
+    // by its own attempt and was then offered the lease (issue 11, finding
+    // 2: revert the `Queued` arm of `Waiter::keep`); a hand-over returned
+    // as a guard with the claim still armed (finding 1: have
+    // `Claim::take_grant` skip `won`); a waiter gone after a hand-over of
+    // unknown outcome (use `withdraw` for `unknown` in `release_raw`). A
+    // failure prints the schedule to give `shuttle::replay`.
+
+    #[test]
+    fn issue11_state_machine_model_random() {
+        shuttle::check_random(scenario, 10_000);
+    }
+
+    #[test]
+    fn issue11_state_machine_model_pct() {
+        shuttle::check_pct(scenario, 10_000, 3);
+    }
 }

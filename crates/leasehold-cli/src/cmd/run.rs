@@ -1,20 +1,38 @@
 //! `run` and `sem run`: a command under a lease (or a permit), renewed while
-//! it runs, stopped when the lease is lost.
+//! it runs, stopped when the lease is lost, and never outliving it.
 //!
 //! The order of things: connect and take the lease (a signal here ends
 //! leasehold with 128 + N, and the command never starts); spawn the command
-//! with `LEASEHOLD_NAME`, `LEASEHOLD_FENCE` and `LEASEHOLD_TTL_MS`; then wait
-//! for the first of
+//! with `LEASEHOLD_NAME`, `LEASEHOLD_FENCE` and `LEASEHOLD_TTL_MS`, in a
+//! process group of its own ([`crate::group`]: signals reach what it
+//! starts, too); on Linux start the [`crate::watchdog`]; then wait for the
+//! first of
 //!
-//! - the command's exit: release the lease, exit with the command's status
+//! - the command's exit: stop what it left in its group (it would run on
+//!   without the lease), release the lease, exit with the command's status
 //!   (4 if the release found the lease already lost: the work may have
 //!   overlapped another holder's);
-//! - the guard's `lost()`: SIGTERM to the command, SIGKILL after `--grace`,
+//! - the guard's `lost()`: SIGTERM to the group, SIGKILL after `--grace`,
 //!   exit 4;
-//! - SIGINT, SIGTERM or SIGHUP to leasehold: passed on to the command, and
-//!   the wait goes on. (Ctrl-C in a terminal reaches the command from the
-//!   terminal too, so it may see SIGINT twice; a second SIGINT is what
-//!   `kill -INT` on leasehold alone needs to reach it at all.)
+//! - renewals failing until the validity left is within the grace (or
+//!   ttl/3, if less): SIGTERM to the group, SIGKILL before the validity
+//!   runs out, exit 4. Otherwise a lease that expires for want of renewal
+//!   would leave the command running for `--grace` after another host may
+//!   have taken it;
+//! - SIGINT, SIGTERM or SIGHUP to leasehold: passed on to the group, and
+//!   the wait goes on. The group is not the terminal's foreground group
+//!   unless leasehold handed it the terminal (then Ctrl-C reaches it
+//!   directly, and leasehold, in the background, gets none).
+//!
+//! And if leasehold dies without any of this (kill -9, the OOM killer):
+//! nobody renews the lease, which another host may take after its
+//! validity. On Linux the command's first process gets SIGKILL from the
+//! kernel at once (`PR_SET_PDEATHSIG`), and the watchdog, told every ttl/6
+//! how long the command may still run, stops the rest of the group: SIGTERM,
+//! then SIGKILL within `--grace` and before the validity runs out. A
+//! watchdog rather than a child subreaper: a subreaper dies with leasehold.
+//! Elsewhere the group is signalled as a group on a lost lease, but the
+//! death of leasehold itself is not covered.
 
 use std::ffi::OsString;
 use std::process::{ExitCode, ExitStatus};
@@ -23,11 +41,14 @@ use std::time::Duration;
 use leasehold::Guard;
 use serde_json::json;
 use tokio::process::{Child, Command};
+use tokio::time::Instant;
 
 use crate::cli::{Cli, RunArgs, SemRunArgs, WaitArgs};
 use crate::exit::Exit;
+use crate::group::Group;
 use crate::output;
 use crate::signals::Signals;
+use crate::watchdog::Watchdog;
 
 /// `run NAME -- CMD...`
 pub async fn lease(
@@ -95,16 +116,28 @@ fn code_of(status: ExitStatus) -> u8 {
     }
 }
 
-/// Sends `sig` to the child, if it has not been reaped yet.
-fn send(child: &Child, sig: i32) {
-    // `id()` is None once the child was reaped, so the pid cannot have been
-    // reused by another process.
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        unsafe {
-            libc::kill(pid as libc::pid_t, sig);
-        }
-    }
+/// How long before the lease's validity runs out the command must be gone:
+/// a tenth of the ttl, at most a second (the validity itself already allows
+/// for clock drift).
+fn margin(ttl: Duration) -> Duration {
+    (ttl / 10).min(Duration::from_secs(1))
+}
+
+/// How long the command may still run from now, were the lease renewed no
+/// more: the validity left, less the margin.
+fn may_run(guard: &Guard) -> Duration {
+    guard.remaining().saturating_sub(margin(guard.ttl()))
+}
+
+/// How the wait for the command ended.
+enum Ended {
+    /// It exited (or waiting for it failed).
+    Exited(std::io::Result<ExitStatus>),
+    /// The lease is lost: gone, taken, or its validity ran out.
+    Lost,
+    /// Renewals keep failing and the validity left is within the grace:
+    /// the command must be stopped now to be gone before it runs out.
+    Expiring,
 }
 
 /// Runs the command while `guard` holds, and says how it ended.
@@ -117,13 +150,13 @@ async fn supervise(
     signals: &mut Signals,
 ) -> leasehold::Result<ExitCode> {
     let fence = guard.fence();
-    let mut child = match Command::new(&command[0])
-        .args(&command[1..])
+    let mut cmd = Command::new(&command[0]);
+    cmd.args(&command[1..])
         .env("LEASEHOLD_NAME", name)
         .env("LEASEHOLD_FENCE", fence.to_string())
-        .env("LEASEHOLD_TTL_MS", guard.ttl().as_millis().to_string())
-        .spawn()
-    {
+        .env("LEASEHOLD_TTL_MS", guard.ttl().as_millis().to_string());
+    let terminal = Group::prepare(&mut cmd);
+    let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
             let code = if e.kind() == std::io::ErrorKind::NotFound {
@@ -139,27 +172,90 @@ async fn supervise(
             return Ok(ExitCode::from(code));
         }
     };
-    // The command runs; signals to us go on to it; a lost lease stops it.
+    let group = Group::started(child.id().expect("a child just spawned"), terminal);
+    let mut watchdog = Watchdog::start(group.id(), grace, may_run(&guard));
+    // Once renewals have failed for this long, the command is stopped: with
+    // at most ttl/3, a healthy lease (renewed every ttl/3) never gets there.
+    let stop_window = grace.min(guard.ttl() / 3);
+    let mut heartbeat = tokio::time::interval((guard.ttl() / 6).max(Duration::from_millis(50)));
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The command runs; signals to us go on to its group; a lost lease, or
+    // one about to run out, stops it.
     let ended = loop {
+        let stop_at = Instant::now() + guard.remaining().saturating_sub(stop_window);
         tokio::select! {
-            status = child.wait() => break Some(status),
-            () = guard.lost() => break None,
-            sig = signals.recv() => send(&child, sig),
+            status = child.wait() => break Ended::Exited(status),
+            () = guard.lost() => break Ended::Lost,
+            () = tokio::time::sleep_until(stop_at) => {
+                if guard.is_lost() {
+                    break Ended::Lost;
+                }
+                if guard.remaining() <= stop_window {
+                    break Ended::Expiring;
+                }
+            }
+            sig = signals.recv() => group.signal(sig),
+            _ = heartbeat.tick() => watchdog.within(may_run(&guard)),
         }
     };
-    let status = match ended {
-        Some(Ok(status)) => status,
-        Some(Err(e)) => {
+    let (status, lost) = match ended {
+        Ended::Exited(Ok(status)) => {
+            if !settles_empty(&group).await {
+                // They would run on without the lease once it is released.
+                let within = grace.min(may_run(&guard));
+                output::error(&format!(
+                    "the command exited but left processes in its process group; sending them SIGTERM (SIGKILL in {}) before the lease is released",
+                    output::human(Some(within))
+                ));
+                stop(&group, &mut child, Instant::now() + within, signals).await;
+            }
+            (Some(status), false)
+        }
+        Ended::Exited(Err(e)) => {
             output::error(&format!(
-                "lost track of the command: {e}; killing it and releasing the lease"
+                "lost track of the command: {e}; killing its process group and releasing the lease"
             ));
+            group.signal(libc::SIGKILL);
             let _ = child.kill().await;
+            group.take_back_terminal();
+            watchdog.stand_down().await;
             let _ = guard.release().await;
             return Ok(Exit::Failure.into());
         }
-        None => return stop(cli, name, fence, child, grace, signals).await,
+        Ended::Lost => {
+            output::error(&format!(
+                "lease `{name}` was lost while the command ran; sending its process group SIGTERM (SIGKILL in {})",
+                output::human(Some(grace))
+            ));
+            let status = stop(&group, &mut child, Instant::now() + grace, signals).await;
+            (status, true)
+        }
+        Ended::Expiring => {
+            let within = grace.min(may_run(&guard));
+            output::error(&format!(
+                "lease `{name}` could not be renewed and runs out in {}; sending the command's process group SIGTERM (SIGKILL in {}) so that it is gone before then",
+                output::human(Some(guard.remaining())),
+                output::human(Some(within))
+            ));
+            let status = stop(&group, &mut child, Instant::now() + within, signals).await;
+            (status, true)
+        }
     };
-    let code = code_of(status);
+    group.take_back_terminal();
+    watchdog.stand_down().await;
+    let code = status.map(code_of);
+    if lost {
+        // Give back what may still be ours; the command was stopped anyway.
+        let _ = guard.release().await;
+        if cli.json {
+            output::record(
+                "run",
+                json!({ "name": name, "fence": fence, "exit_code": Exit::Lost.code(), "command_exit_code": code, "lost": true }),
+            );
+        }
+        return Ok(Exit::Lost.into());
+    }
+    let code = code.unwrap_or(Exit::Failure.code());
     // The command is done: give the lease back and report.
     let released = guard.release().await;
     let lost = matches!(&released, Err(e) if e.is_lost());
@@ -185,38 +281,51 @@ async fn supervise(
     }
 }
 
-/// The lease was lost while the command ran: SIGTERM, then SIGKILL after
-/// `grace`; signals to leasehold still go on to the command meanwhile.
-async fn stop(
-    cli: &Cli,
-    name: &str,
-    fence: u64,
-    mut child: Child,
-    grace: Duration,
-    signals: &mut Signals,
-) -> leasehold::Result<ExitCode> {
-    output::error(&format!(
-        "lease `{name}` was lost while the command ran; sending it SIGTERM (SIGKILL in {})",
-        output::human(Some(grace))
-    ));
-    send(&child, libc::SIGTERM);
-    let deadline = tokio::time::Instant::now() + grace;
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status.ok(),
-            () = tokio::time::sleep_until(deadline) => {
-                output::error("the command did not stop within the grace period; sending SIGKILL");
-                let _ = child.kill().await;
-                break None;
-            }
-            sig = signals.recv() => send(&child, sig),
+/// True if the command's group is empty, or soon is: a process of it that
+/// exited just before the command, unreaped, stays in it until its new
+/// parent (init) reaps it.
+async fn settles_empty(group: &Group) -> bool {
+    for _ in 0..10 {
+        if group.is_empty() {
+            return true;
         }
-    };
-    if cli.json {
-        output::record(
-            "run",
-            json!({ "name": name, "fence": fence, "exit_code": Exit::Lost.code(), "command_exit_code": status.map(code_of), "lost": true }),
-        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    Ok(Exit::Lost.into())
+    group.is_empty()
+}
+
+/// Stops the command's process group: SIGTERM now, SIGKILL at `kill_at`
+/// unless every process of the group is gone by then (the command's first
+/// process is reaped on the way). Signals to leasehold still go on to the
+/// group meanwhile. Returns the command's status.
+async fn stop(
+    group: &Group,
+    child: &mut Child,
+    kill_at: Instant,
+    signals: &mut Signals,
+) -> Option<ExitStatus> {
+    group.signal(libc::SIGTERM);
+    // The first process's status once reaped (a reaped child answers
+    // `wait` again at once with the same status).
+    let mut status = None;
+    loop {
+        tokio::select! {
+            s = child.wait(), if status.is_none() => status = Some(s.ok()),
+            () = tokio::time::sleep(Duration::from_millis(5)), if status.is_some() => {
+                if group.is_empty() {
+                    return status.flatten();
+                }
+            }
+            () = tokio::time::sleep_until(kill_at) => break,
+            sig = signals.recv() => group.signal(sig),
+        }
+    }
+    output::error(
+        "the command did not stop within the grace period; sending SIGKILL to its process group",
+    );
+    group.signal(libc::SIGKILL);
+    match status {
+        Some(s) => s,
+        None => child.wait().await.ok(),
+    }
 }

@@ -46,6 +46,15 @@ pub fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) 
 }
 
 /// A synchronous connection for looking behind the binary's back.
+/// The fencing counter of `name` in Redis: the fence of its latest grant
+/// (floored at the server's clock, so no small number).
+pub fn fence_counter(server: &RedisServer, name: &str) -> u64 {
+    redis::cmd("GET")
+        .arg(format!("leasehold:{{{name}}}:fence"))
+        .query(&mut redis(server))
+        .unwrap()
+}
+
 pub fn redis(server: &RedisServer) -> redis::Connection {
     redis::Client::open(server.url())
         .unwrap()

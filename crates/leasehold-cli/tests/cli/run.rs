@@ -251,7 +251,7 @@ fn run_json_ends_with_a_run_record() {
     let v: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
     assert_eq!(v["type"], "run");
     assert_eq!(v["data"]["name"], "rec");
-    assert_eq!(v["data"]["fence"], 1);
+    assert_eq!(v["data"]["fence"], fence_counter(&server, "rec"));
     assert_eq!(v["data"]["exit_code"], 3);
     assert_eq!(v["data"]["lost"], false);
     assert_eq!(lines.next(), None);
@@ -291,4 +291,206 @@ fn run_fair_keeps_the_turn_of_a_queued_waiter() {
     let plain =
         output(leasehold(Some(&server)).args(["run", "nightly", "--no-wait", "--", "true"]));
     assert!(plain.status.success(), "{}", stderr(&plain));
+}
+
+/// True once process `pid` is gone: no such process, or a zombie waiting
+/// for its new parent to reap it.
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // `pid (comm) S ...`: the state follows the last `)`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// A command whose shell starts a grandchild (`sleep 1000`) and waits for
+/// it; it writes `SHELL_PID GRANDCHILD_PID` to `pids` once both run.
+/// `prelude` runs first in the shell (a `trap`, say).
+fn shell_with_a_grandchild(pids: &std::path::Path, prelude: &str) -> String {
+    format!(
+        "{prelude} sleep 1000 & echo $$ $! > {tmp}; mv {tmp} {pids}; wait",
+        tmp = pids.with_extension("tmp").display(),
+        pids = pids.display()
+    )
+}
+
+/// Waits for the `pids` file and reads it.
+fn read_pids(pids: &std::path::Path) -> (i32, i32) {
+    eventually(5 * SECOND, "the command to start its grandchild", || {
+        pids.exists()
+    });
+    let text = std::fs::read_to_string(pids).unwrap();
+    let mut it = text.split_whitespace().map(|p| p.parse::<i32>().unwrap());
+    (it.next().unwrap(), it.next().unwrap())
+}
+
+#[cfg(target_os = "linux")]
+fn kill_9_of_run_stops_the_whole_command_within_the_ttl(prelude: &str) {
+    let server = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let script = shell_with_a_grandchild(&pids, prelude);
+    let ttl = 2 * SECOND;
+    let mut run = leasehold(Some(&server))
+        .args(["run", "orphaned", "--ttl", "2s", "--", "sh", "-c", &script])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (shell, grandchild) = read_pids(&pids);
+    assert!(!gone(shell) && !gone(grandchild));
+    signal(&run, libc::SIGKILL);
+    let killed = Instant::now();
+    run.wait().unwrap();
+    // Nobody renews the lease now: after its ttl, another host may take it.
+    eventually(ttl, "the shell and its grandchild to be gone", || {
+        gone(shell) && gone(grandchild)
+    });
+    eprintln!("the command was gone {:?} after kill -9", killed.elapsed());
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn kill_9_of_run_stops_the_command_and_its_grandchildren_within_the_ttl() {
+    kill_9_of_run_stops_the_whole_command_within_the_ttl("");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn kill_9_of_run_stops_a_command_that_ignores_sigterm_within_the_ttl() {
+    // The grandchild inherits the ignored SIGTERM: only SIGKILL stops it,
+    // which must come before the lease's validity (not --grace's 10 s).
+    kill_9_of_run_stops_the_whole_command_within_the_ttl("trap '' TERM;");
+}
+
+#[test]
+fn a_lost_lease_stops_the_commands_grandchildren_too() {
+    let server = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let script = shell_with_a_grandchild(&pids, "");
+    let mut run = leasehold(Some(&server))
+        .args([
+            "run", "fragile", "--ttl", "600ms", "--grace", "2s", "--", "sh", "-c", &script,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (shell, grandchild) = read_pids(&pids);
+    let () = redis::cmd("DEL")
+        .arg("fragile")
+        .query(&mut redis(&server))
+        .unwrap();
+    let status = wait_within(&mut run, 5 * SECOND);
+    assert_eq!(status.code(), Some(4), "exit code on a lost lease");
+    // run waits for the whole group before it exits.
+    assert!(gone(shell), "the shell outlived run");
+    assert!(gone(grandchild), "the grandchild outlived run");
+}
+
+#[test]
+fn processes_the_command_leaves_behind_are_stopped_before_the_release() {
+    let server = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    // The shell exits at once with 0, leaving `sleep` in its group.
+    let script = format!("sleep 1000 & echo $$ $! > {}", pids.display());
+    let o = output(leasehold(Some(&server)).args(["run", "leftover", "--", "sh", "-c", &script]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("left processes"), "{}", stderr(&o));
+    let (_, grandchild) = read_pids(&pids);
+    assert!(gone(grandchild), "a leftover process outlived the lease");
+    assert!(
+        !key_exists(&server, "leftover"),
+        "the lease was not released"
+    );
+}
+
+#[test]
+fn sigint_to_runs_process_group_reaches_the_command_in_its_own() {
+    // As Ctrl-C in a terminal does: the signal goes to run's process group,
+    // which the command is no longer in; run passes it on.
+    let server = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ready, got) = (dir.path().join("ready"), dir.path().join("got-int"));
+    let script = format!(
+        "trap 'touch {got}; exit 0' INT; touch {ready}; while true; do sleep 0.05; done",
+        got = got.display(),
+        ready = ready.display()
+    );
+    let mut run = leasehold(Some(&server));
+    std::os::unix::process::CommandExt::process_group(&mut run, 0);
+    let mut run = run
+        .args(["run", "interrupted", "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    eventually(5 * SECOND, "the command to start", || ready.exists());
+    // SAFETY: killpg(2) on the group of a child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::killpg(run.id() as i32, libc::SIGINT) }, 0);
+    eventually(5 * SECOND, "the command to get SIGINT", || got.exists());
+    assert_eq!(wait_within(&mut run, 5 * SECOND).code(), Some(0));
+}
+
+#[test]
+fn run_help_documents_the_process_group_and_the_exit_codes() {
+    let o = output(leasehold(None).args(["run", "--help"]));
+    assert!(o.status.success());
+    let help = stdout(&o);
+    for needle in [
+        "process group",
+        "kill -9",
+        "other systems",
+        "exits with 4",
+        "--grace",
+    ] {
+        assert!(
+            help.contains(needle),
+            "`{needle}` missing from run --help:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn renewals_failing_stop_the_command_before_the_lease_runs_out() {
+    let server = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    // Ignores SIGTERM: only SIGKILL stops it, and --grace is 10 s.
+    let script = shell_with_a_grandchild(&pids, "trap '' TERM;");
+    let ttl = Duration::from_millis(1500);
+    let mut run = leasehold(Some(&server))
+        .args([
+            "run",
+            "unrenewed",
+            "--ttl",
+            "1500ms",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (shell, grandchild) = read_pids(&pids);
+    server.pause(); // renewals go unanswered from now on
+    let paused = Instant::now();
+    // The last renewal came before the pause: the validity ends within a
+    // ttl of it, and another host may take the lease then.
+    let deadline = paused + ttl;
+    while !(gone(shell) && gone(grandchild)) {
+        assert!(
+            Instant::now() < deadline,
+            "the command still ran a ttl after renewals stopped"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!(
+        "the command was gone {:?} after the pause",
+        paused.elapsed()
+    );
+    server.resume();
+    let status = wait_within(&mut run, 10 * SECOND);
+    assert_eq!(status.code(), Some(4));
 }

@@ -58,7 +58,10 @@ fn fair_sem_run_waits_its_turn_behind_a_queued_waiter() {
         "echo $LEASEHOLD_FENCE",
     ]));
     assert!(ok.status.success(), "{}", stderr(&ok));
-    assert_eq!(stdout(&ok).trim(), "1");
+    assert_eq!(
+        stdout(&ok).trim(),
+        fence_counter(&server, "fairjob").to_string()
+    );
 
     // A waiter of another host stands in the queue for 1.5 s more: the
     // free permit is its, not a newcomer's.

@@ -11,7 +11,7 @@ fn acquire_extend_release_round_trip() {
     let mut it = out.split_whitespace();
     let (token, fence) = (it.next().unwrap().to_string(), it.next().unwrap());
     assert_eq!(token.len(), 32);
-    assert_eq!(fence, "1");
+    assert_eq!(fence, fence_counter(&server, "deploy").to_string());
 
     let mut conn = redis(&server);
     let pttl: i64 = redis::cmd("PTTL").arg("deploy").query(&mut conn).unwrap();
@@ -51,7 +51,7 @@ fn acquire_json_gives_token_and_fence() {
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["type"], "acquired");
-    assert_eq!(v["data"]["fence"], 1);
+    assert_eq!(v["data"]["fence"], fence_counter(&server, "j"));
     assert_eq!(v["data"]["token"].as_str().unwrap().len(), 32);
 }
 

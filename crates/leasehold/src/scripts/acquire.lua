@@ -1,12 +1,13 @@
 -- acquire: take the lease N for an owner token, or say how long it stays held.
--- (The client sends lease_ops.lua, then this file.)
+-- (The client sends fence.lua, lease_ops.lua, then this file.)
 --
 -- KEYS[1]  N, the lease: a string holding the owner token, with PX = ttl
 -- KEYS[2]  the fencing counter of N (an integer that never expires)
 -- ARGV[1]  owner token (128 random bits, hex)
 -- ARGV[2]  ttl in milliseconds (> 0)
 --
--- Reply: {1, fence}    acquired; fence = the counter after INCR.
+-- Reply: {1, fence}    acquired; fence = the counter after next_fence
+--                      (fence.lua): INCR, floored at the server's clock.
 --                      When N already holds ARGV[1] (a retry of an acquire
 --                      whose reply was lost, or re-entry by the owner), the
 --                      TTL is refreshed and the current counter is returned.

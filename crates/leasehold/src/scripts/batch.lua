@@ -1,7 +1,8 @@
 -- batch: acquires and releases of plain leases, many names in one call,
 -- run in order, each exactly as acquire.lua or release.lua runs it. The
--- client sends lease_ops.lua, then this file, instead of a script call per operation when
--- many of its tasks acquire and release at once.
+-- client sends fence.lua, lease_ops.lua, then this file, instead of a
+-- script call per operation when many of its tasks acquire and release at
+-- once.
 --
 -- Operation i (from 1) has two keys and three arguments:
 -- KEYS[2i-1]  N, the lease

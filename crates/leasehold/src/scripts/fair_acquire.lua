@@ -3,6 +3,7 @@
 -- Waiters stand in a queue in Redis; the lease goes to the head of the
 -- queue only, so a newcomer cannot barge past waiters of other processes.
 -- A waiter that died or gave up leaves the queue when its deadline passes.
+-- (The client sends fence.lua, then this file.)
 --
 -- KEYS[1]  N, the lease (string = owner token, PX = ttl), as in acquire.lua
 -- KEYS[2]  the fencing counter of N
@@ -13,9 +14,12 @@
 -- ARGV[1]  owner token
 -- ARGV[2]  ttl in milliseconds
 -- ARGV[3]  waiter id (random, not a secret)
--- ARGV[4]  how long the waiter will still wait, in ms (0: it will not wait)
+-- ARGV[4]  how long the waiter keeps its place, in ms (0: it will not
+--          wait). A live waiter refreshes it at each attempt; a dead one
+--          leaves the queue when it runs out.
 --
--- Reply: {1, fence}    acquired (the waiter left the queue)
+-- Reply: {1, fence}    acquired (the waiter left the queue); fence as in
+--                      acquire.lua
 --        {0, wait_ms}  not its turn or held; wait_ms is the holder's PTTL,
 --                      or, when the lease is free but another waiter is
 --                      first, how long until that waiter's deadline
@@ -29,7 +33,7 @@ for _, id in ipairs(dead) do
 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {1, tonumber(redis.call('GET', KEYS[2]) or '0')}
+  return {1, tonumber(redis.call('GET', KEYS[2])) or next_fence(KEYS[2])}
 end
 local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 local free = redis.call('EXISTS', KEYS[1]) == 0
@@ -37,7 +41,7 @@ if free and (head == nil or head == ARGV[3]) then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   redis.call('ZREM', KEYS[3], ARGV[3])
   redis.call('ZREM', KEYS[4], ARGV[3])
-  return {1, redis.call('INCR', KEYS[2])}
+  return {1, next_fence(KEYS[2])}
 end
 local patience = tonumber(ARGV[4])
 if patience > 0 then

@@ -8,7 +8,10 @@
 -- ARGV[1]  owner token
 -- ARGV[2]  payload when nobody is queued (the releasing client's id)
 --
--- Reply: 1 released, the head waiter told ("w:" .. its id); 0 not held
+-- Reply: 1  released, the head waiter told ("w:" .. its id)
+--        2  released, nobody queued: ARGV[2] was published, and the caller
+--           wakes its own local waiters (it skips the echo of its id)
+--        0  not held: nothing was published
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
@@ -23,7 +26,7 @@ end
 local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 if head then
   redis.call('PUBLISH', KEYS[2], 'w:' .. head)
-else
-  redis.call('PUBLISH', KEYS[2], ARGV[2])
+  return 1
 end
-return 1
+redis.call('PUBLISH', KEYS[2], ARGV[2])
+return 2

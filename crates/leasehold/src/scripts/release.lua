@@ -1,5 +1,5 @@
 -- release: end the lease N if, and only if, the caller's token holds it.
--- (The client sends lease_ops.lua, then this file.)
+-- (The client sends fence.lua, lease_ops.lua, then this file.)
 --
 -- KEYS[1]  N, the lease
 -- KEYS[2]  the wake channel of N (a key only so that Cluster routes it)

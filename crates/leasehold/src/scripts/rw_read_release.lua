@@ -2,6 +2,7 @@
 --
 -- KEYS[1]  readers sorted set
 -- KEYS[2]  the wake channel of N
+-- KEYS[3]  the readers' fences (hash): the token's is forgotten
 -- ARGV[1]  owner token
 -- ARGV[2]  payload of the wake message (the releasing client's id)
 --
@@ -13,6 +14,7 @@ if not score then
   return 0
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
 if tonumber(score) <= now then
   return 0
 end

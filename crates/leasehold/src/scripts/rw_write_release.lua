@@ -7,21 +7,23 @@
 -- ARGV[2]  payload of the wake message (the releasing client's id)
 --
 -- Reply: 1  the write lock was this token's, and is released
---        0  it was not (expired, or never taken); an intent of this token
---           (a writer that stopped waiting) is withdrawn all the same
--- Either change wakes the waiters: readers may be waiting behind the intent.
+--        2  it was not (expired, or never taken), but this token's intent
+--           (a writer that stopped waiting) was withdrawn
+--        0  neither: nothing was published
+-- Either change wakes the waiters: readers may be waiting behind the intent
+-- (the caller wakes its own local waiters: it skips the echo of its id).
 local changed = false
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
   changed = true
 end
-local released = 0
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  released = 1
-  changed = true
+  redis.call('PUBLISH', KEYS[3], ARGV[2])
+  return 1
 end
 if changed then
   redis.call('PUBLISH', KEYS[3], ARGV[2])
+  return 2
 end
-return released
+return 0

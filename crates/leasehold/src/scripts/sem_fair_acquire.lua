@@ -7,6 +7,7 @@
 -- newcomer never takes a permit owed to a waiter of another process, yet
 -- takes a spare one at once. A waiter that died or gave up leaves the
 -- queue when its deadline passes. Expiry is by the server's clock (TIME).
+-- (The client sends fence.lua, then this file.)
 --
 -- KEYS[1]  permits: sorted set, member = owner token, score = expiry (server ms)
 -- KEYS[2]  limit: the K the permits were taken with (expires with the permits)
@@ -15,14 +16,18 @@
 -- KEYS[5]  deadlines: sorted set, member = waiter id, score = when it stops
 --          waiting (server ms)
 -- KEYS[6]  ticket counter (expires with the queue)
+-- KEYS[7]  the permits' fences: hash, token -> fence (expires with KEYS[1])
 -- ARGV[1]  owner token
 -- ARGV[2]  ttl in milliseconds
 -- ARGV[3]  limit K (>= 1)
 -- ARGV[4]  waiter id (random, not a secret; empty when the caller will not wait)
--- ARGV[5]  how long the waiter will still wait, in ms (0: it will not wait)
+-- ARGV[5]  how long the waiter keeps its place, in ms (0: it will not
+--          wait). A live waiter refreshes it at each attempt; a dead one
+--          leaves the queue when it runs out.
 --
 -- Reply: {1, fence}     a permit was taken (or refreshed, for the same
---                       token); the waiter left the queue
+--                       token: the fence it was granted); the waiter left
+--                       the queue; fence as in acquire.lua
 --        {0, wait_ms}   not its turn: all K permits are held and the
 --                       earliest expires in wait_ms, or the free ones are
 --                       owed to waiters ahead and the first of the queue's
@@ -36,6 +41,7 @@ local id = ARGV[4]
 local patience = tonumber(ARGV[5])
 -- Reclaim expired permits, and drop waiters past their deadline (dead, or gone).
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+forget_gone(KEYS[7], KEYS[1])
 local dead = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now)
 for _, w in ipairs(dead) do
   redis.call('ZREM', KEYS[4], w)
@@ -46,21 +52,25 @@ local stored = tonumber(redis.call('GET', KEYS[2]) or '0')
 if held > 0 and stored > 0 and stored ~= limit then
   return {-1, stored}
 end
-local function take()
+-- Takes (or refreshes) the permit of ARGV[1], whose fence comes from
+-- `fence_of` (grant_fence or held_fence).
+local function take(fence_of)
   redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+  local fence = fence_of(KEYS[7], KEYS[3], ARGV[1])
   local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
   local at = tonumber(last[2])
   redis.call('PEXPIREAT', KEYS[1], at)
+  redis.call('PEXPIREAT', KEYS[7], at)
   redis.call('SET', KEYS[2], limit, 'PXAT', at)
   if id ~= '' then
     redis.call('ZREM', KEYS[4], id)
     redis.call('ZREM', KEYS[5], id)
   end
+  return {1, fence}
 end
 -- The same token again (a retry after a lost reply): refresh, same fence.
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  take()
-  return {1, tonumber(redis.call('GET', KEYS[3]) or '0')}
+  return take(held_fence)
 end
 local free = limit - held
 if free > 0 then
@@ -72,8 +82,7 @@ if free > 0 then
     place = redis.call('ZCARD', KEYS[4])
   end
   if place < free then
-    take()
-    return {1, redis.call('INCR', KEYS[3])}
+    return take(grant_fence)
   end
 end
 if patience > 0 and id ~= '' then

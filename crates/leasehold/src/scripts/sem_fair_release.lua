@@ -12,12 +12,18 @@
 -- KEYS[3]  limit key (deleted with the last permit: the limit may then change)
 -- KEYS[4]  queue (waiter id -> arrival ticket)
 -- KEYS[5]  deadlines (waiter id -> server ms)
+-- KEYS[6]  the permits' fences (hash): the token's is forgotten
 -- ARGV[1]  owner token
--- ARGV[2]  payload when nobody is queued (the releasing client's id)
+-- ARGV[2]  payload when a free permit is owed to nobody queued (the
+--          releasing client's id)
 -- ARGV[3]  limit K of the caller (used once the limit key is gone)
 --
 -- Reply: 1  released, and the waiters whose turn it is were told
---           ("w:" .. id each), or ARGV[2] was published if none is queued
+--           ("w:" .. id each)
+--        2  released, and some free permit is owed to nobody queued: the
+--           waiters whose turn it is were told, ARGV[2] was published too,
+--           and the caller wakes its own local waiters (it skips the echo
+--           of its id)
 --        0  the token held no live permit: nothing was published
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -26,6 +32,7 @@ if not score then
   return 0
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[6], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local stored = tonumber(redis.call('GET', KEYS[3]) or '0')
 local held = redis.call('ZCARD', KEYS[1])
@@ -48,10 +55,11 @@ local turn = {}
 if limit > held then
   turn = redis.call('ZRANGE', KEYS[4], 0, limit - held - 1)
 end
-if #turn == 0 then
-  redis.call('PUBLISH', KEYS[2], ARGV[2])
-end
 for _, w in ipairs(turn) do
   redis.call('PUBLISH', KEYS[2], 'w:' .. w)
+end
+if #turn < limit - held then
+  redis.call('PUBLISH', KEYS[2], ARGV[2])
+  return 2
 end
 return 1

@@ -3,6 +3,7 @@
 -- KEYS[1]  permits sorted set
 -- KEYS[2]  the wake channel of N
 -- KEYS[3]  limit key (deleted with the last permit: the limit may then change)
+-- KEYS[4]  the permits' fences (hash): the token's is forgotten
 -- ARGV[1]  owner token
 -- ARGV[2]  payload of the wake message (the releasing client's id)
 --
@@ -15,6 +16,7 @@ if not score then
   return 0
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 if redis.call('ZCARD', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[3])
 end

@@ -99,6 +99,6 @@ async fn fences_keep_growing_across_clients_and_restarts_of_the_process() {
     let f2 = g.fence();
     g.release().await.unwrap();
     let g = second.lease("fenced").try_acquire().await.unwrap();
-    assert_eq!(g.fence(), f2 + 1);
+    assert!(g.fence() > f2, "fence {} after {}", g.fence(), f2);
     drop(g);
 }

@@ -153,3 +153,117 @@ async fn a_failed_rebuild_lets_the_next_caller_rebuild() {
         .unwrap();
     assert_eq!((hit.value.as_str(), hit.source), ("v", Source::Cache));
 }
+
+/// How a test takes a guard's hold away behind its back.
+enum Steal {
+    /// DEL the key.
+    Del(&'static str),
+    /// Leave the token in the sorted set with an expiry in the past, as a
+    /// permit whose holder stopped renewing, not yet reclaimed.
+    Expire(&'static str),
+    /// ZREM the token from the sorted set.
+    Zrem(&'static str),
+}
+
+#[tokio::test]
+async fn issue11_a_lease_scoped_script_checks_the_hold_of_every_kind_of_guard() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    let write = LeaseScript::new("return redis.call('SET', KEYS[1], ARGV[1])");
+    let ttl = Duration::from_secs(30);
+    let kinds: [(&str, leasehold::Guard, Steal); 6] = [
+        (
+            "lease",
+            client.lease("s:lease").ttl(ttl).acquire().await.unwrap(),
+            Steal::Del("s:lease"),
+        ),
+        (
+            "fair lease",
+            client
+                .lease("s:fair")
+                .fair(true)
+                .ttl(ttl)
+                .acquire()
+                .await
+                .unwrap(),
+            Steal::Del("s:fair"),
+        ),
+        (
+            "permit",
+            client
+                .semaphore("s:sem", 2)
+                .ttl(ttl)
+                .acquire()
+                .await
+                .unwrap(),
+            Steal::Expire("leasehold:{s:sem}:permits"),
+        ),
+        (
+            "fair permit",
+            client
+                .semaphore("s:fsem", 2)
+                .fair(true)
+                .ttl(ttl)
+                .acquire()
+                .await
+                .unwrap(),
+            Steal::Zrem("leasehold:{s:fsem}:permits"),
+        ),
+        (
+            "reader",
+            client
+                .rwlock("s:rw")
+                .ttl(ttl)
+                .read()
+                .acquire()
+                .await
+                .unwrap(),
+            Steal::Expire("leasehold:{s:rw}:readers"),
+        ),
+        (
+            "writer",
+            client
+                .rwlock("s:rw2")
+                .ttl(ttl)
+                .write()
+                .acquire()
+                .await
+                .unwrap(),
+            Steal::Del("leasehold:{s:rw2}:writer"),
+        ),
+    ];
+    for (kind, guard, steal) in kinds {
+        let data = format!("data:{kind}");
+        let reply: Result<String, _> = write.key(&data).arg("held").invoke(&guard).await;
+        assert_eq!(reply.as_deref().ok(), Some("OK"), "{kind}: {reply:?}");
+        assert!(!guard.is_lost(), "{kind}: a valid guard was marked lost");
+        assert_eq!(get(&mut conn, &data).await.as_deref(), Some("held"));
+
+        let token = guard.token().as_str();
+        let cmd = match steal {
+            Steal::Del(key) => redis::cmd("DEL").arg(key).clone(),
+            Steal::Expire(key) => redis::cmd("ZADD")
+                .arg(key)
+                .arg("XX")
+                .arg("CH")
+                .arg(1)
+                .arg(token)
+                .clone(),
+            Steal::Zrem(key) => redis::cmd("ZREM").arg(key).arg(token).clone(),
+        };
+        let n: i64 = cmd.query_async(&mut conn).await.unwrap();
+        assert_eq!(n, 1, "{kind}: nothing was taken away");
+        let err = write
+            .key(&data)
+            .arg("stale")
+            .invoke::<()>(&guard)
+            .await
+            .unwrap_err();
+        assert!(err.is_lost(), "{kind}: {err}");
+        assert_eq!(
+            get(&mut conn, &data).await.as_deref(),
+            Some("held"),
+            "{kind}: the body ran without the hold"
+        );
+    }
+}
