@@ -95,6 +95,9 @@ pub struct Findings {
     pub faults: usize,
     /// Operations cancelled on purpose (a timeout around the future).
     pub cancellations: usize,
+    /// Operations that failed or whose outcome is unknown, cancellations
+    /// aside: what the faults did to the workers.
+    pub errors: usize,
 }
 
 impl Findings {
@@ -183,6 +186,11 @@ pub fn check(events: &[Event], params: &Params) -> Findings {
         .iter()
         .filter(|e| e.kind == Kind::Unknown && e.why.as_deref() == Some("cancelled"))
         .count();
+    f.errors = events
+        .iter()
+        .filter(|e| matches!(e.kind, Kind::Fail | Kind::Unknown))
+        .count()
+        - f.cancellations;
 
     // C2 and C3 (fences) on the non-empty holdings, in grant order.
     let mut held: Vec<Holding> = holdings(&events.iter().map(|e| (*e).clone()).collect::<Vec<_>>())

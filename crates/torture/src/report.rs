@@ -6,7 +6,8 @@
 //!
 //! - `{"type":"scenario","data":{...}}`: one per scenario run, the fields of
 //!   [`Row`] (`findings` holds every figure of [`Findings`]);
-//! - `{"type":"summary","data":{"scenarios":N,"failed":N,"seconds":S}}`: last.
+//! - `{"type":"summary","data":{"scenarios":N,"failed":N,"not_run":N,"seconds":S}}`:
+//!   last (`not_run`: scenarios whose servers or workers could not start).
 
 use serde::Serialize;
 
@@ -64,6 +65,7 @@ pub fn table(rows: &[Row]) -> String {
     let head = [
         "scenario",
         "ops",
+        "errors",
         "faults",
         "overlaps",
         "lost upd",
@@ -80,6 +82,7 @@ pub fn table(rows: &[Row]) -> String {
         cells.push(vec![
             r.scenario.clone(),
             f.operations.to_string(),
+            f.errors.to_string(),
             format!("{}+{}c", f.faults, f.cancellations),
             f.overlaps.to_string(),
             f.lost_updates.to_string(),
@@ -120,7 +123,7 @@ pub fn table(rows: &[Row]) -> String {
         }
     }
     out.push_str(
-        "faults: injected + cancellations; stale acc: writes accepted below a fence already seen; \
+        "errors: operations failed or of unknown outcome; faults: injected + cancellations; stale acc: writes accepted below a fence already seen; \
          stale ref: stale accesses the fence refused; fence back: grants whose fence did not rise\n",
     );
     out

@@ -21,9 +21,9 @@ pub struct Scenario {
     pub quick: bool,
     /// The lock under test.
     pub arm: Arm,
-    /// Outside what a lock on one server can promise: two holders at once
-    /// (C2) are expected and reported as "documented", but every other
-    /// check must hold.
+    /// Outside what a lock on one server can promise: its verdict is
+    /// "documented" whether or not two holders overlapped (C2), as long as
+    /// every other check holds (the fences kept the data right).
     pub documented: bool,
     /// Clients × tasks in this process (0 clients: none).
     pub tasks: (usize, usize),
@@ -199,7 +199,9 @@ pub fn all() -> Vec<Scenario> {
         Scenario::base("clock-jump").with(|s| {
             s.documented = true;
             s.faketime = true;
-            s.faults = vec![every(Fault::ClockJump(5, MS(200)), 1500)];
+            // Holds long enough for a jump to land inside one.
+            s.work_ms = 60;
+            s.faults = vec![every(Fault::ClockJump(5, MS(100)), 700)];
         }),
         // The tutorials' classic: work that sometimes outlasts the ttl, and
         // a DEL that frees whoever holds the lock by then.
@@ -388,12 +390,13 @@ pub async fn run(
             }
         }
         (Arm::Leasehold, documented) => {
-            if breaches.is_empty() {
-                Verdict::Pass
-            } else if documented && breaches == ["C2"] {
-                Verdict::Documented
-            } else {
-                Verdict::Fail
+            // A documented fault may break C2 (or not, by luck); every
+            // other check must hold on it too.
+            let only_overlaps = breaches.iter().all(|b| *b == "C2");
+            match (documented, breaches.is_empty()) {
+                (false, true) => Verdict::Pass,
+                (true, _) if only_overlaps => Verdict::Documented,
+                _ => Verdict::Fail,
             }
         }
     };
