@@ -399,9 +399,9 @@ impl Guard {
     /// Stops renewing and lets go of the guard **without** releasing the
     /// lease: it stays held until its TTL runs out or someone releases it
     /// by its token. This is how `leasehold acquire` hands a lease to a
-    /// shell script. Re-entered guards of the same holding keep the loss
-    /// signal but no longer renew, and releasing or dropping them leaves
-    /// the lease alone: it is the token's now.
+    /// shell script. Re-entered guards of the same holding are lost from
+    /// then on (the token's holder may release the lease at any time), and
+    /// releasing or dropping them leaves the lease alone.
     ///
     /// ```no_run
     /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
@@ -414,7 +414,11 @@ impl Guard {
         // Before counting this guard out: the last of the others to let go
         // then sees it, and leaves the lease alone.
         self.holding.detached.store(true, Ordering::Release);
-        self.holding.holders.fetch_sub(1, Ordering::AcqRel);
+        if self.holding.holders.fetch_sub(1, Ordering::AcqRel) > 1 {
+            // Whoever has the token may release it at any time now: the
+            // re-entered guards left can no longer prove they hold it.
+            self.holding.lost.cancel();
+        }
         self.holding.stop();
         self.state = State::Done;
         Detached {

@@ -253,6 +253,8 @@ async fn issue11_a_backoff_up_to_duration_max_waits_without_overflow() {
 /// promised a lease left held for its remaining validity, yet the other
 /// guards kept renewing it and the last of them released it: the holder of
 /// the detached token believed it held a lease that another client took.
+/// And the guards left still claimed the lease, which the token's holder
+/// may release (and another client take) at any time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue11_detaching_a_reentered_guard_leaves_the_lease_held() {
     let (server, client) = setup().await;
@@ -262,6 +264,10 @@ async fn issue11_detaching_a_reentered_guard_leaves_the_lease_held() {
     let inner = outer.reenter();
     let detached = outer.detach();
     assert!(detached.remaining > SECOND);
+    assert!(
+        inner.is_lost(),
+        "a re-entered guard still claims a lease handed to its token"
+    );
     inner.release().await.unwrap();
     // The detached holder is told the lease is its own for `remaining`.
     stays(
