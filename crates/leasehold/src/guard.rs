@@ -1,6 +1,6 @@
 //! The proof of holding a lease: fencing token, self-renewal, loss signal.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -28,6 +28,9 @@ pub(crate) struct Holding {
     valid_until: Mutex<Instant>,
     /// Guards (the first and its re-entries) still holding.
     holders: AtomicUsize,
+    /// Set by [`Guard::detach`]: the lease now belongs to whoever has the
+    /// token, so the re-entered guards left neither renew nor release it.
+    detached: AtomicBool,
     /// Cancelled once the lease is known lost (or can no longer be proved
     /// held). Never un-cancelled.
     pub(crate) lost: CancellationToken,
@@ -193,6 +196,7 @@ impl Guard {
             ttl,
             valid_until: Mutex::new(sent + ttl.saturating_sub(drift(ttl))),
             holders: AtomicUsize::new(1),
+            detached: AtomicBool::new(false),
             lost: CancellationToken::new(),
             stop: CancellationToken::new(),
             renewal: Mutex::new(None),
@@ -324,7 +328,11 @@ impl Guard {
     /// lease was still ours and is now free (the next waiter is woken),
     /// [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) when it had
     /// already expired or been taken (whatever was done under it may have
-    /// overlapped with another holder).
+    /// overlapped with another holder). Any other error (a broken
+    /// connection) leaves the outcome unknown: the release is tried once
+    /// more in the background, so that the lease does not stay held for
+    /// its whole TTL. After [`detach`](Guard::detach) of a re-entered
+    /// guard, the last one only lets go: the lease is the token's.
     ///
     /// # Cancel safety
     ///
@@ -332,6 +340,11 @@ impl Guard {
     /// releases the lease in the background, as for any dropped guard.
     pub async fn release(mut self) -> Result<()> {
         if self.holding.holders.fetch_sub(1, Ordering::AcqRel) > 1 {
+            self.state = State::Done;
+            return Ok(());
+        }
+        if self.holding.detached.load(Ordering::Acquire) {
+            // The lease was detached: it is the token holder's to release.
             self.state = State::Done;
             return Ok(());
         }
@@ -344,7 +357,19 @@ impl Guard {
             .release_raw(&self.holding.keys, &self.holding.token)
             .await;
         self.state = State::Done;
-        match result? {
+        let released = match result {
+            Ok(released) => released,
+            Err(e) => {
+                // It may not have run (a broken connection): try once more
+                // in the background rather than leave the lease held until
+                // its TTL. By token, so a no-op if the first one ran.
+                self.holding
+                    .client
+                    .release_in_background(Arc::clone(&self.holding.keys), self.holding.token);
+                return Err(e);
+            }
+        };
+        match released {
             true if !was_lost => Ok(()),
             _ => {
                 self.holding
@@ -374,8 +399,9 @@ impl Guard {
     /// Stops renewing and lets go of the guard **without** releasing the
     /// lease: it stays held until its TTL runs out or someone releases it
     /// by its token. This is how `leasehold acquire` hands a lease to a
-    /// shell script. Re-entered guards of the same holding keep the loss
-    /// signal but no longer renew.
+    /// shell script. Re-entered guards of the same holding are lost from
+    /// then on (the token's holder may release the lease at any time), and
+    /// releasing or dropping them leaves the lease alone.
     ///
     /// ```no_run
     /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
@@ -385,9 +411,15 @@ impl Guard {
     /// ```
     pub fn detach(mut self) -> Detached {
         let remaining = self.remaining();
-        if self.holding.holders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.holding.stop();
+        // Before counting this guard out: the last of the others to let go
+        // then sees it, and leaves the lease alone.
+        self.holding.detached.store(true, Ordering::Release);
+        if self.holding.holders.fetch_sub(1, Ordering::AcqRel) > 1 {
+            // Whoever has the token may release it at any time now: the
+            // re-entered guards left can no longer prove they hold it.
+            self.holding.lost.cancel();
         }
+        self.holding.stop();
         self.state = State::Done;
         Detached {
             token: self.holding.token,
@@ -403,7 +435,10 @@ impl Drop for Guard {
         let last = match self.state {
             State::Done => false,
             State::Releasing => true,
-            State::Holding => self.holding.holders.fetch_sub(1, Ordering::AcqRel) == 1,
+            State::Holding => {
+                self.holding.holders.fetch_sub(1, Ordering::AcqRel) == 1
+                    && !self.holding.detached.load(Ordering::Acquire)
+            }
         };
         if last {
             self.holding.stop();

@@ -248,3 +248,68 @@ async fn issue11_a_backoff_up_to_duration_max_waits_without_overflow() {
     reader.release().await.unwrap();
     holder.release().await.unwrap();
 }
+
+/// Issue 11 (second look): detaching one of several re-entered guards
+/// promised a lease left held for its remaining validity, yet the other
+/// guards kept renewing it and the last of them released it: the holder of
+/// the detached token believed it held a lease that another client took.
+/// And the guards left still claimed the lease, which the token's holder
+/// may release (and another client take) at any time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue11_detaching_a_reentered_guard_leaves_the_lease_held() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    let lease = client.lease("i11-detach").ttl(3 * SECOND);
+    let outer = lease.acquire().await.unwrap();
+    let inner = outer.reenter();
+    let detached = outer.detach();
+    assert!(detached.remaining > SECOND);
+    assert!(
+        inner.is_lost(),
+        "a re-entered guard still claims a lease handed to its token"
+    );
+    inner.release().await.unwrap();
+    // The detached holder is told the lease is its own for `remaining`.
+    stays(
+        &mut conn,
+        "i11-detach",
+        detached.token.as_str(),
+        detached.remaining / 2,
+    )
+    .await;
+    let other = Client::connect(&server.url()).await.unwrap();
+    let taken = other.lease("i11-detach").try_acquire().await;
+    assert!(
+        taken.as_ref().is_err_and(leasehold::Error::is_held),
+        "another client took a lease still held by a detached token: {taken:?}"
+    );
+    assert!(lease.release_by_token(&detached.token).await.unwrap());
+}
+
+/// Issue 11 (second look): a release that failed on the wire (the
+/// connection was killed) returned its error and left the lease held until
+/// its TTL ran out, with nobody left to release it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue11_a_release_that_fails_on_the_wire_is_retried_in_the_background() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    let lease = client.lease("i11-release-lost").ttl(60 * SECOND);
+    let guard = lease.acquire().await.unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let result = guard.release().await;
+    assert!(result.is_err(), "the release went through: {result:?}");
+    // The raw connection was spared; the lease must not wait out its TTL.
+    eventually(10 * SECOND, "the lease to be released", || {
+        let mut conn = conn.clone();
+        async move { get(&mut conn, "i11-release-lost").await.is_none() }
+    })
+    .await;
+}
