@@ -331,7 +331,19 @@ async fn run_tool(
             String::from_utf8_lossy(&output.stderr).trim()
         )));
     }
-    parse_csv(&stdout).ok_or_else(|| Error::Tool(format!("unexpected output: {stdout:?}")))
+    let measured =
+        parse_csv(&stdout).ok_or_else(|| Error::Tool(format!("unexpected output: {stdout:?}")))?;
+    Ok(at_resolution(measured, n))
+}
+
+/// redis-benchmark counts elapsed time in whole milliseconds: a run of `n`
+/// requests over in less than one reports `inf` requests per second. Say
+/// instead what is known: at least `n` in a millisecond.
+fn at_resolution(mut m: Measured, n: u64) -> Measured {
+    if !m.rps.is_finite() {
+        m.rps = n as f64 * 1000.0;
+    }
+    m
 }
 
 /// The last data line of `redis-benchmark --csv`: the `rps` and
@@ -409,6 +421,14 @@ pub(crate) fn time(row: Row, limit: Option<f64>, of: &str) -> Row {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_shorter_than_a_millisecond_is_a_lower_bound_not_inf() {
+        let text = "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n\"SET\",\"inf\",\"0.016\",\"0.008\",\"0.015\",\"0.031\",\"0.031\",\"0.031\"\n";
+        let m = at_resolution(parse_csv(text).unwrap(), 60);
+        assert_eq!(m.rps, 60_000.0);
+        assert_eq!(m.p50_ms, 0.015);
+    }
 
     #[test]
     fn parses_redis_benchmark_csv() {
