@@ -118,6 +118,12 @@ pub struct Lab {
     pub sink: Sink,
 }
 
+/// Why an admin command failed: its connection was cut, or anything else.
+enum CommandError {
+    Connection(String),
+    Other(String),
+}
+
 /// How long an admin command may take before the fault gives up on it.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -133,17 +139,33 @@ impl Lab {
             .map_err(|e| e.to_string())
     }
 
-    /// Runs one admin command; errors are returned as text.
+    /// Runs one admin command; errors are returned as text. A connection
+    /// cut under it (a `CLIENT KILL` injected at the same moment) is tried
+    /// once more on a new one.
     pub async fn command(&self, args: &[&str]) -> Result<redis::Value, String> {
-        let mut conn = self.admin().await?;
+        match self.command_once(args).await {
+            Err(CommandError::Connection(_)) => self.command_once(args).await,
+            other => other,
+        }
+        .map_err(|(CommandError::Connection(e) | CommandError::Other(e))| e)
+    }
+
+    async fn command_once(&self, args: &[&str]) -> Result<redis::Value, CommandError> {
+        let mut conn = self.admin().await.map_err(CommandError::Other)?;
         let mut cmd = redis::cmd(args[0]);
         for a in &args[1..] {
             cmd.arg(*a);
         }
         tokio::time::timeout(ADMIN_TIMEOUT, cmd.query_async::<redis::Value>(&mut conn))
             .await
-            .map_err(|_| format!("{} timed out", args[0]))?
-            .map_err(|e| e.to_string())
+            .map_err(|_| CommandError::Other(format!("{} timed out", args[0])))?
+            .map_err(|e| {
+                if e.is_io_error() || e.is_connection_dropped() {
+                    CommandError::Connection(e.to_string())
+                } else {
+                    CommandError::Other(e.to_string())
+                }
+            })
     }
 
     async fn restart(&self) -> Result<(), String> {
