@@ -14,7 +14,10 @@
 //! script; if another process was faster, it goes back to the head of the
 //! queue. A waiter that is woken and then dropped (its `acquire()` future was
 //! cancelled, or timed out) passes the wake on to the next one, so a wake is
-//! never swallowed.
+//! never swallowed. Nor is a release that comes while the woken waiter's
+//! attempt is out, finding nobody queued: were the attempt refused, just
+//! before that release in Redis, the waiter tries again (or steps back,
+//! after this client's freeing release) instead of going back to sleep.
 //!
 //! When this client releases a plain lease that a local task waits for, it
 //! does not free the lease at all: one script (`handover.lua`) checks the
@@ -70,12 +73,12 @@ use std::time::Duration;
 #[cfg(test)]
 use shuttle::sync::{
     Arc, Mutex, MutexGuard,
-    atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering},
 };
 #[cfg(not(test))]
 use std::sync::{
     Arc, Mutex, MutexGuard,
-    atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering},
 };
 
 use futures_util::StreamExt;
@@ -195,6 +198,9 @@ struct Slot {
     /// [`Offer::unknown`]): the token may hold the lease until the waiter's
     /// next attempt is sent.
     unsure: AtomicBool,
+    /// The channel's `missed` count when the waiter's attempt began (see
+    /// [`Waiter::attempt_failed`]).
+    missed_seen: AtomicU64,
 }
 
 #[derive(Default)]
@@ -217,6 +223,15 @@ struct Channel {
     /// subscribed: the last time this client stepped back for them, none
     /// took the lease (their subscriptions only linger).
     others_idle_until: Option<Instant>,
+    /// Releases that found nobody queued to wake, or to step back (see
+    /// [`Offer::requeue`]). A woken waiter is out of the queue while its
+    /// attempt is in flight: an attempt refused in Redis just before such a
+    /// release freed the lease would otherwise go back to the queue and
+    /// sleep through its fallback timer (see [`Waiter::attempt_failed`]).
+    missed: u64,
+    /// The last missed release was this client's freeing one: the waiter
+    /// that missed it steps back rather than trying at once.
+    missed_freed: bool,
 }
 
 impl Channel {
@@ -323,6 +338,7 @@ impl WakeHub {
             promoted: Notify::new(),
             step_back: AtomicBool::new(false),
             unsure: AtomicBool::new(false),
+            missed_seen: AtomicU64::new(0),
         });
         let confirmed;
         {
@@ -433,6 +449,11 @@ impl Shared {
 
     /// A release happened: wake the head, or everyone on a wake-all channel.
     fn wake(&self, ch: &mut Channel) {
+        if ch.queue.is_empty() {
+            // A waiter whose attempt is in flight may need it.
+            ch.missed += 1;
+            ch.missed_freed = false;
+        }
         if ch.wake_all {
             while !ch.queue.is_empty() {
                 self.wake_head(ch);
@@ -543,6 +564,11 @@ impl Offer {
         if let Some(head) = ch.queue.front() {
             head.step_back.store(true, Ordering::Release);
             head.promoted.notify_one();
+        } else {
+            // Nobody queued: a waiter whose attempt is in flight steps back
+            // if it comes back refused.
+            ch.missed += 1;
+            ch.missed_freed = true;
         }
     }
 
@@ -632,6 +658,7 @@ impl Waiter {
             self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
             let mut channels = self.shared.lock();
             if let Some(ch) = channels.get_mut(&self.channel) {
+                self.slot.missed_seen.store(ch.missed, Ordering::Release);
                 ch.woken -= 1;
                 if !ch.busy() {
                     ch.idle_since = Some(Instant::now());
@@ -803,7 +830,11 @@ impl Waiter {
     }
 
     /// Call after the script said "held": a waiter that had been woken goes
-    /// back to the head of the queue (it was first in line).
+    /// back to the head of the queue (it was first in line). If a release
+    /// found nobody queued while the attempt was out, the attempt may have
+    /// been refused just before that release freed the lease, and nobody
+    /// else was woken for it: the waiter is woken again at once, or steps
+    /// back if the release was this client's freeing one.
     pub(crate) fn attempt_failed(&self) {
         let mut channels = self.shared.lock();
         // Under the lock: a wake cannot slip in between the check and the move.
@@ -819,6 +850,14 @@ impl Waiter {
         ch.queue.push_front(Arc::clone(&self.slot));
         ch.idle_since = None;
         self.shared.waiters.fetch_add(1, Ordering::AcqRel);
+        if ch.missed != self.slot.missed_seen.load(Ordering::Acquire) {
+            if ch.missed_freed {
+                // Back at the head: the acquire loop reads this next.
+                self.slot.step_back.store(true, Ordering::Release);
+            } else {
+                self.shared.wake_head(ch);
+            }
+        }
         if !ch.confirmed {
             // The channel lingered out while we tried (a slow reply): have
             // the subscriber task subscribe it again.
@@ -1311,5 +1350,89 @@ mod tests {
     #[test]
     fn issue11_state_machine_model_pct() {
         shuttle::check_pct(scenario, 10_000, 3);
+    }
+
+    /// A waiter registered on `world`'s channel that can take a hand-over.
+    fn waiter(world: &World) -> Waiter {
+        let handover = Some(Handover {
+            token: Token::random(),
+            ttl_ms: 1,
+        });
+        world.hub.register(&world.channel, false, "", handover).0
+    }
+
+    fn world() -> World {
+        World {
+            hub: WakeHub::detached(),
+            channel: Arc::from(&b"leasehold:{model}:wake"[..]),
+            redis: Redis::default(),
+        }
+    }
+
+    // The interleaving of a freeing release whose waiter gave up (the
+    // handover test of that name, under load): the hand-over to the quitter
+    // is sent; the quitter gives up, and the release of its token offers
+    // the lease to the next waiter, is refused (the holder still holds it)
+    // and wakes it; that waiter's attempt is refused too; then the first
+    // hand-over frees the lease for other clients, and its step back finds
+    // nobody queued. The refused waiter must step back and try, not sleep
+    // through its fallback timer on a free lease.
+    #[test]
+    fn a_freeing_release_that_finds_the_next_waiter_trying_makes_it_step_back() {
+        shuttle::check_dfs(
+            || {
+                let world = world();
+                let quitter = waiter(&world);
+                let next = waiter(&world);
+                let first = world.hub.offer(&world.channel).expect("the quitter");
+                assert!(quitter.abandon(), "offered: its token is released");
+                let second = world.hub.offer(&world.channel).expect("the next waiter");
+                assert!(second.withdraw(), "not held by the quitter: try");
+                next.begin_attempt();
+                // Refused in Redis before the hand-over; the reply of the
+                // hand-over (freed) is read before the refusal.
+                first.requeue();
+                next.attempt_failed();
+                assert!(
+                    next.take_step_back(),
+                    "a waiter refused just before a freeing release was left asleep"
+                );
+            },
+            None,
+        );
+    }
+
+    // The same for a plain release (this client's, or another's publish)
+    // that comes while the woken head's attempt is out: the refused waiter
+    // is woken again at once.
+    #[test]
+    fn a_release_that_finds_the_woken_waiter_trying_wakes_it_again() {
+        shuttle::check_dfs(
+            || {
+                let world = world();
+                let w = waiter(&world);
+                world.hub.wake(&world.channel);
+                w.begin_attempt();
+                world
+                    .hub
+                    .shared
+                    .on_message(&world.channel, b"another client");
+                w.attempt_failed();
+                assert_eq!(
+                    w.slot.state.load(),
+                    State::Woken,
+                    "a waiter refused just before a release was left asleep"
+                );
+                assert!(
+                    futures_util::FutureExt::now_or_never(w.woken()).is_some(),
+                    "woken, but not told"
+                );
+                // A release while it is queued is no miss: no second try.
+                w.begin_attempt();
+                w.attempt_failed();
+                assert_eq!(w.slot.state.load(), State::Queued);
+            },
+            None,
+        );
     }
 }
