@@ -394,7 +394,7 @@ impl Lease {
             if pttl >= 0 {
                 nap = nap.min(Duration::from_millis(pttl as u64 + 1));
             }
-            if waiter.take_step_back() {
+            if waiter.steps_back() {
                 // Our release freed the lease for other clients' waiters.
                 nap = STEP_BACK;
                 stepped_back = true;

@@ -136,7 +136,13 @@ async fn release_while_the_waiter_quits(
 async fn a_waiter_that_gives_up_during_the_hand_over_passes_the_lease_on() {
     let (server, client) = setup().await;
     let mut conn = raw(&server).await;
-    let holder = client.lease("baton").acquire().await.unwrap();
+    // A first hand-over subscribes the client to the wake channel: its
+    // confirmation wakes the first waiter, which could otherwise be out
+    // trying when the release comes, and the release would serve the next.
+    let warm = client.lease("baton").acquire().await.unwrap();
+    let waiter = queued_waiter(&client, "baton", 30 * SECOND).await;
+    warm.release().await.unwrap();
+    let holder = waiter.await.unwrap();
     let quitter = queued_waiter(&client, "baton", 30 * SECOND).await;
     let patient = queued_waiter(&client, "baton", 30 * SECOND).await;
     let fence = holder.fence();
