@@ -321,8 +321,7 @@ impl Lease {
             ttl_ms: ttl_ms(self.ttl),
         });
         let mut pttl = -1;
-        // A max past MAX_TTL (`Duration::MAX`, say) would overflow below.
-        let backoff_max = self.backoff_max.min(MAX_TTL);
+        let backoff_max = self.fallback_max();
         let mut backoff = self.backoff_min.min(backoff_max);
         let mut last_error: Option<Error> = None;
         // The next attempt follows a step back for other clients' waiters.
@@ -524,6 +523,19 @@ impl Lease {
         .map_err(|e| Error::redis("the extend script", self.client.addr(), e))
     }
 
+    /// The longest fallback period: the backoff max, counted as at most
+    /// [`MAX_TTL`] so that `Duration::MAX` ("no cap") cannot overflow.
+    fn fallback_max(&self) -> Duration {
+        self.backoff_max.min(MAX_TTL)
+    }
+
+    /// Three fallback periods: how long a waiter's mark in Redis (a
+    /// writer's intent, a fair waiter's place) lasts unless its next
+    /// attempt refreshes it.
+    fn three_fallbacks(&self) -> Duration {
+        self.fallback_max().saturating_mul(3)
+    }
+
     /// One run of the acquire script. `waiting` is `Some((waiter id, how
     /// long it will still wait))` when a refusal will be followed by a wait:
     /// then a writer leaves its intent and a fair waiter joins the queue.
@@ -536,17 +548,12 @@ impl Lease {
             Some((waiter_id, patience)) => WaitInfo {
                 // A waiting writer keeps readers out for a few of its fallback
                 // periods; it refreshes this at every attempt.
-                intent_ms: ttl_ms(self.backoff_max.min(MAX_TTL).saturating_mul(3)).max(100),
+                intent_ms: ttl_ms(self.three_fallbacks()).max(100),
                 waiter_id,
                 // A fair waiter keeps its place three fallback periods (its
                 // timer comes back within one): a dead one blocks only that long.
                 patience_ms: ttl_ms(
-                    patience.min(
-                        self.backoff_max
-                            .min(MAX_TTL)
-                            .saturating_mul(3)
-                            .max(Duration::from_secs(1)),
-                    ),
+                    patience.min(self.three_fallbacks().max(Duration::from_secs(1))),
                 )
                 .max(1),
             },

@@ -1204,6 +1204,20 @@ mod tests {
         redis: Redis,
     }
 
+    impl World {
+        /// A world whose lease a holder has just taken.
+        fn held() -> (Arc<World>, Token) {
+            let world = Arc::new(World {
+                hub: WakeHub::detached(),
+                channel: Arc::from(&b"leasehold:{model}:wake"[..]),
+                redis: Redis::default(),
+            });
+            let holder = Token::random();
+            assert!(world.redis.acquire(holder).is_some());
+            (world, holder)
+        }
+    }
+
     /// `Client::release_raw` for a plain lease: hand over to the local head,
     /// or release and wake. Scripts may be lost on the way (not run) or
     /// their replies lost (run, but the caller sees an error); a plain
@@ -1294,13 +1308,7 @@ mod tests {
     /// (a hand-over, or a late release of a lease no longer its own), and
     /// two local waiters.
     fn scenario() {
-        let world = Arc::new(World {
-            hub: WakeHub::detached(),
-            channel: Arc::from(&b"leasehold:{model}:wake"[..]),
-            redis: Redis::default(),
-        });
-        let holder = Token::random();
-        assert!(world.redis.acquire(holder).is_some());
+        let (world, holder) = World::held();
         let waiters: Vec<_> = (0..2)
             .map(|_| {
                 let world = Arc::clone(&world);
@@ -1471,13 +1479,7 @@ mod tests {
     /// hand-over reaches Redis only after the quitter's release (both sent
     /// as EVALSHA, both retried as EVAL after NOSCRIPT, in either order).
     fn freeing_scenario() {
-        let world = Arc::new(World {
-            hub: WakeHub::detached(),
-            channel: Arc::from(&b"leasehold:{model}:wake"[..]),
-            redis: Redis::default(),
-        });
-        let holder = Token::random();
-        assert!(world.redis.acquire(holder).is_some());
+        let (world, holder) = World::held();
         let (quitter, patient) = (Token::random(), Token::random());
         let queued = |token| {
             let handover = Some(Handover { token, ttl_ms: 1 });

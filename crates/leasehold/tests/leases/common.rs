@@ -17,7 +17,12 @@ pub async fn setup() -> (RedisServer, Client) {
 
 /// A raw connection, for looking behind leasehold's back.
 pub async fn raw(server: &RedisServer) -> MultiplexedConnection {
-    redis::Client::open(server.url())
+    raw_at(server.url()).await
+}
+
+/// A raw connection to `url`, for futures that cannot borrow the server.
+pub async fn raw_at(url: String) -> MultiplexedConnection {
+    redis::Client::open(url)
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -46,6 +51,12 @@ where
 /// The value of a key, as a string.
 pub async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<String> {
     redis::cmd("GET").arg(key).query_async(conn).await.unwrap()
+}
+
+/// Takes `lease` and gives it back at once (loads its scripts, or leaves
+/// a first grant behind).
+pub async fn take_and_give_back(lease: &leasehold::Lease) {
+    lease.acquire().await.unwrap().release().await.unwrap();
 }
 
 /// Number of keys in the database.

@@ -130,15 +130,7 @@ impl Grant {
             Grant::Batched => {
                 // Wait out the reconnection first: a batch reports a lost
                 // connection as an error, not a wait.
-                client
-                    .lease("fenced:warm")
-                    .wait(wait)
-                    .acquire()
-                    .await
-                    .unwrap()
-                    .release()
-                    .await
-                    .unwrap();
+                take_and_give_back(&client.lease("fenced:warm").wait(wait)).await;
                 let mut set = JoinSet::new();
                 for (i, name) in self.names().into_iter().enumerate() {
                     let lease = client.lease(name);
@@ -237,11 +229,7 @@ async fn issue11_fences_never_go_back_after_flushall() {
     fences_survive("FLUSHALL", |server| {
         let url = server.url();
         async move {
-            let mut conn = redis::Client::open(url)
-                .unwrap()
-                .get_multiplexed_async_connection()
-                .await
-                .unwrap();
+            let mut conn = raw_at(url).await;
             let () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
         }
     })
@@ -262,11 +250,7 @@ async fn issue11_fences_never_go_back_when_the_counters_are_deleted() {
     fences_survive("DEL", |server| {
         let url = server.url();
         async move {
-            let mut conn = redis::Client::open(url)
-                .unwrap()
-                .get_multiplexed_async_connection()
-                .await
-                .unwrap();
+            let mut conn = raw_at(url).await;
             for g in EVERY_GRANT {
                 for name in g.names() {
                     let () = redis::cmd("DEL")

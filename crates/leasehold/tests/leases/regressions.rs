@@ -148,14 +148,7 @@ async fn issue11_a_fair_release_with_nobody_queued_wakes_a_plain_local_waiter() 
     let (server, client) = setup().await;
     let mut conn = raw(&server).await;
     // Load the scripts, so that each attempt below is one call.
-    client
-        .lease("i11-fair")
-        .acquire()
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    take_and_give_back(&client.lease("i11-fair")).await;
     let holder = client.lease("i11-fair").fair(true).acquire().await.unwrap();
     let before = script_calls(&mut conn).await;
     let waiter = {
