@@ -47,7 +47,7 @@ pub async fn encode_acquire(lease: &Lease, token: &Token) -> usize {
         sent: 0,
         reply: Value::Array(vec![Value::Int(1), Value::Int(7)]),
     };
-    let ttl_ms = crate::guard::ttl_ms(lease.configured_ttl());
+    let ttl_ms = crate::backend::ttl_ms(lease.configured_ttl());
     scripts::acquire(
         &mut wire,
         lease.keys(),

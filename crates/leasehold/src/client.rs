@@ -1,16 +1,22 @@
-//! The connection to Redis, shared by every lease of a process.
+//! The public handle on a Redis deployment: [`Client`] and [`ClientBuilder`].
+//!
+//! Every method that makes a primitive lives here, so that what a client
+//! can do is read in one place; the work is done below, by the engine each
+//! primitive holds.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
-use crate::error::{Error, ErrorKind, Result};
-use crate::keys::{Kind, LeaseKeys};
+use crate::backend::Backend;
+use crate::backend::node::Timeouts;
+use crate::data::{Optimistic, SingleFlight};
+use crate::engine::Core;
+use crate::error::{Error, Result};
+use crate::inspect::{self, LeaseStatus};
 use crate::lease::Lease;
-use crate::scripts::HandedOver;
+use crate::rwlock::RwLock;
+use crate::semaphore::Semaphore;
 use crate::token::Token;
-use crate::wait::WakeHub;
 
 /// A handle on one Redis deployment; cheap to clone, meant to be shared.
 ///
@@ -22,7 +28,7 @@ use crate::wait::WakeHub;
 ///   leases at once, their scripts travel as one call that runs each in
 ///   turn, exactly as alone (a lone call never waits for company);
 /// - one subscriber connection, opened on the first wait, through which the
-///   releases of the names local tasks wait for arrive (see [`crate::wait`]);
+///   releases of the names local tasks wait for arrive;
 /// - the handle of the tokio runtime it was created on, so that dropping a
 ///   guard can release its lease in the background from anywhere.
 ///
@@ -36,29 +42,7 @@ use crate::wait::WakeHub;
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) conn: ConnectionManager,
-    /// Printable address, never with a password.
-    pub(crate) addr: String,
-    /// Published by the release script; lets the wait hub skip its echo.
-    pub(crate) id: Token,
-    pub(crate) hub: WakeHub,
-    pub(crate) runtime: tokio::runtime::Handle,
-    /// For connections of their own (transactions, a renewal whose reply
-    /// is stuck on the shared connection).
-    pub(crate) redis: redis::Client,
-    /// How long one command waits for its reply; see
-    /// [`ClientBuilder::response_timeout`].
-    pub(crate) response_timeout: Duration,
-    /// Dedicated connections for WATCH; see [`crate::txn`].
-    pub(crate) txns: crate::txn::TxPool,
-    /// When each self-renewing guard is next due; see [`crate::renew`].
-    renewer: crate::renew::Renewer,
-    /// Plain leases' scripts, gathered under load; see [`crate::batch`].
-    pub(crate) batcher: crate::batch::Batcher,
+    core: Arc<Core>,
 }
 
 /// How to connect: timeouts. Built by [`Client::builder`].
@@ -112,10 +96,10 @@ impl ClientBuilder {
     /// Connects to `url`: `redis://[user:password@]host[:port][/db]`,
     /// `rediss://...` for TLS, or `unix:///path/to/redis.sock`.
     ///
-    /// Fails with [`ErrorKind::InvalidArgument`] for a malformed URL,
-    /// [`ErrorKind::Connect`] when the server refuses or cannot be reached,
-    /// [`ErrorKind::ConnectTimeout`] past the connect timeout, and
-    /// [`ErrorKind::Redis`] when it answers with an error (a wrong password,
+    /// Fails with [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a malformed URL,
+    /// [`ErrorKind::Connect`](crate::ErrorKind::Connect) when the server refuses or cannot be reached,
+    /// [`ErrorKind::ConnectTimeout`](crate::ErrorKind::ConnectTimeout) past the connect timeout, and
+    /// [`ErrorKind::Redis`](crate::ErrorKind::Redis) when it answers with an error (a wrong password,
     /// say).
     ///
     /// # Cancel safety
@@ -126,69 +110,14 @@ impl ClientBuilder {
         if self.connect_timeout.is_zero() {
             return Err(Error::invalid("connect timeout", "must be more than zero"));
         }
-        let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| {
-            Error::invalid(
-                "url",
-                format!(
-                    "`{}` is not a Redis URL ({e}); use redis://host:port, rediss://host:port or unix:///path",
-                    redact(url)
-                ),
-            )
-        })?;
-        // Small commands, sent as soon as they are made: Nagle's algorithm
-        // would hold a command back while an earlier one is unacknowledged,
-        // which is most of the time when many tasks share the connection.
-        let tcp = info.tcp_settings().clone().set_nodelay(true);
-        let client = redis::Client::open(info.set_tcp_settings(tcp))
-            .map_err(|e| Error::redis("the connection settings", &redact(url), e))?;
-        let addr = client.get_connection_info().addr().to_string();
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
-            // Reconnects retry once, quickly; the lease code retries commands
-            // itself within its own deadlines.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = match tokio::time::timeout(
-            self.connect_timeout,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(Error::redis("the connection", &addr, e)),
-            Err(_) => {
-                return Err(ErrorKind::ConnectTimeout {
-                    addr,
-                    after: self.connect_timeout,
-                }
-                .into());
-            }
+        let timeouts = Timeouts {
+            connect: self.connect_timeout,
+            response: self.response_timeout,
         };
-        // One PING, so that a server that wants a password (or is still
-        // loading its data) says so now, not at the first lease.
-        let mut probe = conn.clone();
-        redis::cmd("PING")
-            .exec_async(&mut probe)
-            .await
-            .map_err(|e| Error::redis("the connection check (PING)", &addr, e))?;
         let id = Token::random();
-        let runtime = tokio::runtime::Handle::current();
-        let hub = WakeHub::new(client.clone(), id.as_bytes(), runtime.clone());
+        let backend = Backend::single(url, timeouts, id).await?;
         Ok(Client {
-            inner: Arc::new(Inner {
-                conn,
-                addr,
-                id,
-                hub,
-                redis: client,
-                response_timeout: self.response_timeout,
-                txns: Default::default(),
-                renewer: crate::renew::Renewer::new(runtime.clone()),
-                batcher: Default::default(),
-                runtime,
-            }),
+            core: Core::new(backend, id),
         })
     }
 }
@@ -197,6 +126,12 @@ impl Client {
     /// Connects to `url` with the default timeouts; see
     /// [`ClientBuilder::connect`].
     ///
+    /// ```no_run
+    /// # async fn f() -> leasehold::Result<()> {
+    /// let client = leasehold::Client::connect("redis://127.0.0.1:6379").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// Dropping the future leaves nothing behind.
@@ -204,7 +139,7 @@ impl Client {
         ClientBuilder::default().connect(url).await
     }
 
-    /// Options for connecting (timeouts).
+    /// Options for connecting (timeouts); see [`ClientBuilder`].
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
     }
@@ -219,151 +154,153 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn lease(&self, name: impl AsRef<[u8]>) -> Lease {
-        Lease::new(self, name.as_ref())
+        Lease::new(&self.core, name.as_ref())
+    }
+
+    /// A semaphore of `limit` permits on `name`, with the defaults of
+    /// [`Lease`]: ttl 30 s, wait 10 s, self-renewing; not
+    /// [fair](Semaphore::fair). See [`Semaphore`].
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let permit = client.semaphore("upstream/api", 4).acquire().await?;
+    /// permit.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn semaphore(&self, name: impl AsRef<[u8]>, limit: u32) -> Semaphore {
+        Semaphore::new(&self.core, name.as_ref(), limit)
+    }
+
+    /// A read-write lock on `name`; take it with [`RwLock::read`] or
+    /// [`RwLock::write`].
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let r = client.rwlock("config/routing").read().acquire().await?;
+    /// r.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn rwlock(&self, name: impl AsRef<[u8]>) -> RwLock {
+        RwLock::new(&self.core, name.as_ref())
+    }
+
+    /// Single-flight rebuilds of the cache entry `cache_key`. The rebuild
+    /// lease is `leasehold:rebuild:{cache_key}` (so on Redis Cluster it
+    /// lives in the cache key's slot), ttl 30 s, wait 30 s.
+    pub fn single_flight(&self, cache_key: impl AsRef<[u8]>) -> SingleFlight {
+        SingleFlight::new(&self.core, cache_key.as_ref())
+    }
+
+    /// An optimistic transaction over `keys`: WATCH them, let a closure read
+    /// them and queue writes, EXEC; when another client changed a watched
+    /// key meanwhile, run the closure again (with backoff and jitter) up to
+    /// a limit. The closure must be safe to run several times.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// // Buy one unit, never going below zero.
+    /// let bought = client
+    ///     .optimistic(["stock"])
+    ///     .run(async |tx| {
+    ///         let stock: i64 = tx.get::<Option<i64>>("stock").await?.unwrap_or(0);
+    ///         if stock > 0 {
+    ///             tx.queue(redis::cmd("SET").arg("stock").arg(stock - 1).clone());
+    ///         }
+    ///         Ok::<_, leasehold::Error>(stock > 0)
+    ///     })
+    ///     .await?;
+    /// println!("bought: {}, after {} attempts", bought.value, bought.attempts);
+    /// # Ok(()) }
+    /// ```
+    pub fn optimistic<K: AsRef<[u8]>>(&self, keys: impl IntoIterator<Item = K>) -> Optimistic {
+        Optimistic::new(&self.core, keys)
+    }
+
+    /// Idle connections kept for transactions (for tests and monitoring).
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// println!("{} idle", client.idle_transaction_connections());
+    /// # Ok(()) }
+    /// ```
+    pub fn idle_transaction_connections(&self) -> usize {
+        self.core.backend.idle_dedicated()
+    }
+
+    /// The status of the name `name`, whatever it is (lease, semaphore,
+    /// read-write lock), read in one round trip.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let s = client.status("deploy").await?;
+    /// println!("{} held: {}, fence {}", s.display, s.is_held(), s.fence);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Read-only: dropping the future changes nothing.
+    pub async fn status(&self, name: impl AsRef<[u8]>) -> Result<LeaseStatus> {
+        inspect::status(&self.core, name.as_ref()).await
+    }
+
+    /// The statuses of every lease name that matches the glob `pattern`
+    /// (Redis `MATCH` syntax: `*`, `?`, `[abc]`; `*` for all), sorted by name.
+    ///
+    /// A name is known by its fencing counter, which leasehold creates on the
+    /// first acquisition and never deletes; semaphores and read-write locks
+    /// share it, so they are listed too, with their [`LeaseKind`](crate::LeaseKind). Names only
+    /// ever locked by other clients (redis-py, redsync) are not listed. Walks
+    /// the keyspace with SCAN, never KEYS, so a large database is not
+    /// blocked; then reads the statuses of up to 64 names per round trip.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// for s in client.list("jobs/*").await? {
+    ///     println!("{} {}", s.display, if s.is_held() { "held" } else { "free" });
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Read-only: dropping the future changes nothing.
+    pub async fn list(&self, pattern: &str) -> Result<Vec<LeaseStatus>> {
+        inspect::list(&self.core, pattern).await
     }
 
     /// The server's address, as leasehold prints it (without a password).
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) {
+    /// println!("connected to {}", client.addr());
+    /// # }
+    /// ```
     pub fn addr(&self) -> &str {
-        &self.inner.addr
+        self.core.addr()
     }
 
     /// Connections this client has open to Redis: the shared command
     /// connection, plus the subscriber once some task has waited.
-    pub fn connections(&self) -> usize {
-        1 + self.inner.hub.subscriber_connections()
-    }
-
-    pub(crate) fn renewer(&self) -> &crate::renew::Renewer {
-        &self.inner.renewer
-    }
-
-    pub(crate) fn conn(&self) -> ConnectionManager {
-        self.inner.conn.clone()
-    }
-
-    /// Releases `token`'s hold on `keys` in a background task; for drops.
-    pub(crate) fn release_in_background(&self, keys: Arc<LeaseKeys>, token: Token) {
-        self.settle_in_background(keys, Some(token), None);
-    }
-
-    /// For a dropped acquire, in a background task: releases what `token`
-    /// may hold, then takes the fair waiter `leaving` out of its queue.
-    pub(crate) fn settle_in_background(
-        &self,
-        keys: Arc<LeaseKeys>,
-        token: Option<Token>,
-        leaving: Option<Token>,
-    ) {
-        let client = self.clone();
-        let fut = async move {
-            if let Some(token) = token
-                && let Err(e) = client.release_raw(&keys, &token).await
-            {
-                tracing::warn!(
-                    lease = keys.display(),
-                    token = %token,
-                    error = %e,
-                    "leasehold: background release failed; the lease ends when its TTL runs out"
-                );
-            }
-            if let Some(id) = leaving
-                && let Err(e) =
-                    crate::scripts::fair_leave(&mut client.conn(), &keys, id.as_str()).await
-            {
-                tracing::debug!(
-                    lease = keys.display(),
-                    error = %e,
-                    "leasehold: leaving the fair queue failed; the place ends at the waiter's deadline"
-                );
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => drop(h.spawn(fut)),
-            Err(_) => drop(self.inner.runtime.spawn(fut)),
-        }
-    }
-
-    /// Runs the release script; wakes the next local waiter when it released.
     ///
-    /// A plain lease with a local waiter at the head of its queue is handed
-    /// over instead: one script frees it and gives it to that waiter's
-    /// token, and the waiter takes it without a round trip of its own.
-    pub(crate) async fn release_raw(&self, keys: &Arc<LeaseKeys>, token: &Token) -> Result<bool> {
-        let hub = &self.inner.hub;
-        if let Some(offer) = matches!(keys.kind(), Kind::Lease)
-            .then(|| hub.offer(keys.wake()))
-            .flatten()
-        {
-            let next = offer.handover();
-            let sent = tokio::time::Instant::now();
-            let reply = crate::scripts::handover(
-                &mut self.conn(),
-                keys,
-                token.as_bytes(),
-                next.token.as_bytes(),
-                next.ttl_ms,
-                offer.tolerated(),
-                hub.freed_payload(),
-            )
-            .await;
-            let (delivered, result) = match reply {
-                Ok(HandedOver::To(fence)) => (offer.grant(fence, sent), Ok(true)),
-                Ok(HandedOver::Freed) => {
-                    // Other clients wait too: the publish wakes theirs, and
-                    // ours tries again after a moment (see `Offer::requeue`).
-                    offer.requeue();
-                    (true, Ok(true))
-                }
-                Ok(HandedOver::NotHeld) => (offer.withdraw(), Ok(false)),
-                Err(e) => (
-                    offer.unknown(),
-                    Err(Error::redis("the release script", &self.inner.addr, e)),
-                ),
-            };
-            if !delivered {
-                // The waiter gave up meanwhile: pass the lease on from
-                // its token (a no-op if it was never handed over).
-                self.release_in_background(Arc::clone(keys), next.token);
-            }
-            return result;
-        }
-        let released = self
-            .release_script(keys, *token)
-            .await
-            .map_err(|e| Error::redis("the release script", &self.inner.addr, e))?;
-        // Wake the next local waiter now: the echo of our own publish is
-        // skipped. Not when the publish named the waiters whose turn it is
-        // (fair mode), who may be in another process; but a fair release
-        // that owes nobody queued wakes the local waiters too, and so does
-        // a writer's withdrawn intent, which let readers in.
-        if released.wakes_local() {
-            hub.wake(keys.wake());
-        }
-        Ok(released.released())
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) {
+    /// assert!(client.connections() >= 1);
+    /// # }
+    /// ```
+    pub fn connections(&self) -> usize {
+        self.core.backend.connections() + self.core.hub.subscriber_connections()
+    }
+
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
     }
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("addr", &self.inner.addr)
+            .field("addr", &self.core.addr())
             .finish()
-    }
-}
-
-/// Hides the password of a URL for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s + 3 => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(super::redact("redis://u:pw@h:1"), "redis://***@h:1");
-        assert_eq!(super::redact("redis://h:1"), "redis://h:1");
     }
 }

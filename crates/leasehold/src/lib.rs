@@ -23,30 +23,33 @@
 //!
 //! # Layout
 //!
-//! - [`client`]: [`Client`], one reconnecting multiplexed connection and one
-//!   subscriber connection per process, shared by every lease.
-//! - [`lease`]: [`Lease`], a name plus options; `try_acquire`, `acquire`,
-//!   `with`.
-//! - [`guard`]: [`Guard`], the proof of holding: fence, renewal (one timer
-//!   per client for all its guards), `lost()`,
+//! Every public item is at the crate's root. Inside, the modules are
+//! layered, each using only those below it:
+//!
+//! - `client`: [`Client`] and [`ClientBuilder`], the public handle; every
+//!   primitive is made here.
+//! - `inspect`: [`Client::status`] and [`Client::list`], for looking at
+//!   leases from outside ([`LeaseStatus`], [`LeaseKind`], [`Holder`]).
+//! - `data`: [`Script`] for your own Lua, [`LeaseScript`] for writes that
+//!   run only while a guard's lease is held, [`Client::optimistic`]
+//!   transactions, [`Client::single_flight`] cache rebuilds, and
+//!   [`FenceGate`], the resource's side of fencing.
+//! - the primitives: `lease` ([`Lease`]: options, and its acquire loop in
+//!   a file of its own), `semaphore` ([`Semaphore`]), `rwlock`
+//!   ([`RwLock`], [`RwSide`]).
+//! - `hold`: [`Guard`], the proof of holding: fence, renewal, `lost()`,
 //!   re-entry, release on drop.
-//! - [`inspect`]: [`Client::status`] and [`Client::list`], for looking at
-//!   leases from outside.
-//! - [`script`]: [`Script`] for your own Lua, [`LeaseScript`] for writes
-//!   that run only while a guard's lease is held.
-//! - [`FenceGate`]: the resource's side of fencing.
-//! - [`rwlock`]: [`RwLock`], many readers or one writer; writers are not
-//!   starved.
-//! - [`semaphore`]: [`Semaphore`], at most K holders, each permit a lease;
-//!   fair mode serves waiters in arrival order.
-//! - [`singleflight`]: [`Client::single_flight`], one cache rebuild at a time.
-//! - [`txn`]: [`Client::optimistic`], WATCH / MULTI / EXEC with retries on
-//!   a connection of its own.
-//! - [`wait`]: how waiters sleep and are woken (one subscriber, FIFO queues,
-//!   one wake per release).
-//! - [`error`]: [`Error`] and [`ErrorKind`].
-//! - `scripts`: the Lua scripts (`src/scripts/*.lua`) and their typed calls.
-//! - `keys`: where a lease lives in Redis.
+//! - `engine`: what a client's leases share: the backend, the wake hub,
+//!   one renewal timer for all guards, the runtime for background work.
+//! - `wake`: how waiters sleep and are woken (one subscriber, FIFO queues,
+//!   one wake per release, hand-over to a local waiter).
+//! - `backend`: the seam between the primitives and the deployment
+//!   (acquire, extend, release, leave a fair queue, wake source, validity
+//!   rule); `node` is one server, `batch` gathers plain leases' scripts.
+//! - `scripts`: the Lua scripts (`src/scripts/*.lua`), one file per family,
+//!   and their typed calls.
+//! - `keys` (where a name's keys live), `token` ([`Token`]), `error`
+//!   ([`Error`], [`ErrorKind`]).
 //!
 //! # Data in Redis
 //!
@@ -107,8 +110,7 @@
 //! publishes on the name's wake channel, and the client's one subscriber
 //! connection hands the notification to the local waiter whose turn it is.
 //! A fallback timer of the first waiter (at most the holder's remaining TTL)
-//! covers holders that expire or foreign clients that do not publish. See
-//! [`wait`].
+//! covers holders that expire or foreign clients that do not publish.
 //!
 //! # Redis Cluster
 //!
@@ -121,36 +123,33 @@
 
 #![deny(missing_docs)]
 
+mod backend;
 #[doc(hidden)]
-mod batch;
 pub mod bench_hooks;
-pub mod client;
-pub mod error;
-mod fence;
-pub mod guard;
-pub mod inspect;
+mod client;
+mod data;
+mod engine;
+mod error;
+mod hold;
+mod inspect;
 mod keys;
-pub mod lease;
-mod renew;
-pub mod rwlock;
-pub mod script;
+mod lease;
+mod rwlock;
 mod scripts;
-pub mod semaphore;
-pub mod singleflight;
+mod semaphore;
 mod token;
-pub mod txn;
-pub mod wait;
+mod wait;
 
 pub use client::{Client, ClientBuilder};
+pub use data::{
+    Committed, FenceGate, Fetched, Invocation, LeaseScript, Optimistic, Script, SingleFlight,
+    Source, StaleFence, Tx,
+};
 pub use error::{Error, ErrorKind, Result};
-pub use fence::{FenceGate, StaleFence};
-pub use guard::{Detached, Guard};
+pub use hold::{Detached, Guard};
 pub use inspect::{Holder, LeaseKind, LeaseStatus, Role};
 pub use keys::MAX_NAME_LEN;
 pub use lease::{Lease, MAX_TTL, MIN_TTL};
-pub use rwlock::RwLock;
-pub use script::{Invocation, LeaseScript, Script};
+pub use rwlock::{RwLock, RwSide};
 pub use semaphore::Semaphore;
-pub use singleflight::{Fetched, SingleFlight, Source};
 pub use token::Token;
-pub use txn::{Committed, Optimistic, Tx};

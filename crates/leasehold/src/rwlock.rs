@@ -1,10 +1,11 @@
 //! Read-write locks: many readers or one writer, each guard a lease.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::Client;
+use crate::engine::Core;
 use crate::keys::LeaseKeys;
-use crate::lease::Lease;
+use crate::lease::{Lease, lease_like};
 
 /// Many readers or one writer, across every client.
 ///
@@ -42,61 +43,96 @@ use crate::lease::Lease;
 /// ```
 #[derive(Clone, Debug)]
 pub struct RwLock {
-    read: Lease,
-    write: Lease,
+    read: RwSide,
+    write: RwSide,
 }
 
-impl Client {
-    /// A read-write lock on `name`; take it with [`RwLock::read`] or
-    /// [`RwLock::write`].
-    pub fn rwlock(&self, name: impl AsRef<[u8]>) -> RwLock {
-        let name = name.as_ref();
-        RwLock {
-            read: Lease::with_keys(self, name, LeaseKeys::rwlock(name, false)),
-            write: Lease::with_keys(self, name, LeaseKeys::rwlock(name, true)),
-        }
-    }
+/// One side of a [`RwLock`]: its readers ([`RwLock::read`]) or its writer
+/// ([`RwLock::write`]). Taken like a [`Lease`], with the same options but
+/// no fair mode (a writer's intent keeps it from starving instead).
+///
+/// ```no_run
+/// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+/// use std::time::Duration;
+/// let lock = client.rwlock("config/routing");
+/// // A writer that waits at most 2 s, on a copy of the write side.
+/// let writer = lock.write().clone().wait(Duration::from_secs(2));
+/// let w = writer.acquire().await?;
+/// w.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct RwSide {
+    lease: Lease,
+}
+
+impl RwSide {
+    lease_like!("this side of the lock");
 }
 
 impl RwLock {
+    /// A read-write lock on `name`; see [`Client::rwlock`](crate::Client::rwlock).
+    pub(crate) fn new(core: &Arc<Core>, name: &[u8]) -> RwLock {
+        let side = |write| RwSide {
+            lease: Lease::with_keys(core, name, LeaseKeys::rwlock(name, write)),
+        };
+        RwLock {
+            read: side(false),
+            write: side(true),
+        }
+    }
+
     /// Sets the ttl of both read and write guards (see [`Lease::ttl`]).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.read = self.read.ttl(ttl);
-        self.write = self.write.ttl(ttl);
-        self
+    pub fn ttl(self, ttl: Duration) -> Self {
+        self.both(|s| s.ttl(ttl))
     }
 
     /// Sets how long both kinds of acquire wait (see [`Lease::wait`]).
-    pub fn wait(mut self, wait: Duration) -> Self {
-        self.read = self.read.wait(wait);
-        self.write = self.write.wait(wait);
-        self
+    pub fn wait(self, wait: Duration) -> Self {
+        self.both(|s| s.wait(wait))
     }
 
     /// Sets the fallback timer of waiters (see [`Lease::backoff`]); the
     /// writer's intent lives three times `max`.
-    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.read = self.read.backoff(min, max);
-        self.write = self.write.backoff(min, max);
-        self
+    pub fn backoff(self, min: Duration, max: Duration) -> Self {
+        self.both(|s| s.backoff(min, max))
     }
 
     /// Whether guards renew themselves (see [`Lease::auto_renew`]).
-    pub fn auto_renew(mut self, on: bool) -> Self {
-        self.read = self.read.auto_renew(on);
-        self.write = self.write.auto_renew(on);
-        self
+    pub fn auto_renew(self, on: bool) -> Self {
+        self.both(|s| s.auto_renew(on))
     }
 
-    /// The read side: `try_acquire`, `acquire`, `with` as on any [`Lease`].
-    /// Readers share the lock with each other, never with a writer.
-    pub fn read(&self) -> &Lease {
+    fn both(self, f: impl Fn(RwSide) -> RwSide) -> Self {
+        RwLock {
+            read: f(self.read),
+            write: f(self.write),
+        }
+    }
+
+    /// The read side: readers share the lock with each other, never with
+    /// a writer.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let r = client.rwlock("config/routing").read().acquire().await?;
+    /// r.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn read(&self) -> &RwSide {
         &self.read
     }
 
-    /// The write side: `try_acquire`, `acquire`, `with` as on any [`Lease`].
-    /// The writer holds the lock alone.
-    pub fn write(&self) -> &Lease {
+    /// The write side: the writer holds the lock alone.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let w = client.rwlock("config/routing").write().acquire().await?;
+    /// println!("writing with fence {}", w.fence());
+    /// w.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn write(&self) -> &RwSide {
         &self.write
     }
 }

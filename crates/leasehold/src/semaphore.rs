@@ -1,19 +1,17 @@
 //! Semaphores: at most K holders of a name at once, each permit a lease.
 
-use std::time::Duration;
+use std::sync::Arc;
 
-use crate::client::Client;
-use crate::error::{Error, Result};
-use crate::guard::Guard;
+use crate::engine::Core;
 use crate::keys::LeaseKeys;
-use crate::lease::Lease;
+use crate::lease::{Lease, lease_like};
 
 /// At most `limit` holders of a name at once, across every client: for
 /// limiting concurrency (a job that may run on at most 3 hosts, 10
 /// connections to a fragile upstream).
 ///
 /// Each permit is a lease of its own: its own token, TTL, self-renewal,
-/// [`Guard::lost`] and fencing token (one counter per name, shared by all
+/// [`Guard::lost`](crate::Guard::lost) and fencing token (one counter per name, shared by all
 /// permits). A permit whose holder crashed or froze is reclaimed by the
 /// next acquire once its TTL has passed; no sweeper process is needed.
 /// Expiry is judged by the Redis server's clock (`TIME` inside the
@@ -53,45 +51,18 @@ pub struct Semaphore {
     fair: bool,
 }
 
-impl Client {
+impl Semaphore {
     /// A semaphore of `limit` permits on `name`, with the defaults of
-    /// [`Lease`]: ttl 30 s, wait 10 s, self-renewing; not
-    /// [fair](Semaphore::fair).
-    pub fn semaphore(&self, name: impl AsRef<[u8]>, limit: u32) -> Semaphore {
-        let name = name.as_ref();
+    /// [`Lease`]; see [`Client::semaphore`](crate::Client::semaphore).
+    pub(crate) fn new(core: &Arc<Core>, name: &[u8], limit: u32) -> Semaphore {
         Semaphore {
-            lease: Lease::with_keys(self, name, LeaseKeys::semaphore(name, limit, false)),
+            lease: Lease::with_keys(core, name, LeaseKeys::semaphore(name, limit, false)),
             limit,
             fair: false,
         }
     }
-}
 
-impl Semaphore {
-    /// How long a permit lives unless renewed (see [`Lease::ttl`]).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.lease = self.lease.ttl(ttl);
-        self
-    }
-
-    /// How long [`acquire`](Semaphore::acquire) waits for a permit (see
-    /// [`Lease::wait`]).
-    pub fn wait(mut self, wait: Duration) -> Self {
-        self.lease = self.lease.wait(wait);
-        self
-    }
-
-    /// The fallback timer of a waiter (see [`Lease::backoff`]).
-    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.lease = self.lease.backoff(min, max);
-        self
-    }
-
-    /// Whether permits renew themselves (see [`Lease::auto_renew`]).
-    pub fn auto_renew(mut self, on: bool) -> Self {
-        self.lease = self.lease.auto_renew(on);
-        self
-    }
+    lease_like!("a permit");
 
     /// Fair mode (default off): permits go to waiters in the order they
     /// came, across all clients, and a release wakes only the waiter whose
@@ -128,58 +99,5 @@ impl Semaphore {
     /// K, the number of permits.
     pub fn limit(&self) -> u32 {
         self.limit
-    }
-
-    fn check(&self) -> Result<()> {
-        if self.limit == 0 {
-            return Err(Error::invalid(
-                "limit",
-                "0 permits would let nobody in: give a limit of at least 1",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Takes a permit if one is free; never waits. Fails with
-    /// [`ErrorKind::Held`](crate::ErrorKind::Held) when all are held.
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`Lease::try_acquire`]: a permit taken by a dropped call is given
-    /// back in the background.
-    pub async fn try_acquire(&self) -> Result<Guard> {
-        self.check()?;
-        self.lease.try_acquire().await
-    }
-
-    /// Takes a permit, waiting up to the wait timeout. Waiters sleep until a
-    /// release is published (each release wakes one local waiter; in
-    /// [fair mode](Semaphore::fair), the waiter whose turn it is, in
-    /// whichever process) or the earliest permit's TTL runs out.
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`Lease::acquire`].
-    pub async fn acquire(&self) -> Result<Guard> {
-        self.check()?;
-        self.lease.acquire().await
-    }
-
-    /// Acquires a permit, runs `f`, gives the permit back; see
-    /// [`Lease::with`].
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`Lease::with`].
-    pub async fn with<T>(&self, f: impl AsyncFnOnce(&Guard) -> T) -> Result<T> {
-        self.check()?;
-        self.lease.with(f).await
-    }
-
-    /// The lease-like handle underneath, for
-    /// [`release_by_token`](Lease::release_by_token) and
-    /// [`extend_by_token`](Lease::extend_by_token) on a permit.
-    pub fn as_lease(&self) -> &Lease {
-        &self.lease
     }
 }

@@ -1,4 +1,5 @@
-//! A lease: a named lock that expires, and the ways to take it.
+//! Taking a lease: one attempt, the waiting loop, and what an acquire in
+//! progress may hold when it is dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,58 +7,14 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::time::Instant;
 
-use crate::client::Client;
+use super::{Lease, MAX_TTL};
+use crate::backend::{Acquire, ttl_ms};
 use crate::error::{Error, ErrorKind, Result};
-use crate::guard::{Guard, ttl_ms};
-use crate::keys::{Kind, LeaseKeys, MAX_NAME_LEN};
-use crate::scripts::{self, Acquired, WaitInfo};
+use crate::hold::Guard;
+use crate::keys::Kind;
+use crate::scripts::WaitInfo;
 use crate::token::Token;
 use crate::wait::{Claim, Handover, STEP_BACK, Waiter, Won};
-
-/// The shortest ttl accepted: the lease must outlive a round trip to Redis
-/// and the drift margin (1 % + 2 ms).
-pub const MIN_TTL: Duration = Duration::from_millis(10);
-
-/// The longest ttl accepted: 365 days. Redis itself overflows only past
-/// millions of years, but a lease is meant to be renewed, not held for ever.
-pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// A lease on one name, with its options. Cheap to clone; build it once and
-/// acquire it as often as needed.
-///
-/// Options (each has a default; a new option never breaks a signature):
-///
-/// | option | default | meaning |
-/// |---|---|---|
-/// | [`ttl`](Lease::ttl) | 30 s | how long the lease lives without renewal |
-/// | [`wait`](Lease::wait) | 10 s | how long [`acquire`](Lease::acquire) waits |
-/// | [`backoff`](Lease::backoff) | 50 ms .. 1 s | the fallback timer of a waiter |
-/// | [`auto_renew`](Lease::auto_renew) | on | renew every ttl/3 while the guard lives |
-///
-/// ```no_run
-/// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
-/// use std::time::Duration;
-/// let lease = client
-///     .lease("deploy/production")
-///     .ttl(Duration::from_secs(10))
-///     .wait(Duration::from_secs(60));
-/// let guard = lease.acquire().await?;
-/// // ... deploy, passing guard.fence() along ...
-/// guard.release().await?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct Lease {
-    client: Client,
-    keys: Arc<LeaseKeys>,
-    /// Why the name was refused; reported by every acquire.
-    name_error: Option<String>,
-    ttl: Duration,
-    wait: Duration,
-    backoff_min: Duration,
-    backoff_max: Duration,
-    auto_renew: bool,
-}
 
 enum Attempt {
     /// Taken, with this fence; the script was sent at that instant.
@@ -67,182 +24,6 @@ enum Attempt {
 }
 
 impl Lease {
-    pub(crate) fn new(client: &Client, name: &[u8]) -> Lease {
-        Lease::with_keys(client, name, LeaseKeys::new(name))
-    }
-
-    /// A lease-like handle on other keys of `name` (a semaphore's permits).
-    pub(crate) fn with_keys(client: &Client, name: &[u8], keys: LeaseKeys) -> Lease {
-        Lease {
-            client: client.clone(),
-            name_error: Lease::check_name(name)
-                .err()
-                .and_then(|e| match e.into_kind() {
-                    ErrorKind::InvalidArgument { why, .. } => Some(why),
-                    _ => None,
-                }),
-            keys: Arc::new(keys),
-            ttl: Duration::from_secs(30),
-            wait: Duration::from_secs(10),
-            backoff_min: Duration::from_millis(50),
-            backoff_max: Duration::from_secs(1),
-            auto_renew: true,
-        }
-    }
-
-    /// Checks a name: 1 to 1024 bytes, any bytes.
-    ///
-    /// ```
-    /// assert!(leasehold::Lease::check_name(b"jobs/nightly").is_ok());
-    /// assert!(leasehold::Lease::check_name(b"").is_err());
-    /// assert!(leasehold::Lease::check_name(&[b'x'; 1025]).is_err());
-    /// ```
-    pub fn check_name(name: &[u8]) -> Result<()> {
-        if name.is_empty() {
-            Err(Error::invalid(
-                "name",
-                "empty: give the lease a name of 1 to 1024 bytes",
-            ))
-        } else if name.len() > MAX_NAME_LEN {
-            Err(Error::invalid(
-                "name",
-                format!(
-                    "{} bytes is longer than 1024 bytes: shorten it, or hash it into a fixed-size name",
-                    name.len()
-                ),
-            ))
-        } else {
-            Ok(())
-        }
-    }
-
-    /// How long the lease lives unless renewed: 10 ms to 365 days, default
-    /// 30 s. While a guard lives, it renews the lease every `ttl/3`; the ttl
-    /// is how long the lease outlives a holder that crashed or froze.
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
-    }
-
-    /// How long [`acquire`](Lease::acquire) waits for the lease (default
-    /// 10 s). `Duration::ZERO` tries once, like
-    /// [`try_acquire`](Lease::try_acquire) but reported as a timeout.
-    pub fn wait(mut self, wait: Duration) -> Self {
-        self.wait = wait;
-        self
-    }
-
-    /// The fallback timer of a waiter (default 50 ms growing to 1 s).
-    ///
-    /// Waiters are woken by the release itself; this timer only covers what
-    /// a release notification cannot: a holder whose TTL runs out, a foreign
-    /// client (redis-py, redsync) that does not publish, a notification lost
-    /// while the subscriber reconnects. A waiter sleeps at most the holder's
-    /// remaining TTL, and otherwise `min` doubling up to `max`, with jitter.
-    /// Of a plain lease's local waiters only the first runs this timer; the
-    /// others wait for it to hand the lease on. A max past 365 days (say
-    /// `Duration::MAX`, for "no cap") counts as 365 days.
-    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.backoff_min = min;
-        self.backoff_max = max;
-        self
-    }
-
-    /// Whether the guard renews the lease by itself every `ttl/3` (default
-    /// on). Off, the lease lives one ttl unless [`Guard::extend`] is called,
-    /// and [`Guard::lost`] completes when that ttl runs out.
-    pub fn auto_renew(mut self, on: bool) -> Self {
-        self.auto_renew = on;
-        self
-    }
-
-    /// Fair mode (default off): the lease goes to waiters in the order they
-    /// came, across all clients, and a release wakes only the waiter whose
-    /// turn it is.
-    ///
-    /// Waiters stand in a queue in Redis (`leasehold:{N}:queue`); a new
-    /// `acquire` or `try_acquire` does not get the lease while others wait
-    /// for it. A waiter that gives up (its `acquire` timed out or was
-    /// dropped) leaves the queue at once; one whose process dies leaves it
-    /// three fallback periods (`backoff` max, at least 1 s) after its last
-    /// attempt, so it delays the others by at most that long. The
-    /// lease itself is the same key as in normal mode: fair and normal
-    /// holders exclude each other, but only fair waiters keep their turn.
-    ///
-    /// ```no_run
-    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
-    /// let guard = client.lease("printer").fair(true).acquire().await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn fair(mut self, on: bool) -> Self {
-        let name = self.keys.name();
-        match (self.keys.kind(), on) {
-            (Kind::Lease, true) => self.keys = Arc::new(LeaseKeys::fair(name)),
-            (Kind::Fair(_), false) => self.keys = Arc::new(LeaseKeys::new(name)),
-            _ => {}
-        }
-        self
-    }
-
-    /// The same options on other keys of the name (a semaphore switching
-    /// fair mode on or off).
-    pub(crate) fn set_keys(&mut self, keys: LeaseKeys) {
-        self.keys = Arc::new(keys);
-    }
-
-    /// The name, as given.
-    pub fn name(&self) -> &[u8] {
-        self.keys.name()
-    }
-
-    pub(crate) fn keys(&self) -> &Arc<LeaseKeys> {
-        &self.keys
-    }
-
-    pub(crate) fn configured_ttl(&self) -> Duration {
-        self.ttl
-    }
-
-    /// How many tasks of this process wait for this name right now (queued,
-    /// or woken and about to try). Other processes' waiters are not counted.
-    pub fn local_waiters(&self) -> usize {
-        self.client.inner.hub.waiters(self.keys.wake())
-    }
-
-    fn check(&self) -> Result<()> {
-        if let Some(why) = &self.name_error {
-            return Err(Error::invalid("name", why.clone()));
-        }
-        if self.ttl < MIN_TTL {
-            return Err(Error::invalid(
-                "ttl",
-                format!(
-                    "{:?} is too short: at least 10ms, so that the lease outlives a round trip to Redis",
-                    self.ttl
-                ),
-            ));
-        }
-        if self.ttl > MAX_TTL {
-            return Err(Error::invalid(
-                "ttl",
-                format!(
-                    "{}s is too long: at most 365 days (a lease is renewed while held; a long ttl only delays recovery from a crashed holder)",
-                    self.ttl.as_secs()
-                ),
-            ));
-        }
-        if self.backoff_min.is_zero() || self.backoff_min > self.backoff_max {
-            return Err(Error::invalid(
-                "backoff",
-                format!(
-                    "min {:?} and max {:?}: min must be more than zero and at most max",
-                    self.backoff_min, self.backoff_max
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     /// Takes the lease if it is free; never waits.
     ///
     /// Fails with [`ErrorKind::Held`] (see [`Error::is_held`]) when someone
@@ -305,7 +86,7 @@ impl Lease {
         self.check()?;
         let started = Instant::now();
         let deadline = started.checked_add(self.wait);
-        let hub = &self.client.inner.hub;
+        let hub = &self.core.hub;
         let channel = self.keys.wake();
         let mut pending = Pending::new(self, Token::random());
         // Names this waiter in a fair queue (not a secret, unlike the token).
@@ -432,110 +213,6 @@ impl Lease {
         }
     }
 
-    /// Acquires the lease (waiting as [`acquire`](Lease::acquire) does),
-    /// runs `f` with the guard, and releases the lease.
-    ///
-    /// `Ok(value)` means `f` ran to the end while the lease was held. If the
-    /// lease is lost while `f` runs, `f` is cancelled at its next `.await`
-    /// and the result is [`ErrorKind::LeaseLost`].
-    ///
-    /// ```no_run
-    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
-    /// let rows = client
-    ///     .lease("reports/nightly")
-    ///     .with(async |guard| {
-    ///         // write the report, tagging each write with guard.fence()
-    ///         42
-    ///     })
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future cancels `f` and drops the guard, which releases
-    /// the lease in the background.
-    pub async fn with<T>(&self, f: impl AsyncFnOnce(&Guard) -> T) -> Result<T> {
-        let guard = self.acquire().await?;
-        let value = {
-            let work = f(&guard);
-            tokio::select! {
-                v = work => Some(v),
-                _ = guard.lost() => None,
-            }
-        };
-        match value {
-            Some(v) => guard.release().await.map(|()| v),
-            None => {
-                drop(guard);
-                Err(Error::lost(self.keys.display()))
-            }
-        }
-    }
-
-    /// Releases the lease if, and only if, `token` holds it; for holders
-    /// that keep the token instead of a [`Guard`] (shell scripts through
-    /// `leasehold release`). Returns whether it was released; `false` means
-    /// the lease was free, expired, or someone else's, and was left alone.
-    ///
-    /// ```no_run
-    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
-    /// let token = leasehold::Token::parse("00112233445566778899aabbccddeeff")?;
-    /// let released = client.lease("deploy").release_by_token(&token).await?;
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Cancel safety
-    ///
-    /// If dropped after the script was sent, the release still happens.
-    pub async fn release_by_token(&self, token: &Token) -> Result<bool> {
-        if let Some(why) = &self.name_error {
-            return Err(Error::invalid("name", why.clone()));
-        }
-        self.client.release_raw(&self.keys, token).await
-    }
-
-    /// Resets the lease's TTL to this lease's [`ttl`](Lease::ttl) if, and
-    /// only if, `token` holds it. Returns whether it was extended.
-    ///
-    /// ```no_run
-    /// # async fn f(client: leasehold::Client, token: leasehold::Token) -> leasehold::Result<()> {
-    /// use std::time::Duration;
-    /// let lease = client.lease("deploy").ttl(Duration::from_secs(60));
-    /// if !lease.extend_by_token(&token).await? {
-    ///     eprintln!("lost the lease");
-    /// }
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Cancel safety
-    ///
-    /// If dropped after the script was sent, the extension still happens.
-    pub async fn extend_by_token(&self, token: &Token) -> Result<bool> {
-        self.check()?;
-        scripts::extend(
-            &mut self.client.conn(),
-            &self.keys,
-            token.as_bytes(),
-            ttl_ms(self.ttl),
-        )
-        .await
-        .map_err(|e| Error::redis("the extend script", self.client.addr(), e))
-    }
-
-    /// The longest fallback period: the backoff max, counted as at most
-    /// [`MAX_TTL`] so that `Duration::MAX` ("no cap") cannot overflow.
-    fn fallback_max(&self) -> Duration {
-        self.backoff_max.min(MAX_TTL)
-    }
-
-    /// Three fallback periods: how long a waiter's mark in Redis (a
-    /// writer's intent, a fair waiter's place) lasts unless its next
-    /// attempt refreshes it.
-    fn three_fallbacks(&self) -> Duration {
-        self.fallback_max().saturating_mul(3)
-    }
-
     /// One run of the acquire script. `waiting` is `Some((waiter id, how
     /// long it will still wait))` when a refusal will be followed by a wait:
     /// then a writer leaves its intent and a fair waiter joins the queue.
@@ -560,26 +237,25 @@ impl Lease {
             None => WaitInfo::default(),
         };
         let waiting = waiting.is_some();
-        let sent = Instant::now();
         pending.claim.sending();
         let reply = self
-            .client
-            .acquire_script(&self.keys, pending.token, ttl_ms(self.ttl), &wait)
-            .await
-            .map_err(|e| Error::redis("the acquire script", self.client.addr(), e))?;
+            .core
+            .backend
+            .acquire(&self.keys, pending.token, self.ttl, &wait)
+            .await?;
         // A definite answer: the token holds the lease only if it says so.
         // (A waiting writer may hold an intent, though: withdraw it if the
         // wait ends without the lock.) A guard is only made by
         // `Pending::into_guard`, which settles the claim.
         Ok(match reply {
-            Acquired::Yes(fence) => Attempt::Got(fence, sent),
-            Acquired::No(pttl) => {
+            Acquire::Held(held) => Attempt::Got(held.fence, held.sent),
+            Acquire::Busy { pttl } => {
                 pending
                     .claim
                     .refused(waiting && matches!(self.keys.kind(), Kind::Write(_)));
                 Attempt::Held(pttl)
             }
-            Acquired::LimitMismatch(theirs) => {
+            Acquire::LimitMismatch(theirs) => {
                 pending.claim.refused(false);
                 let Kind::Permit { limit, .. } = self.keys.kind() else {
                     unreachable!("only semaphores have limits")
@@ -595,19 +271,6 @@ impl Lease {
         })
     }
 
-    /// The guard of `token`'s acquisition with `fence`, sent at `sent`.
-    pub(crate) fn guard(&self, token: Token, fence: u64, sent: Instant) -> Guard {
-        Guard::new(
-            &self.client,
-            Arc::clone(&self.keys),
-            token,
-            fence,
-            self.ttl,
-            sent,
-            self.auto_renew,
-        )
-    }
-
     async fn timeout_error(&self, waited: Duration, pttl: i64) -> Error {
         // Who holds it, for the message: a prefix of the holder's token
         // (a semaphore has many holders: none is named).
@@ -616,7 +279,7 @@ impl Lease {
         } else {
             redis::cmd("GET")
                 .arg(self.keys.name())
-                .query_async::<Option<String>>(&mut self.client.conn())
+                .query_async::<Option<String>>(&mut self.core.backend.conn())
                 .await
                 .ok()
                 .flatten()
@@ -673,22 +336,11 @@ impl Drop for Pending<'_> {
     fn drop(&mut self) {
         let release = self.claim.abandon().then_some(self.token);
         if release.is_some() || self.fair_id.is_some() {
-            self.lease.client.settle_in_background(
+            self.lease.core.settle_in_background(
                 Arc::clone(&self.lease.keys),
                 release,
                 self.fair_id,
             );
         }
-    }
-}
-
-impl std::fmt::Debug for Lease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease")
-            .field("name", &self.keys.display())
-            .field("ttl", &self.ttl)
-            .field("wait", &self.wait)
-            .field("auto_renew", &self.auto_renew)
-            .finish()
     }
 }

@@ -7,23 +7,23 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::Client;
+use crate::backend::{Extended, Held};
+use crate::engine::Core;
+use crate::engine::schedule::Entry;
 use crate::error::{Error, Result};
 use crate::keys::LeaseKeys;
-use crate::renew::Entry;
 use crate::token::Token;
 
 /// What one holding of a lease shares between its re-entered guards and its
 /// renewals.
 pub(crate) struct Holding {
-    pub(crate) client: Client,
+    pub(crate) core: Arc<Core>,
     pub(crate) keys: Arc<LeaseKeys>,
     token: Token,
     fence: u64,
     pub(crate) ttl: Duration,
-    /// Until when the lease is proved held: the send time of the last
-    /// successful acquire or extend, plus ttl, minus the drift margin.
-    /// Measured from the *send* time, so a slow reply only shortens it.
+    /// Until when the lease is proved held, by the backend's validity rule
+    /// applied to the last successful acquire or extend.
     /// A std mutex: it is held for a copy, never across an await.
     valid_until: Mutex<Instant>,
     /// Guards (the first and its re-entries) still holding.
@@ -40,19 +40,12 @@ pub(crate) struct Holding {
     renewal: Mutex<Option<Entry>>,
 }
 
-/// The safety margin taken off every validity: 1 % of the ttl for clock rate
-/// differences between this host and Redis, plus 2 ms for scheduling.
-pub(crate) fn drift(ttl: Duration) -> Duration {
-    ttl / 100 + Duration::from_millis(2)
-}
-
 impl Holding {
     pub(crate) fn valid_until(&self) -> Instant {
         *self.valid_until.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn confirmed(&self, sent: Instant) {
-        let until = sent + self.ttl.saturating_sub(drift(self.ttl));
+    fn confirmed(&self, until: Instant) {
         let mut v = self.valid_until.lock().unwrap_or_else(|e| e.into_inner());
         if until > *v {
             *v = until;
@@ -65,7 +58,8 @@ impl Holding {
 
     /// Enters this holding in its client's renewal schedule, due at `at`.
     pub(crate) fn schedule_renewal(self: &Arc<Self>, at: Instant) {
-        self.client.renewer().schedule(self, at);
+        let due: Arc<dyn crate::engine::schedule::Due> = Arc::clone(self) as _;
+        self.core.renewals.enter(due, at);
     }
 
     pub(crate) fn lock_entry(&self) -> MutexGuard<'_, Option<Entry>> {
@@ -75,7 +69,7 @@ impl Holding {
     /// The last guard let go: no more renewals.
     fn stop(&self) {
         self.stop.cancel();
-        self.client.renewer().unschedule(self);
+        self.core.renewals.remove(self);
     }
 
     pub(crate) fn mark_lost(&self, why: &str) {
@@ -90,49 +84,31 @@ impl Holding {
         }
     }
 
-    /// Runs the extend script on the client's shared connection.
+    /// Resets the lease to its full ttl; fails with `LeaseLost` (and
+    /// marks the holding lost) when the token no longer holds it, or when
+    /// the extend was sent after the validity had run out.
     pub(crate) async fn extend(&self) -> Result<()> {
-        self.extend_on(&mut self.client.conn()).await
-    }
-
-    /// Runs the extend script on a connection opened for it alone: for a
-    /// renewal whose reply is stuck on the shared one (a dead or congested
-    /// connection holds every later reply behind it too). It waits for
-    /// the connection and for the reply at most `patience` each.
-    pub(crate) async fn extend_alone(&self, patience: Duration) -> Result<()> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(patience))
-            .set_response_timeout(Some(patience));
-        let mut conn = self
-            .client
-            .inner
-            .redis
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| Error::redis("a connection for the renewal", self.client.addr(), e))?;
-        self.extend_on(&mut conn).await
-    }
-
-    async fn extend_on(&self, conn: &mut impl redis::aio::ConnectionLike) -> Result<()> {
         if self.lost.is_cancelled() {
             return Err(Error::lost(self.keys.display()));
         }
-        let sent = Instant::now();
-        let ok = crate::scripts::extend(conn, &self.keys, self.token.as_bytes(), ttl_ms(self.ttl))
-            .await
-            .map_err(|e| Error::redis("the extend script", self.client.addr(), e))?;
-        if ok && !self.lost.is_cancelled() && sent < self.valid_until() {
-            self.confirmed(sent);
-            Ok(())
-        } else {
-            self.mark_lost("the key was gone or held by another token when extending");
-            Err(Error::lost(self.keys.display()))
+        match self
+            .core
+            .backend
+            .extend(&self.keys, &self.token, self.ttl)
+            .await?
+        {
+            Extended::Held { sent, valid_until }
+                if !self.lost.is_cancelled() && sent < self.valid_until() =>
+            {
+                self.confirmed(valid_until);
+                Ok(())
+            }
+            _ => {
+                self.mark_lost("the key was gone or held by another token when extending");
+                Err(Error::lost(self.keys.display()))
+            }
         }
     }
-}
-
-pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
-    ttl.as_millis() as u64
 }
 
 /// Proof that this process holds a lease. Returned by
@@ -180,21 +156,25 @@ enum State {
 
 impl Guard {
     pub(crate) fn new(
-        client: &Client,
+        core: &Arc<Core>,
         keys: Arc<LeaseKeys>,
         token: Token,
-        fence: u64,
+        held: Held,
         ttl: Duration,
-        sent: Instant,
         auto_renew: bool,
     ) -> Guard {
+        let Held {
+            fence,
+            sent,
+            valid_until,
+        } = held;
         let holding = Arc::new(Holding {
-            client: client.clone(),
+            core: Arc::clone(core),
             keys,
             token,
             fence,
             ttl,
-            valid_until: Mutex::new(sent + ttl.saturating_sub(drift(ttl))),
+            valid_until: Mutex::new(valid_until),
             holders: AtomicUsize::new(1),
             detached: AtomicBool::new(false),
             lost: CancellationToken::new(),
@@ -247,8 +227,8 @@ impl Guard {
             .saturating_duration_since(Instant::now())
     }
 
-    pub(crate) fn client(&self) -> &Client {
-        &self.holding.client
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.holding.core
     }
 
     pub(crate) fn keys(&self) -> &LeaseKeys {
@@ -353,8 +333,8 @@ impl Guard {
         let was_lost = self.holding.lost.is_cancelled();
         let result = self
             .holding
-            .client
-            .release_raw(&self.holding.keys, &self.holding.token)
+            .core
+            .release(&self.holding.keys, &self.holding.token)
             .await;
         self.state = State::Done;
         let released = match result {
@@ -364,7 +344,7 @@ impl Guard {
                 // in the background rather than leave the lease held until
                 // its TTL. By token, so a no-op if the first one ran.
                 self.holding
-                    .client
+                    .core
                     .release_in_background(Arc::clone(&self.holding.keys), self.holding.token);
                 return Err(e);
             }
@@ -443,7 +423,7 @@ impl Drop for Guard {
         if last {
             self.holding.stop();
             self.holding
-                .client
+                .core
                 .release_in_background(Arc::clone(&self.holding.keys), self.holding.token);
         }
     }

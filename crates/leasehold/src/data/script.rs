@@ -6,18 +6,6 @@
 //! Data goes only through KEYS and ARGV: a script's source is fixed when it
 //! is made, so nothing a user types can change the code that runs.
 //!
-//! # Which one?
-//!
-//! - A [`Script`] makes several commands atomic: the flash sale's
-//!   "decrement if positive" is one script and needs no lock at all.
-//! - A [`LeaseScript`] is for writes that must not happen after the lease is
-//!   gone: its body runs only if the guard's token still holds it (the
-//!   lease key, the permit or the read or write lock, whichever the guard
-//!   is of), in the same atomic step. "Check the lock, then write" from two
-//!   round trips leaves a gap in which the lease can expire; this does not.
-//!   (The data must live in Redis, in the same hash slot as the lease on
-//!   Redis Cluster. For data elsewhere, use the fence: see
-//!   [`FenceGate`](crate::FenceGate).)
 
 use std::sync::Arc;
 
@@ -25,7 +13,7 @@ use redis::{FromRedisValue, ToRedisArgs};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::guard::Guard;
+use crate::hold::Guard;
 use crate::scripts;
 
 /// A Lua script of yours, called through KEYS and ARGV.
@@ -42,13 +30,26 @@ use crate::scripts;
 /// let got: i64 = buy.key("stock").invoke(&client).await?;
 /// # Ok(()) }
 /// ```
+///
+/// # Which one?
+///
+/// - A [`Script`] makes several commands atomic: the flash sale's
+///   "decrement if positive" is one script and needs no lock at all.
+/// - A [`LeaseScript`] is for writes that must not happen after the lease is
+///   gone: its body runs only if the guard's token still holds it (the
+///   lease key, the permit or the read or write lock, whichever the guard
+///   is of), in the same atomic step. "Check the lock, then write" from two
+///   round trips leaves a gap in which the lease can expire; this does not.
+///   (The data must live in Redis, in the same hash slot as the lease on
+///   Redis Cluster. For data elsewhere, use the fence: see
+///   [`FenceGate`](crate::FenceGate).)
 #[derive(Clone)]
 pub struct Script {
     lua: Arc<scripts::Script>,
 }
 
-/// A Lua body that runs only while a guard's lease is held; see the
-/// [module docs](crate::script).
+/// A Lua body that runs only while a guard's lease is held; see
+/// [`Script`] for which one to use.
 ///
 /// The body sees its own KEYS and ARGV, as if it were a plain script. If
 /// the lease is no longer held by the guard's token, the body does not run
@@ -117,7 +118,7 @@ impl LeaseScript {
     pub fn new(body: impl AsRef<str>) -> LeaseScript {
         let src = format!(
             "{}\n{}",
-            include_str!("scripts/lease_scoped_prelude.lua"),
+            include_str!("../scripts/lease_scoped_prelude.lua"),
             body.as_ref()
         );
         LeaseScript {
@@ -166,13 +167,14 @@ impl Invocation<'_, Script> {
     ///
     /// If dropped after the script was sent, it still runs.
     pub async fn invoke<T: FromRedisValue>(&self, client: &Client) -> Result<T> {
+        let core = client.core();
         self.script
             .lua
-            .call(&mut client.conn(), |c| {
+            .call(&mut core.backend.conn(), |c| {
                 c.arg(self.keys.len()).arg(&self.keys).arg(&self.args);
             })
             .await
-            .map_err(|e| Error::redis("your script", client.addr(), e))
+            .map_err(|e| Error::redis("your script", core.addr(), e))
     }
 }
 
@@ -185,13 +187,13 @@ impl Invocation<'_, LeaseScript> {
     /// If dropped after the script was sent, it still runs (under the same
     /// check).
     pub async fn invoke<T: FromRedisValue>(&self, guard: &Guard) -> Result<T> {
-        let client = guard.client();
+        let core = guard.core();
         let keys = guard.keys();
         let (hold, how) = keys.hold();
         let reply = self
             .script
             .lua
-            .call(&mut client.conn(), |c| {
+            .call(&mut core.backend.conn(), |c| {
                 c.arg(self.keys.len() + 1)
                     .arg(hold)
                     .arg(&self.keys)
@@ -205,7 +207,7 @@ impl Invocation<'_, LeaseScript> {
                 guard.mark_lost("a lease-scoped script found the lease gone");
                 Err(Error::lost(keys.display()))
             }
-            other => other.map_err(|e| Error::redis("your lease-scoped script", client.addr(), e)),
+            other => other.map_err(|e| Error::redis("your lease-scoped script", core.addr(), e)),
         }
     }
 }

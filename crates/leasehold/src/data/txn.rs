@@ -6,53 +6,26 @@
 //! connection, another task's EXEC would end our WATCH, and our MULTI would
 //! swallow its commands. So every transaction borrows a connection that no
 //! other task uses until it is done, from a small pool kept by the
-//! [`Client`]. A connection goes back to the pool only in a clean state
+//! [`Client`](crate::Client). A connection goes back to the pool only in a clean state
 //! (no WATCH, no MULTI); after an error or a cancellation it is dropped
 //! instead, and closing it ends whatever it had going.
 
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, FromRedisValue, ToRedisArgs, Value};
 
-use crate::client::Client;
+use crate::engine::Core;
 use crate::error::{Error, ErrorKind, Result};
 
-/// Idle connections kept for transactions (beyond these, a finished
-/// transaction closes its connection).
-const POOL_MAX: usize = 16;
-
-/// A small pool of dedicated connections for WATCH.
-#[derive(Default)]
-pub(crate) struct TxPool {
-    idle: Mutex<Vec<MultiplexedConnection>>,
-}
-
-impl TxPool {
-    fn take(&self) -> Option<MultiplexedConnection> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
-    }
-
-    fn give_back(&self, conn: MultiplexedConnection) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < POOL_MAX {
-            idle.push(conn);
-        }
-    }
-
-    pub(crate) fn idle(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-}
-
 /// An optimistic transaction over some keys: built by
-/// [`Client::optimistic`], run by [`Optimistic::run`].
+/// [`Client::optimistic`](crate::Client::optimistic), run by [`Optimistic::run`].
 #[derive(Debug, Clone)]
 #[must_use = "nothing happens until `.run(..)` is awaited"]
 pub struct Optimistic {
-    client: Client,
+    core: Arc<Core>,
     keys: Vec<Vec<u8>>,
     max_attempts: u32,
     backoff_min: Duration,
@@ -104,52 +77,19 @@ impl Tx<'_> {
     }
 }
 
-impl Client {
-    /// An optimistic transaction over `keys`: WATCH them, let a closure read
-    /// them and queue writes, EXEC; when another client changed a watched
-    /// key meanwhile, run the closure again (with backoff and jitter) up to
-    /// a limit. The closure must be safe to run several times.
-    ///
-    /// ```no_run
-    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
-    /// // Buy one unit, never going below zero.
-    /// let bought = client
-    ///     .optimistic(["stock"])
-    ///     .run(async |tx| {
-    ///         let stock: i64 = tx.get::<Option<i64>>("stock").await?.unwrap_or(0);
-    ///         if stock > 0 {
-    ///             tx.queue(redis::cmd("SET").arg("stock").arg(stock - 1).clone());
-    ///         }
-    ///         Ok::<_, leasehold::Error>(stock > 0)
-    ///     })
-    ///     .await?;
-    /// println!("bought: {}, after {} attempts", bought.value, bought.attempts);
-    /// # Ok(()) }
-    /// ```
-    pub fn optimistic<K: AsRef<[u8]>>(&self, keys: impl IntoIterator<Item = K>) -> Optimistic {
+impl Optimistic {
+    /// A transaction over `keys`; see [`Client::optimistic`](crate::Client::optimistic).
+    pub(crate) fn new<K: AsRef<[u8]>>(
+        core: &Arc<Core>,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Optimistic {
         Optimistic {
-            client: self.clone(),
+            core: Arc::clone(core),
             keys: keys.into_iter().map(|k| k.as_ref().to_vec()).collect(),
             max_attempts: 100,
             backoff_min: Duration::from_micros(100),
             backoff_max: Duration::from_millis(20),
         }
-    }
-
-    /// Idle connections kept for transactions (for tests and monitoring).
-    pub fn idle_transaction_connections(&self) -> usize {
-        self.inner.txns.idle()
-    }
-
-    async fn tx_connection(&self) -> Result<MultiplexedConnection> {
-        if let Some(conn) = self.inner.txns.take() {
-            return Ok(conn);
-        }
-        self.inner
-            .redis
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| Error::redis("opening a transaction connection", self.addr(), e))
     }
 }
 
@@ -169,7 +109,7 @@ impl Optimistic {
         self
     }
 
-    /// Runs the transaction; see [`Client::optimistic`].
+    /// Runs the transaction; see [`Client::optimistic`](crate::Client::optimistic).
     ///
     /// The closure's error type needs `From<leasehold::Error>`. An error
     /// from the closure ends the transaction at once: nothing queued is
@@ -198,11 +138,11 @@ impl Optimistic {
         if self.backoff_min > self.backoff_max {
             return Err(Error::invalid("backoff", "min must be at most max").into());
         }
-        let client = &self.client;
-        let addr = client.addr();
+        let backend = &self.core.backend;
+        let addr = backend.addr();
         // Dropped on any early exit (error, cancellation): closing it is
         // the sure way to leave no WATCH or MULTI behind.
-        let mut conn = client.tx_connection().await?;
+        let mut conn = backend.dedicated().await?;
         let mut backoff = self.backoff_min;
         for attempt in 1..=self.max_attempts {
             redis::cmd("WATCH")
@@ -221,7 +161,7 @@ impl Optimistic {
                 Err(e) => {
                     // Leave the connection clean for the next user.
                     if redis::cmd("UNWATCH").exec_async(&mut conn).await.is_ok() {
-                        client.inner.txns.give_back(conn);
+                        backend.give_back(conn);
                     }
                     return Err(e);
                 }
@@ -232,7 +172,7 @@ impl Optimistic {
                     .exec_async(&mut conn)
                     .await
                     .map_err(|e| Error::redis("UNWATCH", addr, e))?;
-                client.inner.txns.give_back(conn);
+                backend.give_back(conn);
                 return Ok(Committed {
                     value,
                     attempts: attempt,
@@ -246,7 +186,7 @@ impl Optimistic {
                 .map_err(|e| Error::redis("EXEC", addr, e))?;
             if !matches!(reply, Value::Nil) {
                 // EXEC also ended the WATCH: the connection is clean.
-                client.inner.txns.give_back(conn);
+                backend.give_back(conn);
                 return Ok(Committed {
                     value,
                     attempts: attempt,
@@ -258,18 +198,10 @@ impl Optimistic {
                 backoff = (backoff * 2).min(self.backoff_max);
             }
         }
-        client.inner.txns.give_back(conn);
+        backend.give_back(conn);
         Err(Error::from(ErrorKind::TooManyConflicts {
             attempts: self.max_attempts,
         })
         .into())
-    }
-}
-
-impl std::fmt::Debug for TxPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TxPool")
-            .field("idle", &self.idle())
-            .finish()
     }
 }

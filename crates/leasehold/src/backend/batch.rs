@@ -20,25 +20,27 @@
 //! type, say) is run again alone, so that its caller gets the same error
 //! as without batching.
 //!
-//! A batch spans many names, so it needs them on one server: it fits the
-//! client's one connection, not a Cluster.
+//! A batch spans many names, so it needs them on one server: it fits
+//! [`Backend::Single`](super::Backend::Single), not a Cluster.
 //!
 //! # Cancellation
 //!
 //! A caller that gives up leaves its operation in the queue. If the
 //! batch's reply says an abandoned acquire took the lease, the flusher
-//! releases it at once (the caller's own background release may have run
-//! before the batch did, and found nothing to release).
+//! hands it to the client's release at once (the caller's own background
+//! release may have run before the batch did, and found nothing to
+//! release).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use redis::RedisResult;
+use redis::aio::ConnectionManager;
 use tokio::sync::oneshot;
 
-use crate::client::Client;
-use crate::keys::{Kind, LeaseKeys};
-use crate::scripts::{self, Acquired, BatchOp, WaitInfo};
+use super::node::Node;
+use crate::keys::LeaseKeys;
+use crate::scripts::{self, BatchOp};
 use crate::token::Token;
 
 /// Operations in flight below which one more is sent on its own. Below
@@ -52,12 +54,23 @@ const MAX_BATCHES: usize = 3;
 /// Operations in one batch call at most.
 const MAX_OPS: usize = 256;
 
-/// The queue of one client.
+/// What to do with a lease that an abandoned acquire took in a batch:
+/// release it by its token (the client's release, which may hand it over).
+pub(crate) type Abandoned = Box<dyn Fn(Arc<LeaseKeys>, Token) + Send + Sync>;
+
+/// The queue of one server's plain leases.
 #[derive(Default)]
 pub(crate) struct Batcher {
     /// Operations started and not yet answered, alone or queued.
     in_flight: AtomicUsize,
+    shared: Arc<Shared>,
+}
+
+/// What the flushers share with the callers.
+#[derive(Default)]
+struct Shared {
     queue: Mutex<Queue>,
+    abandoned: OnceLock<Abandoned>,
 }
 
 #[derive(Default)]
@@ -84,7 +97,7 @@ enum Answer {
 }
 
 /// Where an operation went.
-enum Route<'a> {
+pub(crate) enum Route<'a> {
     /// Run in a batch: the two integers of its reply.
     Batched(i64, i64),
     /// To be sent alone (counted in flight while this lives, if a plain
@@ -93,7 +106,7 @@ enum Route<'a> {
 }
 
 /// Counts one operation as in flight until dropped.
-struct Counted<'a>(&'a AtomicUsize);
+pub(crate) struct Counted<'a>(&'a AtomicUsize);
 
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
@@ -102,75 +115,47 @@ impl Drop for Counted<'_> {
 }
 
 impl Batcher {
+    /// Sets where abandoned grants go (once; later calls are ignored).
+    pub(crate) fn on_abandoned(&self, release: Abandoned) {
+        let _ = self.shared.abandoned.set(release);
+    }
+
     /// Counts an operation in; says whether it goes alone.
     fn enter(&self) -> (Counted<'_>, bool) {
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
         (Counted(&self.in_flight), before < ALONE_BELOW)
     }
-}
 
-impl Client {
-    /// The acquire script of `keys`' kind; a plain lease's may go in a batch.
-    pub(crate) async fn acquire_script(
-        &self,
-        keys: &Arc<LeaseKeys>,
-        token: Token,
-        ttl_ms: u64,
-        wait: &WaitInfo<'_>,
-    ) -> RedisResult<Acquired> {
-        match self.route(BatchOp::Acquire { ttl_ms }, keys, token).await? {
-            Route::Batched(ok, n) => Ok(scripts::acquired(ok, n)),
-            Route::Alone(_counted) => {
-                scripts::acquire(&mut self.conn(), keys, token.as_bytes(), ttl_ms, wait).await
-            }
-        }
-    }
-
-    /// The release script of `keys`' kind; a plain lease's may go in a batch.
-    pub(crate) async fn release_script(
-        &self,
-        keys: &Arc<LeaseKeys>,
-        token: Token,
-    ) -> RedisResult<scripts::Released> {
-        match self.route(BatchOp::Release, keys, token).await? {
-            Route::Batched(1, _) => Ok(scripts::Released::Yes),
-            Route::Batched(..) => Ok(scripts::Released::NotHeld),
-            Route::Alone(_counted) => {
-                scripts::release(
-                    &mut self.conn(),
-                    keys,
-                    token.as_bytes(),
-                    self.inner.id.as_bytes(),
-                )
-                .await
-            }
-        }
-    }
-
-    /// Runs `op` in a batch if it is a plain lease's and enough others are
-    /// in flight; otherwise says to send it alone (counted in flight, for
-    /// a plain lease, while the returned count lives).
-    async fn route(
+    /// Runs a plain lease's `op` in a batch if enough others are in
+    /// flight; otherwise says to send it alone (counted in flight while
+    /// the returned count lives).
+    pub(crate) async fn route(
         &self,
         op: BatchOp,
         keys: &Arc<LeaseKeys>,
         token: Token,
+        node: &Node,
+        publisher: Token,
     ) -> RedisResult<Route<'_>> {
-        if !matches!(keys.kind(), Kind::Lease) {
-            return Ok(Route::Alone(None));
-        }
-        let (counted, alone) = self.inner.batcher.enter();
-        if !alone && let Answer::Done(a, b) = self.queue(op, keys, token).await? {
+        let (counted, alone) = self.enter();
+        if !alone && let Answer::Done(a, b) = self.queue(op, keys, token, node, publisher).await? {
             return Ok(Route::Batched(a, b));
         }
         Ok(Route::Alone(Some(counted)))
     }
 
     /// Queues `op` and waits for its batch's answer.
-    async fn queue(&self, op: BatchOp, keys: &Arc<LeaseKeys>, token: Token) -> RedisResult<Answer> {
+    async fn queue(
+        &self,
+        op: BatchOp,
+        keys: &Arc<LeaseKeys>,
+        token: Token,
+        node: &Node,
+        publisher: Token,
+    ) -> RedisResult<Answer> {
         let (reply, answer) = oneshot::channel();
         let start = {
-            let mut q = self.batch_queue();
+            let mut q = self.shared.lock();
             q.ops.push(Queued {
                 op,
                 keys: Arc::clone(keys),
@@ -185,29 +170,31 @@ impl Client {
             // On the client's runtime, where its connection lives, not the
             // caller's, which may be gone before the batch is answered.
             let flusher = Flusher {
-                client: self.clone(),
+                shared: Arc::clone(&self.shared),
+                conn: node.conn(),
+                publisher,
                 counted: true,
             };
-            drop(self.inner.runtime.spawn(flusher.run()));
+            drop(node.runtime().spawn(flusher.run()));
         }
         answer.await.unwrap_or_else(|_| {
             Err(std::io::Error::other("the batch of this operation was dropped unanswered").into())
         })
     }
+}
 
-    fn batch_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.inner
-            .batcher
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// A flusher, counted in [`Queue::flushers`] until it finds the queue
 /// empty or is dropped.
 struct Flusher {
-    client: Client,
+    shared: Arc<Shared>,
+    conn: ConnectionManager,
+    publisher: Token,
     counted: bool,
 }
 
@@ -217,7 +204,7 @@ impl Drop for Flusher {
             return;
         }
         // Dropped before the queue was empty: its runtime is shutting down.
-        let mut q = self.client.batch_queue();
+        let mut q = self.shared.lock();
         q.flushers -= 1;
         if q.flushers == 0 {
             // Nobody is left to send these: their callers get an error
@@ -233,7 +220,7 @@ impl Flusher {
     async fn run(mut self) {
         loop {
             let ops: Vec<Queued> = {
-                let mut q = self.client.batch_queue();
+                let mut q = self.shared.lock();
                 if q.ops.is_empty() {
                     // Under the lock that queueing takes: an operation
                     // queued after this starts a flusher of its own.
@@ -248,13 +235,11 @@ impl Flusher {
                     q.ops.drain(..MAX_OPS).collect()
                 }
             };
-            let client = &self.client;
             let sent: Vec<_> = ops
                 .iter()
                 .map(|o| (o.op, &*o.keys, o.token.as_bytes()))
                 .collect();
-            let answers =
-                scripts::batch(&mut client.conn(), &sent, client.inner.id.as_bytes()).await;
+            let answers = scripts::batch(&mut self.conn, &sent, self.publisher.as_bytes()).await;
             drop(sent);
             for (i, o) in ops.into_iter().enumerate() {
                 let answer = answers.as_ref().map_err(Clone::clone).map(|v| match v[i] {
@@ -265,7 +250,13 @@ impl Flusher {
                 let may_hold = matches!(o.op, BatchOp::Acquire { .. })
                     && !matches!(answer, Ok(Answer::Done(0, _)));
                 if o.reply.send(answer).is_err() && may_hold {
-                    client.release_in_background(o.keys, o.token);
+                    match self.shared.abandoned.get() {
+                        Some(release) => release(o.keys, o.token),
+                        None => tracing::warn!(
+                            lease = o.keys.display(),
+                            "leasehold: an abandoned acquire took the lease; it ends when its TTL runs out"
+                        ),
+                    }
                 }
             }
             // Let the tasks just answered run first: most of them queue

@@ -2,16 +2,17 @@
 //! rebuilds the value under a lease and the others wait for its result
 //! instead of rebuilding too (no stampede on the database behind the cache).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{FromRedisValue, ToRedisArgs};
 
-use crate::client::Client;
+use crate::engine::Core;
 use crate::error::{Error, Result};
 use crate::lease::Lease;
 
 /// A cache key whose rebuilds go one at a time; built by
-/// [`Client::single_flight`].
+/// [`Client::single_flight`](crate::Client::single_flight).
 ///
 /// ```no_run
 /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
@@ -28,7 +29,7 @@ use crate::lease::Lease;
 #[derive(Debug, Clone)]
 #[must_use = "nothing happens until `.get(..)` is awaited"]
 pub struct SingleFlight {
-    client: Client,
+    core: Arc<Core>,
     cache_key: Vec<u8>,
     lease: Lease,
     cache_ttl: Option<Duration>,
@@ -54,20 +55,17 @@ pub struct Fetched<T> {
     pub source: Source,
 }
 
-impl Client {
-    /// Single-flight rebuilds of the cache entry `cache_key`. The rebuild
-    /// lease is `leasehold:rebuild:{cache_key}` (so on Redis Cluster it
-    /// lives in the cache key's slot), ttl 30 s, wait 30 s.
-    pub fn single_flight(&self, cache_key: impl AsRef<[u8]>) -> SingleFlight {
-        let cache_key = cache_key.as_ref().to_vec();
-        let lease_name = [b"leasehold:rebuild:{", &cache_key[..], b"}"].concat();
+impl SingleFlight {
+    /// Single-flight rebuilds of `cache_key`; see
+    /// [`Client::single_flight`](crate::Client::single_flight).
+    pub(crate) fn new(core: &Arc<Core>, cache_key: &[u8]) -> SingleFlight {
+        let lease_name = [b"leasehold:rebuild:{", cache_key, b"}"].concat();
         SingleFlight {
-            client: self.clone(),
-            lease: self
-                .lease(lease_name)
+            core: Arc::clone(core),
+            lease: Lease::new(core, &lease_name)
                 .ttl(Duration::from_secs(30))
                 .wait(Duration::from_secs(30)),
-            cache_key,
+            cache_key: cache_key.to_vec(),
             cache_ttl: None,
         }
     }
@@ -131,9 +129,9 @@ impl SingleFlight {
         if let Some(ttl) = self.cache_ttl {
             set.arg("PX").arg(ttl.as_millis().max(1) as u64);
         }
-        set.exec_async(&mut self.client.conn())
+        set.exec_async(&mut self.core.backend.conn())
             .await
-            .map_err(|e| Error::redis("storing the rebuilt value", self.client.addr(), e))?;
+            .map_err(|e| Error::redis("storing the rebuilt value", self.core.addr(), e))?;
         guard.release().await?;
         Ok(Fetched {
             value,
@@ -144,8 +142,8 @@ impl SingleFlight {
     async fn read<T: FromRedisValue>(&self) -> Result<Option<T>> {
         redis::cmd("GET")
             .arg(&self.cache_key)
-            .query_async(&mut self.client.conn())
+            .query_async(&mut self.core.backend.conn())
             .await
-            .map_err(|e| Error::redis("reading the cache", self.client.addr(), e))
+            .map_err(|e| Error::redis("reading the cache", self.core.addr(), e))
     }
 }

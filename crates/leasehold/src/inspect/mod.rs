@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use redis::Value;
 
-use crate::client::Client;
-use crate::error::{Error, Result};
+mod read;
+
+pub(crate) use read::{list, status};
+
 use crate::keys::{FairQueue, Kind, LeaseKeys};
-use crate::lease::Lease;
 
 /// How many names [`Client::list`] reads per round trip.
-const LIST_BATCH: usize = 64;
+pub(super) const LIST_BATCH: usize = 64;
 
 /// What Redis says of one lease name right now.
 ///
@@ -58,7 +59,7 @@ pub struct LeaseStatus {
     /// What the name is (lease, semaphore, read-write lock) and who holds it.
     pub kind: LeaseKind,
     /// Fair waiters queued in Redis whose wait has not run out, when the name
-    /// has a fair queue ([`Lease::fair`]); `None` when it has none. Unlike
+    /// has a fair queue ([`Lease::fair`](crate::Lease::fair)); `None` when it has none. Unlike
     /// [`waiting_clients`](LeaseStatus::waiting_clients), this counts every
     /// waiting task, of every client.
     ///
@@ -234,120 +235,11 @@ impl LeaseStatus {
     }
 }
 
-impl Client {
-    /// The status of the name `name`, whatever it is (lease, semaphore,
-    /// read-write lock), read in one round trip.
-    ///
-    /// ```no_run
-    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
-    /// let s = client.status("deploy").await?;
-    /// println!("{} held: {}, fence {}", s.display, s.is_held(), s.fence);
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Cancel safety
-    ///
-    /// Read-only: dropping the future changes nothing.
-    pub async fn status(&self, name: impl AsRef<[u8]>) -> Result<LeaseStatus> {
-        let name = name.as_ref();
-        Lease::check_name(name)?;
-        let mut all = self.statuses(&[name.to_vec()]).await?;
-        Ok(all.pop().expect("one status per name"))
-    }
-
-    /// The statuses of every lease name that matches the glob `pattern`
-    /// (Redis `MATCH` syntax: `*`, `?`, `[abc]`; `*` for all), sorted by name.
-    ///
-    /// A name is known by its fencing counter, which leasehold creates on the
-    /// first acquisition and never deletes; semaphores and read-write locks
-    /// share it, so they are listed too, with their [`LeaseKind`]. Names only
-    /// ever locked by other clients (redis-py, redsync) are not listed. Walks
-    /// the keyspace with SCAN, never KEYS, so a large database is not
-    /// blocked; then reads the statuses of up to 64 names per round trip.
-    ///
-    /// ```no_run
-    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
-    /// for s in client.list("jobs/*").await? {
-    ///     println!("{} {}", s.display, if s.is_held() { "held" } else { "free" });
-    /// }
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Cancel safety
-    ///
-    /// Read-only: dropping the future changes nothing.
-    pub async fn list(&self, pattern: &str) -> Result<Vec<LeaseStatus>> {
-        let mut conn = self.conn();
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        // Plain names: leasehold:{N}:fence. Tagged names: N:leasehold:fence.
-        for (glob, plain) in [
-            (format!("leasehold:{{{pattern}}}:fence"), true),
-            (format!("{pattern}:leasehold:fence"), false),
-        ] {
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&glob)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| Error::redis("scanning for leases", self.addr(), e))?;
-                for key in batch {
-                    if let Some(name) = name_of_fence_key(&key, plain) {
-                        names.push(name);
-                    }
-                }
-                cursor = next;
-                if cursor == 0 {
-                    break;
-                }
-            }
-        }
-        names.sort();
-        names.dedup();
-        let mut out = Vec::with_capacity(names.len());
-        for batch in names.chunks(LIST_BATCH) {
-            out.extend(self.statuses(batch).await?);
-        }
-        Ok(out)
-    }
-
-    /// The statuses of `names` (already checked), in one pipelined round
-    /// trip: a fixed run of [`PER_NAME`] read-only commands per name.
-    async fn statuses(&self, names: &[Vec<u8>]) -> Result<Vec<LeaseStatus>> {
-        let keys: Vec<NameKeys> = names.iter().map(|n| NameKeys::new(n)).collect();
-        let mut pipe = redis::pipe();
-        for k in &keys {
-            k.queue_reads(&mut pipe);
-        }
-        let replies: Vec<Value> = pipe
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| Error::redis("reading the status", self.addr(), e))?;
-        let parsed = if replies.len() == PER_NAME * keys.len() {
-            keys.iter()
-                .zip(replies.chunks(PER_NAME))
-                .map(|(k, r)| k.parse(r))
-                .collect()
-        } else {
-            Err(redis::ParsingError::from(format!(
-                "{} replies to {} commands",
-                replies.len(),
-                PER_NAME * keys.len()
-            )))
-        };
-        parsed.map_err(|e| Error::redis("reading the status", self.addr(), e.into()))
-    }
-}
-
 /// Commands queued per name by [`NameKeys::queue_reads`].
-const PER_NAME: usize = 12;
+pub(super) const PER_NAME: usize = 12;
 
 /// Every key a name may have, whatever it is.
-struct NameKeys {
+pub(super) struct NameKeys {
     lease: LeaseKeys,
     rwwake: Vec<u8>,
     permits: Vec<u8>,
@@ -359,7 +251,7 @@ struct NameKeys {
 }
 
 impl NameKeys {
-    fn new(name: &[u8]) -> NameKeys {
+    pub(super) fn new(name: &[u8]) -> NameKeys {
         let sem = LeaseKeys::semaphore(name, 1, false);
         let rw = LeaseKeys::rwlock(name, false);
         let fair = LeaseKeys::fair(name);
@@ -387,7 +279,7 @@ impl NameKeys {
 
     /// Queues the [`PER_NAME`] reads of one name; [`parse`](Self::parse)
     /// reads the replies in the same order.
-    fn queue_reads(&self, pipe: &mut redis::Pipeline) {
+    pub(super) fn queue_reads(&self, pipe: &mut redis::Pipeline) {
         let k = &self.lease;
         pipe.cmd("TIME")
             .cmd("GET")
@@ -428,7 +320,10 @@ impl NameKeys {
     }
 
     /// Builds the status from the replies to [`queue_reads`](Self::queue_reads).
-    fn parse(&self, r: &[Value]) -> std::result::Result<LeaseStatus, redis::ParsingError> {
+    pub(super) fn parse(
+        &self,
+        r: &[Value],
+    ) -> std::result::Result<LeaseStatus, redis::ParsingError> {
         use redis::from_redis_value_ref as from;
         let (secs, micros): (u64, u64) = from(&r[0])?;
         // As the scripts compute it: whole server milliseconds.
@@ -529,7 +424,7 @@ fn live(members: &[(Vec<u8>, f64)], now: u64) -> Vec<Holder> {
 }
 
 /// The lease name a fencing counter key belongs to, if it is one of ours.
-fn name_of_fence_key(key: &[u8], plain: bool) -> Option<Vec<u8>> {
+pub(super) fn name_of_fence_key(key: &[u8], plain: bool) -> Option<Vec<u8>> {
     let name = if plain {
         key.strip_prefix(b"leasehold:{")?.strip_suffix(b"}:fence")?
     } else {

@@ -1,0 +1,417 @@
+//! The seam between the primitives and the deployment.
+//!
+//! Leases, semaphores and read-write locks never talk to Redis themselves:
+//! they ask the [`Backend`] to acquire, extend and release, to take a fair
+//! waiter out of its queue, and for the source of wake-ups; data commands
+//! (your scripts, transactions, reading the status) get a connection from
+//! it. Each answer is typed ([`Acquire`], [`Extended`], [`Released`],
+//! [`HandedOver`]) and each error names the node it came from.
+//!
+//! The backend also owns the **validity rule**: how long an acquire or
+//! extend proves the lease held, counted from the time it was *sent*
+//! ([`Backend::valid_until`]). One server's rule is the ttl minus the drift
+//! margin; a quorum's (Redlock) also takes off the time the round took.
+//!
+//! The set of deployments is closed, so it is an enum, not a trait:
+//! - `Single`: one server ([`node`]), plain leases' scripts gathered into
+//!   batches under load ([`batch`]).
+//! - Redis Cluster and a quorum of independent masters come next; each is
+//!   a variant here and a file beside `node.rs`, not an edit to the
+//!   primitives.
+
+pub(crate) mod batch;
+pub(crate) mod node;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::keys::{Kind, LeaseKeys};
+use crate::scripts::{self, Acquired, BatchOp, WaitInfo};
+pub(crate) use crate::scripts::{HandedOver, Released};
+use crate::token::Token;
+use batch::{Batcher, Route};
+use node::{Node, Timeouts};
+
+/// A deployment of Redis, as the primitives see it.
+pub(crate) enum Backend {
+    /// One server (or a primary that Sentinel points at).
+    Single(Single),
+}
+
+/// One server.
+pub(crate) struct Single {
+    node: Node,
+    batcher: Batcher,
+    /// The client's id, published by releases so that its own subscriber
+    /// skips the echo.
+    publisher: Token,
+}
+
+/// What an acquire found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acquire {
+    /// The token holds it now.
+    Held(Held),
+    /// Someone else holds it; their remaining TTL in ms (-1: no TTL). For a
+    /// semaphore: every permit is held, the first ends in this many ms.
+    Busy {
+        /// PTTL in ms, -1 for none.
+        pttl: i64,
+    },
+    /// A semaphore's permits are in use with this other limit.
+    LimitMismatch(u32),
+}
+
+/// A grant: the fence, and until when it is proved held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Held {
+    /// The fencing token of this acquisition.
+    pub(crate) fence: u64,
+    /// When the granting command was sent.
+    pub(crate) sent: Instant,
+    /// Until when it is proved held ([`Backend::valid_until`]).
+    pub(crate) valid_until: Instant,
+}
+
+/// What an extend found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Extended {
+    /// Still the token's: held until then, by the extend sent at `sent`.
+    Held {
+        /// When the extend that answered was sent.
+        sent: Instant,
+        /// Until when the lease is proved held now.
+        valid_until: Instant,
+    },
+    /// The key is gone or someone else's.
+    Gone,
+}
+
+/// Where waiters hear of releases.
+pub(crate) enum WakeSource {
+    /// Classic pub/sub on a connection of its own to this server.
+    PubSub(redis::Client),
+}
+
+/// A connection for data commands: your scripts, single-flight's cache,
+/// inspection. Any command; the backend decides where it goes.
+pub(crate) type Conn = ConnectionManager;
+
+/// The safety margin taken off every validity: 1 % of the ttl for clock rate
+/// differences between this host and Redis, plus 2 ms for scheduling.
+pub(crate) fn drift(ttl: Duration) -> Duration {
+    ttl / 100 + Duration::from_millis(2)
+}
+
+/// A duration as whole milliseconds, as the scripts take it.
+pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
+    ttl.as_millis() as u64
+}
+
+/// A renewal waits at least this long for its reply before it is sent
+/// again on a connection of its own (see [`Backend::extend`]).
+const MIN_PATIENCE: Duration = Duration::from_millis(50);
+
+impl Backend {
+    /// One server at `url`.
+    pub(crate) async fn single(url: &str, timeouts: Timeouts, publisher: Token) -> Result<Backend> {
+        Ok(Backend::Single(Single {
+            node: Node::connect(url, timeouts).await?,
+            batcher: Batcher::default(),
+            publisher,
+        }))
+    }
+
+    /// Where a lease whose abandoned acquire took it in a batch is handed
+    /// back: the client's release (which may hand it to a local waiter).
+    /// Set once, by the client, right after it is built.
+    pub(crate) fn on_abandoned(&self, release: batch::Abandoned) {
+        match self {
+            Backend::Single(s) => s.batcher.on_abandoned(release),
+        }
+    }
+
+    /// The printable address (of the first node, for a deployment of many).
+    pub(crate) fn addr(&self) -> &str {
+        match self {
+            Backend::Single(s) => s.node.addr(),
+        }
+    }
+
+    /// The validity rule: an acquire or extend sent at `sent` with `ttl`
+    /// proves the lease held until `sent + ttl - drift`. Measured from the
+    /// *send* time, so a slow reply only shortens it.
+    pub(crate) fn valid_until(&self, sent: Instant, ttl: Duration) -> Instant {
+        match self {
+            Backend::Single(_) => sent + ttl.saturating_sub(drift(ttl)),
+        }
+    }
+
+    /// Runs the acquire script of `keys`' kind for `token`; `wait` tells a
+    /// waiting writer's intent or a fair waiter's place.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped after the script was sent, the token may hold the lease:
+    /// the caller must release it (see `Claim`). A plain lease's acquire
+    /// that a batch carried is released by the batch itself.
+    pub(crate) async fn acquire(
+        &self,
+        keys: &Arc<LeaseKeys>,
+        token: Token,
+        ttl: Duration,
+        wait: &WaitInfo<'_>,
+    ) -> Result<Acquire> {
+        let sent = Instant::now();
+        let reply = match self {
+            Backend::Single(s) => s.acquire(keys, token, ttl_ms(ttl), wait).await,
+        }
+        .map_err(|e| Error::redis("the acquire script", self.addr(), e))?;
+        Ok(match reply {
+            Acquired::Yes(fence) => Acquire::Held(Held {
+                fence,
+                sent,
+                valid_until: self.valid_until(sent, ttl),
+            }),
+            Acquired::No(pttl) => Acquire::Busy { pttl },
+            Acquired::LimitMismatch(theirs) => Acquire::LimitMismatch(theirs),
+        })
+    }
+
+    /// Resets `token`'s lease to `ttl` if it still holds it.
+    ///
+    /// The shared connection answers in order, so one stuck reply (a dead
+    /// connection that has not failed yet, a congested one) holds back
+    /// every later command on it, and the response timeout can be longer
+    /// than the whole ttl. So an extend unanswered after the lesser of the
+    /// response timeout and `ttl/6` (at least 50 ms) is sent again on a
+    /// connection of its own, while the first may still answer; the first
+    /// answer wins (extending is idempotent).
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped after the script was sent, the extension may still happen.
+    pub(crate) async fn extend(
+        &self,
+        keys: &LeaseKeys,
+        token: &Token,
+        ttl: Duration,
+    ) -> Result<Extended> {
+        match self {
+            Backend::Single(s) => {
+                let patience = s.node.response_timeout().min((ttl / 6).max(MIN_PATIENCE));
+                let first = self.extend_on(s.node.conn(), keys, token, ttl);
+                tokio::pin!(first);
+                if let Ok(r) = tokio::time::timeout(patience, &mut first).await {
+                    return r;
+                }
+                tracing::debug!(
+                    lease = keys.display(),
+                    "leasehold: no reply to the extend within {patience:?}; sending it again on a connection of its own"
+                );
+                let second = async {
+                    let conn = s
+                        .node
+                        .alone("a connection for the renewal", patience)
+                        .await?;
+                    let extended = self.extend_on(conn, keys, token, ttl);
+                    tokio::time::timeout(patience, extended)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Error::redis(
+                                "the extend script",
+                                self.addr(),
+                                std::io::Error::from(std::io::ErrorKind::TimedOut).into(),
+                            ))
+                        })
+                };
+                tokio::pin!(second);
+                // The first answer, or the last error once both failed.
+                tokio::select! {
+                    r = &mut first => match r {
+                        Err(_) => second.await,
+                        r => r,
+                    },
+                    r = &mut second => match r {
+                        Err(_) => first.await,
+                        r => r,
+                    },
+                }
+            }
+        }
+    }
+
+    async fn extend_on(
+        &self,
+        mut conn: impl redis::aio::ConnectionLike,
+        keys: &LeaseKeys,
+        token: &Token,
+        ttl: Duration,
+    ) -> Result<Extended> {
+        let sent = Instant::now();
+        let held = scripts::extend(&mut conn, keys, token.as_bytes(), ttl_ms(ttl))
+            .await
+            .map_err(|e| Error::redis("the extend script", self.addr(), e))?;
+        Ok(if held {
+            Extended::Held {
+                sent,
+                valid_until: self.valid_until(sent, ttl),
+            }
+        } else {
+            Extended::Gone
+        })
+    }
+
+    /// Runs the release script of `keys`' kind for `token`.
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped after the script was sent, the release still happens.
+    pub(crate) async fn release(&self, keys: &Arc<LeaseKeys>, token: Token) -> Result<Released> {
+        match self {
+            Backend::Single(s) => s.release(keys, token).await,
+        }
+        .map_err(|e| Error::redis("the release script", self.addr(), e))
+    }
+
+    /// Releases `token`'s plain lease and gives it, with a new fence and
+    /// `next_ttl`, to `next` (a local waiter's token) in one step, while no
+    /// more than `tolerated` other clients listen for it; otherwise frees
+    /// it and publishes `freed_payload`.
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped after the script was sent, the hand-over may happen: the
+    /// waiter's own attempt with `next` then finds it.
+    pub(crate) async fn handover(
+        &self,
+        keys: &LeaseKeys,
+        token: &Token,
+        next: &Token,
+        next_ttl: Duration,
+        tolerated: u32,
+        freed_payload: &[u8],
+    ) -> Result<HandedOver> {
+        match self {
+            Backend::Single(s) => {
+                scripts::handover(
+                    &mut s.node.conn(),
+                    keys,
+                    token.as_bytes(),
+                    next.as_bytes(),
+                    ttl_ms(next_ttl),
+                    tolerated,
+                    freed_payload,
+                )
+                .await
+            }
+        }
+        .map_err(|e| Error::redis("the release script", self.addr(), e))
+    }
+
+    /// Takes the fair waiter `waiter_id` out of `keys`' queue; whether it
+    /// was queued.
+    pub(crate) async fn leave(&self, keys: &LeaseKeys, waiter_id: &str) -> Result<bool> {
+        match self {
+            Backend::Single(s) => scripts::fair_leave(&mut s.node.conn(), keys, waiter_id).await,
+        }
+        .map_err(|e| Error::redis("leaving the fair queue", self.addr(), e))
+    }
+
+    /// Where waiters hear of releases.
+    pub(crate) fn wake_source(&self) -> WakeSource {
+        match self {
+            Backend::Single(s) => WakeSource::PubSub(s.node.redis().clone()),
+        }
+    }
+
+    /// Connections open for the primitives (the shared one per node).
+    pub(crate) fn connections(&self) -> usize {
+        match self {
+            Backend::Single(_) => 1,
+        }
+    }
+
+    /// A connection for data commands.
+    pub(crate) fn conn(&self) -> Conn {
+        match self {
+            Backend::Single(s) => s.node.conn(),
+        }
+    }
+
+    /// A connection used by nobody else until given back (WATCH needs one).
+    pub(crate) async fn dedicated(&self) -> Result<MultiplexedConnection> {
+        match self {
+            Backend::Single(s) => s.node.dedicated("opening a transaction connection").await,
+        }
+    }
+
+    /// Keeps a dedicated connection, in a clean state, for the next user.
+    pub(crate) fn give_back(&self, conn: MultiplexedConnection) {
+        match self {
+            Backend::Single(s) => s.node.give_back(conn),
+        }
+    }
+
+    /// Dedicated connections kept idle.
+    pub(crate) fn idle_dedicated(&self) -> usize {
+        match self {
+            Backend::Single(s) => s.node.idle(),
+        }
+    }
+}
+
+impl Single {
+    /// The acquire script of `keys`' kind; a plain lease's may go in a batch.
+    async fn acquire(
+        &self,
+        keys: &Arc<LeaseKeys>,
+        token: Token,
+        ttl_ms: u64,
+        wait: &WaitInfo<'_>,
+    ) -> redis::RedisResult<Acquired> {
+        match self.route(BatchOp::Acquire { ttl_ms }, keys, token).await? {
+            Route::Batched(ok, n) => Ok(scripts::acquired(ok, n)),
+            Route::Alone(_counted) => {
+                scripts::acquire(&mut self.node.conn(), keys, token.as_bytes(), ttl_ms, wait).await
+            }
+        }
+    }
+
+    /// The release script of `keys`' kind; a plain lease's may go in a batch.
+    async fn release(&self, keys: &Arc<LeaseKeys>, token: Token) -> redis::RedisResult<Released> {
+        match self.route(BatchOp::Release, keys, token).await? {
+            Route::Batched(1, _) => Ok(Released::Yes),
+            Route::Batched(..) => Ok(Released::NotHeld),
+            Route::Alone(_counted) => {
+                scripts::release(
+                    &mut self.node.conn(),
+                    keys,
+                    token.as_bytes(),
+                    self.publisher.as_bytes(),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Runs `op` in a batch if it is a plain lease's and enough others are
+    /// in flight; otherwise says to send it alone.
+    async fn route(
+        &self,
+        op: BatchOp,
+        keys: &Arc<LeaseKeys>,
+        token: Token,
+    ) -> redis::RedisResult<Route<'_>> {
+        if !matches!(keys.kind(), Kind::Lease) {
+            return Ok(Route::Alone(None));
+        }
+        self.batcher
+            .route(op, keys, token, &self.node, self.publisher)
+            .await
+    }
+}

@@ -1,0 +1,187 @@
+//! One Redis server: the shared connection, connections of their own, and
+//! the address every error from it carries.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Idle dedicated connections kept (beyond these, one given back closes).
+const POOL_MAX: usize = 16;
+
+/// How to reach a server and how long to wait for it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// Reaching the server.
+    pub(crate) connect: Duration,
+    /// One command's reply.
+    pub(crate) response: Duration,
+}
+
+/// One Redis server, as the backends use it.
+pub(crate) struct Node {
+    /// The multiplexed connection that every lease of the client shares
+    /// and that reconnects by itself. Never carries a blocking command.
+    conn: ConnectionManager,
+    /// Printable address, never with a password.
+    addr: String,
+    /// For connections of their own (a renewal whose reply is stuck on the
+    /// shared connection, transactions, the subscriber).
+    redis: redis::Client,
+    timeouts: Timeouts,
+    /// Dedicated connections given back by transactions (WATCH needs a
+    /// connection of its own), ready for the next.
+    idle: Mutex<Vec<MultiplexedConnection>>,
+    /// The runtime the node was connected on, where its connection's task
+    /// lives: background work that uses the connection runs there.
+    runtime: tokio::runtime::Handle,
+}
+
+impl Node {
+    /// Connects to `url` and checks the server answers (one PING).
+    pub(crate) async fn connect(url: &str, timeouts: Timeouts) -> Result<Node> {
+        let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| {
+            Error::invalid(
+                "url",
+                format!(
+                    "`{}` is not a Redis URL ({e}); use redis://host:port, rediss://host:port or unix:///path",
+                    redact(url)
+                ),
+            )
+        })?;
+        // Small commands, sent as soon as they are made: Nagle's algorithm
+        // would hold a command back while an earlier one is unacknowledged,
+        // which is most of the time when many tasks share the connection.
+        let tcp = info.tcp_settings().clone().set_nodelay(true);
+        let redis = redis::Client::open(info.set_tcp_settings(tcp))
+            .map_err(|e| Error::redis("the connection settings", &redact(url), e))?;
+        let addr = redis.get_connection_info().addr().to_string();
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeouts.connect))
+            .set_response_timeout(Some(timeouts.response))
+            // Reconnects retry once, quickly; the lease code retries commands
+            // itself within its own deadlines.
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = match tokio::time::timeout(
+            timeouts.connect,
+            ConnectionManager::new_with_config(redis.clone(), config),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(Error::redis("the connection", &addr, e)),
+            Err(_) => {
+                return Err(ErrorKind::ConnectTimeout {
+                    addr,
+                    after: timeouts.connect,
+                }
+                .into());
+            }
+        };
+        // One PING, so that a server that wants a password (or is still
+        // loading its data) says so now, not at the first lease.
+        let mut probe = conn.clone();
+        redis::cmd("PING")
+            .exec_async(&mut probe)
+            .await
+            .map_err(|e| Error::redis("the connection check (PING)", &addr, e))?;
+        Ok(Node {
+            conn,
+            addr,
+            redis,
+            timeouts,
+            idle: Mutex::new(Vec::new()),
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    /// The shared connection (a cheap handle).
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// The runtime the connection lives on.
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    /// The server's printable address.
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// How long one command waits for its reply.
+    pub(crate) fn response_timeout(&self) -> Duration {
+        self.timeouts.response
+    }
+
+    /// For a subscriber connection of its own.
+    pub(crate) fn redis(&self) -> &redis::Client {
+        &self.redis
+    }
+
+    /// A new connection used by nobody else, that waits for the connection
+    /// and for each reply at most `patience`.
+    pub(crate) async fn alone(
+        &self,
+        doing: &'static str,
+        patience: Duration,
+    ) -> Result<MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(patience))
+            .set_response_timeout(Some(patience));
+        self.redis
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| Error::redis(doing, &self.addr, e))
+    }
+
+    /// A dedicated connection: an idle one given back earlier, or a new one.
+    pub(crate) async fn dedicated(&self, doing: &'static str) -> Result<MultiplexedConnection> {
+        if let Some(conn) = self.lock_idle().pop() {
+            return Ok(conn);
+        }
+        self.redis
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| Error::redis(doing, &self.addr, e))
+    }
+
+    /// Keeps a dedicated connection, in a clean state, for the next user.
+    pub(crate) fn give_back(&self, conn: MultiplexedConnection) {
+        let mut idle = self.lock_idle();
+        if idle.len() < POOL_MAX {
+            idle.push(conn);
+        }
+    }
+
+    /// Dedicated connections kept idle.
+    pub(crate) fn idle(&self) -> usize {
+        self.lock_idle().len()
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<MultiplexedConnection>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Hides the password of a URL for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact("redis://u:pw@h:1"), "redis://***@h:1");
+        assert_eq!(super::redact("redis://h:1"), "redis://h:1");
+    }
+}

@@ -1,0 +1,168 @@
+//! The engine of a [`Client`](crate::Client): what every lease, guard and
+//! data call of the client shares.
+//!
+//! [`Core`] owns the [`Backend`] (the deployment), the wake hub (how waiters
+//! hear of releases), the renewal [`Schedule`] and the runtime that
+//! background work runs on. Primitives and guards hold an `Arc<Core>`, never
+//! a `Client`: the public handle sits on top and nothing below refers back
+//! to it.
+
+pub(crate) mod schedule;
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::backend::{Backend, HandedOver, WakeSource};
+use crate::error::Result;
+use crate::keys::{Kind, LeaseKeys};
+use crate::token::Token;
+use crate::wait::WakeHub;
+use schedule::Schedule;
+
+/// What a client's leases, guards and data calls share.
+pub(crate) struct Core {
+    pub(crate) backend: Backend,
+    pub(crate) hub: WakeHub,
+    /// When each self-renewing guard is next due.
+    pub(crate) renewals: Schedule,
+    /// Where background work (releases of dropped guards) runs, whatever
+    /// runtime the dropping code is on.
+    pub(crate) runtime: tokio::runtime::Handle,
+}
+
+impl Core {
+    /// The engine over `backend`, whose releases publish `id`.
+    pub(crate) fn new(backend: Backend, id: Token) -> Arc<Core> {
+        let runtime = tokio::runtime::Handle::current();
+        let hub = match backend.wake_source() {
+            WakeSource::PubSub(redis) => WakeHub::new(redis, id.as_bytes(), runtime.clone()),
+        };
+        let core = Arc::new(Core {
+            backend,
+            hub,
+            renewals: Schedule::new(runtime.clone()),
+            runtime,
+        });
+        // A plain lease taken by an acquire whose caller gave up while its
+        // batch was out is released as any other (and may be handed over).
+        let weak = Arc::downgrade(&core);
+        core.backend.on_abandoned(Box::new(move |keys, token| {
+            if let Some(core) = weak.upgrade() {
+                core.release_in_background(keys, token);
+            }
+        }));
+        core
+    }
+
+    /// The printable address of the deployment.
+    pub(crate) fn addr(&self) -> &str {
+        self.backend.addr()
+    }
+
+    /// Releases `token`'s hold on `keys` in a background task; for drops.
+    pub(crate) fn release_in_background(self: &Arc<Self>, keys: Arc<LeaseKeys>, token: Token) {
+        self.settle_in_background(keys, Some(token), None);
+    }
+
+    /// For a dropped acquire, in a background task: releases what `token`
+    /// may hold, then takes the fair waiter `leaving` out of its queue.
+    pub(crate) fn settle_in_background(
+        self: &Arc<Self>,
+        keys: Arc<LeaseKeys>,
+        token: Option<Token>,
+        leaving: Option<Token>,
+    ) {
+        let core = Arc::clone(self);
+        let fut = async move {
+            if let Some(token) = token
+                && let Err(e) = core.release(&keys, &token).await
+            {
+                tracing::warn!(
+                    lease = keys.display(),
+                    token = %token,
+                    error = %e,
+                    "leasehold: background release failed; the lease ends when its TTL runs out"
+                );
+            }
+            if let Some(id) = leaving
+                && let Err(e) = core.backend.leave(&keys, id.as_str()).await
+            {
+                tracing::debug!(
+                    lease = keys.display(),
+                    error = %e,
+                    "leasehold: leaving the fair queue failed; the place ends at the waiter's deadline"
+                );
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn(fut)),
+            Err(_) => drop(self.runtime.spawn(fut)),
+        }
+    }
+
+    /// Releases `token`'s hold on `keys`; wakes the next local waiter when
+    /// it released. Whether the token held it.
+    ///
+    /// A plain lease with a local waiter at the head of its queue is handed
+    /// over instead: one script frees it and gives it to that waiter's
+    /// token, and the waiter takes it without a round trip of its own.
+    pub(crate) async fn release(
+        self: &Arc<Self>,
+        keys: &Arc<LeaseKeys>,
+        token: &Token,
+    ) -> Result<bool> {
+        let hub = &self.hub;
+        if let Some(offer) = matches!(keys.kind(), Kind::Lease)
+            .then(|| hub.offer(keys.wake()))
+            .flatten()
+        {
+            let next = offer.handover();
+            let sent = Instant::now();
+            let reply = self
+                .backend
+                .handover(
+                    keys,
+                    token,
+                    &next.token,
+                    std::time::Duration::from_millis(next.ttl_ms),
+                    offer.tolerated(),
+                    hub.freed_payload(),
+                )
+                .await;
+            let (delivered, result) = match reply {
+                Ok(HandedOver::To(fence)) => (offer.grant(fence, sent), Ok(true)),
+                Ok(HandedOver::Freed) => {
+                    // Other clients wait too: the publish wakes theirs, and
+                    // ours tries again after a moment (see `Offer::requeue`).
+                    offer.requeue();
+                    (true, Ok(true))
+                }
+                Ok(HandedOver::NotHeld) => (offer.withdraw(), Ok(false)),
+                Err(e) => (offer.unknown(), Err(e)),
+            };
+            if !delivered {
+                // The waiter gave up meanwhile: pass the lease on from
+                // its token (a no-op if it was never handed over).
+                self.release_in_background(Arc::clone(keys), next.token);
+            }
+            return result;
+        }
+        let released = self.backend.release(keys, *token).await?;
+        // Wake the next local waiter now: the echo of our own publish is
+        // skipped. Not when the publish named the waiters whose turn it is
+        // (fair mode), who may be in another process; but a fair release
+        // that owes nobody queued wakes the local waiters too, and so does
+        // a writer's withdrawn intent, which let readers in.
+        if released.wakes_local() {
+            hub.wake(keys.wake());
+        }
+        Ok(released.released())
+    }
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").field("addr", &self.addr()).finish()
+    }
+}
