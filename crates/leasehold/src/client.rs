@@ -10,7 +10,7 @@ use crate::keys::{Kind, LeaseKeys};
 use crate::lease::Lease;
 use crate::scripts::HandedOver;
 use crate::token::Token;
-use crate::wait::WakeHub;
+use crate::wake::WakeHub;
 
 /// A handle on one Redis deployment; cheap to clone, meant to be shared.
 ///
@@ -22,7 +22,8 @@ use crate::wait::WakeHub;
 ///   leases at once, their scripts travel as one call that runs each in
 ///   turn, exactly as alone (a lone call never waits for company);
 /// - one subscriber connection, opened on the first wait, through which the
-///   releases of the names local tasks wait for arrive (see [`crate::wait`]);
+///   releases of the names local tasks wait for arrive (see
+///   [Waiting](crate#waiting));
 /// - the handle of the tokio runtime it was created on, so that dropping a
 ///   guard can release its lease in the background from anywhere.
 ///

@@ -12,7 +12,7 @@ use crate::guard::{Guard, ttl_ms};
 use crate::keys::{Kind, LeaseKeys, MAX_NAME_LEN};
 use crate::scripts::{self, Acquired, WaitInfo};
 use crate::token::Token;
-use crate::wait::{Claim, Handover, STEP_BACK, Waiter, Won};
+use crate::wake::{Claim, Handover, STEP_BACK, Waiter, Won};
 
 /// The shortest ttl accepted: the lease must outlive a round trip to Redis
 /// and the drift margin (1 % + 2 ms).

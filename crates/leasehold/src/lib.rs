@@ -42,8 +42,8 @@
 //! - [`singleflight`]: [`Client::single_flight`], one cache rebuild at a time.
 //! - [`txn`]: [`Client::optimistic`], WATCH / MULTI / EXEC with retries on
 //!   a connection of its own.
-//! - [`wait`]: how waiters sleep and are woken (one subscriber, FIFO queues,
-//!   one wake per release).
+//! - `wake`: how waiters sleep and are woken (one subscriber, FIFO queues,
+//!   one wake per release, the local hand-over).
 //! - [`error`]: [`Error`] and [`ErrorKind`].
 //! - `scripts`: the Lua scripts (`src/scripts/*.lua`) and their typed calls.
 //! - `keys`: where a lease lives in Redis.
@@ -106,9 +106,12 @@
 //! name; otherwise the release script
 //! publishes on the name's wake channel, and the client's one subscriber
 //! connection hands the notification to the local waiter whose turn it is.
-//! A fallback timer of the first waiter (at most the holder's remaining TTL)
-//! covers holders that expire or foreign clients that do not publish. See
-//! [`wait`].
+//! Local waiters of a name stand in a FIFO queue, and a release wakes only
+//! the waiter whose turn it is (every waiter of a read-write lock, where one
+//! release can let many readers in): ten thousand waiters cost one
+//! subscriber connection, and do not race each other for nothing. A
+//! fallback timer of the first waiter (at most the holder's remaining TTL)
+//! covers holders that expire or foreign clients that do not publish.
 //!
 //! # Redis Cluster
 //!
@@ -139,7 +142,7 @@ pub mod semaphore;
 pub mod singleflight;
 mod token;
 pub mod txn;
-pub mod wait;
+mod wake;
 
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, ErrorKind, Result};
