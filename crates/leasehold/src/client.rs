@@ -28,7 +28,8 @@ use crate::token::Token;
 ///   leases at once, their scripts travel as one call that runs each in
 ///   turn, exactly as alone (a lone call never waits for company);
 /// - one subscriber connection, opened on the first wait, through which the
-///   releases of the names local tasks wait for arrive;
+///   releases of the names local tasks wait for arrive (see
+///   [Waiting](crate#waiting));
 /// - the handle of the tokio runtime it was created on, so that dropping a
 ///   guard can release its lease in the background from anywhere.
 ///

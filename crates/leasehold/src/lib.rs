@@ -109,7 +109,11 @@
 //! name; otherwise the release script
 //! publishes on the name's wake channel, and the client's one subscriber
 //! connection hands the notification to the local waiter whose turn it is.
-//! A fallback timer of the first waiter (at most the holder's remaining TTL)
+//! Local waiters of a name stand in a FIFO queue, and a release wakes only
+//! the waiter whose turn it is (every waiter of a read-write lock, where one
+//! release can let many readers in): ten thousand waiters cost one
+//! subscriber connection, and do not race each other for nothing. A
+//! fallback timer of the first waiter (at most the holder's remaining TTL)
 //! covers holders that expire or foreign clients that do not publish.
 //!
 //! # Redis Cluster
@@ -138,7 +142,7 @@ mod rwlock;
 mod scripts;
 mod semaphore;
 mod token;
-mod wait;
+mod wake;
 
 pub use client::{Client, ClientBuilder};
 pub use data::{

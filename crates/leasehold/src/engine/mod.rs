@@ -17,7 +17,7 @@ use crate::backend::{Backend, HandedOver, WakeSource};
 use crate::error::Result;
 use crate::keys::{Kind, LeaseKeys};
 use crate::token::Token;
-use crate::wait::WakeHub;
+use crate::wake::WakeHub;
 use schedule::Schedule;
 
 /// What a client's leases, guards and data calls share.

@@ -14,7 +14,7 @@ use crate::hold::Guard;
 use crate::keys::Kind;
 use crate::scripts::WaitInfo;
 use crate::token::Token;
-use crate::wait::{Claim, Handover, STEP_BACK, Waiter, Won};
+use crate::wake::{Claim, Handover, STEP_BACK, Waiter, Won};
 
 enum Attempt {
     /// Taken, with this fence; the script was sent at that instant.

@@ -1,0 +1,140 @@
+//! The subscriber task: one pub/sub connection per client, subscribed to
+//! the wake channels local tasks wait on (plus a linger), reconnecting
+//! when it breaks.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::queue::Shared;
+use super::sync::Arc;
+
+/// How long a channel nobody waits on stays subscribed, in case a waiter
+/// comes back soon (a worker that releases and re-acquires in a loop).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Reconnect back-off of the subscriber connection.
+const RECONNECT_MIN: Duration = Duration::from_millis(50);
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+
+/// The subscriber task: keeps the pub/sub connection's subscriptions equal to
+/// the channels that have waiters (plus a linger), and reconnects.
+pub(super) async fn subscriber(shared: Arc<Shared>) {
+    let mut backoff = RECONNECT_MIN;
+    loop {
+        let pubsub = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            r = shared.client.get_async_pubsub() => r,
+        };
+        let (mut sink, mut stream) = match pubsub {
+            Ok(p) => p.split(),
+            Err(e) => {
+                tracing::warn!(error = %e, "leasehold: subscriber connection failed; waiters fall back to timers until it is back");
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(RECONNECT_MAX);
+                continue;
+            }
+        };
+        backoff = RECONNECT_MIN;
+        let lost = CancellationToken::new();
+        // The reader: delivers messages until the connection ends.
+        let reader = {
+            let shared = Arc::clone(&shared);
+            let lost = lost.clone();
+            shared.runtime.clone().spawn(async move {
+                while let Some(msg) = stream.next().await {
+                    // Names are bytes, not always UTF-8: read the channel raw.
+                    if let Ok(channel) = msg.get_channel::<Vec<u8>>() {
+                        shared.on_message(&channel, msg.get_payload_bytes());
+                    }
+                }
+                lost.cancel();
+            })
+        };
+        let mut subscribed: HashSet<Arc<[u8]>> = HashSet::new();
+        loop {
+            // Work out what to change, under the lock; talk to Redis outside it.
+            let (to_sub, to_unsub, next_check) = plan(&shared, &subscribed);
+            if !to_unsub.is_empty() {
+                let names: Vec<&[u8]> = to_unsub.iter().map(|c| &**c).collect();
+                if sink.unsubscribe(names).await.is_err() {
+                    break;
+                }
+                for c in &to_unsub {
+                    subscribed.remove(c);
+                }
+            }
+            if !to_sub.is_empty() {
+                let names: Vec<&[u8]> = to_sub.iter().map(|c| &**c).collect();
+                if sink.subscribe(names).await.is_err() {
+                    break;
+                }
+                let mut channels = shared.lock();
+                for c in to_sub {
+                    if let Some(ch) = channels.get_mut(&c) {
+                        ch.confirmed = true;
+                        // A release may have come before the subscription did.
+                        shared.wake(ch);
+                    }
+                    subscribed.insert(c);
+                }
+                continue;
+            }
+            let idle_check = async {
+                match next_check {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => { reader.abort(); return; }
+                _ = lost.cancelled() => break,
+                _ = shared.dirty.notified() => {}
+                _ = idle_check => {}
+            }
+        }
+        // The connection is gone: nothing is subscribed any more.
+        reader.abort();
+        for ch in shared.lock().values_mut() {
+            ch.confirmed = false;
+        }
+        tracing::debug!("leasehold: subscriber connection lost; reconnecting");
+    }
+}
+
+type Plan = (Vec<Arc<[u8]>>, Vec<Arc<[u8]>>, Option<Instant>);
+
+/// Channels to subscribe, channels to drop (idle past [`LINGER`]; removed
+/// from the map now, so a new waiter re-subscribes after the UNSUBSCRIBE),
+/// and when to look again for idle channels.
+fn plan(shared: &Shared, subscribed: &HashSet<Arc<[u8]>>) -> Plan {
+    let now = Instant::now();
+    let mut to_sub = Vec::new();
+    let mut to_unsub = Vec::new();
+    let mut next: Option<Instant> = None;
+    let mut channels = shared.lock();
+    channels.retain(|name, ch| {
+        if ch.busy() {
+            if !ch.confirmed {
+                to_sub.push(Arc::clone(name));
+            }
+            return true;
+        }
+        let since = *ch.idle_since.get_or_insert(now);
+        if now >= since + LINGER {
+            if subscribed.contains(name) {
+                to_unsub.push(Arc::clone(name));
+            }
+            return false;
+        }
+        next = Some(next.map_or(since + LINGER, |n| n.min(since + LINGER)));
+        true
+    });
+    (to_sub, to_unsub, next)
+}
