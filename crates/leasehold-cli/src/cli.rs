@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::duration;
+use crate::name::Name;
 
 // Values are checked as clap parses them, before anything connects to
 // Redis: a bad input is exit 2 with or without a reachable server.
@@ -39,17 +40,6 @@ fn limit(s: &str) -> Result<u32, String> {
         Err(_) => Err(format!(
             "`{s}` is not a whole number of permits (1 or more)"
         )),
-    }
-}
-
-/// A lease's name: 1 to 1024 bytes, as [`leasehold::Lease::check_name`] says.
-fn name(s: &str) -> Result<String, String> {
-    match leasehold::Lease::check_name(s.as_bytes()) {
-        Ok(()) => Ok(s.to_owned()),
-        Err(e) => match e.kind() {
-            leasehold::ErrorKind::InvalidArgument { why, .. } => Err(why.clone()),
-            _ => Err(e.to_string()),
-        },
     }
 }
 
@@ -107,6 +97,10 @@ Durations are in milliseconds; a null holder or remaining_ms means none:
   run       {name, fence, exit_code, command_exit_code, lost}   run, sem run (at the end)
   demo and bench print their own rows (see their --help).
   A command under `run` writes to the same stdout: its output comes first, as it wrote it.
+  `name` is the name whole, never cut or escaped. A name whose bytes are not UTF-8
+  (its `name` then has U+FFFD for them) or hold a NUL byte also has `name_hex`, its
+  exact bytes as hex digits: give it back with --name-hex, e.g.
+  leasehold release --name-hex \"$name_hex\" \"$token\"
 
 Exit codes:
   0      success; a closed stdout (| head) is success too
@@ -244,12 +238,12 @@ pub struct WaitArgs {
     pub no_wait: bool,
 }
 
-/// `run`.
+/// What `run` and `sem run` share: the name, the wait, the turn, the
+/// grace and the command.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The lease's name (1 to 1024 bytes).
-    #[arg(value_parser = name)]
-    pub name: String,
+    #[command(flatten)]
+    pub name: Name,
 
     #[command(flatten)]
     pub wait: WaitArgs,
@@ -262,7 +256,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub fair: bool,
 
-    /// After a lost lease: how long between SIGTERM and SIGKILL to the command's process group.
+    /// After a lost lease (or permit): how long between SIGTERM and SIGKILL to the command's process group.
     ///
     /// Cut short when the lease is still valid but about to run out (renewals
     /// failing, or leasehold killed): SIGKILL then comes before the validity
@@ -278,9 +272,8 @@ pub struct RunArgs {
 /// `acquire`.
 #[derive(Args, Debug)]
 pub struct AcquireArgs {
-    /// The lease's name.
-    #[arg(value_parser = name)]
-    pub name: String,
+    #[command(flatten)]
+    pub name: Name,
 
     #[command(flatten)]
     pub wait: WaitArgs,
@@ -289,9 +282,8 @@ pub struct AcquireArgs {
 /// `extend`.
 #[derive(Args, Debug)]
 pub struct ExtendArgs {
-    /// The lease's name.
-    #[arg(value_parser = name)]
-    pub name: String,
+    #[command(flatten)]
+    pub name: Name,
     /// The token `leasehold acquire` printed.
     pub token: String,
     /// The new TTL, from now.
@@ -302,9 +294,8 @@ pub struct ExtendArgs {
 /// `release`.
 #[derive(Args, Debug)]
 pub struct ReleaseArgs {
-    /// The lease's name.
-    #[arg(value_parser = name)]
-    pub name: String,
+    #[command(flatten)]
+    pub name: Name,
     /// The token `leasehold acquire` printed.
     pub token: String,
 }
@@ -312,9 +303,8 @@ pub struct ReleaseArgs {
 /// `status`.
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// The lease's name.
-    #[arg(value_parser = name)]
-    pub name: String,
+    #[command(flatten)]
+    pub name: Name,
 }
 
 /// `list`.
@@ -337,35 +327,15 @@ pub enum SemCommand {
     Run(SemRunArgs),
 }
 
-/// `sem run`.
+/// `sem run`: `run`'s arguments and the limit.
 #[derive(Args, Debug)]
 pub struct SemRunArgs {
-    /// The semaphore's name.
-    #[arg(value_parser = name)]
-    pub name: String,
-
     /// K: how many may hold a permit at once.
     #[arg(long, value_name = "K", value_parser = limit)]
     pub limit: u32,
 
     #[command(flatten)]
-    pub wait: WaitArgs,
-
-    /// Serve waiters in arrival order, across machines.
-    ///
-    /// Waiters queue in Redis and a release wakes only the waiter whose turn
-    /// it is. A waiter that dies keeps its place until its --wait runs out.
-    /// Every waiter that should keep its turn must pass --fair.
-    #[arg(long)]
-    pub fair: bool,
-
-    /// After a lost permit: how long between SIGTERM and SIGKILL to the command's process group (cut short as for `run`).
-    #[arg(long, value_name = "D", default_value = "10s", value_parser = dur)]
-    pub grace: Duration,
-
-    /// The command and its arguments, after `--`.
-    #[arg(last = true, required = true, value_name = "CMD")]
-    pub command: Vec<OsString>,
+    pub run: RunArgs,
 }
 
 /// `demo`.

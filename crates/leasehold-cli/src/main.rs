@@ -3,10 +3,14 @@
 //! # Layout
 //!
 //! - [`cli`]: the command line as clap parses it; values (durations, names,
-//!   ttls) are checked there, before anything connects.
+//!   ttls) are checked as clap parses them, before anything connects.
 //! - [`exit`]: exit codes, one enum.
 //! - [`duration`]: `500ms`, `30s`, `2m`, `1h`.
-//! - [`output`]: text for people, JSON Lines for scripts, one-line errors.
+//! - [`name`]: a name from the command line (bytes, or `--name-hex`), and
+//!   shown to people.
+//! - [`output`]: lines on stdout, one-line errors on stderr, durations for
+//!   people.
+//! - [`json`]: the `--json` records, typed: the schema.
 //! - [`signals`]: SIGINT, SIGTERM, SIGHUP.
 //! - [`group`]: `run`'s command in a process group of its own.
 //! - [`watchdog`]: Linux: stops that group should `run` itself be killed
@@ -20,13 +24,15 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 mod cli;
 mod cmd;
 mod duration;
 mod exit;
 mod group;
+mod json;
+mod name;
 mod output;
 mod signals;
 mod watchdog;
@@ -40,7 +46,7 @@ fn main() -> ExitCode {
     if let Some(code) = watchdog::main_if_asked() {
         return code;
     }
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
@@ -60,6 +66,23 @@ fn main() -> ExitCode {
     // a moment to be sent; the runtime ends sooner when they are done.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     code
+}
+
+/// Parses the command line, as `Cli::try_parse` would, except that a value
+/// refused once clap has matched the arguments (a name with `--name-hex`,
+/// see [`name::Name`]) is told with its own subcommand's usage, as clap
+/// tells the values it checks itself.
+fn parse() -> Result<Cli, clap::Error> {
+    let mut command = Cli::command();
+    let matches = command.try_get_matches_from_mut(std::env::args_os())?;
+    Cli::from_arg_matches(&matches).map_err(|e| {
+        let (mut sub, mut m) = (&mut command, &matches);
+        while let Some((name, next)) = m.subcommand() {
+            sub = sub.find_subcommand_mut(name).expect("clap matched it");
+            m = next;
+        }
+        e.format(sub)
+    })
 }
 
 /// Runs the command: `run` and `sem run` watch signals themselves; every

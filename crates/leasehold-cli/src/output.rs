@@ -1,10 +1,9 @@
-//! Printing: text for people, JSON Lines for scripts.
+//! Printing: lines on stdout, messages on stderr.
 //!
-//! With `--json`, stdout carries only JSON Lines: one object per line,
-//! `{"type": T, "data": {...}}` (the record types are listed in `--help`;
-//! `run` is the exception only in that its command's own output passes
-//! through untouched). Messages for people go to stderr, one line each,
-//! starting with `leasehold: `.
+//! With `--json`, stdout carries only JSON Lines, the records of
+//! [`crate::json`] (`run` is the exception only in that its command's own
+//! output passes through untouched). Messages for people go to stderr, one
+//! line each, starting with `leasehold: `.
 //!
 //! A closed stdout (`leasehold list | head -1`) is not an error: the reader
 //! has all it wanted. [`line`] notes it, [`closed`] completes, and `main`
@@ -14,7 +13,6 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 /// Set once a write to stdout met a broken pipe.
@@ -49,20 +47,10 @@ pub async fn closed() {
     }
 }
 
-/// Prints `{"type": kind, "data": data}` on one line.
-pub fn record(kind: &str, data: Value) {
-    line(&json!({ "type": kind, "data": data }).to_string());
-}
-
 /// Prints `leasehold: message` on stderr. Never fails: with stderr closed
 /// there is nobody to tell.
 pub fn error(message: &str) {
     let _ = writeln!(std::io::stderr().lock(), "leasehold: {message}");
-}
-
-/// A duration in milliseconds for JSON, or null.
-pub fn ms(d: Option<std::time::Duration>) -> Value {
-    d.map_or(Value::Null, |d| json!(d.as_millis() as u64))
 }
 
 /// A duration for people: `4.2s`, `350ms`, `2m5s`, or `-`.

@@ -38,11 +38,13 @@ pub const ARG: &str = "__watchdog";
 /// WITHIN_MS`); `None` otherwise.
 #[cfg(target_os = "linux")]
 pub fn main_if_asked() -> Option<ExitCode> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) != Some(ARG) {
+    // args_os: any other command line may hold bytes that are not UTF-8
+    // (a name, the command of `run`), which `args()` would panic on.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.first().and_then(|a| a.to_str()) != Some(ARG) {
         return None;
     }
-    let numbers: Option<Vec<u64>> = args[1..].iter().map(|a| a.parse().ok()).collect();
+    let numbers: Option<Vec<u64>> = args[1..].iter().map(|a| a.to_str()?.parse().ok()).collect();
     match numbers.as_deref() {
         Some(&[pgid, grace, within]) if pgid > 1 => Some(watch(
             pgid as libc::pid_t,

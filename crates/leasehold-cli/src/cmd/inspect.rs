@@ -3,56 +3,11 @@
 use std::process::ExitCode;
 
 use leasehold::{Client, LeaseKind, LeaseStatus};
-use serde_json::json;
 
 use crate::cli::{Cli, ListArgs, StatusArgs};
 use crate::exit::Exit;
+use crate::json::{self, Record};
 use crate::output;
-
-/// What the name is, as the KIND column and the JSON `kind` say it. A fair
-/// lease is known as such only while waiters are queued.
-fn kind(s: &LeaseStatus) -> &'static str {
-    match &s.kind {
-        LeaseKind::Lease if s.fair_waiters.is_some() => "fair",
-        LeaseKind::Lease => "lease",
-        LeaseKind::Semaphore { .. } => "semaphore",
-        LeaseKind::RwLock { .. } => "rwlock",
-        _ => "unknown",
-    }
-}
-
-fn record(s: &LeaseStatus) {
-    let holders: Vec<_> = s
-        .holders()
-        .into_iter()
-        .map(|(role, h)| {
-            json!({
-                "token": h.token,
-                "remaining_ms": output::ms(h.remaining),
-                "role": role.as_str(),
-            })
-        })
-        .collect();
-    let mut data = json!({
-        "name": s.display,
-        "kind": kind(s),
-        "held": s.is_held(),
-        "holder": s.holder,
-        "remaining_ms": output::ms(s.remaining),
-        "fence": s.fence,
-        "waiting_clients": s.waiting_clients,
-        "holders": holders,
-    });
-    match &s.kind {
-        LeaseKind::Semaphore { limit, .. } => data["limit"] = json!(limit),
-        LeaseKind::RwLock { writer_waiting, .. } => data["writer_waiting"] = json!(writer_waiting),
-        _ => {}
-    }
-    if let Some(n) = s.fair_waiters {
-        data["queued"] = json!(n);
-    }
-    output::record("lease", data);
-}
 
 /// The HOLDER column: a token prefix for a lease, `2/3` permits for a
 /// semaphore, `w` or `r×2` for a read-write lock.
@@ -107,7 +62,7 @@ fn table(statuses: &[LeaseStatus], details: bool) {
     for s in statuses {
         row(
             &s.display,
-            kind(s),
+            json::kind(s),
             if s.is_held() { "held" } else { "free" },
             &holder_cell(s),
             &ttl_cell(s.is_held(), s.remaining),
@@ -147,9 +102,9 @@ fn table(statuses: &[LeaseStatus], details: bool) {
 
 /// `status NAME`.
 pub async fn status(cli: &Cli, client: &Client, args: &StatusArgs) -> leasehold::Result<ExitCode> {
-    let s = client.status(&args.name).await?;
+    let s = client.status(args.name.bytes()).await?;
     if cli.json {
-        record(&s);
+        Record::Lease(json::Lease::new(&s)).print();
     } else {
         table(std::slice::from_ref(&s), true);
     }
@@ -160,7 +115,9 @@ pub async fn status(cli: &Cli, client: &Client, args: &StatusArgs) -> leasehold:
 pub async fn list(cli: &Cli, client: &Client, args: &ListArgs) -> leasehold::Result<ExitCode> {
     let all = client.list(&args.pattern).await?;
     if cli.json {
-        all.iter().for_each(record);
+        for s in &all {
+            Record::Lease(json::Lease::new(s)).print();
+        }
     } else if all.is_empty() {
         output::error(&format!("no lease matches `{}`", args.pattern));
     } else {

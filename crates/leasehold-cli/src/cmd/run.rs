@@ -34,18 +34,20 @@
 //! Elsewhere the group is signalled as a group on a lost lease, but the
 //! death of leasehold itself is not covered.
 
-use std::ffi::OsString;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::process::{ExitCode, ExitStatus};
 use std::time::Duration;
 
 use leasehold::Guard;
-use serde_json::json;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 use crate::cli::{Cli, RunArgs, SemRunArgs, WaitArgs};
 use crate::exit::Exit;
 use crate::group::Group;
+use crate::json::{self, Record};
+use crate::name::Name;
 use crate::output;
 use crate::signals::Signals;
 use crate::watchdog::Watchdog;
@@ -56,15 +58,19 @@ pub async fn lease(
     args: &RunArgs,
     signals: &mut Signals,
 ) -> leasehold::Result<ExitCode> {
+    if let Some(refused) = refuse_nul(&args.name) {
+        return Ok(refused);
+    }
     let taken = signals
         .unless(async {
             let client = crate::cmd::connect(cli).await?;
-            let lease = crate::cmd::tokens::lease(&client, &args.name, &args.wait).fair(args.fair);
+            let lease =
+                crate::cmd::tokens::lease(&client, args.name.bytes(), &args.wait).fair(args.fair);
             take(&args.wait, lease.try_acquire(), lease.acquire()).await
         })
         .await;
     match taken {
-        Ok(guard) => supervise(cli, &args.name, guard?, &args.command, args.grace, signals).await,
+        Ok(guard) => supervise(cli, args, guard?, signals).await,
         Err(sig) => Ok(Exit::Signal(sig).into()),
     }
 }
@@ -75,11 +81,15 @@ pub async fn semaphore(
     args: &SemRunArgs,
     signals: &mut Signals,
 ) -> leasehold::Result<ExitCode> {
+    let SemRunArgs { limit, run: args } = args;
+    if let Some(refused) = refuse_nul(&args.name) {
+        return Ok(refused);
+    }
     let taken = signals
         .unless(async {
             let client = crate::cmd::connect(cli).await?;
             let sem = client
-                .semaphore(&args.name, args.limit)
+                .semaphore(args.name.bytes(), *limit)
                 .fair(args.fair)
                 .ttl(args.wait.ttl)
                 .wait(args.wait.wait);
@@ -87,9 +97,21 @@ pub async fn semaphore(
         })
         .await;
     match taken {
-        Ok(guard) => supervise(cli, &args.name, guard?, &args.command, args.grace, signals).await,
+        Ok(guard) => supervise(cli, args, guard?, signals).await,
         Err(sig) => Ok(Exit::Signal(sig).into()),
     }
+}
+
+/// A name with a NUL byte (possible with `--name-hex`) cannot reach the
+/// command in `LEASEHOLD_NAME`: refused (exit 2) before the lease is taken.
+fn refuse_nul(name: &Name) -> Option<ExitCode> {
+    name.bytes().contains(&0).then(|| {
+        output::error(&format!(
+            "`{}` holds a NUL byte, which LEASEHOLD_NAME cannot pass to the command: run a command under a name without one",
+            name.shown()
+        ));
+        Exit::Usage.into()
+    })
 }
 
 /// `--no-wait` takes `now`, else `waiting`.
@@ -143,16 +165,16 @@ enum Ended {
 /// Runs the command while `guard` holds, and says how it ended.
 async fn supervise(
     cli: &Cli,
-    name: &str,
+    args: &RunArgs,
     guard: Guard,
-    command: &[OsString],
-    grace: Duration,
     signals: &mut Signals,
 ) -> leasehold::Result<ExitCode> {
+    let (command, grace) = (&args.command, args.grace);
+    let name = args.name.shown();
     let fence = guard.fence();
     let mut cmd = Command::new(&command[0]);
     cmd.args(&command[1..])
-        .env("LEASEHOLD_NAME", name)
+        .env("LEASEHOLD_NAME", OsStr::from_bytes(args.name.bytes()))
         .env("LEASEHOLD_FENCE", fence.to_string())
         .env("LEASEHOLD_TTL_MS", guard.ttl().as_millis().to_string());
     let terminal = Group::prepare(&mut cmd);
@@ -248,10 +270,7 @@ async fn supervise(
         // Give back what may still be ours; the command was stopped anyway.
         let _ = guard.release().await;
         if cli.json {
-            output::record(
-                "run",
-                json!({ "name": name, "fence": fence, "exit_code": Exit::Lost.code(), "command_exit_code": code, "lost": true }),
-            );
+            report(&args.name, fence, Exit::Lost.code(), code, true);
         }
         return Ok(Exit::Lost.into());
     }
@@ -260,10 +279,8 @@ async fn supervise(
     let released = guard.release().await;
     let lost = matches!(&released, Err(e) if e.is_lost());
     if cli.json {
-        output::record(
-            "run",
-            json!({ "name": name, "fence": fence, "exit_code": if lost { Exit::Lost.code() } else { code }, "command_exit_code": code, "lost": lost }),
-        );
+        let exit_code = if lost { Exit::Lost.code() } else { code };
+        report(&args.name, fence, exit_code, Some(code), lost);
     }
     match released {
         Ok(()) => Ok(ExitCode::from(code)),
@@ -279,6 +296,18 @@ async fn supervise(
             Ok(ExitCode::from(code))
         }
     }
+}
+
+/// Prints the `run` record.
+fn report(name: &Name, fence: u64, exit_code: u8, command_exit_code: Option<u8>, lost: bool) {
+    Record::Run(json::Run {
+        name: json::Name::of(name.bytes()),
+        fence,
+        exit_code,
+        command_exit_code,
+        lost,
+    })
+    .print();
 }
 
 /// True if the command's group is empty, or soon is: a process of it that

@@ -4,14 +4,14 @@
 use std::process::ExitCode;
 
 use leasehold::{Client, Token};
-use serde_json::json;
 
 use crate::cli::{AcquireArgs, Cli, ExtendArgs, ReleaseArgs, WaitArgs};
 use crate::exit::Exit;
+use crate::json::{Acquired, Extended, Record, Released};
 use crate::output;
 
 /// A lease with the ttl and wait of the command line.
-pub fn lease(client: &Client, name: &str, wait: &WaitArgs) -> leasehold::Lease {
+pub fn lease(client: &Client, name: &[u8], wait: &WaitArgs) -> leasehold::Lease {
     client.lease(name).ttl(wait.ttl).wait(wait.wait)
 }
 
@@ -22,7 +22,7 @@ pub async fn acquire(
     args: &AcquireArgs,
 ) -> leasehold::Result<ExitCode> {
     // Nobody will renew it once this process exits.
-    let lease = lease(client, &args.name, &args.wait).auto_renew(false);
+    let lease = lease(client, args.name.bytes(), &args.wait).auto_renew(false);
     let guard = if args.wait.no_wait {
         lease.try_acquire().await?
     } else {
@@ -30,15 +30,7 @@ pub async fn acquire(
     };
     let held = guard.detach();
     if cli.json {
-        output::record(
-            "acquired",
-            json!({
-                "name": args.name,
-                "token": held.token.as_str(),
-                "fence": held.fence,
-                "ttl_ms": held.ttl.as_millis() as u64,
-            }),
-        );
+        Record::Acquired(Acquired::new(args.name.bytes(), &held)).print();
     } else {
         output::line(&format!("{} {}", held.token.as_str(), held.fence));
     }
@@ -49,22 +41,19 @@ pub async fn acquire(
 pub async fn extend(cli: &Cli, client: &Client, args: &ExtendArgs) -> leasehold::Result<ExitCode> {
     let token = Token::parse(&args.token)?;
     if !client
-        .lease(&args.name)
+        .lease(args.name.bytes())
         .ttl(args.ttl)
         .extend_by_token(&token)
         .await?
     {
         output::error(&format!(
             "`{}` is not held by token {token}: it expired or was taken; acquire it again",
-            args.name
+            args.name.shown()
         ));
         return Ok(Exit::Lost.into());
     }
     if cli.json {
-        output::record(
-            "extended",
-            json!({ "name": args.name, "ttl_ms": args.ttl.as_millis() as u64 }),
-        );
+        Record::Extended(Extended::new(args.name.bytes(), args.ttl)).print();
     }
     Ok(Exit::Success.into())
 }
@@ -76,15 +65,19 @@ pub async fn release(
     args: &ReleaseArgs,
 ) -> leasehold::Result<ExitCode> {
     let token = Token::parse(&args.token)?;
-    if !client.lease(&args.name).release_by_token(&token).await? {
+    if !client
+        .lease(args.name.bytes())
+        .release_by_token(&token)
+        .await?
+    {
         output::error(&format!(
             "`{}` is not held by token {token}: it expired or was taken; nothing was released",
-            args.name
+            args.name.shown()
         ));
         return Ok(Exit::Lost.into());
     }
     if cli.json {
-        output::record("released", json!({ "name": args.name }));
+        Record::Released(Released::new(args.name.bytes())).print();
     }
     Ok(Exit::Success.into())
 }

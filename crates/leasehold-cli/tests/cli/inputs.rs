@@ -45,6 +45,13 @@ fn bad_inputs_name_themselves() {
     assert!(err.contains("name"), "{err}");
     let err = one_line_error(&["sem", "run", "p", "--limit", "0", "--", "true"], s, 2);
     assert!(err.contains("at least 1"), "{err}");
+    let err = one_line_error(&["status", "--name-hex", "6g"], s, 2);
+    assert!(
+        err.contains("hex") && err.contains("usage: leasehold status"),
+        "{err}"
+    );
+    let err = one_line_error(&["status", "--name-hex", ""], s, 2);
+    assert!(err.contains("empty"), "{err}");
     let err = one_line_error(&["release", "x", "not-a-token"], s, 2);
     assert!(err.contains("token"), "{err}");
     // clap's own refusals fold into one line too, with the usage.

@@ -6,6 +6,7 @@ mod common;
 mod demo;
 mod inputs;
 mod inspect;
+mod names;
 mod run;
 mod sem;
 mod tokens;

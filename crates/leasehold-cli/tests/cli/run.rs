@@ -494,3 +494,16 @@ fn renewals_failing_stop_the_command_before_the_lease_runs_out() {
     let status = wait_within(&mut run, 10 * SECOND);
     assert_eq!(status.code(), Some(4));
 }
+
+#[test]
+fn run_passes_on_arguments_that_are_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let server = RedisServer::start().unwrap();
+    let o = output(
+        leasehold(Some(&server))
+            .args(["run", "bytes", "--", "printf", "%s"])
+            .arg(std::ffi::OsStr::from_bytes(b"a\xffb")),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout, b"a\xffb");
+}
