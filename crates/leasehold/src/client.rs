@@ -1,16 +1,17 @@
-//! The public handle on a Redis deployment: [`Client`] and [`ClientBuilder`].
+//! What a [`Client`] can do, and how it connects ([`ClientBuilder`]).
 //!
 //! Every method that makes a primitive lives here, so that what a client
 //! can do is read in one place; the work is done below, by the engine each
-//! primitive holds.
+//! primitive holds. (The `Client` type itself is defined with the engine it
+//! wraps, so that the data layer can take a `&Client` without depending on
+//! this file.)
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::backend::node::Timeouts;
 use crate::data::{Optimistic, SingleFlight};
-use crate::engine::Core;
+use crate::engine::{Client, Core};
 use crate::error::{Error, Result};
 use crate::inspect::{self, LeaseStatus};
 use crate::lease::Lease;
@@ -18,33 +19,6 @@ use crate::rwlock::RwLock;
 use crate::semaphore::Semaphore;
 use crate::token::Token;
 
-/// A handle on one Redis deployment; cheap to clone, meant to be shared.
-///
-/// A `Client` owns:
-/// - one multiplexed connection that every lease of the process shares
-///   (commands of many tasks are pipelined on it) and that reconnects by
-///   itself when it breaks. It never carries a blocking command, which would
-///   stall every task behind it. When many tasks take and give back plain
-///   leases at once, their scripts travel as one call that runs each in
-///   turn, exactly as alone (a lone call never waits for company);
-/// - one subscriber connection, opened on the first wait, through which the
-///   releases of the names local tasks wait for arrive (see
-///   [Waiting](crate#waiting));
-/// - the handle of the tokio runtime it was created on, so that dropping a
-///   guard can release its lease in the background from anywhere.
-///
-/// ```no_run
-/// # async fn f() -> leasehold::Result<()> {
-/// let client = leasehold::Client::connect("redis://127.0.0.1:6379").await?;
-/// let guard = client.lease("reports/nightly").acquire().await?;
-/// println!("fence {}", guard.fence());
-/// guard.release().await?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct Client {
-    core: Arc<Core>,
-}
 
 /// How to connect: timeouts. Built by [`Client::builder`].
 ///
@@ -292,16 +266,5 @@ impl Client {
     pub fn connections(&self) -> usize {
         self.core.backend.connections() + self.core.hub.subscriber_connections()
     }
-
-    pub(crate) fn core(&self) -> &Arc<Core> {
-        &self.core
-    }
 }
 
-impl std::fmt::Debug for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("addr", &self.core.addr())
-            .finish()
-    }
-}

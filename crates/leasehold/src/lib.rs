@@ -144,7 +144,8 @@ mod semaphore;
 mod token;
 mod wake;
 
-pub use client::{Client, ClientBuilder};
+pub use client::ClientBuilder;
+pub use engine::Client;
 pub use data::{
     Committed, FenceGate, Fetched, Invocation, LeaseScript, Optimistic, Script, SingleFlight,
     Source, StaleFence, Tx,

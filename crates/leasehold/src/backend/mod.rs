@@ -30,8 +30,8 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::keys::{Kind, LeaseKeys};
-use crate::scripts::{self, Acquired, BatchOp, WaitInfo};
-pub(crate) use crate::scripts::{HandedOver, Released};
+use crate::scripts::{self, Acquired, BatchOp};
+pub(crate) use crate::scripts::{HandedOver, Released, WaitInfo};
 use crate::token::Token;
 use batch::{Batcher, Route};
 use node::{Node, Timeouts};

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use redis::{FromRedisValue, ToRedisArgs};
 
-use crate::client::Client;
+use crate::engine::Client;
 use crate::error::{Error, Result};
 use crate::hold::Guard;
 use crate::scripts;

@@ -3,9 +3,11 @@
 //!
 //! [`Core`] owns the [`Backend`] (the deployment), the wake hub (how waiters
 //! hear of releases), the renewal [`Schedule`] and the runtime that
-//! background work runs on. Primitives and guards hold an `Arc<Core>`, never
-//! a `Client`: the public handle sits on top and nothing below refers back
-//! to it.
+//! background work runs on. Primitives and guards hold an `Arc<Core>`. The
+//! public [`Client`] is only a handle on it: the type is defined here, its
+//! methods (which make the primitives) in `client.rs`, at the top, so
+//! that nothing below that file refers to it, except the data layer that
+//! takes a `&Client` to find its core.
 
 pub(crate) mod schedule;
 
@@ -19,6 +21,48 @@ use crate::keys::{Kind, LeaseKeys};
 use crate::token::Token;
 use crate::wake::WakeHub;
 use schedule::Schedule;
+
+/// A handle on one Redis deployment; cheap to clone, meant to be shared.
+///
+/// A `Client` owns:
+/// - one multiplexed connection that every lease of the process shares
+///   (commands of many tasks are pipelined on it) and that reconnects by
+///   itself when it breaks. It never carries a blocking command, which would
+///   stall every task behind it. When many tasks take and give back plain
+///   leases at once, their scripts travel as one call that runs each in
+///   turn, exactly as alone (a lone call never waits for company);
+/// - one subscriber connection, opened on the first wait, through which the
+///   releases of the names local tasks wait for arrive (see
+///   [Waiting](crate#waiting));
+/// - the handle of the tokio runtime it was created on, so that dropping a
+///   guard can release its lease in the background from anywhere.
+///
+/// ```no_run
+/// # async fn f() -> leasehold::Result<()> {
+/// let client = leasehold::Client::connect("redis://127.0.0.1:6379").await?;
+/// let guard = client.lease("reports/nightly").acquire().await?;
+/// println!("fence {}", guard.fence());
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) core: Arc<Core>,
+}
+
+impl Client {
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("addr", &self.core.addr())
+            .finish()
+    }
+}
 
 /// What a client's leases, guards and data calls share.
 pub(crate) struct Core {

@@ -8,11 +8,10 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::{Lease, MAX_TTL};
-use crate::backend::{Acquire, ttl_ms};
+use crate::backend::{Acquire, WaitInfo, ttl_ms};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hold::Guard;
 use crate::keys::Kind;
-use crate::scripts::WaitInfo;
 use crate::token::Token;
 use crate::wake::{Claim, Handover, STEP_BACK, Waiter, Won};
 
