@@ -8,6 +8,7 @@ use redis::{FromRedisValue, ToRedisArgs};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::keys;
 use crate::lease::Lease;
 
 /// A cache key whose rebuilds go one at a time; built by
@@ -56,11 +57,12 @@ pub struct Fetched<T> {
 
 impl Client {
     /// Single-flight rebuilds of the cache entry `cache_key`. The rebuild
-    /// lease is `leasehold:rebuild:{cache_key}` (so on Redis Cluster it
-    /// lives in the cache key's slot), ttl 30 s, wait 30 s.
+    /// lease is `leasehold:rebuild:{cache_key}` (`cache_key:leasehold:rebuild`
+    /// when the key has a hash tag), so on Redis Cluster it lives in the
+    /// cache key's slot; ttl 30 s, wait 30 s.
     pub fn single_flight(&self, cache_key: impl AsRef<[u8]>) -> SingleFlight {
         let cache_key = cache_key.as_ref().to_vec();
-        let lease_name = [b"leasehold:rebuild:{", &cache_key[..], b"}"].concat();
+        let lease_name = keys::rebuild_lease(&cache_key);
         SingleFlight {
             client: self.clone(),
             lease: self
