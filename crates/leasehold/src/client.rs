@@ -19,7 +19,6 @@ use crate::rwlock::RwLock;
 use crate::semaphore::Semaphore;
 use crate::token::Token;
 
-
 /// How to connect: timeouts. Built by [`Client::builder`].
 ///
 /// ```no_run
@@ -160,8 +159,19 @@ impl Client {
     }
 
     /// Single-flight rebuilds of the cache entry `cache_key`. The rebuild
-    /// lease is `leasehold:rebuild:{cache_key}` (so on Redis Cluster it
-    /// lives in the cache key's slot), ttl 30 s, wait 30 s.
+    /// lease is `leasehold:rebuild:{cache_key}` (`cache_key:leasehold:rebuild`
+    /// when the key has a hash tag), so on Redis Cluster it lives in the
+    /// cache key's slot; ttl 30 s, wait 30 s.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let report = client
+    ///     .single_flight("cache/report")
+    ///     .get(async || Ok::<_, leasehold::Error>("rebuilt".to_string()))
+    ///     .await?;
+    /// println!("{} ({:?})", report.value, report.source);
+    /// # Ok(()) }
+    /// ```
     pub fn single_flight(&self, cache_key: impl AsRef<[u8]>) -> SingleFlight {
         SingleFlight::new(&self.core, cache_key.as_ref())
     }
@@ -267,4 +277,3 @@ impl Client {
         self.core.backend.connections() + self.core.hub.subscriber_connections()
     }
 }
-

@@ -145,11 +145,11 @@ mod token;
 mod wake;
 
 pub use client::ClientBuilder;
-pub use engine::Client;
 pub use data::{
     Committed, FenceGate, Fetched, Invocation, LeaseScript, Optimistic, Script, SingleFlight,
     Source, StaleFence, Tx,
 };
+pub use engine::Client;
 pub use error::{Error, ErrorKind, Result};
 pub use hold::{Detached, Guard};
 pub use inspect::{Holder, LeaseKind, LeaseStatus, Role};

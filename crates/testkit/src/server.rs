@@ -66,6 +66,13 @@ pub struct ServerOptions {
     /// so [`RedisServer::shift_clock`] can make its wall clock jump. Only the
     /// wall clock is faked; its monotonic clock runs true.
     pub faketime: bool,
+    /// Starts the server as a Redis Cluster node (`--cluster-enabled yes`,
+    /// its `nodes.conf` in the server's directory) of a cluster of its own.
+    /// It owns no hash slot yet: `CLUSTER KEYSLOT` answers, commands on keys
+    /// answer `CLUSTERDOWN` until the test gives it slots (`CLUSTER
+    /// ADDSLOTSRANGE 0 16383` makes it serve every key, and refuse a
+    /// command or script whose keys are in different slots: `CROSSSLOT`).
+    pub cluster: bool,
 }
 
 /// One `redis-server` child process on a free loopback port.
@@ -283,6 +290,11 @@ impl RedisServer {
         }
         if let Some(policy) = &self.opts.maxmemory_policy {
             command.args(["--maxmemory-policy", policy]);
+        }
+        if self.opts.cluster {
+            command
+                .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                .arg(dir.join("nodes.conf"));
         }
         if self.opts.faketime {
             let library = crate::faketime::library()?;

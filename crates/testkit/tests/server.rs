@@ -121,6 +121,26 @@ mod start {
         // A two-element array; the first line is enough to see it answered.
         assert_eq!(reply.unwrap(), "*2");
     }
+
+    #[test]
+    fn a_cluster_node_hashes_keys_and_serves_them_once_it_owns_the_slots() {
+        let server = RedisServer::start_with(ServerOptions {
+            cluster: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let run = |args: &[&str]| command(server.port(), args, Duration::from_secs(5)).unwrap();
+        // The cluster spec's example: the tag decides the slot.
+        assert_eq!(run(&["CLUSTER", "KEYSLOT", "foo"]), ":12182");
+        assert_eq!(run(&["CLUSTER", "KEYSLOT", "{foo}bar"]), ":12182");
+        assert!(run(&["SET", "k", "v"]).starts_with("-CLUSTERDOWN"));
+        assert_eq!(run(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]), "+OK");
+        wait_until(Duration::from_secs(10), "the node serves keys", || {
+            command(server.port(), &["SET", "k", "v"], Duration::from_secs(5)).unwrap() == "+OK"
+        });
+        assert!(run(&["MGET", "a", "b"]).starts_with("-CROSSSLOT"));
+        assert!(server.dir().join("nodes.conf").exists());
+    }
 }
 
 mod faults {

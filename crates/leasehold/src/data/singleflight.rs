@@ -9,6 +9,7 @@ use redis::{FromRedisValue, ToRedisArgs};
 
 use crate::engine::Core;
 use crate::error::{Error, Result};
+use crate::keys;
 use crate::lease::Lease;
 
 /// A cache key whose rebuilds go one at a time; built by
@@ -59,7 +60,7 @@ impl SingleFlight {
     /// Single-flight rebuilds of `cache_key`; see
     /// [`Client::single_flight`](crate::Client::single_flight).
     pub(crate) fn new(core: &Arc<Core>, cache_key: &[u8]) -> SingleFlight {
-        let lease_name = [b"leasehold:rebuild:{", cache_key, b"}"].concat();
+        let lease_name = keys::rebuild_lease(cache_key);
         SingleFlight {
             core: Arc::clone(core),
             lease: Lease::new(core, &lease_name)

@@ -424,11 +424,20 @@ fn live(members: &[(Vec<u8>, f64)], now: u64) -> Vec<Holder> {
 }
 
 /// The lease name a fencing counter key belongs to, if it is one of ours.
+/// `plain`: the key was found as `leasehold:{N}:fence` (a name without
+/// braces); else as `N:leasehold:fence` (a name with a hash tag) or as
+/// `{T}:leasehold:{N}:fence` (a name with a `}` but no tag, `T` four
+/// characters that put the key in the name's slot).
 pub(super) fn name_of_fence_key(key: &[u8], plain: bool) -> Option<Vec<u8>> {
     let name = if plain {
         key.strip_prefix(b"leasehold:{")?.strip_suffix(b"}:fence")?
+    } else if let Some(name) = key.strip_suffix(b":leasehold:fence") {
+        name
     } else {
-        key.strip_suffix(b":leasehold:fence")?
+        key.strip_prefix(b"{")?
+            .get(4..)?
+            .strip_prefix(b"}:leasehold:{")?
+            .strip_suffix(b"}:fence")?
     };
     // Keep only keys that leasehold would have built for this name.
     (LeaseKeys::new(name).fence() == key).then(|| name.to_vec())
@@ -437,6 +446,7 @@ pub(super) fn name_of_fence_key(key: &[u8], plain: bool) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::name_of_fence_key;
+    use crate::keys::LeaseKeys;
 
     #[test]
     fn fence_keys_map_back_to_names() {
@@ -451,5 +461,32 @@ mod tests {
         // A plain-looking key whose name has a tag is not ours.
         assert_eq!(name_of_fence_key(b"leasehold:{{t}}:fence", true), None);
         assert_eq!(name_of_fence_key(b"other", true), None);
+    }
+
+    /// Names with a `}` but no hash tag (issue 12) keep their keys under a
+    /// tag of their slot; the fence key maps back only with that tag.
+    #[test]
+    fn fence_keys_of_untagged_names_with_braces_map_back() {
+        for name in [&b"a{}b"[..], b"x}y", b"}", b"}{", b"{}", b"a}b{c"] {
+            let key = LeaseKeys::new(name).fence().to_vec();
+            assert!(key.starts_with(b"{"), "{key:?}");
+            assert_eq!(name_of_fence_key(&key, false).as_deref(), Some(name));
+            assert_eq!(name_of_fence_key(&key, true), None);
+            // The same name under another tag is a look-alike.
+            let mut other = key.clone();
+            other[1] = if other[1] == b'0' { b'1' } else { b'0' };
+            assert_eq!(name_of_fence_key(&other, false), None);
+        }
+        // The braced form of such a name is not ours (nor anyone's).
+        assert_eq!(name_of_fence_key(b"leasehold:{x}y}:fence", true), None);
+        // A tag form around a name that does not need it is not ours.
+        assert_eq!(
+            name_of_fence_key(b"{0000}:leasehold:{plain}:fence", false),
+            None
+        );
+        assert_eq!(
+            name_of_fence_key(b"{00}:leasehold:{x}y}:fence", false),
+            None
+        );
     }
 }

@@ -24,6 +24,8 @@ pub(crate) async fn list(core: &Core, pattern: &str) -> Result<Vec<LeaseStatus>>
     for (glob, plain) in [
         (format!("leasehold:{{{pattern}}}:fence"), true),
         (format!("{pattern}:leasehold:fence"), false),
+        // Names with a `}` but no tag: {T}:leasehold:{N}:fence.
+        (format!("{{????}}:leasehold:{{{pattern}}}:fence"), false),
     ] {
         let mut cursor: u64 = 0;
         loop {

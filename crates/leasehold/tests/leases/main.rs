@@ -4,6 +4,7 @@
 mod common;
 
 mod batch;
+mod cluster;
 mod exclusion;
 mod fair;
 mod fair_semaphore;
