@@ -33,6 +33,8 @@
 //! - [`flash_sale`]: W4's strategies (naive, WATCH, lease, Lua), public
 //!   because `leasehold demo` shows them too.
 //! - `waiters`: W5, 10,000 tasks waiting on one name.
+//! - `workload`: [`Workload`] and [`WorkloadArg`], the names the command
+//!   line takes (clap value enums).
 //! - `report`: [`Row`], [`print_table`], [`row_json`].
 //! - [`peers`]: runs the peer libraries of `shared/peers/` against the same
 //!   server and compares (used by `cargo xtask bench`).
@@ -79,102 +81,17 @@ mod report;
 mod stats;
 mod uncontended;
 mod waiters;
+mod workload;
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 pub use error::Error;
 pub use report::{Row, format_table, parse_row_json, print_table, row_json};
+pub use workload::{Workload, WorkloadArg};
 
 /// Prefix of every key the benchmark writes, so that a shared server can be
 /// cleaned with `SCAN MATCH leasehold-bench:*`.
 pub const KEY_PREFIX: &str = "leasehold-bench:";
-
-/// One workload of BENCH.md. W0 (the physical limit) is not chosen: it runs
-/// whenever one of W1 to W4 does, since their rows are compared with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Workload {
-    /// Uncontended latency: one worker, acquire + release cycles on one name.
-    W1,
-    /// Uncontended throughput: 64 tasks, each on its own name.
-    W2,
-    /// Contended: 16 workers on one name, a non-atomic counter under the lease.
-    W3,
-    /// Flash sale: 32 buyers, 2,000 units, four strategies.
-    W4,
-    /// Many waiters: 10,000 tasks in one process wait on one name.
-    W5,
-}
-
-impl Workload {
-    /// W1 to W5, in order.
-    pub const ALL: [Workload; 5] = [
-        Workload::W1,
-        Workload::W2,
-        Workload::W3,
-        Workload::W4,
-        Workload::W5,
-    ];
-
-    /// `"W1"` to `"W5"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Workload::W1 => "W1",
-            Workload::W2 => "W2",
-            Workload::W3 => "W3",
-            Workload::W4 => "W4",
-            Workload::W5 => "W5",
-        }
-    }
-
-    /// Parses a list: `all`, or names separated by commas (`W1,W3`);
-    /// case does not matter.
-    ///
-    /// ```
-    /// use leasehold_bench::Workload;
-    /// assert_eq!(Workload::parse_list("all")?, Workload::ALL.to_vec());
-    /// assert_eq!(Workload::parse_list("w3,W1")?, vec![Workload::W1, Workload::W3]);
-    /// assert!(Workload::parse_list("W9").is_err());
-    /// # Ok::<(), leasehold_bench::Error>(())
-    /// ```
-    pub fn parse_list(s: &str) -> Result<Vec<Workload>, Error> {
-        let mut out = Vec::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            if part.eq_ignore_ascii_case("all") {
-                out.extend(Workload::ALL);
-            } else {
-                out.push(part.parse()?);
-            }
-        }
-        out.sort();
-        out.dedup();
-        Ok(out)
-    }
-}
-
-impl FromStr for Workload {
-    type Err = Error;
-
-    /// `W1` to `W5` (or `w1` to `w5`); use [`Workload::parse_list`] for
-    /// `all`.
-    fn from_str(s: &str) -> Result<Workload, Error> {
-        Workload::ALL
-            .into_iter()
-            .find(|w| w.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "`{s}` is not a workload: use W1, W2, W3, W4, W5 or all"
-                ))
-            })
-    }
-}
-
-impl fmt::Display for Workload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// What to run, and where.
 ///

@@ -341,17 +341,16 @@ pub struct SemRunArgs {
 /// `demo`.
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// One scenario: flash-sale, one-job, cache-stampede or paused-holder [default: all four].
-    pub scenario: Option<String>,
+    /// One scenario [default: all four].
+    pub scenario: Option<leasehold_demo::Scenario>,
 }
 
 /// `bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Workloads: W1, W2, W3, W4, W5 or all. W3 runs twice: as BENCH.md
-    /// defines it, then in fair mode (its rows say W3-fair).
-    #[arg(default_value = "all")]
-    pub workloads: Vec<String>,
+    /// Workloads to run; case does not matter, commas may separate them.
+    #[arg(default_value = "all", ignore_case = true, value_delimiter = ',')]
+    pub workloads: Vec<leasehold_bench::WorkloadArg>,
 
     /// Length of the timed workloads (W2, W3) [default: BENCH.md's 10s].
     #[arg(long, value_name = "D", value_parser = dur)]

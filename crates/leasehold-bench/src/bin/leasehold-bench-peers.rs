@@ -14,8 +14,11 @@ use clap::Parser;
 use leasehold_bench::peers;
 
 /// Compares a leasehold bench run with the peer libraries on the same server.
+///
+/// A flag given twice counts once: `cargo xtask bench --no-peers` adds its
+/// own `--no-peers` when the measured run failed.
 #[derive(Parser)]
-#[command(name = "leasehold-bench-peers")]
+#[command(name = "leasehold-bench-peers", args_override_self = true)]
 struct Args {
     /// leasehold's rows, as `leasehold bench --json` printed them.
     #[arg(long)]

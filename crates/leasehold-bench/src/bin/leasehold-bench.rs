@@ -10,16 +10,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use leasehold_bench::{Options, Workload};
+use leasehold_bench::{Options, WorkloadArg};
 
 /// Runs the workloads of BENCH.md against Redis and prints one table (or,
 /// with --json, one JSON object per line).
 #[derive(Parser)]
 #[command(name = "leasehold-bench")]
 struct Args {
-    /// Workloads to run: W1 to W5, or all (the default).
-    #[arg(value_name = "WORKLOAD")]
-    workloads: Vec<String>,
+    /// Workloads to run: W1 to W5, or all (the default); case does not
+    /// matter, commas may separate them.
+    #[arg(value_name = "WORKLOAD", ignore_case = true, value_delimiter = ',')]
+    workloads: Vec<WorkloadArg>,
     /// Print one JSON object per figure and line instead of a table.
     #[arg(long)]
     json: bool,
@@ -72,13 +73,6 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
-    let workloads = match Workload::parse_list(&args.workloads.join(",")) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("leasehold-bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let mut sizes = leasehold_bench::Sizes {
         w0_scale: args.w0_scale,
         ..Default::default()
@@ -88,7 +82,7 @@ async fn run(args: Args) -> ExitCode {
     }
     let opts = Options {
         url: args.url,
-        workloads,
+        workloads: WorkloadArg::expand(&args.workloads),
         duration: args.duration,
         workers: args.workers,
         progress: !args.no_progress,

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use leasehold_bench::{Options, Workload};
+use leasehold_bench::{Options, WorkloadArg};
 
 use crate::cli::{BenchArgs, Cli};
 use crate::exit::Exit;
@@ -13,16 +13,9 @@ use crate::output;
 /// redis-server, then
 /// prints one table (or JSON rows).
 pub async fn run(cli: &Cli, args: &BenchArgs) -> leasehold::Result<ExitCode> {
-    let workloads = match Workload::parse_list(&args.workloads.join(",")) {
-        Ok(w) => w,
-        Err(e) => {
-            output::error(&e.to_string());
-            return Ok(Exit::Usage.into());
-        }
-    };
     let opts = Options {
         url: crate::cmd::given_url(cli),
-        workloads,
+        workloads: WorkloadArg::expand(&args.workloads),
         duration: args.duration,
         workers: args.workers,
         progress: std::io::stderr().is_terminal(),

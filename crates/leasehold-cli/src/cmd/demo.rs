@@ -12,15 +12,9 @@ use crate::output;
 /// Runs one scenario or all four, against the given address or a private
 /// redis-server.
 pub async fn run(cli: &Cli, args: &DemoArgs) -> leasehold::Result<ExitCode> {
-    let scenarios = match &args.scenario {
+    let scenarios = match args.scenario {
         None => Scenario::ALL.to_vec(),
-        Some(name) => match name.parse::<Scenario>() {
-            Ok(s) => vec![s],
-            Err(why) => {
-                output::error(&why.to_string());
-                return Ok(Exit::Usage.into());
-            }
-        },
+        Some(s) => vec![s],
     };
     // No address given: a private, throwaway server, stopped on return
     // (also when a signal or a closed stdout drops this future).

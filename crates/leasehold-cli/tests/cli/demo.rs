@@ -1,4 +1,4 @@
-//! `demo` on a private redis-server, and `bench`'s refusals.
+//! `demo` on a private redis-server; `demo`'s and `bench`'s names refused or taken.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -51,4 +51,59 @@ fn sigint_stops_the_demo_and_its_private_server() {
     });
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(rest.iter().all(|l| !l.contains("panicked")), "{rest:#?}");
+}
+
+/// A port nothing listens on: bound, then let go.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn an_unknown_scenario_is_refused_with_the_list() {
+    let o = output(leasehold(None).args(["demo", "flash"]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("'flash'"), "{err}");
+    for name in ["flash-sale", "one-job", "cache-stampede", "paused-holder"] {
+        assert!(err.contains(name), "{name} not listed: {err}");
+    }
+    // And `--help` lists them, with what each shows.
+    let help = stdout(&output(leasehold(None).args(["demo", "--help"])));
+    assert!(help.contains("paused-holder:"), "{help}");
+}
+
+#[test]
+fn an_unknown_workload_is_refused_with_the_list() {
+    for bad in [&["W9"][..], &["W1,W9"], &["W1", "w6"]] {
+        let o = output(leasehold(None).arg("bench").args(bad));
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        for name in ["W1", "W2", "W3", "W4", "W5", "all"] {
+            assert!(err.contains(name), "{bad:?}: {name} not listed: {err}");
+        }
+    }
+    let help = stdout(&output(leasehold(None).args(["bench", "--help"])));
+    assert!(help.contains("W5:") && help.contains("all:"), "{help}");
+}
+
+/// The spellings taken before the value enums still are: any case, commas,
+/// `all`. With no server the run fails (exit 1), but after parsing.
+#[test]
+fn workload_spellings_still_parse() {
+    let nowhere = format!("redis://127.0.0.1:{}", closed_port());
+    for ok in [&["w1,W3"][..], &["all"], &["W2", "w5"], &["ALL"], &[]] {
+        let o = output(leasehold(None).args(["--url", &nowhere, "bench"]).args(ok));
+        assert_eq!(o.status.code(), Some(1), "{ok:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("the benchmark failed"),
+            "{ok:?}: {}",
+            stderr(&o)
+        );
+    }
 }

@@ -1,0 +1,47 @@
+//! The peer libraries side by side: runs the scripts of `shared/peers/`
+//! (redis-py, python-redis-lock, pottery, node-redlock, rslock) against the
+//! server leasehold was just measured on, and compares.
+//!
+//! `cargo xtask bench` uses this through the `leasehold-bench-peers`
+//! binary. The scripts are never copied into the repository: [`prepare`]
+//! copies them into a work directory (under the system's temporary
+//! directory by default) and sets them up there (a Python venv, `npm
+//! install`, a release build of the rslock harness). Set-up needs the
+//! package registries (PyPI, npm, crates.io); a peer that cannot be set up
+//! or run is reported as a problem and the others go on.
+//!
+//! Each peer script prints one JSON object per line (`lib`, `workload`,
+//! `variant` and its figures); [`compare`] picks the best peer for each of
+//! leasehold's headline figures.
+//!
+//! # Layout
+//!
+//! - `setup`: [`prepare`]: the copy out of `shared/peers/` and the set-up.
+//! - `run`: [`run_all`]: each peer script, its JSON lines captured.
+//! - `compare`: [`compare`]: leasehold's figures against the best peer's.
+//! - `format`: [`format_peer_table`], [`format_comparison`]: the tables.
+
+mod compare;
+mod format;
+mod run;
+mod setup;
+
+pub use compare::{Comparison, Direction, compare};
+pub use format::{format_comparison, format_peer_table};
+pub use run::{PeerRun, run_all};
+pub use setup::prepare;
+
+use serde_json::Value;
+
+/// The peers' JSON lines as records; lines that are not JSON are skipped.
+fn records(peer_lines: &[impl AsRef<str>]) -> Vec<Value> {
+    peer_lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l.as_ref().trim()).ok())
+        .collect()
+}
+
+/// A record's number `key`, if it has one.
+fn num(v: &Value, key: &str) -> Option<f64> {
+    v.get(key)?.as_f64()
+}

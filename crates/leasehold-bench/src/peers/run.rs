@@ -1,0 +1,178 @@
+//! [`run_all`]: runs each peer script against the server, with a time
+//! limit, and keeps the JSON lines it prints.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One peer script.
+struct Step {
+    name: &'static str,
+    program: &'static str,
+    args: &'static [&'static str],
+    timeout: Duration,
+}
+
+const STEPS: [Step; 7] = [
+    Step {
+        name: "redis-py",
+        program: ".venv/bin/python",
+        args: &["python/bench_redispy.py"],
+        timeout: Duration::from_secs(120),
+    },
+    Step {
+        name: "redis-py-async",
+        program: ".venv/bin/python",
+        args: &["python/bench_redispy_async.py"],
+        timeout: Duration::from_secs(120),
+    },
+    Step {
+        name: "python-redis-lock",
+        program: ".venv/bin/python",
+        args: &["python/bench_prl.py"],
+        timeout: Duration::from_secs(120),
+    },
+    Step {
+        name: "pottery",
+        program: ".venv/bin/python",
+        args: &["python/bench_pottery.py"],
+        timeout: Duration::from_secs(120),
+    },
+    Step {
+        name: "node-redlock",
+        program: "node",
+        args: &["node/bench_redlock.js"],
+        timeout: Duration::from_secs(120),
+    },
+    Step {
+        name: "rslock",
+        program: "rust/target/release/peers-rslock",
+        args: &[],
+        timeout: Duration::from_secs(120),
+    },
+    Step {
+        name: "W4 flash sale (redis-py)",
+        program: ".venv/bin/python",
+        args: &["python/flash_sale.py"],
+        timeout: Duration::from_secs(200),
+    },
+];
+
+/// What [`run_all`] collected.
+#[derive(Debug, Clone, Default)]
+pub struct PeerRun {
+    /// Every JSON line the peer scripts printed.
+    pub lines: Vec<String>,
+    /// Peers that could not run, and why.
+    pub problems: Vec<String>,
+}
+
+/// Runs every peer script in `work` (as [`prepare`](super::prepare) left
+/// it) against the server at `url` (`REDIS_URL`, `REDIS_HOST` and
+/// `REDIS_PORT` are set from it). `quick` sets `QUICK=1` (W2/W3 cut to
+/// 2 s). Progress goes to stderr.
+pub fn run_all(work: &Path, url: &str, quick: bool) -> PeerRun {
+    let (host, port) = host_port(url);
+    let mut out = PeerRun::default();
+    for step in &STEPS {
+        let program = if step.program.contains('/') {
+            work.join(step.program)
+        } else {
+            PathBuf::from(step.program)
+        };
+        if step.program.contains('/') && !program.exists() {
+            out.problems.push(format!(
+                "{}: not set up ({} is missing)",
+                step.name, step.program
+            ));
+            continue;
+        }
+        eprintln!("peers: running {}", step.name);
+        let mut cmd = Command::new(&program);
+        cmd.args(step.args)
+            .current_dir(work)
+            .env("REDIS_URL", url)
+            .env("REDIS_HOST", &host)
+            .env("REDIS_PORT", &port);
+        if quick {
+            cmd.env("QUICK", "1");
+        }
+        match run_capturing(&mut cmd, step.timeout) {
+            Ok(stdout) => out.lines.extend(
+                stdout
+                    .lines()
+                    .filter(|l| l.trim_start().starts_with('{'))
+                    .map(str::to_owned),
+            ),
+            Err(why) => out.problems.push(format!("{}: {why}", step.name)),
+        }
+    }
+    out
+}
+
+/// Host and port of a `redis://host:port/db` URL, for scripts that want
+/// them apart.
+fn host_port(url: &str) -> (String, String) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    match hostport.rsplit_once(':') {
+        Some((h, p)) => (h.to_owned(), p.to_owned()),
+        None => (hostport.to_owned(), "6379".to_owned()),
+    }
+}
+
+/// Runs a peer script, stdout captured, stderr passed on, killed (our own
+/// child, by its handle) after `timeout`.
+fn run_capturing(cmd: &mut Command, timeout: Duration) -> Result<String, String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start it ({e})"))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if started.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let out = reader.join().unwrap_or_default();
+    match status {
+        Some(s) if s.success() => Ok(out),
+        // Keep what it printed before failing: some workloads may be there.
+        Some(s) if out.contains('{') => {
+            eprintln!("peers: exited with {s}; keeping the lines it printed");
+            Ok(out)
+        }
+        Some(s) => Err(format!("failed ({s})")),
+        None => Err(format!("timed out after {} s", timeout.as_secs())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_urls() {
+        assert_eq!(
+            host_port("redis://127.0.0.1:6391/0"),
+            ("127.0.0.1".into(), "6391".into())
+        );
+        assert_eq!(host_port("redis://u:p@h:7"), ("h".into(), "7".into()));
+    }
+}

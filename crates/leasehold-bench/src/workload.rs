@@ -1,0 +1,174 @@
+//! [`Workload`]: W1 to W5 of BENCH.md, and [`WorkloadArg`], the way the
+//! command line names them (`W1` to `W5`, or `all`). Both are clap value
+//! enums, so `--help` lists the names and clap refuses any other.
+
+use std::fmt;
+use std::str::FromStr;
+
+use clap::ValueEnum;
+use clap::builder::PossibleValue;
+
+use crate::Error;
+
+/// One workload of BENCH.md. W0 (the physical limit) is not chosen: it runs
+/// whenever one of W1 to W4 does, since their rows are compared with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
+pub enum Workload {
+    /// Uncontended latency: one worker, acquire + release cycles on one name.
+    #[value(name = "W1")]
+    W1,
+    /// Uncontended throughput: 64 tasks, each on its own name.
+    #[value(name = "W2")]
+    W2,
+    /// Contended: 16 workers on one name, a non-atomic counter under the
+    /// lease; run twice, as BENCH.md defines it, then in fair mode (rows
+    /// `W3-fair`).
+    #[value(name = "W3")]
+    W3,
+    /// Flash sale: 32 buyers, 2,000 units, four strategies.
+    #[value(name = "W4")]
+    W4,
+    /// Many waiters: 10,000 tasks in one process wait on one name.
+    #[value(name = "W5")]
+    W5,
+}
+
+impl Workload {
+    /// W1 to W5, in order.
+    pub const ALL: [Workload; 5] = [
+        Workload::W1,
+        Workload::W2,
+        Workload::W3,
+        Workload::W4,
+        Workload::W5,
+    ];
+
+    /// `"W1"` to `"W5"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::W1 => "W1",
+            Workload::W2 => "W2",
+            Workload::W3 => "W3",
+            Workload::W4 => "W4",
+            Workload::W5 => "W5",
+        }
+    }
+
+    /// Parses a list: `all`, or names separated by commas (`W1,W3`);
+    /// case does not matter. The same names as [`WorkloadArg`] takes.
+    ///
+    /// ```
+    /// use leasehold_bench::Workload;
+    /// assert_eq!(Workload::parse_list("all")?, Workload::ALL.to_vec());
+    /// assert_eq!(Workload::parse_list("w3,W1")?, vec![Workload::W1, Workload::W3]);
+    /// assert!(Workload::parse_list("W9").is_err());
+    /// # Ok::<(), leasehold_bench::Error>(())
+    /// ```
+    pub fn parse_list(s: &str) -> Result<Vec<Workload>, Error> {
+        let args = s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| WorkloadArg::from_str(p, true).map_err(|_| unknown(p)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(WorkloadArg::expand(&args))
+    }
+}
+
+/// The refusal of a name that is not a workload, listing the valid ones.
+fn unknown(s: &str) -> Error {
+    Error::Invalid(format!(
+        "`{s}` is not a workload: use W1, W2, W3, W4, W5 or all"
+    ))
+}
+
+impl FromStr for Workload {
+    type Err = Error;
+
+    /// `W1` to `W5` (or `w1` to `w5`); use [`Workload::parse_list`] for
+    /// `all`.
+    fn from_str(s: &str) -> Result<Workload, Error> {
+        <Workload as ValueEnum>::from_str(s.trim(), true).map_err(|_| unknown(s))
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A workload as the command line names it: one of `W1` to `W5`, or `all`.
+/// A clap value enum; the binaries take it case-insensitively, as a list
+/// that may also be comma-separated (`W1,W3`).
+///
+/// ```
+/// use leasehold_bench::{Workload, WorkloadArg};
+/// let args = [WorkloadArg::One(Workload::W3), WorkloadArg::One(Workload::W1)];
+/// assert_eq!(WorkloadArg::expand(&args), [Workload::W1, Workload::W3]);
+/// assert_eq!(WorkloadArg::expand(&[WorkloadArg::All]), Workload::ALL);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadArg {
+    /// That workload.
+    One(Workload),
+    /// W1 to W5.
+    All,
+}
+
+impl WorkloadArg {
+    /// The workloads `args` name, in order, each once. Empty for no
+    /// arguments, which [`Options::workloads`](crate::Options::workloads)
+    /// takes as all of them.
+    pub fn expand(args: &[WorkloadArg]) -> Vec<Workload> {
+        let mut out = Vec::new();
+        for arg in args {
+            match arg {
+                WorkloadArg::One(w) => out.push(*w),
+                WorkloadArg::All => out.extend(Workload::ALL),
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+impl ValueEnum for WorkloadArg {
+    fn value_variants<'a>() -> &'a [WorkloadArg] {
+        &[
+            WorkloadArg::One(Workload::W1),
+            WorkloadArg::One(Workload::W2),
+            WorkloadArg::One(Workload::W3),
+            WorkloadArg::One(Workload::W4),
+            WorkloadArg::One(Workload::W5),
+            WorkloadArg::All,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        match self {
+            WorkloadArg::One(w) => w.to_possible_value(),
+            WorkloadArg::All => Some(PossibleValue::new("all").help("W1 to W5")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's names are the ones `name()` prints (the rows' `workload`).
+    #[test]
+    fn clap_names_are_the_printed_names() {
+        assert_eq!(Workload::value_variants(), Workload::ALL);
+        for w in Workload::ALL {
+            assert_eq!(w.to_possible_value().unwrap().get_name(), w.name());
+            assert_eq!(
+                WorkloadArg::from_str(&w.name().to_lowercase(), true),
+                Ok(WorkloadArg::One(w))
+            );
+        }
+        assert_eq!(WorkloadArg::from_str("ALL", true), Ok(WorkloadArg::All));
+    }
+}
