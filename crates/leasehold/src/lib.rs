@@ -57,9 +57,15 @@
 //! `PX` = the ttl: the layout of redis-py's `Lock`, redsync and
 //! node-redlock, so a mixed fleet excludes itself on one name. Next to it,
 //! `leasehold:{N}:fence` counts acquisitions (the fencing token, floored at
-//! the server's clock; it never expires) and `leasehold:{N}:wake` is the channel the release publishes
-//! on. When `N` carries its own hash tag (`{user:7}:profile`), these become
-//! `N:leasehold:fence` and `N:leasehold:wake`, keeping `N`'s slot.
+//! the server's clock; it never expires) and `leasehold:{N}:wake` is the
+//! channel the release publishes on. Every companion key of `N` is in
+//! `N`'s hash slot, by Redis Cluster's own hash-tag rule:
+//! - `N` with a hash tag (`{user:7}:profile`): `N:leasehold:fence`, whose
+//!   first tag is `N`'s;
+//! - `N` without any `}`: `leasehold:{N}:fence`, whose tag is `N`;
+//! - `N` with a `}` but no valid tag (`a{}b`, `x}y`):
+//!   `{T}:leasehold:{N}:fence`, where `T` is four characters (`0`-`9`,
+//!   `a`-`z`) whose slot is `N`'s.
 //!
 //! # Guarantees
 //!
@@ -118,8 +124,8 @@
 //!
 //! # Redis Cluster
 //!
-//! Every script touches only keys of one slot: the name and its `{N}`-tagged
-//! companions. Cluster clients come in a later release.
+//! Every script touches only keys of one slot: the name and its
+//! companions (see above). Cluster clients come in a later release.
 //!
 //! # Crate features
 //!

@@ -420,6 +420,8 @@ async fn leftovers(lab: &Lab, name: &str) -> Result<usize, String> {
         name.to_owned(),
         format!("leasehold:{{{name}}}:*"),
         format!("{name}:*"),
+        // A name with a `}` but no hash tag (see the library's key rule).
+        format!("{{????}}:leasehold:{{{name}}}:*"),
     ] {
         let keys = match lab.command(&["KEYS", &pattern]).await? {
             redis::Value::Array(keys) => keys,
