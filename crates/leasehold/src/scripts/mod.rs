@@ -1,4 +1,4 @@
-//! The Lua scripts of DESIGN §3, each a file under `src/scripts/`, hashed
+//! The Lua scripts of DESIGN §3, each a file under this directory, hashed
 //! once, called by EVALSHA with one fallback to EVAL on NOSCRIPT (EVAL also
 //! loads the script, so the next EVALSHA finds it).
 //!
@@ -56,7 +56,7 @@ impl Script {
 /// rule for every kind, in one place.
 macro_rules! with_fences {
     ($($file:literal),+) => {
-        concat!(include_str!("scripts/fence.lua"), $(include_str!($file)),+)
+        concat!(include_str!("fence.lua"), $(include_str!($file)),+)
     };
 }
 
@@ -64,45 +64,39 @@ macro_rules! with_fences {
 /// the head of the three scripts below.
 macro_rules! with_lease_ops {
     ($file:literal) => {
-        with_fences!("scripts/lease_ops.lua", $file)
+        with_fences!("lease_ops.lua", $file)
     };
 }
 
-static ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(with_lease_ops!("scripts/acquire.lua")));
-static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(with_lease_ops!("scripts/release.lua")));
-static BATCH: LazyLock<Script> =
-    LazyLock::new(|| Script::new(with_lease_ops!("scripts/batch.lua")));
-static FAIR_LEAVE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/fair_leave.lua")));
-static HANDOVER: LazyLock<Script> =
-    LazyLock::new(|| Script::new(with_fences!("scripts/handover.lua")));
-static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(with_lease_ops!("acquire.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(with_lease_ops!("release.lua")));
+static BATCH: LazyLock<Script> = LazyLock::new(|| Script::new(with_lease_ops!("batch.lua")));
+static FAIR_LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("fair_leave.lua")));
+static HANDOVER: LazyLock<Script> = LazyLock::new(|| Script::new(with_fences!("handover.lua")));
+static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("extend.lua")));
 static RW_READ_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(with_fences!("scripts/rw_read_acquire.lua")));
+    LazyLock::new(|| Script::new(with_fences!("rw_read_acquire.lua")));
 static RW_WRITE_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(with_fences!("scripts/rw_write_acquire.lua")));
+    LazyLock::new(|| Script::new(with_fences!("rw_write_acquire.lua")));
 static RW_READ_RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/rw_read_release.lua")));
+    LazyLock::new(|| Script::new(include_str!("rw_read_release.lua")));
 static RW_WRITE_RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/rw_write_release.lua")));
+    LazyLock::new(|| Script::new(include_str!("rw_write_release.lua")));
 static RW_READ_EXTEND: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/rw_read_extend.lua")));
+    LazyLock::new(|| Script::new(include_str!("rw_read_extend.lua")));
 static FAIR_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(with_fences!("scripts/fair_acquire.lua")));
+    LazyLock::new(|| Script::new(with_fences!("fair_acquire.lua")));
 static FAIR_RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/fair_release.lua")));
+    LazyLock::new(|| Script::new(include_str!("fair_release.lua")));
 static SEM_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(with_fences!("scripts/sem_acquire.lua")));
+    LazyLock::new(|| Script::new(with_fences!("sem_acquire.lua")));
 static SEM_RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/sem_release.lua")));
+    LazyLock::new(|| Script::new(include_str!("sem_release.lua")));
 static SEM_FAIR_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(with_fences!("scripts/sem_fair_acquire.lua")));
+    LazyLock::new(|| Script::new(with_fences!("sem_fair_acquire.lua")));
 static SEM_FAIR_RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/sem_fair_release.lua")));
-static SEM_EXTEND: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/sem_extend.lua")));
+    LazyLock::new(|| Script::new(include_str!("sem_fair_release.lua")));
+static SEM_EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("sem_extend.lua")));
 
 /// One operation of a batch (plain leases only).
 #[derive(Debug, Clone, Copy)]
