@@ -44,7 +44,7 @@ use crate::scripts;
 /// ```
 #[derive(Clone)]
 pub struct Script {
-    lua: Arc<scripts::Script>,
+    lua: Arc<scripts::Lua>,
 }
 
 /// A Lua body that runs only while a guard's lease is held; see the
@@ -65,7 +65,7 @@ pub struct Script {
 /// ```
 #[derive(Clone)]
 pub struct LeaseScript {
-    lua: Arc<scripts::Script>,
+    lua: Arc<scripts::Lua>,
 }
 
 /// Keys and arguments gathered for one call of a [`Script`] or
@@ -82,7 +82,7 @@ impl Script {
     /// A script from its source; hashed now, loaded on first use.
     pub fn new(src: impl Into<String>) -> Script {
         Script {
-            lua: Arc::new(scripts::Script::new(src.into())),
+            lua: Arc::new(scripts::Lua::new(src.into())),
         }
     }
 
@@ -121,7 +121,7 @@ impl LeaseScript {
             body.as_ref()
         );
         LeaseScript {
-            lua: Arc::new(scripts::Script::new(src)),
+            lua: Arc::new(scripts::Lua::new(src)),
         }
     }
 
@@ -168,7 +168,7 @@ impl Invocation<'_, Script> {
     pub async fn invoke<T: FromRedisValue>(&self, client: &Client) -> Result<T> {
         self.script
             .lua
-            .call(&mut client.conn(), |c| {
+            .call_raw(&mut client.conn(), |c| {
                 c.arg(self.keys.len()).arg(&self.keys).arg(&self.args);
             })
             .await
@@ -191,7 +191,7 @@ impl Invocation<'_, LeaseScript> {
         let reply = self
             .script
             .lua
-            .call(&mut client.conn(), |c| {
+            .call_raw(&mut client.conn(), |c| {
                 c.arg(self.keys.len() + 1)
                     .arg(hold)
                     .arg(&self.keys)

@@ -1,37 +1,86 @@
-//! The Lua scripts of DESIGN §3, each a file under this directory, hashed
+//! The Lua scripts of DESIGN §3, each a file in this directory, hashed
 //! once, called by EVALSHA with one fallback to EVAL on NOSCRIPT (EVAL also
 //! loads the script, so the next EVALSHA finds it).
 //!
-//! A typed wrapper per script owns the order of KEYS and ARGV; data only
-//! ever travels in KEYS and ARGV, never in the script's source.
+//! One file per family: [`lease`] (acquire, release, extend, handover,
+//! batch of plain leases), [`fair`] (the queue of fair leases), [`semaphore`]
+//! and [`rwlock`]. Each holds its scripts and a typed call per script,
+//! which owns the order of KEYS and ARGV; this module runs them ([`Lua`])
+//! and picks the family by the [`Kind`] of a name's keys. Data only ever
+//! travels in KEYS and ARGV, never in a script's source, and the number of
+//! KEYS is counted from the keys a call passes, never written by hand.
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
 
 use redis::aio::ConnectionLike;
 use redis::{Cmd, FromRedisValue, RedisResult};
 
 use crate::keys::{Kind, LeaseKeys};
 
-/// A script's source and its SHA1, computed once per process.
-pub(crate) struct Script {
+/// The fencing rule (`fence.lua`: `next_fence` and the fences of shared
+/// holders) as Lua functions, the head of every script that grants: one
+/// rule for every kind, in one place.
+macro_rules! with_fences {
+    ($($file:literal),+) => {
+        concat!(include_str!("fence.lua"), $(include_str!($file)),+)
+    };
+}
+
+/// The plain lease's operations as Lua functions (after the fencing rule),
+/// the head of acquire, release and batch.
+macro_rules! with_lease_ops {
+    ($file:literal) => {
+        with_fences!("lease_ops.lua", $file)
+    };
+}
+
+mod fair;
+mod lease;
+mod rwlock;
+mod semaphore;
+
+pub(crate) use fair::fair_leave;
+pub(crate) use lease::{BatchOp, HandedOver, batch, handover};
+
+/// A Lua script of ours or of a user, as sent to Redis: its source and its
+/// SHA1, computed once. (The public [`crate::Script`] wraps one.)
+pub(crate) struct Lua {
     src: Cow<'static, str>,
     sha: String,
 }
 
-impl Script {
-    pub(crate) fn new(src: impl Into<Cow<'static, str>>) -> Script {
+impl Lua {
+    pub(crate) fn new(src: impl Into<Cow<'static, str>>) -> Lua {
         let src = src.into();
         let sha = redis::Script::new(&src).get_hash().to_owned();
-        Script { src, sha }
+        Lua { src, sha }
     }
 
     pub(crate) fn sha(&self) -> &str {
         &self.sha
     }
 
-    /// Runs the script: `fill` appends numkeys, KEYS and ARGV.
+    /// Runs the script with `keys` as KEYS (their count sent first) and
+    /// what `argv` appends as ARGV.
     pub(crate) async fn call<T: FromRedisValue>(
+        &self,
+        conn: &mut impl ConnectionLike,
+        keys: &[&[u8]],
+        argv: impl Fn(&mut Cmd),
+    ) -> RedisResult<T> {
+        self.call_raw(conn, |c| {
+            c.arg(keys.len());
+            for key in keys {
+                c.arg(*key);
+            }
+            argv(c);
+        })
+        .await
+    }
+
+    /// Runs the script: `fill` appends numkeys, KEYS and ARGV. For user
+    /// scripts, whose keys come as a list; ours go through [`Lua::call`].
+    pub(crate) async fn call_raw<T: FromRedisValue>(
         &self,
         conn: &mut impl ConnectionLike,
         fill: impl Fn(&mut Cmd),
@@ -49,100 +98,6 @@ impl Script {
             other => other,
         }
     }
-}
-
-/// The fencing rule (`fence.lua`: `next_fence` and the fences of shared
-/// holders) as Lua functions, the head of every script that grants: one
-/// rule for every kind, in one place.
-macro_rules! with_fences {
-    ($($file:literal),+) => {
-        concat!(include_str!("fence.lua"), $(include_str!($file)),+)
-    };
-}
-
-/// The plain lease's operations as Lua functions (after the fencing rule),
-/// the head of the three scripts below.
-macro_rules! with_lease_ops {
-    ($file:literal) => {
-        with_fences!("lease_ops.lua", $file)
-    };
-}
-
-static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(with_lease_ops!("acquire.lua")));
-static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(with_lease_ops!("release.lua")));
-static BATCH: LazyLock<Script> = LazyLock::new(|| Script::new(with_lease_ops!("batch.lua")));
-static FAIR_LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("fair_leave.lua")));
-static HANDOVER: LazyLock<Script> = LazyLock::new(|| Script::new(with_fences!("handover.lua")));
-static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("extend.lua")));
-static RW_READ_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(with_fences!("rw_read_acquire.lua")));
-static RW_WRITE_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(with_fences!("rw_write_acquire.lua")));
-static RW_READ_RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("rw_read_release.lua")));
-static RW_WRITE_RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("rw_write_release.lua")));
-static RW_READ_EXTEND: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("rw_read_extend.lua")));
-static FAIR_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(with_fences!("fair_acquire.lua")));
-static FAIR_RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("fair_release.lua")));
-static SEM_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(with_fences!("sem_acquire.lua")));
-static SEM_RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("sem_release.lua")));
-static SEM_FAIR_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(with_fences!("sem_fair_acquire.lua")));
-static SEM_FAIR_RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("sem_fair_release.lua")));
-static SEM_EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("sem_extend.lua")));
-
-/// One operation of a batch (plain leases only).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum BatchOp {
-    /// Take the lease for this many milliseconds.
-    Acquire { ttl_ms: u64 },
-    /// Give it back.
-    Release,
-}
-
-/// batch(N1, fence1 or wake1, N2, ...; op1, token1, ttl1 or publisher, ...)
-/// -> one pair of integers per operation, in order: an acquire's reply as
-/// [`acquire`]'s, a release's `(released, 0)`, or `(-9, 0)` for one that
-/// raised an error. See `scripts/batch.lua` and [`crate::batch`].
-pub(crate) async fn batch(
-    conn: &mut impl ConnectionLike,
-    ops: &[(BatchOp, &LeaseKeys, &[u8])],
-    publisher: &[u8],
-) -> RedisResult<Vec<(i64, i64)>> {
-    let flat: Vec<i64> = BATCH
-        .call(conn, |c| {
-            c.arg(2 * ops.len());
-            for (op, keys, _) in ops {
-                c.arg(keys.name());
-                match op {
-                    BatchOp::Acquire { .. } => c.arg(keys.fence()),
-                    BatchOp::Release => c.arg(&**keys.wake()),
-                };
-            }
-            for (op, _, token) in ops {
-                match op {
-                    BatchOp::Acquire { ttl_ms } => c.arg("a").arg(*token).arg(*ttl_ms),
-                    BatchOp::Release => c.arg("r").arg(*token).arg(publisher),
-                };
-            }
-        })
-        .await?;
-    if flat.len() != 2 * ops.len() {
-        return Err(std::io::Error::other(format!(
-            "the batch script answered {} integers for {} operations",
-            flat.len(),
-            ops.len()
-        ))
-        .into());
-    }
-    Ok(flat.chunks(2).map(|p| (p[0], p[1])).collect())
 }
 
 /// What a waiting acquire tells the script about itself.
@@ -167,126 +122,6 @@ pub(crate) enum Acquired {
     No(i64),
     /// A semaphore's permits are in use with another limit.
     LimitMismatch(u32),
-}
-
-/// Lease: acquire(N, fence; token, ttl_ms) -> {1, fence} | {0, pttl}.
-/// Permit: sem_acquire(permits, limit, fence, fences; token, ttl_ms, K) ->
-/// the same, or {-1, K'} on a limit mismatch; in fair mode
-/// sem_fair_acquire(permits, limit, fence, queue, deadlines, ticket,
-/// fences; token, ttl_ms, K, waiter id, patience_ms). Fair lease:
-/// fair_acquire(N, fence, queue, deadlines, ticket; token, ttl_ms, waiter
-/// id, patience_ms). Read / write: rw_*_acquire; a waiting writer's intent
-/// lives `intent_ms`. Every fence follows `fence.lua`'s rule.
-pub(crate) async fn acquire(
-    conn: &mut impl ConnectionLike,
-    keys: &LeaseKeys,
-    token: &[u8],
-    ttl_ms: u64,
-    wait: &WaitInfo<'_>,
-) -> RedisResult<Acquired> {
-    let (ok, n): (i64, i64) = match keys.kind() {
-        Kind::Lease => {
-            ACQUIRE
-                .call(conn, |c| {
-                    c.arg(2)
-                        .arg(keys.name())
-                        .arg(keys.fence())
-                        .arg(token)
-                        .arg(ttl_ms);
-                })
-                .await?
-        }
-        Kind::Permit {
-            permits,
-            limit_key,
-            fences,
-            limit,
-            fair: Some(q),
-        } => {
-            SEM_FAIR_ACQUIRE
-                .call(conn, |c| {
-                    c.arg(7)
-                        .arg(&**permits)
-                        .arg(&**limit_key)
-                        .arg(keys.fence())
-                        .arg(&*q.queue)
-                        .arg(&*q.deadlines)
-                        .arg(&*q.ticket)
-                        .arg(&**fences)
-                        .arg(token)
-                        .arg(ttl_ms)
-                        .arg(*limit)
-                        .arg(wait.waiter_id)
-                        .arg(wait.patience_ms);
-                })
-                .await?
-        }
-        Kind::Permit {
-            permits,
-            limit_key,
-            fences,
-            limit,
-            fair: None,
-        } => {
-            SEM_ACQUIRE
-                .call(conn, |c| {
-                    c.arg(4)
-                        .arg(&**permits)
-                        .arg(&**limit_key)
-                        .arg(keys.fence())
-                        .arg(&**fences)
-                        .arg(token)
-                        .arg(ttl_ms)
-                        .arg(*limit);
-                })
-                .await?
-        }
-        Kind::Fair(q) => {
-            FAIR_ACQUIRE
-                .call(conn, |c| {
-                    c.arg(5)
-                        .arg(keys.name())
-                        .arg(keys.fence())
-                        .arg(&*q.queue)
-                        .arg(&*q.deadlines)
-                        .arg(&*q.ticket)
-                        .arg(token)
-                        .arg(ttl_ms)
-                        .arg(wait.waiter_id)
-                        .arg(wait.patience_ms);
-                })
-                .await?
-        }
-        Kind::Read(rw) => {
-            RW_READ_ACQUIRE
-                .call(conn, |c| {
-                    c.arg(5)
-                        .arg(&*rw.readers)
-                        .arg(&*rw.writer)
-                        .arg(&*rw.intent)
-                        .arg(keys.fence())
-                        .arg(&*rw.fences)
-                        .arg(token)
-                        .arg(ttl_ms);
-                })
-                .await?
-        }
-        Kind::Write(rw) => {
-            RW_WRITE_ACQUIRE
-                .call(conn, |c| {
-                    c.arg(4)
-                        .arg(&*rw.readers)
-                        .arg(&*rw.writer)
-                        .arg(&*rw.intent)
-                        .arg(keys.fence())
-                        .arg(token)
-                        .arg(ttl_ms)
-                        .arg(wait.intent_ms);
-                })
-                .await?
-        }
-    };
-    Ok(acquired(ok, n))
 }
 
 /// An acquire script's reply `{ok, n}` as [`Acquired`].
@@ -327,239 +162,318 @@ impl Released {
     }
 }
 
-/// release(N, wake; token, publisher id) -> [`Released`]. Each kind has its
-/// own script; fair ones (fair_release, sem_fair_release) publish the ids
-/// of the waiters whose turn it is, and the publisher id only when some of
-/// what was freed is owed to nobody queued (their reply 2); a writer's
-/// release withdraws its intent even when it no longer holds the lock
-/// (reply 2).
+/// Takes the lease, permit or lock of `keys` for `token`, by its kind's
+/// script: acquire (plain), fair_acquire, sem_acquire / sem_fair_acquire,
+/// rw_read_acquire / rw_write_acquire; a waiting writer's intent lives
+/// `wait.intent_ms`. Every fence follows `fence.lua`'s rule.
+pub(crate) async fn acquire(
+    conn: &mut impl ConnectionLike,
+    keys: &LeaseKeys,
+    token: &[u8],
+    ttl_ms: u64,
+    wait: &WaitInfo<'_>,
+) -> RedisResult<Acquired> {
+    match keys.kind() {
+        Kind::Lease => lease::acquire(conn, keys, token, ttl_ms).await,
+        Kind::Fair(q) => fair::fair_acquire(conn, keys, q, token, ttl_ms, wait).await,
+        Kind::Permit {
+            permits,
+            limit_key,
+            fences,
+            limit,
+            fair,
+        } => {
+            let p = semaphore::Permit {
+                keys,
+                permits,
+                limit_key,
+                fences,
+                limit: *limit,
+            };
+            match fair {
+                Some(q) => semaphore::sem_fair_acquire(conn, &p, q, token, ttl_ms, wait).await,
+                None => semaphore::sem_acquire(conn, &p, token, ttl_ms).await,
+            }
+        }
+        Kind::Read(rw) => rwlock::rw_read_acquire(conn, keys, rw, token, ttl_ms).await,
+        Kind::Write(rw) => {
+            rwlock::rw_write_acquire(conn, keys, rw, token, ttl_ms, wait.intent_ms).await
+        }
+    }
+}
+
+/// Gives back what `token` holds of `keys`, by its kind's script; each
+/// publishes `publisher` (the caller's id) on the wake channel, or, for
+/// fair ones, the ids of the waiters whose turn it is (see [`Released`]).
 pub(crate) async fn release(
     conn: &mut impl ConnectionLike,
     keys: &LeaseKeys,
     token: &[u8],
     publisher: &[u8],
 ) -> RedisResult<Released> {
-    let n: i64 = match keys.kind() {
-        Kind::Lease => {
-            RELEASE
-                .call(conn, |c| {
-                    c.arg(2)
-                        .arg(keys.name())
-                        .arg(&**keys.wake())
-                        .arg(token)
-                        .arg(publisher);
-                })
-                .await?
-        }
-        Kind::Permit {
-            permits,
-            limit_key,
-            limit,
-            fences,
-            fair: Some(q),
-        } => {
-            SEM_FAIR_RELEASE
-                .call(conn, |c| {
-                    c.arg(6)
-                        .arg(&**permits)
-                        .arg(&**keys.wake())
-                        .arg(&**limit_key)
-                        .arg(&*q.queue)
-                        .arg(&*q.deadlines)
-                        .arg(&**fences)
-                        .arg(token)
-                        .arg(publisher)
-                        .arg(*limit);
-                })
-                .await?
-        }
+    match keys.kind() {
+        Kind::Lease => lease::release(conn, keys, token, publisher).await,
+        Kind::Fair(q) => fair::fair_release(conn, keys, q, token, publisher).await,
         Kind::Permit {
             permits,
             limit_key,
             fences,
-            fair: None,
-            ..
-        } => {
-            SEM_RELEASE
-                .call(conn, |c| {
-                    c.arg(4)
-                        .arg(&**permits)
-                        .arg(&**keys.wake())
-                        .arg(&**limit_key)
-                        .arg(&**fences)
-                        .arg(token)
-                        .arg(publisher);
-                })
-                .await?
-        }
-        Kind::Fair(q) => {
-            FAIR_RELEASE
-                .call(conn, |c| {
-                    c.arg(4)
-                        .arg(keys.name())
-                        .arg(&**keys.wake())
-                        .arg(&*q.queue)
-                        .arg(&*q.deadlines)
-                        .arg(token)
-                        .arg(publisher);
-                })
-                .await?
-        }
-        Kind::Read(rw) => {
-            RW_READ_RELEASE
-                .call(conn, |c| {
-                    c.arg(3)
-                        .arg(&*rw.readers)
-                        .arg(&**keys.wake())
-                        .arg(&*rw.fences)
-                        .arg(token)
-                        .arg(publisher);
-                })
-                .await?
-        }
-        Kind::Write(rw) => {
-            RW_WRITE_RELEASE
-                .call(conn, |c| {
-                    c.arg(3)
-                        .arg(&*rw.writer)
-                        .arg(&*rw.intent)
-                        .arg(&**keys.wake())
-                        .arg(token)
-                        .arg(publisher);
-                })
-                .await?
-        }
-    };
-    Ok(match (n, keys.kind()) {
-        (0, _) => Released::NotHeld,
-        (1, Kind::Fair(_) | Kind::Permit { fair: Some(_), .. }) => Released::Named,
-        (2, Kind::Write(_)) => Released::Withdrawn,
-        _ => Released::Yes,
-    })
-}
-
-/// What the handover script did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HandedOver {
-    /// The next owner holds the lease, with this fence.
-    To(u64),
-    /// Other clients wait too: the lease was freed and every client told.
-    Freed,
-    /// `token` did not hold the lease: nothing changed.
-    NotHeld,
-}
-
-/// handover(N, fence, wake; token, next token, next ttl_ms, tolerated
-/// subscribers, freed payload). Plain leases only.
-pub(crate) async fn handover(
-    conn: &mut impl ConnectionLike,
-    keys: &LeaseKeys,
-    token: &[u8],
-    next: &[u8],
-    next_ttl_ms: u64,
-    tolerated: u32,
-    freed_payload: &[u8],
-) -> RedisResult<HandedOver> {
-    debug_assert!(matches!(keys.kind(), Kind::Lease));
-    let reply: i64 = HANDOVER
-        .call(conn, |c| {
-            c.arg(3)
-                .arg(keys.name())
-                .arg(keys.fence())
-                .arg(&**keys.wake())
-                .arg(token)
-                .arg(next)
-                .arg(next_ttl_ms)
-                .arg(tolerated)
-                .arg(freed_payload);
-        })
-        .await?;
-    Ok(match reply {
-        f if f > 0 => HandedOver::To(f as u64),
-        -1 => HandedOver::Freed,
-        _ => HandedOver::NotHeld,
-    })
-}
-
-/// fair_leave(queue, deadlines, wake; waiter id, front) -> was queued? For
-/// fair leases and fair semaphores only (a no-op for other kinds).
-pub(crate) async fn fair_leave(
-    conn: &mut impl ConnectionLike,
-    keys: &LeaseKeys,
-    waiter_id: &str,
-) -> RedisResult<bool> {
-    let (q, front) = match keys.kind() {
-        Kind::Fair(q) => (q, 1),
-        Kind::Permit {
-            fair: Some(q),
             limit,
-            ..
-        } => (q, *limit),
-        _ => return Ok(false),
-    };
-    let n: i64 = FAIR_LEAVE
-        .call(conn, |c| {
-            c.arg(3)
-                .arg(&*q.queue)
-                .arg(&*q.deadlines)
-                .arg(&**keys.wake())
-                .arg(waiter_id)
-                .arg(front);
-        })
-        .await?;
-    Ok(n == 1)
+            fair,
+        } => {
+            let p = semaphore::Permit {
+                keys,
+                permits,
+                limit_key,
+                fences,
+                limit: *limit,
+            };
+            match fair {
+                Some(q) => semaphore::sem_fair_release(conn, &p, q, token, publisher).await,
+                None => semaphore::sem_release(conn, &p, token, publisher).await,
+            }
+        }
+        Kind::Read(rw) => rwlock::rw_read_release(conn, keys, rw, token, publisher).await,
+        Kind::Write(rw) => rwlock::rw_write_release(conn, keys, rw, token, publisher).await,
+    }
 }
 
-/// extend(N; token, ttl_ms) -> extended?
+/// Resets the TTL of what `token` holds of `keys` -> extended? A fair
+/// lease and a write lock are strings holding the token, as a plain lease.
 pub(crate) async fn extend(
     conn: &mut impl ConnectionLike,
     keys: &LeaseKeys,
     token: &[u8],
     ttl_ms: u64,
 ) -> RedisResult<bool> {
-    let n: i64 = match keys.kind() {
-        Kind::Lease | Kind::Fair(_) => {
-            EXTEND
-                .call(conn, |c| {
-                    c.arg(1).arg(keys.name()).arg(token).arg(ttl_ms);
-                })
-                .await?
-        }
+    match keys.kind() {
+        Kind::Lease | Kind::Fair(_) => lease::extend(conn, keys.name(), token, ttl_ms).await,
+        Kind::Write(rw) => lease::extend(conn, &rw.writer, token, ttl_ms).await,
         Kind::Permit {
             permits,
             limit_key,
             fences,
+            limit,
             ..
         } => {
-            SEM_EXTEND
-                .call(conn, |c| {
-                    c.arg(3)
-                        .arg(&**permits)
-                        .arg(&**limit_key)
-                        .arg(&**fences)
-                        .arg(token)
-                        .arg(ttl_ms);
-                })
-                .await?
+            let p = semaphore::Permit {
+                keys,
+                permits,
+                limit_key,
+                fences,
+                limit: *limit,
+            };
+            semaphore::sem_extend(conn, &p, token, ttl_ms).await
         }
-        Kind::Read(rw) => {
-            RW_READ_EXTEND
-                .call(conn, |c| {
-                    c.arg(2)
-                        .arg(&*rw.readers)
-                        .arg(&*rw.fences)
-                        .arg(token)
-                        .arg(ttl_ms);
+        Kind::Read(rw) => rwlock::rw_read_extend(conn, rw, token, ttl_ms).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use redis::{Arg, Pipeline, RedisFuture, Value};
+
+    use super::*;
+
+    /// A connection that answers EVALSHA with NOSCRIPT, so that every call
+    /// sends its script's source too (EVAL), and keeps what it was sent.
+    struct Wire {
+        sent: Vec<Vec<Vec<u8>>>,
+        reply: Value,
+    }
+
+    impl ConnectionLike for Wire {
+        fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+            let args: Vec<Vec<u8>> = cmd
+                .args_iter()
+                .map(|a| match a {
+                    Arg::Simple(b) => b.to_vec(),
+                    _ => panic!("a script call has only simple arguments"),
                 })
-                .await?
+                .collect();
+            let reply = if args[0] == b"EVALSHA" {
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::Server(redis::ServerErrorKind::NoScript),
+                    "no script",
+                )))
+            } else {
+                Ok(self.reply.clone())
+            };
+            self.sent.push(args);
+            Box::pin(async move { reply })
         }
-        Kind::Write(rw) => {
-            EXTEND
-                .call(conn, |c| {
-                    c.arg(1).arg(&*rw.writer).arg(token).arg(ttl_ms);
-                })
-                .await?
+
+        fn req_packed_commands<'a>(
+            &'a mut self,
+            _: &'a Pipeline,
+            _: usize,
+            _: usize,
+        ) -> RedisFuture<'a, Vec<Value>> {
+            panic!("scripts are not pipelined")
         }
-    };
-    Ok(n == 1)
+
+        fn get_db(&self) -> i64 {
+            0
+        }
+    }
+
+    /// One script call as it reached Redis.
+    struct Sent {
+        src: String,
+        keys: usize,
+        argv: usize,
+        /// Operations in the call (a batch has several).
+        ops: usize,
+    }
+
+    impl Wire {
+        fn new(reply: Value) -> Wire {
+            Wire {
+                sent: Vec::new(),
+                reply,
+            }
+        }
+
+        /// The one call sent: EVALSHA, then EVAL with the same numkeys,
+        /// KEYS and ARGV.
+        fn call(self, ops: usize) -> Sent {
+            let [sha, eval] = &self.sent[..] else {
+                panic!("{} commands sent, not EVALSHA and EVAL", self.sent.len());
+            };
+            assert_eq!((&sha[0][..], &eval[0][..]), (&b"EVALSHA"[..], &b"EVAL"[..]));
+            assert_eq!(sha[2..], eval[2..], "EVALSHA and EVAL differ");
+            let keys: usize = std::str::from_utf8(&eval[2]).unwrap().parse().unwrap();
+            Sent {
+                src: String::from_utf8(eval[1].clone()).unwrap(),
+                keys,
+                argv: eval.len() - 3 - keys,
+                ops,
+            }
+        }
+    }
+
+    /// What stands between `name[` and `]` in the comments and in the code
+    /// of `src`.
+    fn indices(src: &str, name: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+        let (mut comments, mut code) = (BTreeSet::new(), BTreeSet::new());
+        for line in src.lines() {
+            let (text, into) = match line.trim_start().strip_prefix("--") {
+                Some(comment) => (comment, &mut comments),
+                None => (line.split("--").next().unwrap(), &mut code),
+            };
+            let open = format!("{name}[");
+            for (at, _) in text.match_indices(&open) {
+                let rest = &text[at + open.len()..];
+                into.insert(rest[..rest.find(']').unwrap()].to_owned());
+            }
+        }
+        (comments, code)
+    }
+
+    /// Checks that the call sent as many `name` (KEYS or ARGV) as its
+    /// script's header lists and its code reads: `name[1]` to `name[n]`,
+    /// or, for a batch, `name[ki]` etc.: k per operation.
+    fn check_count(call: &Sent, name: &str, sent: usize) {
+        let (header, code) = indices(&call.src, name);
+        // The body's first line is `-- name: what it does`.
+        let script = call
+            .src
+            .lines()
+            .filter_map(|l| l.strip_prefix("-- ")?.split_once(": "))
+            .find(|(name, _)| name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .map_or("?", |(name, _)| name);
+        let per_op = header
+            .iter()
+            .filter_map(|i| i.split_once('i').and_then(|(k, _)| k.parse::<usize>().ok()))
+            .max();
+        if let Some(k) = per_op {
+            assert_eq!(sent, k * call.ops, "{name} of {script}.lua");
+            return;
+        }
+        let all: BTreeSet<String> = (1..=sent).map(|i| i.to_string()).collect();
+        assert_eq!(header, all, "{name} in the header of {script}.lua");
+        assert_eq!(code, all, "{name} in the code of {script}.lua");
+    }
+
+    fn pair(a: i64, b: i64) -> Value {
+        Value::Array(vec![Value::Int(a), Value::Int(b)])
+    }
+
+    /// Every script is called with exactly the KEYS and ARGV that its
+    /// header lists and its code reads: a guard against the Rust call and
+    /// the .lua file drifting apart.
+    #[tokio::test]
+    async fn every_call_sends_the_keys_and_argv_its_script_lists() {
+        let wait = WaitInfo {
+            intent_ms: 5,
+            waiter_id: "w1",
+            patience_ms: 9,
+        };
+        let mut calls = Vec::new();
+        for keys in [
+            LeaseKeys::new(b"n"),
+            LeaseKeys::fair(b"n"),
+            LeaseKeys::semaphore(b"n", 3, false),
+            LeaseKeys::semaphore(b"n", 3, true),
+            LeaseKeys::rwlock(b"n", false),
+            LeaseKeys::rwlock(b"n", true),
+        ] {
+            let mut w = Wire::new(pair(1, 7));
+            acquire(&mut w, &keys, b"t", 1000, &wait).await.unwrap();
+            calls.push(w.call(1));
+            let mut w = Wire::new(Value::Int(1));
+            release(&mut w, &keys, b"t", b"me").await.unwrap();
+            calls.push(w.call(1));
+            let mut w = Wire::new(Value::Int(1));
+            extend(&mut w, &keys, b"t", 1000).await.unwrap();
+            calls.push(w.call(1));
+            let mut w = Wire::new(Value::Int(1));
+            let queued = fair_leave(&mut w, &keys, "w1").await.unwrap();
+            if keys.is_fair() {
+                assert!(queued);
+                calls.push(w.call(1));
+            } else {
+                assert!(!queued && w.sent.is_empty(), "{:?}", keys.kind());
+            }
+        }
+        let (a, b) = (LeaseKeys::new(b"a"), LeaseKeys::new(b"b"));
+        let mut w = Wire::new(Value::Int(5));
+        handover(&mut w, &a, b"t", b"u", 1000, 1, b"me")
+            .await
+            .unwrap();
+        calls.push(w.call(1));
+        let ops: [(BatchOp, &LeaseKeys, &[u8]); 3] = [
+            (BatchOp::Acquire { ttl_ms: 1000 }, &a, b"t"),
+            (BatchOp::Release, &b, b"u"),
+            (BatchOp::Acquire { ttl_ms: 10 }, &b, b"v"),
+        ];
+        let mut w = Wire::new(Value::Array((0..6).map(Value::Int).collect()));
+        batch(&mut w, &ops, b"me").await.unwrap();
+        calls.push(w.call(ops.len()));
+
+        for call in &calls {
+            check_count(call, "KEYS", call.keys);
+            check_count(call, "ARGV", call.argv);
+        }
+        // Every script of this directory was among them.
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/scripts");
+        let shared = ["fence.lua", "lease_ops.lua", "lease_scoped_prelude.lua"];
+        let mut checked = 0;
+        for file in std::fs::read_dir(dir).unwrap() {
+            let path = file.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            if !name.ends_with(".lua") || shared.contains(&name.as_str()) {
+                continue;
+            }
+            let body = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                calls.iter().any(|c| c.src.ends_with(&body)),
+                "{name}: no call of it was checked"
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, 18);
+    }
 }
