@@ -45,7 +45,7 @@ use crate::scripts;
 ///   [`FenceGate`](crate::FenceGate).)
 #[derive(Clone)]
 pub struct Script {
-    lua: Arc<scripts::Script>,
+    lua: Arc<scripts::Lua>,
 }
 
 /// A Lua body that runs only while a guard's lease is held; see
@@ -66,7 +66,7 @@ pub struct Script {
 /// ```
 #[derive(Clone)]
 pub struct LeaseScript {
-    lua: Arc<scripts::Script>,
+    lua: Arc<scripts::Lua>,
 }
 
 /// Keys and arguments gathered for one call of a [`Script`] or
@@ -83,7 +83,7 @@ impl Script {
     /// A script from its source; hashed now, loaded on first use.
     pub fn new(src: impl Into<String>) -> Script {
         Script {
-            lua: Arc::new(scripts::Script::new(src.into())),
+            lua: Arc::new(scripts::Lua::new(src.into())),
         }
     }
 
@@ -122,7 +122,7 @@ impl LeaseScript {
             body.as_ref()
         );
         LeaseScript {
-            lua: Arc::new(scripts::Script::new(src)),
+            lua: Arc::new(scripts::Lua::new(src)),
         }
     }
 
@@ -170,7 +170,7 @@ impl Invocation<'_, Script> {
         let core = client.core();
         self.script
             .lua
-            .call(&mut core.backend.conn(), |c| {
+            .call_raw(&mut core.backend.conn(), |c| {
                 c.arg(self.keys.len()).arg(&self.keys).arg(&self.args);
             })
             .await
@@ -193,7 +193,7 @@ impl Invocation<'_, LeaseScript> {
         let reply = self
             .script
             .lua
-            .call(&mut core.backend.conn(), |c| {
+            .call_raw(&mut core.backend.conn(), |c| {
                 c.arg(self.keys.len() + 1)
                     .arg(hold)
                     .arg(&self.keys)

@@ -1,5 +1,5 @@
 -- Fences, shared by every script that grants a lease, a permit or a lock
--- (each of those is this file followed by its own body; see scripts.rs).
+-- (each of those is this file followed by its own body; see scripts/mod.rs).
 
 -- The next fence of the counter `key`: INCR, floored at the server's clock
 -- in milliseconds x 1024, and stored. So a counter that Redis lost (a

@@ -1,0 +1,153 @@
+//! The plain lease: acquire, release, extend, handover, and many of them
+//! in one batch.
+
+use std::sync::LazyLock;
+
+use redis::RedisResult;
+use redis::aio::ConnectionLike;
+
+use super::{Acquired, Lua, Released, acquired};
+use crate::keys::{Kind, LeaseKeys};
+
+static ACQUIRE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_lease_ops!("acquire.lua")));
+static RELEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_lease_ops!("release.lua")));
+static BATCH: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_lease_ops!("batch.lua")));
+static EXTEND: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("extend.lua")));
+static HANDOVER: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_fences!("handover.lua")));
+
+/// acquire(N, fence; token, ttl_ms) -> {1, fence} | {0, pttl}.
+pub(super) async fn acquire(
+    conn: &mut impl ConnectionLike,
+    keys: &LeaseKeys,
+    token: &[u8],
+    ttl_ms: u64,
+) -> RedisResult<Acquired> {
+    let (ok, n): (i64, i64) = ACQUIRE
+        .call(conn, &[keys.name(), keys.fence()], |argv| {
+            argv.arg(token).arg(ttl_ms);
+        })
+        .await?;
+    Ok(acquired(ok, n))
+}
+
+/// release(N, wake; token, publisher id) -> 1 released, 0 not held.
+pub(super) async fn release(
+    conn: &mut impl ConnectionLike,
+    keys: &LeaseKeys,
+    token: &[u8],
+    publisher: &[u8],
+) -> RedisResult<Released> {
+    let n: i64 = RELEASE
+        .call(conn, &[keys.name(), keys.wake()], |argv| {
+            argv.arg(token).arg(publisher);
+        })
+        .await?;
+    Ok(match n {
+        0 => Released::NotHeld,
+        _ => Released::Yes,
+    })
+}
+
+/// extend(key; token, ttl_ms) -> extended? `key` is a string holding the
+/// token: a lease, a fair lease or the writer of a read-write lock.
+pub(super) async fn extend(
+    conn: &mut impl ConnectionLike,
+    key: &[u8],
+    token: &[u8],
+    ttl_ms: u64,
+) -> RedisResult<bool> {
+    let n: i64 = EXTEND
+        .call(conn, &[key], |argv| {
+            argv.arg(token).arg(ttl_ms);
+        })
+        .await?;
+    Ok(n == 1)
+}
+
+/// What the handover script did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandedOver {
+    /// The next owner holds the lease, with this fence.
+    To(u64),
+    /// Other clients wait too: the lease was freed and every client told.
+    Freed,
+    /// `token` did not hold the lease: nothing changed.
+    NotHeld,
+}
+
+/// handover(N, fence, wake; token, next token, next ttl_ms, tolerated
+/// subscribers, freed payload). Plain leases only.
+pub(crate) async fn handover(
+    conn: &mut impl ConnectionLike,
+    keys: &LeaseKeys,
+    token: &[u8],
+    next: &[u8],
+    next_ttl_ms: u64,
+    tolerated: u32,
+    freed_payload: &[u8],
+) -> RedisResult<HandedOver> {
+    debug_assert!(matches!(keys.kind(), Kind::Lease));
+    let reply: i64 = HANDOVER
+        .call(conn, &[keys.name(), keys.fence(), keys.wake()], |argv| {
+            argv.arg(token)
+                .arg(next)
+                .arg(next_ttl_ms)
+                .arg(tolerated)
+                .arg(freed_payload);
+        })
+        .await?;
+    Ok(match reply {
+        f if f > 0 => HandedOver::To(f as u64),
+        -1 => HandedOver::Freed,
+        _ => HandedOver::NotHeld,
+    })
+}
+
+/// One operation of a batch (plain leases only).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BatchOp {
+    /// Take the lease for this many milliseconds.
+    Acquire { ttl_ms: u64 },
+    /// Give it back.
+    Release,
+}
+
+/// batch(N1, fence1 or wake1, N2, ...; op1, token1, ttl1 or publisher, ...)
+/// -> one pair of integers per operation, in order: an acquire's reply as
+/// [`acquire`]'s, a release's `(released, 0)`, or `(-9, 0)` for one that
+/// raised an error. See `batch.lua` and `backend::batch`.
+pub(crate) async fn batch(
+    conn: &mut impl ConnectionLike,
+    ops: &[(BatchOp, &LeaseKeys, &[u8])],
+    publisher: &[u8],
+) -> RedisResult<Vec<(i64, i64)>> {
+    let keys: Vec<&[u8]> = ops
+        .iter()
+        .flat_map(|(op, keys, _)| {
+            let second: &[u8] = match op {
+                BatchOp::Acquire { .. } => keys.fence(),
+                BatchOp::Release => keys.wake(),
+            };
+            [keys.name(), second]
+        })
+        .collect();
+    let flat: Vec<i64> = BATCH
+        .call(conn, &keys, |argv| {
+            for (op, _, token) in ops {
+                match op {
+                    BatchOp::Acquire { ttl_ms } => argv.arg("a").arg(*token).arg(*ttl_ms),
+                    BatchOp::Release => argv.arg("r").arg(*token).arg(publisher),
+                };
+            }
+        })
+        .await?;
+    if flat.len() != 2 * ops.len() {
+        return Err(std::io::Error::other(format!(
+            "the batch script answered {} integers for {} operations",
+            flat.len(),
+            ops.len()
+        ))
+        .into());
+    }
+    Ok(flat.chunks(2).map(|p| (p[0], p[1])).collect())
+}
