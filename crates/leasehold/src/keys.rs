@@ -14,7 +14,7 @@ pub(crate) struct LeaseKeys {
     /// Shared with the wait hub, which keys its queues by channel.
     wake: Arc<[u8]>,
     display: String,
-    kind: Kind,
+    family: Family,
 }
 
 impl LeaseKeys {
@@ -26,7 +26,7 @@ impl LeaseKeys {
             fence: aux(name, "fence").into(),
             wake: aux(name, "wake").into(),
             display: display_name(name),
-            kind: Kind::Lease,
+            family: Family::Lease,
         }
     }
 
@@ -35,7 +35,7 @@ impl LeaseKeys {
     /// a name is either a lease or a semaphore, not both).
     pub(crate) fn semaphore(name: &[u8], limit: u32, fair: bool) -> LeaseKeys {
         LeaseKeys {
-            kind: Kind::Permit {
+            family: Family::Permit {
                 permits: aux(name, "permits").into(),
                 limit_key: aux(name, "limit").into(),
                 fences: aux(name, "fences").into(),
@@ -59,10 +59,10 @@ impl LeaseKeys {
         };
         LeaseKeys {
             wake: aux(name, "rwwake").into(),
-            kind: if write {
-                Kind::Write(rw)
+            family: if write {
+                Family::Write(rw)
             } else {
-                Kind::Read(rw)
+                Family::Read(rw)
             },
             ..LeaseKeys::new(name)
         }
@@ -73,14 +73,14 @@ impl LeaseKeys {
     /// the waiters' queue in Redis.
     pub(crate) fn fair(name: &[u8]) -> LeaseKeys {
         LeaseKeys {
-            kind: Kind::Fair(FairQueue::new(name)),
+            family: Family::Fair(FairQueue::new(name)),
             ..LeaseKeys::new(name)
         }
     }
 
     /// Whether a release wakes every local waiter, not only the first.
     pub(crate) fn wakes_all(&self) -> bool {
-        matches!(self.kind, Kind::Read(_) | Kind::Write(_))
+        matches!(self.family, Family::Read(_) | Family::Write(_))
     }
 
     /// Whether waiters stand in a queue in Redis (a fair lease or a fair
@@ -88,8 +88,8 @@ impl LeaseKeys {
     /// waiter(s) whose turn it is instead of waking a local one.
     pub(crate) fn is_fair(&self) -> bool {
         matches!(
-            self.kind,
-            Kind::Fair(_) | Kind::Permit { fair: Some(_), .. }
+            self.family,
+            Family::Fair(_) | Family::Permit { fair: Some(_), .. }
         )
     }
 
@@ -97,16 +97,16 @@ impl LeaseKeys {
     /// a string holding its token (a lease, a fair lease, a writer) or a
     /// sorted set with its token as a live member (a permit, a reader).
     pub(crate) fn hold(&self) -> (&[u8], Hold) {
-        match &self.kind {
-            Kind::Lease | Kind::Fair(_) => (&self.name, Hold::String),
-            Kind::Write(rw) => (&rw.writer, Hold::String),
-            Kind::Permit { permits, .. } => (permits, Hold::Member),
-            Kind::Read(rw) => (&rw.readers, Hold::Member),
+        match &self.family {
+            Family::Lease | Family::Fair(_) => (&self.name, Hold::String),
+            Family::Write(rw) => (&rw.writer, Hold::String),
+            Family::Permit { permits, .. } => (permits, Hold::Member),
+            Family::Read(rw) => (&rw.readers, Hold::Member),
         }
     }
 
-    pub(crate) fn kind(&self) -> &Kind {
-        &self.kind
+    pub(crate) fn family(&self) -> &Family {
+        &self.family
     }
 
     pub(crate) fn name(&self) -> &[u8] {
@@ -179,7 +179,7 @@ pub(crate) fn rebuild_lease(cache_key: &[u8]) -> Vec<u8> {
 /// What a name's holders hold: the lease itself, or one permit of a
 /// semaphore. Decides which scripts acquire, extend and release.
 #[derive(Debug, Clone)]
-pub(crate) enum Kind {
+pub(crate) enum Family {
     /// The string key `N` holds the token.
     Lease,
     /// A member of the `permits` sorted set; at most `limit` of them live.
@@ -385,7 +385,9 @@ mod tests {
     fn a_fair_semaphore_queues_where_a_fair_lease_does() {
         let sem = LeaseKeys::semaphore(b"{t}x", 3, true);
         let lease = LeaseKeys::fair(b"{t}x");
-        let (Kind::Permit { fair: Some(s), .. }, Kind::Fair(l)) = (sem.kind(), lease.kind()) else {
+        let (Family::Permit { fair: Some(s), .. }, Family::Fair(l)) =
+            (sem.family(), lease.family())
+        else {
             panic!("fair keys expected");
         };
         assert_eq!(*s.queue, *l.queue);
@@ -435,12 +437,12 @@ mod tests {
         let mut add = |k: &LeaseKeys| {
             out.push(k.fence().to_vec());
             out.push(k.wake().to_vec());
-            match k.kind() {
-                Kind::Lease => {}
-                Kind::Fair(q) => {
+            match k.family() {
+                Family::Lease => {}
+                Family::Fair(q) => {
                     out.extend([&q.queue, &q.deadlines, &q.ticket].map(|k| k.to_vec()))
                 }
-                Kind::Permit {
+                Family::Permit {
                     permits,
                     limit_key,
                     fences,
@@ -451,7 +453,7 @@ mod tests {
                     let q = fair.as_ref().expect("built fair");
                     out.extend([&q.queue, &q.deadlines, &q.ticket].map(|k| k.to_vec()));
                 }
-                Kind::Read(rw) | Kind::Write(rw) => out
+                Family::Read(rw) | Family::Write(rw) => out
                     .extend([&rw.readers, &rw.writer, &rw.intent, &rw.fences].map(|k| k.to_vec())),
             }
         };

@@ -5,7 +5,7 @@
 //! waiter out of its queue, and for the source of wake-ups; data commands
 //! (your scripts, transactions, reading the status) get a connection from
 //! it. Each answer is typed ([`Acquire`], [`Extended`], [`Released`],
-//! [`HandedOver`]) and each error names the node it came from.
+//! [`HandoverReply`]) and each error names the node it came from.
 //!
 //! The backend also owns the **validity rule**: how long an acquire or
 //! extend proves the lease held, counted from the time it was *sent*
@@ -29,9 +29,9 @@ use redis::aio::{ConnectionManager, MultiplexedConnection};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::keys::{Kind, LeaseKeys};
+use crate::keys::{Family, LeaseKeys};
 use crate::scripts::{self, Acquired, BatchOp};
-pub(crate) use crate::scripts::{HandedOver, Released, WaitInfo};
+pub(crate) use crate::scripts::{HandoverReply, Released, WaitInfo};
 use crate::token::Token;
 use batch::{Batcher, Route};
 use node::{Node, Timeouts};
@@ -295,7 +295,7 @@ impl Backend {
         next_ttl: Duration,
         tolerated: u32,
         freed_payload: &[u8],
-    ) -> Result<HandedOver> {
+    ) -> Result<HandoverReply> {
         match self {
             Backend::Single(s) => {
                 scripts::handover(
@@ -407,7 +407,7 @@ impl Single {
         keys: &Arc<LeaseKeys>,
         token: Token,
     ) -> redis::RedisResult<Route<'_>> {
-        if !matches!(keys.kind(), Kind::Lease) {
+        if !matches!(keys.family(), Family::Lease) {
             return Ok(Route::Alone(None));
         }
         self.batcher

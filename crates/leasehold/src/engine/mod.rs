@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::backend::{Backend, HandedOver, WakeSource};
+use crate::backend::{Backend, HandoverReply, WakeSource};
 use crate::error::Result;
-use crate::keys::{Kind, LeaseKeys};
+use crate::keys::{Family, LeaseKeys};
 use crate::token::Token;
 use crate::wake::WakeHub;
 use schedule::Schedule;
@@ -157,11 +157,11 @@ impl Core {
         token: &Token,
     ) -> Result<bool> {
         let hub = &self.hub;
-        if let Some(offer) = matches!(keys.kind(), Kind::Lease)
+        if let Some(offer) = matches!(keys.family(), Family::Lease)
             .then(|| hub.offer(keys.wake()))
             .flatten()
         {
-            let next = offer.handover();
+            let next = offer.successor();
             let sent = Instant::now();
             let reply = self
                 .backend
@@ -175,14 +175,14 @@ impl Core {
                 )
                 .await;
             let (delivered, result) = match reply {
-                Ok(HandedOver::To(fence)) => (offer.grant(fence, sent), Ok(true)),
-                Ok(HandedOver::Freed) => {
+                Ok(HandoverReply::To(fence)) => (offer.grant(fence, sent), Ok(true)),
+                Ok(HandoverReply::Freed) => {
                     // Other clients wait too: the publish wakes theirs, and
                     // ours tries again after a moment (see `Offer::requeue`).
                     offer.requeue();
                     (true, Ok(true))
                 }
-                Ok(HandedOver::NotHeld) => (offer.withdraw(), Ok(false)),
+                Ok(HandoverReply::NotHeld) => (offer.withdraw(), Ok(false)),
                 Err(e) => (offer.unknown(), Err(e)),
             };
             if !delivered {

@@ -16,7 +16,7 @@ mod read;
 
 pub(crate) use read::{list, status};
 
-use crate::keys::{FairQueue, Kind, LeaseKeys};
+use crate::keys::{FairQueue, Family, LeaseKeys};
 
 /// How many names [`Client::list`] reads per round trip.
 pub(super) const LIST_BATCH: usize = 64;
@@ -256,12 +256,12 @@ impl NameKeys {
         let rw = LeaseKeys::rwlock(name, false);
         let fair = LeaseKeys::fair(name);
         let (
-            Kind::Permit {
+            Family::Permit {
                 permits, limit_key, ..
             },
-            Kind::Read(r),
-            Kind::Fair(FairQueue { deadlines, .. }),
-        ) = (sem.kind(), rw.kind(), fair.kind())
+            Family::Read(r),
+            Family::Fair(FairQueue { deadlines, .. }),
+        ) = (sem.family(), rw.family(), fair.family())
         else {
             unreachable!("LeaseKeys builds the kind it is asked for")
         };

@@ -11,9 +11,9 @@ use super::{Lease, MAX_TTL};
 use crate::backend::{Acquire, WaitInfo, ttl_ms};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hold::Guard;
-use crate::keys::Kind;
+use crate::keys::Family;
 use crate::token::Token;
-use crate::wake::{Claim, Handover, STEP_BACK, Waiter, Won};
+use crate::wake::{Claim, STEP_BACK, Successor, Waiter, Won};
 
 enum Attempt {
     /// Taken, with this fence; the script was sent at that instant.
@@ -96,7 +96,7 @@ impl Lease {
         let waiter_id = waiter_id.as_ref().map_or("", Token::as_str);
         // A plain lease can be handed straight to this waiter's token by a
         // local release (see `Client::release_raw`).
-        let handover = matches!(self.keys.kind(), Kind::Lease).then(|| Handover {
+        let handover = matches!(self.keys.family(), Family::Lease).then(|| Successor {
             token: pending.token,
             ttl_ms: ttl_ms(self.ttl),
         });
@@ -251,12 +251,12 @@ impl Lease {
             Acquire::Busy { pttl } => {
                 pending
                     .claim
-                    .refused(waiting && matches!(self.keys.kind(), Kind::Write(_)));
+                    .refused(waiting && matches!(self.keys.family(), Family::Write(_)));
                 Attempt::Held(pttl)
             }
             Acquire::LimitMismatch(theirs) => {
                 pending.claim.refused(false);
-                let Kind::Permit { limit, .. } = self.keys.kind() else {
+                let Family::Permit { limit, .. } = self.keys.family() else {
                     unreachable!("only semaphores have limits")
                 };
                 return Err(Error::invalid(
@@ -273,7 +273,7 @@ impl Lease {
     async fn timeout_error(&self, waited: Duration, pttl: i64) -> Error {
         // Who holds it, for the message: a prefix of the holder's token
         // (a semaphore has many holders: none is named).
-        let holder: Option<String> = if !matches!(self.keys.kind(), Kind::Lease) {
+        let holder: Option<String> = if !matches!(self.keys.family(), Family::Lease) {
             None
         } else {
             redis::cmd("GET")

@@ -83,7 +83,7 @@ use crate::backend::{Extended, Held};
 use crate::engine::Core;
 use crate::error::{Error, ErrorKind, Result};
 use crate::hold::Guard;
-use crate::keys::{Kind, LeaseKeys, MAX_NAME_LEN};
+use crate::keys::{Family, LeaseKeys, MAX_NAME_LEN};
 use crate::token::Token;
 
 /// The shortest ttl accepted: the lease must outlive a round trip to Redis
@@ -241,9 +241,9 @@ impl Lease {
     /// ```
     pub fn fair(mut self, on: bool) -> Self {
         let name = self.keys.name();
-        match (self.keys.kind(), on) {
-            (Kind::Lease, true) => self.keys = Arc::new(LeaseKeys::fair(name)),
-            (Kind::Fair(_), false) => self.keys = Arc::new(LeaseKeys::new(name)),
+        match (self.keys.family(), on) {
+            (Family::Lease, true) => self.keys = Arc::new(LeaseKeys::fair(name)),
+            (Family::Fair(_), false) => self.keys = Arc::new(LeaseKeys::new(name)),
             _ => {}
         }
         self
@@ -296,7 +296,7 @@ impl Lease {
                 ),
             ));
         }
-        if let Kind::Permit { limit: 0, .. } = self.keys.kind() {
+        if let Family::Permit { limit: 0, .. } = self.keys.family() {
             return Err(Error::invalid(
                 "limit",
                 "0 permits would let nobody in: give a limit of at least 1",

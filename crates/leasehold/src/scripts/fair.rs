@@ -7,7 +7,7 @@ use redis::RedisResult;
 use redis::aio::ConnectionLike;
 
 use super::{Acquired, Lua, Released, WaitInfo, acquired};
-use crate::keys::{FairQueue, Kind, LeaseKeys};
+use crate::keys::{FairQueue, Family, LeaseKeys};
 
 static FAIR_ACQUIRE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_fences!("fair_acquire.lua")));
 static FAIR_RELEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("fair_release.lua")));
@@ -76,9 +76,9 @@ pub(crate) async fn fair_leave(
     keys: &LeaseKeys,
     waiter_id: &str,
 ) -> RedisResult<bool> {
-    let (q, front) = match keys.kind() {
-        Kind::Fair(q) => (q, 1),
-        Kind::Permit {
+    let (q, front) = match keys.family() {
+        Family::Fair(q) => (q, 1),
+        Family::Permit {
             fair: Some(q),
             limit,
             ..

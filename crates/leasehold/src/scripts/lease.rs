@@ -7,7 +7,7 @@ use redis::RedisResult;
 use redis::aio::ConnectionLike;
 
 use super::{Acquired, Lua, Released, acquired};
-use crate::keys::{Kind, LeaseKeys};
+use crate::keys::{Family, LeaseKeys};
 
 static ACQUIRE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_lease_ops!("acquire.lua")));
 static RELEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_lease_ops!("release.lua")));
@@ -66,7 +66,7 @@ pub(super) async fn extend(
 
 /// What the handover script did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HandedOver {
+pub(crate) enum HandoverReply {
     /// The next owner holds the lease, with this fence.
     To(u64),
     /// Other clients wait too: the lease was freed and every client told.
@@ -85,8 +85,8 @@ pub(crate) async fn handover(
     next_ttl_ms: u64,
     tolerated: u32,
     freed_payload: &[u8],
-) -> RedisResult<HandedOver> {
-    debug_assert!(matches!(keys.kind(), Kind::Lease));
+) -> RedisResult<HandoverReply> {
+    debug_assert!(matches!(keys.family(), Family::Lease));
     let reply: i64 = HANDOVER
         .call(conn, &[keys.name(), keys.fence(), keys.wake()], |argv| {
             argv.arg(token)
@@ -97,9 +97,9 @@ pub(crate) async fn handover(
         })
         .await?;
     Ok(match reply {
-        f if f > 0 => HandedOver::To(f as u64),
-        -1 => HandedOver::Freed,
-        _ => HandedOver::NotHeld,
+        f if f > 0 => HandoverReply::To(f as u64),
+        -1 => HandoverReply::Freed,
+        _ => HandoverReply::NotHeld,
     })
 }
 

@@ -6,7 +6,7 @@
 //! batch of plain leases), [`fair`] (the queue of fair leases), [`semaphore`]
 //! and [`rwlock`]. Each holds its scripts and a typed call per script,
 //! which owns the order of KEYS and ARGV; this module runs them ([`Lua`])
-//! and picks the family by the [`Kind`] of a name's keys. Data only ever
+//! and picks the family by the [`Family`] of a name's keys. Data only ever
 //! travels in KEYS and ARGV, never in a script's source, and the number of
 //! KEYS is counted from the keys a call passes, never written by hand.
 
@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use redis::aio::ConnectionLike;
 use redis::{Cmd, FromRedisValue, RedisResult};
 
-use crate::keys::{Kind, LeaseKeys};
+use crate::keys::{Family, LeaseKeys};
 
 /// The fencing rule (`fence.lua`: `next_fence` and the fences of shared
 /// holders) as Lua functions, the head of every script that grants: one
@@ -40,7 +40,7 @@ mod rwlock;
 mod semaphore;
 
 pub(crate) use fair::fair_leave;
-pub(crate) use lease::{BatchOp, HandedOver, batch, handover};
+pub(crate) use lease::{BatchOp, HandoverReply, batch, handover};
 
 /// A Lua script of ours or of a user, as sent to Redis: its source and its
 /// SHA1, computed once. (The public [`crate::Script`] wraps one.)
@@ -173,10 +173,10 @@ pub(crate) async fn acquire(
     ttl_ms: u64,
     wait: &WaitInfo<'_>,
 ) -> RedisResult<Acquired> {
-    match keys.kind() {
-        Kind::Lease => lease::acquire(conn, keys, token, ttl_ms).await,
-        Kind::Fair(q) => fair::fair_acquire(conn, keys, q, token, ttl_ms, wait).await,
-        Kind::Permit {
+    match keys.family() {
+        Family::Lease => lease::acquire(conn, keys, token, ttl_ms).await,
+        Family::Fair(q) => fair::fair_acquire(conn, keys, q, token, ttl_ms, wait).await,
+        Family::Permit {
             permits,
             limit_key,
             fences,
@@ -195,8 +195,8 @@ pub(crate) async fn acquire(
                 None => semaphore::sem_acquire(conn, &p, token, ttl_ms).await,
             }
         }
-        Kind::Read(rw) => rwlock::rw_read_acquire(conn, keys, rw, token, ttl_ms).await,
-        Kind::Write(rw) => {
+        Family::Read(rw) => rwlock::rw_read_acquire(conn, keys, rw, token, ttl_ms).await,
+        Family::Write(rw) => {
             rwlock::rw_write_acquire(conn, keys, rw, token, ttl_ms, wait.intent_ms).await
         }
     }
@@ -211,10 +211,10 @@ pub(crate) async fn release(
     token: &[u8],
     publisher: &[u8],
 ) -> RedisResult<Released> {
-    match keys.kind() {
-        Kind::Lease => lease::release(conn, keys, token, publisher).await,
-        Kind::Fair(q) => fair::fair_release(conn, keys, q, token, publisher).await,
-        Kind::Permit {
+    match keys.family() {
+        Family::Lease => lease::release(conn, keys, token, publisher).await,
+        Family::Fair(q) => fair::fair_release(conn, keys, q, token, publisher).await,
+        Family::Permit {
             permits,
             limit_key,
             fences,
@@ -233,8 +233,8 @@ pub(crate) async fn release(
                 None => semaphore::sem_release(conn, &p, token, publisher).await,
             }
         }
-        Kind::Read(rw) => rwlock::rw_read_release(conn, keys, rw, token, publisher).await,
-        Kind::Write(rw) => rwlock::rw_write_release(conn, keys, rw, token, publisher).await,
+        Family::Read(rw) => rwlock::rw_read_release(conn, keys, rw, token, publisher).await,
+        Family::Write(rw) => rwlock::rw_write_release(conn, keys, rw, token, publisher).await,
     }
 }
 
@@ -246,10 +246,10 @@ pub(crate) async fn extend(
     token: &[u8],
     ttl_ms: u64,
 ) -> RedisResult<bool> {
-    match keys.kind() {
-        Kind::Lease | Kind::Fair(_) => lease::extend(conn, keys.name(), token, ttl_ms).await,
-        Kind::Write(rw) => lease::extend(conn, &rw.writer, token, ttl_ms).await,
-        Kind::Permit {
+    match keys.family() {
+        Family::Lease | Family::Fair(_) => lease::extend(conn, keys.name(), token, ttl_ms).await,
+        Family::Write(rw) => lease::extend(conn, &rw.writer, token, ttl_ms).await,
+        Family::Permit {
             permits,
             limit_key,
             fences,
@@ -265,7 +265,7 @@ pub(crate) async fn extend(
             };
             semaphore::sem_extend(conn, &p, token, ttl_ms).await
         }
-        Kind::Read(rw) => rwlock::rw_read_extend(conn, rw, token, ttl_ms).await,
+        Family::Read(rw) => rwlock::rw_read_extend(conn, rw, token, ttl_ms).await,
     }
 }
 
@@ -435,7 +435,7 @@ mod tests {
                 assert!(queued);
                 calls.push(w.call(1));
             } else {
-                assert!(!queued && w.sent.is_empty(), "{:?}", keys.kind());
+                assert!(!queued && w.sent.is_empty(), "{:?}", keys.family());
             }
         }
         let (a, b) = (LeaseKeys::new(b"a"), LeaseKeys::new(b"b"));

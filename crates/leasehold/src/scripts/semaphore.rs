@@ -18,7 +18,7 @@ static SEM_FAIR_RELEASE: LazyLock<Lua> =
     LazyLock::new(|| Lua::new(include_str!("sem_fair_release.lua")));
 static SEM_EXTEND: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("sem_extend.lua")));
 
-/// The keys of a semaphore's permit, taken out of its `Kind::Permit`.
+/// The keys of a semaphore's permit, taken out of its `Family::Permit`.
 pub(super) struct Permit<'a> {
     /// For the fencing counter and the wake channel.
     pub(super) keys: &'a LeaseKeys,

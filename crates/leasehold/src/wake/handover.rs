@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::queue::{Handover, Shared, Slot, State};
+use super::queue::{Shared, Slot, State, Successor};
 use super::sync::{Arc, Ordering};
 
 /// How long a client's first waiter lets other clients' waiters go first
@@ -25,7 +25,7 @@ pub(crate) struct Offer {
     pub(super) shared: Arc<Shared>,
     pub(super) channel: Arc<[u8]>,
     pub(super) slot: Arc<Slot>,
-    pub(super) handover: Handover,
+    pub(super) handover: Successor,
     /// Subscribers of the channel that the handover script must not take
     /// for other clients' waiters: this client's own subscription, or all of
     /// them while the others are known idle.
@@ -35,7 +35,7 @@ pub(crate) struct Offer {
 
 impl Offer {
     /// The token and ttl to hand the lease to.
-    pub(crate) fn handover(&self) -> Handover {
+    pub(crate) fn successor(&self) -> Successor {
         self.handover
     }
 

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::handover::Offer;
-use super::queue::{AtomicState, Channel, Handover, Shared, Slot, State, promote};
+use super::queue::{AtomicState, Channel, Shared, Slot, State, Successor, promote};
 use super::subscriber::subscriber;
 use super::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use super::waiter::Waiter;
@@ -80,7 +80,7 @@ impl WakeHub {
         channel: &Arc<[u8]>,
         wake_all: bool,
         waiter_id: &str,
-        handover: Option<Handover>,
+        handover: Option<Successor>,
     ) -> (Waiter, bool) {
         let shared = &self.shared;
         shared.started.call_once(|| {

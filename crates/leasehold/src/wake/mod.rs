@@ -94,7 +94,7 @@ mod tests;
 pub(crate) use claim::{Claim, Won};
 pub(crate) use handover::STEP_BACK;
 pub(crate) use hub::WakeHub;
-pub(crate) use queue::Handover;
+pub(crate) use queue::Successor;
 pub(crate) use waiter::Waiter;
 
 /// The model check (`tests`) runs this state machine under shuttle, whose

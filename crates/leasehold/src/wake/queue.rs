@@ -72,7 +72,7 @@ impl AtomicState {
 /// What a waiter that can take a hand-over tells a releaser: the token to
 /// hand the lease to, and the ttl in ms to set on it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Handover {
+pub(crate) struct Successor {
     pub(crate) token: Token,
     pub(crate) ttl_ms: u64,
 }
@@ -89,7 +89,7 @@ pub(super) struct Slot {
     pub(super) id: Box<[u8]>,
     /// Set for plain leases: a local release may hand the lease straight to
     /// this waiter's token instead of freeing it.
-    pub(super) handover: Option<Handover>,
+    pub(super) handover: Option<Successor>,
     /// The fence and send instant of a hand-over, once granted.
     pub(super) grant: Mutex<Option<(u64, Instant)>>,
     /// Told when the slot becomes the head of its queue: in a queue that

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::queue::State;
 use super::sync::{Arc, AtomicBool, Mutex, Ordering};
-use super::{Claim, Handover, Waiter, WakeHub};
+use super::{Claim, Successor, Waiter, WakeHub};
 use crate::token::Token;
 
 /// Tokio objects (`Notify`, `Instant`) need no runtime; the hub keeps a
@@ -131,7 +131,7 @@ fn release_raw(world: &World, token: Token, reliable: bool) -> bool {
         }
         return released;
     };
-    let next = offer.handover();
+    let next = offer.successor();
     let others_wait = rng.gen_ratio(1, 4);
     let ran = (!(lossy && rng.gen_ratio(1, 10)))
         .then(|| world.redis.handover(token, next.token, others_wait));
@@ -158,7 +158,7 @@ fn release_raw(world: &World, token: Token, reliable: bool) -> bool {
 /// way, as `Pending` is, releasing what it says may be held.
 fn acquire(world: &World, token: Token, rounds: usize) -> bool {
     let mut rng = thread_rng();
-    let handover = Some(Handover { token, ttl_ms: 1 });
+    let handover = Some(Successor { token, ttl_ms: 1 });
     let mut claim = Claim::default();
     let mut won = None;
     let mut try_now = !world.hub.has_waiters(&world.channel);
@@ -282,7 +282,7 @@ fn release_freeing(world: &World, token: Token, after: Option<&AtomicBool>) -> b
         }
         return released;
     };
-    let next = offer.handover();
+    let next = offer.successor();
     // A script retried after NOSCRIPT reaches Redis after one sent
     // later; a loaded machine reads its reply late.
     let late = || {
@@ -379,7 +379,7 @@ fn freeing_scenario() {
     let (world, holder) = World::held();
     let (quitter, patient) = (Token::random(), Token::random());
     let queued = |token| {
-        let handover = Some(Handover { token, ttl_ms: 1 });
+        let handover = Some(Successor { token, ttl_ms: 1 });
         world.hub.register(&world.channel, false, "", handover).0
     };
     let (q, p) = (queued(quitter), queued(patient));
@@ -423,7 +423,7 @@ fn a_freeing_release_whose_waiter_gave_up_still_serves_the_next_model() {
 
 /// A waiter registered on `world`'s channel that can take a hand-over.
 fn waiter(world: &World) -> Waiter {
-    let handover = Some(Handover {
+    let handover = Some(Successor {
         token: Token::random(),
         ttl_ms: 1,
     });
