@@ -322,6 +322,31 @@ impl Backend {
         .map_err(|e| Error::redis("leaving the fair queue", self.addr(), e))
     }
 
+    /// Who holds a plain or fair lease, for messages: a prefix (8
+    /// characters) of the holder's token; `None` when it is free, cannot
+    /// be read, or `keys` is not a lease's (a semaphore has many holders).
+    pub(crate) async fn holder(&self, keys: &LeaseKeys) -> Option<String> {
+        if !matches!(keys.family(), Family::Lease | Family::Fair(_)) {
+            return None;
+        }
+        redis::cmd("GET")
+            .arg(keys.name())
+            .query_async::<Option<String>>(&mut self.conn())
+            .await
+            .ok()
+            .flatten()
+            .map(|t| t.chars().take(8).collect())
+    }
+
+    /// Every key matching the glob `pattern` (Redis `MATCH` syntax), by
+    /// SCAN (never KEYS, which would block a large database): on every
+    /// node that holds keys. A key may come more than once.
+    pub(crate) async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>> {
+        match self {
+            Backend::Single(s) => s.node.scan(pattern).await,
+        }
+    }
+
     /// Where waiters hear of releases.
     pub(crate) fn wake_source(&self) -> WakeSource {
         match self {

@@ -124,6 +124,29 @@ impl Node {
         &self.redis
     }
 
+    /// Every key of this server matching `pattern`, by SCAN.
+    pub(crate) async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>> {
+        let mut conn = self.conn();
+        let mut keys = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| Error::redis("scanning for leases", &self.addr, e))?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 {
+                return Ok(keys);
+            }
+        }
+    }
+
     /// A new connection used by nobody else, that waits for the connection
     /// and for each reply at most `patience`.
     pub(crate) async fn alone(

@@ -18,7 +18,6 @@ pub(crate) async fn status(core: &Core, name: &[u8]) -> Result<LeaseStatus> {
 /// The statuses of the names matching `pattern`; see
 /// [`Client::list`](crate::Client::list).
 pub(crate) async fn list(core: &Core, pattern: &str) -> Result<Vec<LeaseStatus>> {
-    let mut conn = core.backend.conn();
     let mut names: Vec<Vec<u8>> = Vec::new();
     // Plain names: leasehold:{N}:fence. Tagged names: N:leasehold:fence.
     for (glob, plain) in [
@@ -27,25 +26,9 @@ pub(crate) async fn list(core: &Core, pattern: &str) -> Result<Vec<LeaseStatus>>
         // Names with a `}` but no tag: {T}:leasehold:{N}:fence.
         (format!("{{????}}:leasehold:{{{pattern}}}:fence"), false),
     ] {
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&glob)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| Error::redis("scanning for leases", core.addr(), e))?;
-            for key in batch {
-                if let Some(name) = name_of_fence_key(&key, plain) {
-                    names.push(name);
-                }
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
+        for key in core.backend.scan(&glob).await? {
+            if let Some(name) = name_of_fence_key(&key, plain) {
+                names.push(name);
             }
         }
     }

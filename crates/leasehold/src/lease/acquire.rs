@@ -273,17 +273,7 @@ impl Lease {
     async fn timeout_error(&self, waited: Duration, pttl: i64) -> Error {
         // Who holds it, for the message: a prefix of the holder's token
         // (a semaphore has many holders: none is named).
-        let holder: Option<String> = if !matches!(self.keys.family(), Family::Lease) {
-            None
-        } else {
-            redis::cmd("GET")
-                .arg(self.keys.name())
-                .query_async::<Option<String>>(&mut self.core.backend.conn())
-                .await
-                .ok()
-                .flatten()
-                .map(|t| t.chars().take(8).collect())
-        };
+        let holder = self.core.backend.holder(&self.keys).await;
         ErrorKind::Timeout {
             name: self.keys.display().to_owned(),
             waited,
