@@ -985,14 +985,9 @@ fn below_root(tokens: &[Token], i: usize, out: &mut FileScan) {
     } else if punct(tokens, i, '{') {
         let mut depth = 0;
         let mut expect_name = true;
-        for (j, token) in tokens.iter().enumerate().skip(i) {
+        for token in &tokens[i..] {
             match &token.tok {
-                Tok::Punct('{') => {
-                    depth += 1;
-                    if depth > 1 {
-                        expect_name = false;
-                    }
-                }
+                Tok::Punct('{') => depth += 1,
                 Tok::Punct('}') => {
                     depth -= 1;
                     if depth == 0 {
@@ -1006,7 +1001,7 @@ fn below_root(tokens: &[Token], i: usize, out: &mut FileScan) {
                     }
                     expect_name = false;
                 }
-                Tok::Punct('*') if depth == 1 && expect_name => out.globs.push(tokens[j].line),
+                Tok::Punct('*') if depth == 1 && expect_name => out.globs.push(token.line),
                 _ => {
                     if depth == 1 {
                         expect_name = false;
