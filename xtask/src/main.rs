@@ -3,9 +3,11 @@
 //! - `setup`: make sure `redis-server`, `redis-cli`, `redis-sentinel` and
 //!   `faketime` are installed (tests need a real Redis; the fault suite its
 //!   tools).
-//! - `test`: setup, `cargo fmt --check`, `cargo clippy -D warnings`, the
-//!   workspace's docs with warnings denied, `cargo test`, then the fault
-//!   suite's quick set (`torture --quick`).
+//! - `test`: setup, `cargo fmt --check`, `layers`, `cargo clippy -D
+//!   warnings`, the workspace's docs with warnings denied, `cargo test`,
+//!   then the fault suite's quick set (`torture --quick`).
+//! - `layers`: the library's modules import downward only, never in a
+//!   cycle (see [`layers`]): `[--json | --dot] [--src DIR]`.
 //! - `torture`: setup, then the fault suite (`leasehold-torture`, release
 //!   build): `[--quick] [--scenario NAME] [--soak 10m] [--json]`.
 //! - `demo`: setup, then `leasehold demo` (it starts its own throwaway Redis).
@@ -24,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+mod layers;
+
 /// Project chores for leasehold.
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask")]
@@ -37,8 +41,8 @@ enum Task {
     /// Make sure redis-server, redis-cli, redis-sentinel and faketime are
     /// installed; installs them with apt-get when root.
     Setup,
-    /// setup, then cargo fmt --check, clippy -D warnings, the workspace's
-    /// docs (warnings denied) and the test suite.
+    /// setup, then cargo fmt --check, the layers check, clippy -D
+    /// warnings, the workspace's docs (warnings denied) and the test suite.
     ///
     /// Extra arguments go to `cargo test --workspace`, e.g.
     /// `cargo xtask test -- lease` or `cargo xtask test -- -- --nocapture`.
@@ -46,6 +50,23 @@ enum Task {
         /// Arguments for `cargo test`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
+    },
+    /// Check that the library's modules use only modules of lower layers
+    /// (the table in xtask/src/layers.rs), with no cycle; print the module
+    /// graph and the files that call Redis directly.
+    ///
+    /// Reads the source only: no build. Exits non-zero on a cycle, a use
+    /// against the layers, or a module missing from the table.
+    Layers {
+        /// Print the report as one JSON object.
+        #[arg(long, conflicts_with = "dot")]
+        json: bool,
+        /// Print the graph for graphviz (`| dot -Tsvg`).
+        #[arg(long)]
+        dot: bool,
+        /// The library's source directory [default: crates/leasehold/src].
+        #[arg(long, value_name = "DIR")]
+        src: Option<PathBuf>,
     },
     /// setup, then the fault suite (release build): workers on one lease
     /// under injected faults, checked for two holders at once, lost
@@ -99,6 +120,15 @@ fn main() -> ExitCode {
     let result = match Cli::parse().task {
         Task::Setup => setup(),
         Task::Test { args } => test(args),
+        Task::Layers { json, dot, src } => check_layers(src, |report| {
+            if json {
+                println!("{}", report.json());
+            } else if dot {
+                print!("{}", report.dot());
+            } else {
+                print!("{}", report.text());
+            }
+        }),
         Task::Demo { args } => setup().and_then(|()| {
             run(cargo(["run", "--quiet", "-p", "leasehold-cli", "--", "demo"]).args(args))
         }),
@@ -207,6 +237,30 @@ fn bench(args: Vec<OsString>) -> Result<(), Failure> {
     let compared = run(&mut compare);
     let _ = std::fs::remove_file(&rows);
     measured.and(compared)
+}
+
+/// `cargo xtask layers`: checks the library's source in `src` (by default
+/// `crates/leasehold/src`) against [`layers::TABLE`], hands the report to
+/// `show`, and fails when the layers are broken.
+fn check_layers(src: Option<PathBuf>, show: impl FnOnce(&layers::Report)) -> Result<(), Failure> {
+    let root = workspace_root();
+    let (src, shown) = match src {
+        Some(src) => (src.clone(), src),
+        None => {
+            let shown = PathBuf::from("crates/leasehold/src");
+            (root.join(&shown), shown)
+        }
+    };
+    let report = layers::check(&src, &shown, layers::TABLE).map_err(Failure::new)?;
+    show(&report);
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            "the library's modules break their layers (see above); fix the use, \
+             or move the module in LAYERS (xtask/src/layers.rs) if the layering changed",
+        ))
+    }
 }
 
 /// The Debian packages the tests and the fault suite need, and a binary
@@ -323,6 +377,13 @@ fn report_version(binary: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// One step of `cargo xtask test`.
+enum Step {
+    Setup,
+    Layers,
+    Run(Command),
+}
+
 /// The checks CI runs, in order, stopping at the first failure.
 fn test(test_args: Vec<OsString>) -> Result<(), Failure> {
     let mut cargo_test = cargo(["test", "--workspace"]);
@@ -330,12 +391,14 @@ fn test(test_args: Vec<OsString>) -> Result<(), Failure> {
     // Every crate's docs build without a broken link or a bad example.
     let mut docs = cargo(["doc", "--workspace", "--no-deps"]);
     docs.env("RUSTDOCFLAGS", "-D warnings");
-    let mut steps: Vec<(&str, Option<Command>)> = vec![
-        ("setup", None),
-        ("fmt", Some(cargo(["fmt", "--all", "--", "--check"]))),
+    let mut steps: Vec<(&str, Step)> = vec![
+        ("setup", Step::Setup),
+        ("fmt", Step::Run(cargo(["fmt", "--all", "--", "--check"]))),
+        // Reads the source only: seconds, before the first build.
+        ("layers", Step::Layers),
         (
             "clippy",
-            Some(cargo([
+            Step::Run(cargo([
                 "clippy",
                 "--workspace",
                 "--all-targets",
@@ -344,25 +407,29 @@ fn test(test_args: Vec<OsString>) -> Result<(), Failure> {
                 "warnings",
             ])),
         ),
-        ("docs", Some(docs)),
-        ("test", Some(cargo_test)),
+        ("docs", Step::Run(docs)),
+        ("test", Step::Run(cargo_test)),
         // The fault suite's quick set: a few seconds per scenario.
-        ("build", Some(torture_build())),
-        ("torture", Some(torture(["--quick"]))),
+        ("build", Step::Run(torture_build())),
+        ("torture", Step::Run(torture(["--quick"]))),
     ];
 
     let total = steps.len();
     let mut timings: Vec<(&str, Duration)> = Vec::new();
     let mut outcome = Ok(());
-    for (i, (name, command)) in steps.iter_mut().enumerate() {
-        let what = command
-            .as_ref()
-            .map_or_else(|| "cargo xtask setup".to_owned(), show);
+    for (i, (name, step)) in steps.iter_mut().enumerate() {
+        let what = match step {
+            Step::Setup => "cargo xtask setup".to_owned(),
+            Step::Layers => "cargo xtask layers".to_owned(),
+            Step::Run(command) => show(command),
+        };
         eprintln!("\n==> [{}/{total}] {name}: {what}", i + 1);
         let started = Instant::now();
-        let result = match command {
-            None => setup(),
-            Some(command) => run(command),
+        let result = match step {
+            Step::Setup => setup(),
+            // The report on stderr, with the other steps' output.
+            Step::Layers => check_layers(None, |report| eprint!("{}", report.text())),
+            Step::Run(command) => run(command),
         };
         timings.push((name, started.elapsed()));
         if let Err(failure) = result {
