@@ -25,6 +25,7 @@ pub struct FenceGate {
 /// A write refused by [`FenceGate::admit`]: its fence is lower than one
 /// already seen, so a newer holder has written since.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StaleFence {
     /// The fence the write carried.
     pub fence: u64,

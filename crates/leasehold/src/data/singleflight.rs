@@ -37,7 +37,12 @@ pub struct SingleFlight {
 }
 
 /// Where a [`SingleFlight::get`] value came from.
+///
+/// Not exhaustive: a way to serve a value may be added (a stale value
+/// served while another caller rebuilds it, say), so a `match` needs a `_`
+/// arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Source {
     /// It was in the cache.
     Cache,
@@ -49,6 +54,7 @@ pub enum Source {
 
 /// A value and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Fetched<T> {
     /// The value.
     pub value: T,

@@ -34,6 +34,7 @@ pub struct Optimistic {
 
 /// The outcome of a committed transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Committed<T> {
     /// What the closure returned in the attempt that committed.
     pub value: T,

@@ -364,6 +364,7 @@ impl Guard {
 /// [`Guard::detach`] returns. It ends when its TTL runs out, or when
 /// someone releases it with the token.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Detached {
     /// The owner token (a secret: its `Display` shows only a prefix).
     pub token: Token,
