@@ -49,6 +49,16 @@ impl Default for ClientBuilder {
 
 impl ClientBuilder {
     /// How long to try to reach the server before giving up (default 5 s).
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let client = leasehold::Client::builder()
+    ///     .connect_timeout(Duration::from_secs(1))
+    ///     .connect("redis://127.0.0.1:6379")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.connect_timeout = d;
         self
@@ -62,6 +72,16 @@ impl ClientBuilder {
     /// 50 ms) is sent again on a connection of its own, while the first
     /// may still answer, so that one stuck reply (a dead or congested
     /// connection) does not cost the lease while it is still valid.
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let client = leasehold::Client::builder()
+    ///     .response_timeout(Duration::from_secs(2))
+    ///     .connect("redis://127.0.0.1:6379")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn response_timeout(mut self, d: Duration) -> Self {
         self.response_timeout = d;
         self
@@ -75,6 +95,16 @@ impl ClientBuilder {
     /// [`ErrorKind::ConnectTimeout`](crate::ErrorKind::ConnectTimeout) past the connect timeout, and
     /// [`ErrorKind::Redis`](crate::ErrorKind::Redis) when it answers with an error (a wrong password,
     /// say).
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let client = leasehold::Client::builder()
+    ///     .connect_timeout(Duration::from_secs(2))
+    ///     .connect("redis://:secret@redis.internal:6379/0")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -114,6 +144,17 @@ impl Client {
     }
 
     /// Options for connecting (timeouts); see [`ClientBuilder`].
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let client = leasehold::Client::builder()
+    ///     .connect_timeout(Duration::from_secs(1))
+    ///     .response_timeout(Duration::from_secs(2))
+    ///     .connect("redis://127.0.0.1:6379")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
     }

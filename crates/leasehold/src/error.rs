@@ -14,8 +14,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The error is one pointer wide; [`Error::kind`] tells what happened, and
 /// the predicates ([`is_timeout`](Error::is_timeout),
 /// [`is_lost`](Error::is_lost), [`is_held`](Error::is_held),
+/// [`is_connection`](Error::is_connection),
 /// [`is_retryable`](Error::is_retryable)) answer the usual questions.
-/// Redis's own error, when there is one, is the [`source`](std::error::Error::source).
+/// Redis's own error, when there is one, is the [`source`](std::error::Error::source);
+/// an error that came from a server names it ([`Error::addr`]).
 ///
 /// ```
 /// let err = leasehold::Lease::check_name(b"").unwrap_err();
@@ -35,7 +37,9 @@ pub enum ErrorKind {
         /// What the connection attempt or the broken connection reported.
         source: redis::RedisError,
     },
-    /// Connecting took longer than the connect timeout.
+    /// Connecting took longer than the connect timeout. A connection
+    /// problem ([`Error::is_connection`]), not a wait for a lease: it is not
+    /// [`Error::is_timeout`].
     ConnectTimeout {
         /// The address tried (never with its password).
         addr: String,
@@ -68,10 +72,12 @@ pub enum ErrorKind {
     },
     /// Redlock: too few masters granted the lease in time.
     QuorumNotReached {
-        /// Masters that granted it.
-        granted: usize,
         /// Masters needed (a majority).
         needed: usize,
+        /// Masters that granted it.
+        got: usize,
+        /// Each master that did not grant it, with what it said.
+        nodes: Vec<NodeFailure>,
     },
     /// An optimistic transaction met a conflict on every attempt.
     TooManyConflicts {
@@ -88,6 +94,8 @@ pub enum ErrorKind {
     /// Redis answered with an error (READONLY, OOM, NOAUTH, MOVED, a script
     /// error, ...), or leasehold could not make sense of its reply.
     Redis {
+        /// The server that answered (never with its password).
+        addr: String,
         /// What leasehold was doing.
         doing: &'static str,
         /// Redis's error.
@@ -95,37 +103,150 @@ pub enum ErrorKind {
     },
 }
 
+/// One server's part in a failed quorum
+/// ([`ErrorKind::QuorumNotReached`]): which server, and why it did not
+/// grant the lease.
+///
+/// The cause is a whole [`Error`], so the usual questions work per server:
+/// held by someone else is [`ErrorKind::Held`] ([`Error::is_held`]),
+/// unreachable or too slow to connect is [`Error::is_connection`], and a
+/// refusal (`READONLY`, `OOM`, a wrong password) is [`ErrorKind::Redis`].
+///
+/// ```
+/// fn explain(err: &leasehold::Error) {
+///     if let leasehold::ErrorKind::QuorumNotReached { nodes, .. } = err.kind() {
+///         for node in nodes {
+///             let why = if node.cause.is_held() { "held elsewhere" } else { "failed" };
+///             println!("{}: {why}: {}", node.addr, node.cause);
+///         }
+///     }
+/// }
+/// # explain(&leasehold::Lease::check_name(b"").unwrap_err());
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct NodeFailure {
+    /// The server's address (never with its password).
+    pub addr: String,
+    /// What it answered, or why it could not.
+    pub cause: Error,
+}
+
 impl Error {
     /// What went wrong.
+    ///
+    /// ```
+    /// let err = leasehold::Lease::check_name(b"").unwrap_err();
+    /// match err.kind() {
+    ///     leasehold::ErrorKind::InvalidArgument { what, .. } => assert_eq!(*what, "name"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
     pub fn kind(&self) -> &ErrorKind {
         &self.0
     }
 
     /// Turns the error into its kind.
+    ///
+    /// ```
+    /// let err = leasehold::Lease::check_name(b"").unwrap_err();
+    /// if let leasehold::ErrorKind::InvalidArgument { why, .. } = err.into_kind() {
+    ///     println!("{why}");
+    /// }
+    /// ```
     pub fn into_kind(self) -> ErrorKind {
         *self.0
     }
 
-    /// True when `acquire` gave up after its wait timeout.
+    /// The address of the server the error came from, when it came from
+    /// one: a failed connection ([`ErrorKind::Connect`],
+    /// [`ErrorKind::ConnectTimeout`]) or a refusal ([`ErrorKind::Redis`]).
+    /// Never with a password. `None` for errors of leasehold's own
+    /// (a wait that ran out, a lost lease, a bad argument) and for
+    /// [`ErrorKind::QuorumNotReached`], whose servers are in its `nodes`.
+    ///
+    /// ```no_run
+    /// # async fn f() {
+    /// if let Err(e) = leasehold::Client::connect("redis://10.0.0.7:6379").await {
+    ///     eprintln!("Redis at {} failed: {e}", e.addr().unwrap_or("?"));
+    /// }
+    /// # }
+    /// ```
+    pub fn addr(&self) -> Option<&str> {
+        match &*self.0 {
+            ErrorKind::Connect { addr, .. }
+            | ErrorKind::ConnectTimeout { addr, .. }
+            | ErrorKind::Redis { addr, .. } => Some(addr),
+            _ => None,
+        }
+    }
+
+    /// True when `acquire` waited its whole wait timeout and the lease was
+    /// still held: the lease was busy. Only [`ErrorKind::Timeout`]; a
+    /// connect timeout is a connection problem
+    /// ([`is_connection`](Error::is_connection)), not a busy lease.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// match client.lease("reports").wait(Duration::from_secs(5)).acquire().await {
+    ///     Ok(guard) => guard.release().await?,
+    ///     Err(e) if e.is_timeout() => println!("still busy after 5 s: {e}"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn is_timeout(&self) -> bool {
-        matches!(
-            *self.0,
-            ErrorKind::Timeout { .. } | ErrorKind::ConnectTimeout { .. }
-        )
+        matches!(*self.0, ErrorKind::Timeout { .. })
     }
 
     /// True when a guard's lease was lost (expired, deleted, taken, or not
     /// renewable in time).
+    ///
+    /// ```no_run
+    /// # async fn f(guard: leasehold::Guard) -> leasehold::Result<()> {
+    /// if let Err(e) = guard.extend().await {
+    ///     if e.is_lost() {
+    ///         println!("stop writing: {e}");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn is_lost(&self) -> bool {
         matches!(*self.0, ErrorKind::LeaseLost { .. })
     }
 
     /// True when `try_acquire` found the lease held by someone else.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// match client.lease("cron/cleanup").try_acquire().await {
+    ///     Ok(guard) => guard.release().await?,
+    ///     Err(e) if e.is_held() => println!("another host runs it"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn is_held(&self) -> bool {
         matches!(*self.0, ErrorKind::Held { .. })
     }
 
-    /// True when the server could not be reached or the connection broke.
+    /// True when the server could not be reached, did not answer in time
+    /// (the connect timeout, [`ErrorKind::ConnectTimeout`], or a command's
+    /// response timeout), or the connection broke.
+    ///
+    /// ```no_run
+    /// # async fn f() {
+    /// use std::time::Duration;
+    /// let client = leasehold::Client::builder()
+    ///     .connect_timeout(Duration::from_secs(1))
+    ///     .connect("redis://10.0.0.7:6379")
+    ///     .await;
+    /// if let Err(e) = client {
+    ///     assert!(e.is_connection() && !e.is_timeout());
+    /// }
+    /// # }
+    /// ```
     pub fn is_connection(&self) -> bool {
         match &*self.0 {
             ErrorKind::Connect { .. } | ErrorKind::ConnectTimeout { .. } => true,
@@ -135,7 +256,8 @@ impl Error {
     }
 
     /// True when trying the same call again later may succeed: the lease was
-    /// held, the wait timed out, the connection failed, or Redis answered
+    /// held, the wait timed out, the connection failed or timed out
+    /// ([`is_connection`](Error::is_connection)), or Redis answered
     /// that it did not run the command *for now*:
     ///
     /// - `LOADING`: it is still loading its data set after a restart;
@@ -200,7 +322,12 @@ impl Error {
             }
             .into()
         } else {
-            ErrorKind::Redis { doing, source }.into()
+            ErrorKind::Redis {
+                addr: addr.to_owned(),
+                doing,
+                source,
+            }
+            .into()
         }
     }
 }
@@ -298,17 +425,27 @@ impl fmt::Display for Error {
                 f,
                 "lease `{name}` was lost: it expired, or was deleted or taken by another holder; stop writing under it and acquire it again"
             ),
-            ErrorKind::QuorumNotReached { granted, needed } => write!(
-                f,
-                "Redlock quorum not reached: {granted} of the masters granted the lease, {needed} needed; check that a majority of the masters is reachable"
-            ),
+            ErrorKind::QuorumNotReached { needed, got, nodes } => {
+                write!(
+                    f,
+                    "Redlock quorum not reached: {got} of the masters granted the lease, {needed} needed"
+                )?;
+                for node in nodes {
+                    write!(f, "; {}: {}", node.addr, node.cause)?;
+                }
+                write!(f, "; check that a majority of the masters is reachable")
+            }
             ErrorKind::TooManyConflicts { attempts } => write!(
                 f,
                 "optimistic transaction gave up after {attempts} attempts: other clients kept changing the watched keys; raise max_attempts, or use a Lua script or a lease for this hot key"
             ),
             ErrorKind::InvalidArgument { what, why } => write!(f, "invalid {what}: {why}"),
-            ErrorKind::Redis { doing, source } => {
-                write!(f, "Redis refused {doing}: {source}")?;
+            ErrorKind::Redis {
+                addr,
+                doing,
+                source,
+            } => {
+                write!(f, "Redis at {addr} refused {doing}: {source}")?;
                 let hint = match source.kind() {
                     redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) => {
                         "; this server is a read-only replica: point leasehold at the master"
@@ -335,14 +472,97 @@ impl std::error::Error for Error {
 
 #[cfg(test)]
 mod tests {
-    use super::{Error, ErrorKind};
+    use std::time::Duration;
+
+    use super::{Error, ErrorKind, NodeFailure};
 
     fn refused(code: &str) -> Error {
-        ErrorKind::Redis {
-            doing: "the acquire script",
-            source: redis::make_extension_error(code.to_owned(), Some("detail".to_owned())),
+        Error::redis(
+            "the acquire script",
+            "10.0.0.7:6379",
+            redis::make_extension_error(code.to_owned(), Some("detail".to_owned())),
+        )
+    }
+
+    fn connect_timeout() -> Error {
+        ErrorKind::ConnectTimeout {
+            addr: "10.0.0.7:6379".into(),
+            after: Duration::from_secs(5),
         }
         .into()
+    }
+
+    #[test]
+    fn a_connect_timeout_is_a_connection_problem_not_a_busy_lease() {
+        let err = connect_timeout();
+        assert!(!err.is_timeout(), "{err}");
+        assert!(err.is_connection(), "{err}");
+        assert!(err.is_retryable(), "{err}");
+        let busy: Error = ErrorKind::Timeout {
+            name: "reports".into(),
+            waited: Duration::from_secs(5),
+            holder: None,
+            remaining: None,
+        }
+        .into();
+        assert!(busy.is_timeout() && !busy.is_connection(), "{busy}");
+        assert!(busy.is_retryable(), "{busy}");
+    }
+
+    #[test]
+    fn every_error_from_a_server_names_it() {
+        let io = || redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        let broken = Error::redis("the extend script", "10.0.0.7:6379", io());
+        assert!(
+            matches!(broken.kind(), ErrorKind::Connect { .. }),
+            "{broken:?}"
+        );
+        for err in [broken, connect_timeout(), refused("READONLY")] {
+            assert_eq!(err.addr(), Some("10.0.0.7:6379"), "{err:?}");
+            assert!(err.to_string().contains("10.0.0.7:6379"), "{err}");
+        }
+        assert_eq!(Error::lost("x").addr(), None);
+    }
+
+    #[test]
+    fn a_failed_quorum_says_which_server_said_what() {
+        let err: Error = ErrorKind::QuorumNotReached {
+            needed: 2,
+            got: 1,
+            nodes: vec![
+                NodeFailure {
+                    addr: "10.0.0.8:6379".into(),
+                    cause: ErrorKind::Held {
+                        name: "x".into(),
+                        remaining: Some(Duration::from_secs(3)),
+                    }
+                    .into(),
+                },
+                NodeFailure {
+                    addr: "10.0.0.7:6379".into(),
+                    cause: connect_timeout(),
+                },
+            ],
+        }
+        .into();
+        let ErrorKind::QuorumNotReached { nodes, .. } = err.kind() else {
+            unreachable!()
+        };
+        assert!(nodes[0].cause.is_held() && nodes[1].cause.is_connection());
+        let text = err.to_string();
+        assert!(
+            text.contains("1 of the masters") && text.contains("2 needed"),
+            "{text}"
+        );
+        assert!(text.contains("10.0.0.8:6379: lease `x` is held"), "{text}");
+        assert!(text.contains("10.0.0.7:6379: could not connect"), "{text}");
+        assert_eq!(err.addr(), None);
+    }
+
+    #[test]
+    fn an_error_is_one_pointer_wide() {
+        assert_eq!(size_of::<Error>(), size_of::<usize>());
+        assert_eq!(size_of::<super::Result<()>>(), size_of::<usize>());
     }
 
     #[test]

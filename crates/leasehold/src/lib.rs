@@ -156,7 +156,7 @@ pub use data::{
     Source, StaleFence, Tx,
 };
 pub use engine::Client;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, NodeFailure, Result};
 pub use hold::{Detached, Guard};
 pub use inspect::{Holder, LeaseKind, LeaseStatus, Role};
 pub use keys::MAX_NAME_LEN;

@@ -83,22 +83,55 @@ impl RwLock {
     }
 
     /// Sets the ttl of both read and write guards (see [`Lease::ttl`]).
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let lock = client.rwlock("config").ttl(Duration::from_secs(10));
+    /// let reader = lock.read().acquire().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn ttl(self, ttl: Duration) -> Self {
         self.both(|s| s.ttl(ttl))
     }
 
     /// Sets how long both kinds of acquire wait (see [`Lease::wait`]).
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let lock = client.rwlock("config").wait(Duration::from_secs(60));
+    /// let writer = lock.write().acquire().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn wait(self, wait: Duration) -> Self {
         self.both(|s| s.wait(wait))
     }
 
     /// Sets the fallback timer of waiters (see [`Lease::backoff`]); the
     /// writer's intent lives three times `max`.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let lock = client
+    ///     .rwlock("config")
+    ///     .backoff(Duration::from_millis(20), Duration::from_millis(500));
+    /// # Ok(()) }
+    /// ```
     pub fn backoff(self, min: Duration, max: Duration) -> Self {
         self.both(|s| s.backoff(min, max))
     }
 
     /// Whether guards renew themselves (see [`Lease::auto_renew`]).
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let lock = client.rwlock("config").auto_renew(false);
+    /// let writer = lock.write().acquire().await?;
+    /// writer.extend().await?; // by hand, within the ttl
+    /// # Ok(()) }
+    /// ```
     pub fn auto_renew(self, on: bool) -> Self {
         self.both(|s| s.auto_renew(on))
     }

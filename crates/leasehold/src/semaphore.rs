@@ -97,6 +97,12 @@ impl Semaphore {
     }
 
     /// K, the number of permits.
+    ///
+    /// ```no_run
+    /// # fn f(client: leasehold::Client) {
+    /// assert_eq!(client.semaphore("render-farm", 8).limit(), 8);
+    /// # }
+    /// ```
     pub fn limit(&self) -> u32 {
         self.limit
     }

@@ -22,6 +22,12 @@ pub struct Token([u8; 32]);
 
 impl Token {
     /// A new token from the thread-local CSPRNG (ChaCha, seeded by the OS).
+    ///
+    /// ```
+    /// let a = leasehold::Token::random();
+    /// assert_ne!(a, leasehold::Token::random());
+    /// assert_eq!(a.as_str().len(), 32);
+    /// ```
     pub fn random() -> Token {
         let mut raw = [0u8; 16];
         rand::rng().fill_bytes(&mut raw);
@@ -61,12 +67,24 @@ impl Token {
     }
 
     /// The whole token. Treat it as a secret.
+    ///
+    /// ```
+    /// let t = leasehold::Token::random();
+    /// assert_eq!(leasehold::Token::parse(t.as_str())?, t);
+    /// # Ok::<(), leasehold::Error>(())
+    /// ```
     pub fn as_str(&self) -> &str {
         // Only ASCII hex digits are ever stored.
         std::str::from_utf8(&self.0).expect("token is ASCII hex")
     }
 
     /// The first 8 hex digits: safe to log, enough to tell holders apart.
+    ///
+    /// ```
+    /// let t = leasehold::Token::parse("00112233445566778899aabbccddeeff")?;
+    /// assert_eq!(t.prefix(), "00112233");
+    /// # Ok::<(), leasehold::Error>(())
+    /// ```
     pub fn prefix(&self) -> &str {
         &self.as_str()[..8]
     }

@@ -71,6 +71,24 @@ fn bad_inputs_name_themselves() {
 }
 
 #[test]
+fn a_connect_timeout_exits_as_an_unreachable_redis_not_a_busy_lease() {
+    // Takes connections and never answers: the connect timeout runs out.
+    // That is Redis not reachable (5), not the lease not obtained (3).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let url = format!("redis://{addr}");
+    let args = ["--url", &url, "--connect-timeout", "300ms"];
+    for cmd in [
+        &["acquire", "x", "--wait", "10s"][..],
+        &["run", "x", "--", "true"],
+    ] {
+        let args: Vec<&str> = args.iter().chain(cmd).copied().collect();
+        let err = one_line_error(&args, None, 5);
+        assert!(err.contains(&addr) && err.contains("connect"), "{err}");
+    }
+}
+
+#[test]
 fn bad_input_is_refused_before_connecting() {
     // No server anywhere: still a usage error (2), not an unreachable
     // Redis (5), and the command never ran.

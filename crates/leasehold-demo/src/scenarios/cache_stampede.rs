@@ -50,7 +50,7 @@ pub(crate) async fn run(
         match r.map_err(|e| Error(e.to_string()))?? {
             Source::Cache => from_cache += 1,
             Source::Waited => waited += 1,
-            Source::Rebuilt => {}
+            _ => {} // Rebuilt: counted by the closure
         }
     }
     let () = redis::cmd("DEL")

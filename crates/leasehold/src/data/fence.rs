@@ -25,6 +25,7 @@ pub struct FenceGate {
 /// A write refused by [`FenceGate::admit`]: its fence is lower than one
 /// already seen, so a newer holder has written since.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StaleFence {
     /// The fence the write carried.
     pub fence: u64,
@@ -34,6 +35,12 @@ pub struct StaleFence {
 
 impl FenceGate {
     /// A gate that has seen nothing yet.
+    ///
+    /// ```
+    /// // One per protected resource, shared by its writers.
+    /// static ORDERS: leasehold::FenceGate = leasehold::FenceGate::new();
+    /// assert_eq!(ORDERS.highest(), 0);
+    /// ```
     pub const fn new() -> FenceGate {
         FenceGate {
             highest: AtomicU64::new(0),
@@ -43,6 +50,14 @@ impl FenceGate {
     /// Admits a write carrying `fence` if no higher fence was seen, and
     /// remembers it. Atomic: concurrent writers cannot both pass with a
     /// lower fence after a higher one.
+    ///
+    /// ```
+    /// let gate = leasehold::FenceGate::new();
+    /// gate.admit(12).unwrap();
+    /// gate.admit(12).unwrap(); // the same holder writes again
+    /// let stale = gate.admit(11).unwrap_err();
+    /// println!("refused: {stale}");
+    /// ```
     pub fn admit(&self, fence: u64) -> Result<(), StaleFence> {
         let highest = self.highest.fetch_max(fence, Ordering::AcqRel);
         if fence < highest {
@@ -53,6 +68,12 @@ impl FenceGate {
     }
 
     /// The highest fence admitted so far.
+    ///
+    /// ```
+    /// let gate = leasehold::FenceGate::new();
+    /// gate.admit(5).unwrap();
+    /// assert_eq!(gate.highest(), 5);
+    /// ```
     pub fn highest(&self) -> u64 {
         self.highest.load(Ordering::Acquire)
     }

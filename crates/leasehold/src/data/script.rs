@@ -81,6 +81,14 @@ pub struct Invocation<'s, S> {
 
 impl Script {
     /// A script from its source; hashed now, loaded on first use.
+    ///
+    /// ```
+    /// // Build it once (a static, a field) and call it as often as needed.
+    /// let incr_to = leasehold::Script::new(
+    ///     "local v = redis.call('INCR', KEYS[1]); if v > tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end; return v",
+    /// );
+    /// assert_eq!(incr_to.sha().len(), 40);
+    /// ```
     pub fn new(src: impl Into<String>) -> Script {
         Script {
             lua: Arc::new(scripts::Lua::new(src.into())),
@@ -88,21 +96,47 @@ impl Script {
     }
 
     /// The SHA1 that EVALSHA uses.
+    ///
+    /// ```
+    /// let s = leasehold::Script::new("return 1");
+    /// println!("EVALSHA {} 0", s.sha());
+    /// ```
     pub fn sha(&self) -> &str {
         self.lua.sha()
     }
 
     /// Starts a call with a first key.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let get = leasehold::Script::new("return redis.call('GET', KEYS[1])");
+    /// let v: Option<String> = get.key("config:mode").invoke(&client).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn key(&self, key: impl ToRedisArgs) -> Invocation<'_, Script> {
         self.prepare().key(key)
     }
 
     /// Starts a call with a first argument.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let echo = leasehold::Script::new("return ARGV[1]");
+    /// let v: String = echo.arg("hello").invoke(&client).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn arg(&self, arg: impl ToRedisArgs) -> Invocation<'_, Script> {
         self.prepare().arg(arg)
     }
 
     /// Starts a call with no keys or arguments yet.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let time = leasehold::Script::new("return redis.call('TIME')[1]");
+    /// let secs: String = time.prepare().invoke(&client).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn prepare(&self) -> Invocation<'_, Script> {
         Invocation {
             script: self,
@@ -115,6 +149,10 @@ impl Script {
 impl LeaseScript {
     /// A lease-scoped script from its body; the prelude that checks the
     /// lease is prepended now.
+    ///
+    /// ```
+    /// let append = leasehold::LeaseScript::new("return redis.call('RPUSH', KEYS[1], ARGV[1])");
+    /// ```
     pub fn new(body: impl AsRef<str>) -> LeaseScript {
         let src = format!(
             "{}\n{}",
@@ -127,16 +165,38 @@ impl LeaseScript {
     }
 
     /// Starts a call with a first key.
+    ///
+    /// ```no_run
+    /// # async fn f(guard: leasehold::Guard) -> leasehold::Result<()> {
+    /// let del = leasehold::LeaseScript::new("return redis.call('DEL', KEYS[1])");
+    /// let n: i64 = del.key("report:draft").invoke(&guard).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn key(&self, key: impl ToRedisArgs) -> Invocation<'_, LeaseScript> {
         self.prepare().key(key)
     }
 
     /// Starts a call with a first argument.
+    ///
+    /// ```no_run
+    /// # async fn f(guard: leasehold::Guard) -> leasehold::Result<()> {
+    /// let publish = leasehold::LeaseScript::new("return redis.call('PUBLISH', 'jobs', ARGV[1])");
+    /// let n: i64 = publish.arg("job 7 done").invoke(&guard).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn arg(&self, arg: impl ToRedisArgs) -> Invocation<'_, LeaseScript> {
         self.prepare().arg(arg)
     }
 
     /// Starts a call with no keys or arguments yet.
+    ///
+    /// ```no_run
+    /// # async fn f(guard: leasehold::Guard) -> leasehold::Result<()> {
+    /// // Fails with LeaseLost, running nothing, once the lease is gone.
+    /// let still_mine = leasehold::LeaseScript::new("return 1");
+    /// let _: i64 = still_mine.prepare().invoke(&guard).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn prepare(&self) -> Invocation<'_, LeaseScript> {
         Invocation {
             script: self,
@@ -148,12 +208,26 @@ impl LeaseScript {
 
 impl<S> Invocation<'_, S> {
     /// Adds a key (`KEYS[i]`).
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let rename = leasehold::Script::new("return redis.call('RENAME', KEYS[1], KEYS[2])");
+    /// let _: () = rename.key("{u:7}:draft").key("{u:7}:final").invoke(&client).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn key(mut self, key: impl ToRedisArgs) -> Self {
         self.keys.extend(key.to_redis_args());
         self
     }
 
     /// Adds an argument (`ARGV[i]`).
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let set_ex = leasehold::Script::new("return redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])");
+    /// let _: () = set_ex.key("k").arg("v").arg(60).invoke(&client).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn arg(mut self, arg: impl ToRedisArgs) -> Self {
         self.args.extend(arg.to_redis_args());
         self
@@ -162,6 +236,13 @@ impl<S> Invocation<'_, S> {
 
 impl Invocation<'_, Script> {
     /// Runs the script on the client's shared connection.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let len = leasehold::Script::new("return redis.call('LLEN', KEYS[1])");
+    /// let n: i64 = len.key("queue").invoke(&client).await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -181,6 +262,18 @@ impl Invocation<'_, Script> {
 impl Invocation<'_, LeaseScript> {
     /// Runs the body if, and only if, `guard`'s lease is still held, in one
     /// atomic step.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let write = leasehold::LeaseScript::new("return redis.call('SET', KEYS[1], ARGV[1])");
+    /// let guard = client.lease("report").acquire().await?;
+    /// match write.key("report:body").arg("v2").invoke::<()>(&guard).await {
+    ///     Ok(()) => {}
+    ///     Err(e) if e.is_lost() => eprintln!("not written: the lease was gone"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     ///

@@ -37,7 +37,12 @@ pub struct SingleFlight {
 }
 
 /// Where a [`SingleFlight::get`] value came from.
+///
+/// Not exhaustive: a way to serve a value may be added (a stale value
+/// served while another caller rebuilds it, say), so a `match` needs a `_`
+/// arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Source {
     /// It was in the cache.
     Cache,
@@ -49,6 +54,7 @@ pub enum Source {
 
 /// A value and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Fetched<T> {
     /// The value.
     pub value: T,
@@ -74,18 +80,45 @@ impl SingleFlight {
 
 impl SingleFlight {
     /// How long a rebuilt value stays in the cache (default: no expiry).
+    ///
+    /// ```no_run
+    /// # async fn render() -> String { String::new() }
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let page = client
+    ///     .single_flight("cache:home")
+    ///     .cache_ttl(Duration::from_secs(60))
+    ///     .get(async || Ok::<_, leasehold::Error>(render().await))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.cache_ttl = Some(ttl);
         self
     }
 
     /// The rebuild lease's ttl (default 30 s; renewed while rebuilding).
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// // A crashed rebuilder holds the others back 5 s at most.
+    /// let sf = client.single_flight("cache:home").lease_ttl(Duration::from_secs(5));
+    /// # Ok(()) }
+    /// ```
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease = self.lease.ttl(ttl);
         self
     }
 
     /// How long a caller waits for another's rebuild (default 30 s).
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let sf = client.single_flight("cache:report").wait(Duration::from_secs(120));
+    /// # Ok(()) }
+    /// ```
     pub fn wait(mut self, wait: Duration) -> Self {
         self.lease = self.lease.wait(wait);
         self
@@ -98,6 +131,20 @@ impl SingleFlight {
     /// the value and releases; the others are woken one by one by the
     /// release and find the value in the cache. If a rebuild fails, its
     /// error goes to its caller and the next waiter tries to rebuild.
+    ///
+    /// ```no_run
+    /// # async fn query_db() -> String { String::new() }
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let fetched = client
+    ///     .single_flight("cache:user:7")
+    ///     .get(async || Ok::<_, leasehold::Error>(query_db().await))
+    ///     .await?;
+    /// match fetched.source {
+    ///     leasehold::Source::Rebuilt => println!("rebuilt: {}", fetched.value),
+    ///     _ => println!("served: {}", fetched.value),
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     ///

@@ -34,6 +34,7 @@ pub struct Optimistic {
 
 /// The outcome of a committed transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Committed<T> {
     /// What the closure returned in the attempt that committed.
     pub value: T,
@@ -54,6 +55,19 @@ pub struct Tx<'a> {
 
 impl Tx<'_> {
     /// Runs a read now, on the transaction's connection.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// client
+    ///     .optimistic(["cart:7"])
+    ///     .run(async |tx| {
+    ///         let items: i64 = tx.query(redis::cmd("HLEN").arg("cart:7")).await?;
+    ///         tx.queue(redis::cmd("HSET").arg("cart:7").arg("count").arg(items).clone());
+    ///         Ok::<_, leasehold::Error>(())
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> Result<T> {
         cmd.query_async(self.conn)
             .await
@@ -61,17 +75,59 @@ impl Tx<'_> {
     }
 
     /// `GET key`, now.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// client
+    ///     .optimistic(["visits"])
+    ///     .run(async |tx| {
+    ///         let n: Option<i64> = tx.get("visits").await?;
+    ///         tx.queue(redis::cmd("SET").arg("visits").arg(n.unwrap_or(0) + 1).clone());
+    ///         Ok::<_, leasehold::Error>(())
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn get<T: FromRedisValue>(&mut self, key: impl ToRedisArgs) -> Result<T> {
         self.query(redis::cmd("GET").arg(key)).await
     }
 
     /// Queues a write for the EXEC.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// // Move one unit from `a` to `b`, both or neither.
+    /// client
+    ///     .optimistic(["a", "b"])
+    ///     .run(async |tx| {
+    ///         tx.queue(redis::cmd("DECR").arg("a").clone())
+    ///             .queue(redis::cmd("INCR").arg("b").clone());
+    ///         Ok::<_, leasehold::Error>(())
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn queue(&mut self, cmd: Cmd) -> &mut Self {
         self.writes.add_command(cmd);
         self
     }
 
     /// Which attempt this is (1 for the first).
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// client
+    ///     .optimistic(["hot"])
+    ///     .run(async |tx| {
+    ///         if tx.attempt() > 10 {
+    ///             eprintln!("`hot` is contended: attempt {}", tx.attempt());
+    ///         }
+    ///         tx.queue(redis::cmd("INCR").arg("hot").clone());
+    ///         Ok::<_, leasehold::Error>(())
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn attempt(&self) -> u32 {
         self.attempt
     }
@@ -96,6 +152,22 @@ impl Optimistic {
 impl Optimistic {
     /// Gives up after this many conflicting attempts (default 100), with
     /// [`ErrorKind::TooManyConflicts`].
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let done = client
+    ///     .optimistic(["hot"])
+    ///     .max_attempts(5)
+    ///     .run(async |tx| {
+    ///         tx.queue(redis::cmd("INCR").arg("hot").clone());
+    ///         Ok::<_, leasehold::Error>(())
+    ///     })
+    ///     .await;
+    /// if let Err(e) = done {
+    ///     assert!(matches!(e.kind(), leasehold::ErrorKind::TooManyConflicts { .. }));
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n;
         self
@@ -103,6 +175,15 @@ impl Optimistic {
 
     /// The pause between attempts: `min` doubling up to `max`, with full
     /// jitter (default 100 µs to 20 ms).
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let tx = client
+    ///     .optimistic(["hot"])
+    ///     .backoff(Duration::from_millis(1), Duration::from_millis(100));
+    /// # Ok(()) }
+    /// ```
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.backoff_min = min;
         self.backoff_max = max;
@@ -114,6 +195,20 @@ impl Optimistic {
     /// The closure's error type needs `From<leasehold::Error>`. An error
     /// from the closure ends the transaction at once: nothing queued is
     /// executed, and the connection is UNWATCHed (or closed).
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let committed = client
+    ///     .optimistic(["balance:7"])
+    ///     .run(async |tx| {
+    ///         let balance: i64 = tx.get::<Option<i64>>("balance:7").await?.unwrap_or(0);
+    ///         tx.queue(redis::cmd("SET").arg("balance:7").arg(balance + 10).clone());
+    ///         Ok::<_, leasehold::Error>(balance + 10)
+    ///     })
+    ///     .await?;
+    /// println!("{} after {} attempts", committed.value, committed.attempts);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     ///

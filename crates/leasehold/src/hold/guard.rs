@@ -196,28 +196,76 @@ impl Guard {
     /// floored at the Redis server's clock (ms × 1024), so this holds as
     /// long as that clock does not step back. Not a count of acquisitions:
     /// it jumps with time.
+    ///
+    /// Pass it with every write, so the store can refuse a stale holder
+    /// (see [`FenceGate`](crate::FenceGate)):
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client, mut db: redis::aio::MultiplexedConnection) -> leasehold::Result<()> {
+    /// let guard = client.lease("orders/42").acquire().await?;
+    /// // The store keeps the highest fence and refuses lower ones.
+    /// let () = redis::cmd("HSET")
+    ///     .arg("orders:42").arg("status").arg("paid").arg("fence").arg(guard.fence())
+    ///     .query_async(&mut db).await.expect("write");
+    /// # Ok(()) }
+    /// ```
     pub fn fence(&self) -> u64 {
         self.holding.fence
     }
 
     /// The owner token. A secret: it is what lets its holder extend and
     /// release the lease. Its `Display` shows only a prefix.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let guard = client.lease("deploy").acquire().await?;
+    /// println!("held by {}", guard.token());     // a prefix only
+    /// let secret: &str = guard.token().as_str(); // the whole token, for `leasehold release`
+    /// # Ok(()) }
+    /// ```
     pub fn token(&self) -> &Token {
         &self.holding.token
     }
 
     /// The lease's name, as given.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let guard = client.lease("deploy").acquire().await?;
+    /// assert_eq!(guard.name(), b"deploy");
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &[u8] {
         self.holding.keys.name()
     }
 
     /// The ttl the lease was taken with (and is renewed to).
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let guard = client.lease("deploy").ttl(Duration::from_secs(20)).acquire().await?;
+    /// assert_eq!(guard.ttl(), Duration::from_secs(20));
+    /// # Ok(()) }
+    /// ```
     pub fn ttl(&self) -> Duration {
         self.holding.ttl
     }
 
     /// How much longer the lease is proved held, by this host's clock, with
     /// the drift margin taken off; zero once it is lost.
+    ///
+    /// Check it before a step that must not outlive the lease:
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let guard = client.lease("compaction").acquire().await?;
+    /// if guard.remaining() < Duration::from_secs(2) {
+    ///     guard.extend().await?; // or give up before starting
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn remaining(&self) -> Duration {
         if self.holding.lost.is_cancelled() {
             return Duration::ZERO;
@@ -240,6 +288,18 @@ impl Guard {
     }
 
     /// True once the lease is known lost or can no longer be proved held.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client, batches: Vec<Vec<u8>>) -> leasehold::Result<()> {
+    /// let guard = client.lease("import").acquire().await?;
+    /// for batch in batches {
+    ///     if guard.is_lost() {
+    ///         break; // another holder may be importing now
+    ///     }
+    ///     // ... write `batch`, with `guard.fence()` ...
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn is_lost(&self) -> bool {
         self.holding.is_lost()
     }
@@ -247,6 +307,19 @@ impl Guard {
     /// Completes as soon as the lease is known lost, or can no longer be
     /// proved held (its validity ran out without a renewal). Never completes
     /// while the lease is held.
+    ///
+    /// Race it against the work, to stop as soon as the lease is gone:
+    ///
+    /// ```no_run
+    /// # async fn work() {}
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let guard = client.lease("reindex").acquire().await?;
+    /// tokio::select! {
+    ///     () = work() => guard.release().await?,
+    ///     () = guard.lost() => eprintln!("lease lost; work abandoned"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -272,6 +345,18 @@ impl Guard {
     /// Fails with [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) when
     /// the key no longer holds this guard's token; the guard is then lost for
     /// good.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// // No background renewal: extend by hand between steps.
+    /// let guard = client.lease("migration").auto_renew(false).acquire().await?;
+    /// for step in 0..10 {
+    ///     // ... step `step`, shorter than the ttl ...
+    ///     guard.extend().await?; // fails with LeaseLost if it was taken meanwhile
+    /// }
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -313,6 +398,18 @@ impl Guard {
     /// more in the background, so that the lease does not stay held for
     /// its whole TTL. After [`detach`](Guard::detach) of a re-entered
     /// guard, the last one only lets go: the lease is the token's.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let guard = client.lease("nightly").acquire().await?;
+    /// // ... the job ...
+    /// match guard.release().await {
+    ///     Ok(()) => {}
+    ///     Err(e) if e.is_lost() => eprintln!("the job may have overlapped another holder: {e}"),
+    ///     Err(e) => return Err(e), // unknown; the lease ends by its TTL at the latest
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -364,6 +461,7 @@ impl Guard {
 /// [`Guard::detach`] returns. It ends when its TTL runs out, or when
 /// someone releases it with the token.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Detached {
     /// The owner token (a secret: its `Display` shows only a prefix).
     pub token: Token,

@@ -73,6 +73,21 @@ impl Lease {
     /// Fails with [`ErrorKind::Timeout`] (see [`Error::is_timeout`]) naming
     /// the holder's token prefix and remaining TTL.
     ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let lease = client.lease("reports/nightly").wait(Duration::from_secs(30));
+    /// match lease.acquire().await {
+    ///     Ok(guard) => {
+    ///         // ... the job, passing guard.fence() along ...
+    ///         guard.release().await?;
+    ///     }
+    ///     Err(e) if e.is_timeout() => println!("still held after 30 s: {e}"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// Dropping the future while it waits just leaves the queue (a wake it

@@ -184,6 +184,14 @@ impl Lease {
     /// How long the lease lives unless renewed: 10 ms to 365 days, default
     /// 30 s. While a guard lives, it renews the lease every `ttl/3`; the ttl
     /// is how long the lease outlives a holder that crashed or froze.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// // A crashed holder blocks the others for 15 s at most.
+    /// let guard = client.lease("billing").ttl(Duration::from_secs(15)).acquire().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -192,6 +200,13 @@ impl Lease {
     /// How long [`acquire`](Lease::acquire) waits for the lease (default
     /// 10 s). `Duration::ZERO` tries once, like
     /// [`try_acquire`](Lease::try_acquire) but reported as a timeout.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let guard = client.lease("billing").wait(Duration::from_secs(60)).acquire().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn wait(mut self, wait: Duration) -> Self {
         self.wait = wait;
         self
@@ -207,6 +222,19 @@ impl Lease {
     /// Of a plain lease's local waiters only the first runs this timer; the
     /// others wait for it to hand the lease on. A max past 365 days (say
     /// `Duration::MAX`, for "no cap") counts as 365 days.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// // A foreign client (no release notification) holds it often: look
+    /// // again within 200 ms at the latest.
+    /// let guard = client
+    ///     .lease("shared-with-python")
+    ///     .backoff(Duration::from_millis(20), Duration::from_millis(200))
+    ///     .acquire()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.backoff_min = min;
         self.backoff_max = max;
@@ -216,6 +244,19 @@ impl Lease {
     /// Whether the guard renews the lease by itself every `ttl/3` (default
     /// on). Off, the lease lives one ttl unless [`Guard::extend`] is called,
     /// and [`Guard::lost`] completes when that ttl runs out.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let guard = client
+    ///     .lease("batch")
+    ///     .ttl(Duration::from_secs(60))
+    ///     .auto_renew(false)
+    ///     .acquire()
+    ///     .await?;
+    /// // ... work; call guard.extend() before the minute is up ...
+    /// # Ok(()) }
+    /// ```
     pub fn auto_renew(mut self, on: bool) -> Self {
         self.auto_renew = on;
         self
@@ -256,6 +297,12 @@ impl Lease {
     }
 
     /// The name, as given.
+    ///
+    /// ```no_run
+    /// # fn f(client: leasehold::Client) {
+    /// assert_eq!(client.lease("deploy").name(), b"deploy");
+    /// # }
+    /// ```
     pub fn name(&self) -> &[u8] {
         self.keys.name()
     }
@@ -270,6 +317,15 @@ impl Lease {
 
     /// How many tasks of this process wait for this name right now (queued,
     /// or woken and about to try). Other processes' waiters are not counted.
+    ///
+    /// ```no_run
+    /// # fn f(client: leasehold::Client) {
+    /// let lease = client.lease("thumbnails");
+    /// if lease.local_waiters() > 100 {
+    ///     println!("a queue is building up for {:?}", lease.name());
+    /// }
+    /// # }
+    /// ```
     pub fn local_waiters(&self) -> usize {
         self.core.hub.waiters(self.keys.wake())
     }

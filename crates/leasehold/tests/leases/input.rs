@@ -120,6 +120,33 @@ async fn an_unreachable_address_is_named_within_the_timeout() {
 }
 
 #[tokio::test]
+async fn a_connect_timeout_is_a_connection_problem_not_a_busy_lease() {
+    // Takes connections (the kernel completes them into the backlog) and
+    // never answers: the handshake waits until the connect timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let started = Instant::now();
+    let err = Client::builder()
+        .connect_timeout(ms(300))
+        .response_timeout(5 * SECOND)
+        .connect(&format!("redis://{addr}"))
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < 3 * SECOND,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !err.is_timeout(),
+        "a dead Redis read as a busy lease: {err:?}"
+    );
+    assert!(err.is_connection() && err.is_retryable(), "{err:?}");
+    assert_eq!(err.addr(), Some(addr.to_string().as_str()), "{err:?}");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
+
+#[tokio::test]
 async fn a_server_that_does_not_answer_times_out_with_its_address() {
     let (server, _) = setup().await;
     server.pause();
