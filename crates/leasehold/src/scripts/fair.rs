@@ -10,8 +10,8 @@ use super::{Acquired, Lua, Released, WaitInfo, acquired};
 use crate::keys::{FairQueue, Family, LeaseKeys};
 
 static FAIR_ACQUIRE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_fences!("fair_acquire.lua")));
-static FAIR_RELEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("fair_release.lua")));
-static FAIR_LEAVE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("fair_leave.lua")));
+static FAIR_RELEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_wake!("fair_release.lua")));
+static FAIR_LEAVE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_wake!("fair_leave.lua")));
 
 /// fair_acquire(N, fence, queue, deadlines, ticket; token, ttl_ms, waiter
 /// id, patience_ms) -> {1, fence} | {0, pttl}.

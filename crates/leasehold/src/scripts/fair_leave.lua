@@ -21,7 +21,7 @@ if rank < front then
   -- It stood where a release would have named it: name whoever stands
   -- there now (a spurious wake costs that waiter one attempt).
   for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, front - 1)) do
-    redis.call('PUBLISH', KEYS[3], 'w:' .. id)
+    wake(KEYS[3], 'w:' .. id)
   end
 end
 return 1

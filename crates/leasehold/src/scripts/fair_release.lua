@@ -25,8 +25,8 @@ for _, id in ipairs(dead) do
 end
 local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 if head then
-  redis.call('PUBLISH', KEYS[2], 'w:' .. head)
+  wake(KEYS[2], 'w:' .. head)
   return 1
 end
-redis.call('PUBLISH', KEYS[2], ARGV[2])
+wake(KEYS[2], ARGV[2])
 return 2

@@ -36,12 +36,12 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 redis.call('DEL', KEYS[1])
-local subscribers = redis.call('PUBSUB', 'NUMSUB', KEYS[3])[2]
+local subscribers = listeners(KEYS[3])
 if subscribers <= tonumber(ARGV[4]) then
   local set = redis.pcall('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   if not (type(set) == 'table' and set.err) then
     return next_fence(KEYS[2])
   end
 end
-redis.call('PUBLISH', KEYS[3], ARGV[5])
+wake(KEYS[3], ARGV[5])
 return -1

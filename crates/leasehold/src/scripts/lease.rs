@@ -13,7 +13,7 @@ static ACQUIRE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_lease_ops!("acqui
 static RELEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_lease_ops!("release.lua")));
 static BATCH: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_lease_ops!("batch.lua")));
 static EXTEND: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("extend.lua")));
-static HANDOVER: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_fences!("handover.lua")));
+static HANDOVER: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_fences_and_wake!("handover.lua")));
 
 /// acquire(N, fence; token, ttl_ms) -> {1, fence} | {0, pttl}.
 pub(super) async fn acquire(

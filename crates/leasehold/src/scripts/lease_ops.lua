@@ -17,10 +17,10 @@ end
 
 -- Ends the lease n if, and only if, token holds it, and then publishes
 -- payload on the wake channel; see release.lua for the reply.
-local function release(n, wake, token, payload)
+local function release(n, channel, token, payload)
   if redis.call('GET', n) == token then
     redis.call('DEL', n)
-    redis.call('PUBLISH', wake, payload)
+    wake(channel, payload)
     return 1
   end
   return 0

@@ -26,11 +26,28 @@ macro_rules! with_fences {
     };
 }
 
-/// The plain lease's operations as Lua functions (after the fencing rule),
-/// the head of acquire, release and batch.
+/// How waiters are woken (`wake.lua`: `wake` publishes on a wake channel,
+/// `listeners` counts who listens) as Lua functions, the head of every
+/// script that releases or leaves a queue: a deployment whose waiters
+/// listen otherwise changes that one file.
+macro_rules! with_wake {
+    ($($file:literal),+) => {
+        concat!(include_str!("wake.lua"), $(include_str!($file)),+)
+    };
+}
+
+/// Both heads: for the scripts that grant and wake (a hand-over).
+macro_rules! with_fences_and_wake {
+    ($($file:literal),+) => {
+        concat!(include_str!("fence.lua"), include_str!("wake.lua"), $(include_str!($file)),+)
+    };
+}
+
+/// The plain lease's operations as Lua functions (after the fencing rule
+/// and the wake), the head of acquire, release and batch.
 macro_rules! with_lease_ops {
     ($file:literal) => {
-        with_fences!("lease_ops.lua", $file)
+        with_fences_and_wake!("lease_ops.lua", $file)
     };
 }
 
@@ -176,20 +193,8 @@ pub(crate) async fn acquire(
     match keys.family() {
         Family::Lease => lease::acquire(conn, keys, token, ttl_ms).await,
         Family::Fair(q) => fair::fair_acquire(conn, keys, q, token, ttl_ms, wait).await,
-        Family::Permit {
-            permits,
-            limit_key,
-            fences,
-            limit,
-            fair,
-        } => {
-            let p = semaphore::Permit {
-                keys,
-                permits,
-                limit_key,
-                fences,
-                limit: *limit,
-            };
+        Family::Permit { fair, .. } => {
+            let p = semaphore::Permit::of(keys);
             match fair {
                 Some(q) => semaphore::sem_fair_acquire(conn, &p, q, token, ttl_ms, wait).await,
                 None => semaphore::sem_acquire(conn, &p, token, ttl_ms).await,
@@ -214,20 +219,8 @@ pub(crate) async fn release(
     match keys.family() {
         Family::Lease => lease::release(conn, keys, token, publisher).await,
         Family::Fair(q) => fair::fair_release(conn, keys, q, token, publisher).await,
-        Family::Permit {
-            permits,
-            limit_key,
-            fences,
-            limit,
-            fair,
-        } => {
-            let p = semaphore::Permit {
-                keys,
-                permits,
-                limit_key,
-                fences,
-                limit: *limit,
-            };
+        Family::Permit { fair, .. } => {
+            let p = semaphore::Permit::of(keys);
             match fair {
                 Some(q) => semaphore::sem_fair_release(conn, &p, q, token, publisher).await,
                 None => semaphore::sem_release(conn, &p, token, publisher).await,
@@ -249,21 +242,8 @@ pub(crate) async fn extend(
     match keys.family() {
         Family::Lease | Family::Fair(_) => lease::extend(conn, keys.name(), token, ttl_ms).await,
         Family::Write(rw) => lease::extend(conn, &rw.writer, token, ttl_ms).await,
-        Family::Permit {
-            permits,
-            limit_key,
-            fences,
-            limit,
-            ..
-        } => {
-            let p = semaphore::Permit {
-                keys,
-                permits,
-                limit_key,
-                fences,
-                limit: *limit,
-            };
-            semaphore::sem_extend(conn, &p, token, ttl_ms).await
+        Family::Permit { .. } => {
+            semaphore::sem_extend(conn, &semaphore::Permit::of(keys), token, ttl_ms).await
         }
         Family::Read(rw) => rwlock::rw_read_extend(conn, rw, token, ttl_ms).await,
     }
@@ -459,7 +439,12 @@ mod tests {
         }
         // Every script of this directory was among them.
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/scripts");
-        let shared = ["fence.lua", "lease_ops.lua", "lease_scoped_prelude.lua"];
+        let shared = [
+            "fence.lua",
+            "lease_ops.lua",
+            "lease_scoped_prelude.lua",
+            "wake.lua",
+        ];
         let mut checked = 0;
         for file in std::fs::read_dir(dir).unwrap() {
             let path = file.unwrap().path();
@@ -475,5 +460,31 @@ mod tests {
             checked += 1;
         }
         assert_eq!(checked, 18);
+    }
+
+    /// Only `wake.lua` says how a wake channel is published to or counted:
+    /// a backend whose waiters listen otherwise (sharded pub/sub) swaps
+    /// that one file.
+    #[test]
+    fn only_the_wake_prelude_publishes() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/scripts");
+        for file in std::fs::read_dir(dir).unwrap() {
+            let path = file.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            if !name.ends_with(".lua") || name == "wake.lua" {
+                continue;
+            }
+            let body = std::fs::read_to_string(&path).unwrap();
+            let code: String = body
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect();
+            for word in ["PUBLISH", "PUBSUB"] {
+                assert!(
+                    !code.contains(word),
+                    "{name} calls {word} itself; use wake.lua's functions"
+                );
+            }
+        }
     }
 }

@@ -18,5 +18,5 @@ redis.call('HDEL', KEYS[3], ARGV[1])
 if tonumber(score) <= now then
   return 0
 end
-redis.call('PUBLISH', KEYS[2], ARGV[2])
+wake(KEYS[2], ARGV[2])
 return 1

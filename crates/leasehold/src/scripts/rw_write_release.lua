@@ -19,11 +19,11 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then
 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', KEYS[3], ARGV[2])
+  wake(KEYS[3], ARGV[2])
   return 1
 end
 if changed then
-  redis.call('PUBLISH', KEYS[3], ARGV[2])
+  wake(KEYS[3], ARGV[2])
   return 2
 end
 return 0

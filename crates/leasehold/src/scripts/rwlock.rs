@@ -15,9 +15,9 @@ static RW_READ_ACQUIRE: LazyLock<Lua> =
 static RW_WRITE_ACQUIRE: LazyLock<Lua> =
     LazyLock::new(|| Lua::new(with_fences!("rw_write_acquire.lua")));
 static RW_READ_RELEASE: LazyLock<Lua> =
-    LazyLock::new(|| Lua::new(include_str!("rw_read_release.lua")));
+    LazyLock::new(|| Lua::new(with_wake!("rw_read_release.lua")));
 static RW_WRITE_RELEASE: LazyLock<Lua> =
-    LazyLock::new(|| Lua::new(include_str!("rw_write_release.lua")));
+    LazyLock::new(|| Lua::new(with_wake!("rw_write_release.lua")));
 static RW_READ_EXTEND: LazyLock<Lua> =
     LazyLock::new(|| Lua::new(include_str!("rw_read_extend.lua")));
 

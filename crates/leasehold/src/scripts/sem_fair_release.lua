@@ -56,10 +56,10 @@ if limit > held then
   turn = redis.call('ZRANGE', KEYS[4], 0, limit - held - 1)
 end
 for _, w in ipairs(turn) do
-  redis.call('PUBLISH', KEYS[2], 'w:' .. w)
+  wake(KEYS[2], 'w:' .. w)
 end
 if #turn < limit - held then
-  redis.call('PUBLISH', KEYS[2], ARGV[2])
+  wake(KEYS[2], ARGV[2])
   return 2
 end
 return 1

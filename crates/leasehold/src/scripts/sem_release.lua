@@ -23,5 +23,5 @@ end
 if tonumber(score) <= now then
   return 0 -- it had expired: it was no longer ours to give back
 end
-redis.call('PUBLISH', KEYS[2], ARGV[2])
+wake(KEYS[2], ARGV[2])
 return 1

@@ -8,14 +8,14 @@ use redis::aio::ConnectionLike;
 
 use super::fair::named;
 use super::{Acquired, Lua, Released, WaitInfo, acquired};
-use crate::keys::{FairQueue, LeaseKeys};
+use crate::keys::{FairQueue, Family, LeaseKeys};
 
 static SEM_ACQUIRE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_fences!("sem_acquire.lua")));
-static SEM_RELEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("sem_release.lua")));
+static SEM_RELEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_wake!("sem_release.lua")));
 static SEM_FAIR_ACQUIRE: LazyLock<Lua> =
     LazyLock::new(|| Lua::new(with_fences!("sem_fair_acquire.lua")));
 static SEM_FAIR_RELEASE: LazyLock<Lua> =
-    LazyLock::new(|| Lua::new(include_str!("sem_fair_release.lua")));
+    LazyLock::new(|| Lua::new(with_wake!("sem_fair_release.lua")));
 static SEM_EXTEND: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("sem_extend.lua")));
 
 /// The keys of a semaphore's permit, taken out of its `Family::Permit`.
@@ -27,6 +27,34 @@ pub(super) struct Permit<'a> {
     pub(super) fences: &'a [u8],
     /// K
     pub(super) limit: u32,
+}
+
+impl<'a> Permit<'a> {
+    /// The permit view of a semaphore's keys.
+    ///
+    /// # Panics
+    ///
+    /// If `keys` are not a semaphore's: the callers match on the family
+    /// first.
+    pub(super) fn of(keys: &'a LeaseKeys) -> Permit<'a> {
+        let Family::Permit {
+            permits,
+            limit_key,
+            fences,
+            limit,
+            ..
+        } = keys.family()
+        else {
+            unreachable!("a permit view of keys that are not a semaphore's")
+        };
+        Permit {
+            keys,
+            permits,
+            limit_key,
+            fences,
+            limit: *limit,
+        }
+    }
 }
 
 /// sem_acquire(permits, limit, fence, fences; token, ttl_ms, K) -> {1,
