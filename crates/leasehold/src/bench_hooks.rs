@@ -69,6 +69,7 @@ pub async fn encode_release(lease: &Lease, token: &Token, publisher: &Token) -> 
     };
     scripts::release(
         &mut wire,
+        scripts::Pubsub::Classic,
         lease.keys(),
         token.as_bytes(),
         publisher.as_bytes(),

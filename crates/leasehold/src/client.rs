@@ -111,15 +111,85 @@ impl ClientBuilder {
     /// Dropping the future drops the half-made connection; nothing is left
     /// behind.
     pub async fn connect(self, url: &str) -> Result<Client> {
+        let timeouts = self.timeouts()?;
+        let id = Token::random();
+        let backend = Backend::single(url, timeouts, id).await?;
+        Ok(Client {
+            core: Core::new(backend, id),
+        })
+    }
+}
+
+impl ClientBuilder {
+    fn timeouts(&self) -> Result<Timeouts> {
         if self.connect_timeout.is_zero() {
             return Err(Error::invalid("connect timeout", "must be more than zero"));
         }
-        let timeouts = Timeouts {
+        Ok(Timeouts {
             connect: self.connect_timeout,
             response: self.response_timeout,
-        };
+        })
+    }
+
+    /// Connects to a Redis Cluster instead of one server: `seeds` are the
+    /// URLs of some of its nodes (`redis://host:port`); the rest of the
+    /// topology is discovered, and followed as slots move and masters fail
+    /// over.
+    ///
+    /// On a cluster every lease, semaphore and read-write lock lives in its
+    /// name's hash slot (leasehold tags its companion keys so), waiters are
+    /// woken by sharded pub/sub, and your scripts' and transactions' keys
+    /// must share a slot (refused before sending otherwise).
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasehold::Result<()> {
+    /// let client = leasehold::Client::builder()
+    ///     .cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
+    ///     .connect()
+    ///     .await?;
+    /// let guard = client.lease("reports/nightly").acquire().await?;
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster<S: Into<String>>(self, seeds: impl IntoIterator<Item = S>) -> ClusterBuilder {
+        ClusterBuilder {
+            options: self,
+            seeds: seeds.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// How to connect to a Redis Cluster; made by [`ClientBuilder::cluster`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `.connect()` is awaited"]
+pub struct ClusterBuilder {
+    options: ClientBuilder,
+    seeds: Vec<String>,
+}
+
+impl ClusterBuilder {
+    /// Discovers the cluster from its seeds and connects.
+    ///
+    /// Fails with [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
+    /// for no seed or a malformed one, and as
+    /// [`ClientBuilder::connect`] does when no seed answers.
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasehold::Result<()> {
+    /// let client = leasehold::Client::builder()
+    ///     .cluster(["redis://127.0.0.1:7000"])
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the half-made connections.
+    pub async fn connect(self) -> Result<Client> {
+        let timeouts = self.options.timeouts()?;
         let id = Token::random();
-        let backend = Backend::single(url, timeouts, id).await?;
+        let backend = Backend::cluster(&self.seeds, timeouts, id).await?;
         Ok(Client {
             core: Core::new(backend, id),
         })

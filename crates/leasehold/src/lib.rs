@@ -150,7 +150,7 @@ mod semaphore;
 mod token;
 mod wake;
 
-pub use client::ClientBuilder;
+pub use client::{ClientBuilder, ClusterBuilder};
 pub use data::{
     Committed, FenceGate, Fetched, Invocation, LeaseScript, Optimistic, Script, SingleFlight,
     Source, StaleFence, Tx,

@@ -14,32 +14,39 @@
 //!
 //! The set of deployments is closed, so it is an enum, not a trait:
 //! - `Single`: one server ([`node`]), plain leases' scripts gathered into
-//!   batches under load ([`batch`]).
-//! - Redis Cluster and a quorum of independent masters come next; each is
-//!   a variant here and a file beside `node.rs`, not an edit to the
-//!   primitives.
+//!   batches under load ([`batch`]); waiters listen by classic pub/sub.
+//! - `Cluster`: Redis Cluster ([`cluster`]); each script goes to its
+//!   slot's master, waiters listen by sharded pub/sub.
+//! - A quorum of independent masters (Redlock) comes next: a variant here
+//!   and a file beside these, not an edit to the primitives.
 
 pub(crate) mod batch;
+pub(crate) mod cluster;
 pub(crate) mod node;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::keys::{Family, LeaseKeys};
-use crate::scripts::{self, Acquired, BatchOp};
+use crate::scripts::{self, Acquired, BatchOp, Pubsub};
 pub(crate) use crate::scripts::{HandoverReply, Released, WaitInfo};
 use crate::token::Token;
 use batch::{Batcher, Route};
-use node::{Node, Timeouts};
+use cluster::Cluster;
+use node::Node;
+pub(crate) use node::Timeouts;
 
 /// A deployment of Redis, as the primitives see it.
 pub(crate) enum Backend {
     /// One server (or a primary that Sentinel points at).
     Single(Single),
+    /// Redis Cluster.
+    Cluster(Cluster),
 }
 
 /// One server.
@@ -95,11 +102,51 @@ pub(crate) enum Extended {
 pub(crate) enum WakeSource {
     /// Classic pub/sub on a connection of its own to this server.
     PubSub(redis::Client),
+    /// Sharded pub/sub on the cluster: each channel on its slot's master.
+    /// The seeds and timeouts of a cluster client of its own.
+    Sharded(Vec<String>, Timeouts),
 }
 
 /// A connection for data commands: your scripts, single-flight's cache,
-/// inspection. Any command; the backend decides where it goes.
-pub(crate) type Conn = ConnectionManager;
+/// inspection. Any command with keys; the backend decides where it goes.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// The one server's shared connection.
+    Single(ConnectionManager),
+    /// The cluster's: routes each command by its first key.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
 
 /// The safety margin taken off every validity: 1 % of the ttl for clock rate
 /// differences between this host and Redis, plus 2 ms for scheduling.
@@ -126,12 +173,32 @@ impl Backend {
         }))
     }
 
+    /// Redis Cluster, discovered from `seeds`.
+    pub(crate) async fn cluster(
+        seeds: &[String],
+        timeouts: Timeouts,
+        publisher: Token,
+    ) -> Result<Backend> {
+        Ok(Backend::Cluster(
+            Cluster::connect(seeds, timeouts, publisher).await?,
+        ))
+    }
+
+    /// How waiters listen, and so which flavour of the waking scripts runs.
+    fn pubsub(&self) -> Pubsub {
+        match self {
+            Backend::Single(_) => Pubsub::Classic,
+            Backend::Cluster(_) => Pubsub::Sharded,
+        }
+    }
+
     /// Where a lease whose abandoned acquire took it in a batch is handed
     /// back: the client's release (which may hand it to a local waiter).
     /// Set once, by the client, right after it is built.
     pub(crate) fn on_abandoned(&self, release: batch::Abandoned) {
         match self {
             Backend::Single(s) => s.batcher.on_abandoned(release),
+            Backend::Cluster(_) => drop(release), // no batches on a cluster
         }
     }
 
@@ -139,6 +206,7 @@ impl Backend {
     pub(crate) fn addr(&self) -> &str {
         match self {
             Backend::Single(s) => s.node.addr(),
+            Backend::Cluster(c) => c.addr(),
         }
     }
 
@@ -147,7 +215,7 @@ impl Backend {
     /// *send* time, so a slow reply only shortens it.
     pub(crate) fn valid_until(&self, sent: Instant, ttl: Duration) -> Instant {
         match self {
-            Backend::Single(_) => sent + ttl.saturating_sub(drift(ttl)),
+            Backend::Single(_) | Backend::Cluster(_) => sent + ttl.saturating_sub(drift(ttl)),
         }
     }
 
@@ -169,6 +237,9 @@ impl Backend {
         let sent = Instant::now();
         let reply = match self {
             Backend::Single(s) => s.acquire(keys, token, ttl_ms(ttl), wait).await,
+            Backend::Cluster(c) => {
+                scripts::acquire(&mut c.conn(), keys, token.as_bytes(), ttl_ms(ttl), wait).await
+            }
         }
         .map_err(|e| Error::redis("the acquire script", self.addr(), e))?;
         Ok(match reply {
@@ -242,6 +313,9 @@ impl Backend {
                     },
                 }
             }
+            // The cluster client keeps a connection per node and routes
+            // each try anew; a stuck node fails by the response timeout.
+            Backend::Cluster(c) => self.extend_on(c.conn(), keys, token, ttl).await,
         }
     }
 
@@ -274,6 +348,16 @@ impl Backend {
     pub(crate) async fn release(&self, keys: &Arc<LeaseKeys>, token: Token) -> Result<Released> {
         match self {
             Backend::Single(s) => s.release(keys, token).await,
+            Backend::Cluster(c) => {
+                scripts::release(
+                    &mut c.conn(),
+                    Pubsub::Sharded,
+                    keys,
+                    token.as_bytes(),
+                    c.publisher.as_bytes(),
+                )
+                .await
+            }
         }
         .map_err(|e| Error::redis("the release script", self.addr(), e))
     }
@@ -296,15 +380,30 @@ impl Backend {
         tolerated: u32,
         freed_payload: &[u8],
     ) -> Result<HandoverReply> {
+        let to = scripts::Next {
+            token: next.as_bytes(),
+            ttl_ms: ttl_ms(next_ttl),
+            tolerated,
+        };
         match self {
             Backend::Single(s) => {
                 scripts::handover(
                     &mut s.node.conn(),
+                    Pubsub::Classic,
                     keys,
                     token.as_bytes(),
-                    next.as_bytes(),
-                    ttl_ms(next_ttl),
-                    tolerated,
+                    to,
+                    freed_payload,
+                )
+                .await
+            }
+            Backend::Cluster(c) => {
+                scripts::handover(
+                    &mut c.conn(),
+                    Pubsub::Sharded,
+                    keys,
+                    token.as_bytes(),
+                    to,
                     freed_payload,
                 )
                 .await
@@ -316,10 +415,9 @@ impl Backend {
     /// Takes the fair waiter `waiter_id` out of `keys`' queue; whether it
     /// was queued.
     pub(crate) async fn leave(&self, keys: &LeaseKeys, waiter_id: &str) -> Result<bool> {
-        match self {
-            Backend::Single(s) => scripts::fair_leave(&mut s.node.conn(), keys, waiter_id).await,
-        }
-        .map_err(|e| Error::redis("leaving the fair queue", self.addr(), e))
+        scripts::fair_leave(&mut self.conn(), self.pubsub(), keys, waiter_id)
+            .await
+            .map_err(|e| Error::redis("leaving the fair queue", self.addr(), e))
     }
 
     /// Who holds a plain or fair lease, for messages: a prefix (8
@@ -344,6 +442,7 @@ impl Backend {
     pub(crate) async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>> {
         match self {
             Backend::Single(s) => s.node.scan(pattern).await,
+            Backend::Cluster(c) => c.scan(pattern).await,
         }
     }
 
@@ -351,34 +450,61 @@ impl Backend {
     pub(crate) fn wake_source(&self) -> WakeSource {
         match self {
             Backend::Single(s) => WakeSource::PubSub(s.node.redis().clone()),
+            Backend::Cluster(c) => WakeSource::Sharded(c.seeds().to_vec(), c.timeouts()),
         }
     }
 
     /// Connections open for the primitives (the shared one per node).
     pub(crate) fn connections(&self) -> usize {
         match self {
-            Backend::Single(_) => 1,
+            // The cluster client's connections to its nodes count as one
+            // handle here, like the single server's.
+            Backend::Single(_) | Backend::Cluster(_) => 1,
         }
     }
 
     /// A connection for data commands.
     pub(crate) fn conn(&self) -> Conn {
         match self {
-            Backend::Single(s) => s.node.conn(),
+            Backend::Single(s) => Conn::Single(s.node.conn()),
+            Backend::Cluster(c) => Conn::Cluster(c.conn()),
         }
     }
 
-    /// A connection used by nobody else until given back (WATCH needs one).
-    pub(crate) async fn dedicated(&self) -> Result<MultiplexedConnection> {
+    /// A connection used by nobody else until given back (WATCH needs
+    /// one), to the node that holds `key` (every key of a transaction is
+    /// in one slot on a cluster).
+    pub(crate) async fn dedicated(&self, key: &[u8]) -> Result<MultiplexedConnection> {
         match self {
             Backend::Single(s) => s.node.dedicated("opening a transaction connection").await,
+            Backend::Cluster(c) => c.dedicated(key).await,
         }
+    }
+
+    /// On a cluster, a command's keys must share a slot: refuses `keys`
+    /// that do not, before anything is sent, saying how to tag them.
+    pub(crate) fn check_one_slot(&self, keys: &[Vec<u8>]) -> Result<()> {
+        let Backend::Cluster(_) = self else {
+            return Ok(());
+        };
+        let mut slots = keys.iter().map(|k| crate::keys::key_slot(k));
+        let first = slots.next();
+        if slots.all(|s| Some(s) == first) {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            "keys",
+            "they are in different hash slots of the cluster, and a transaction or script may touch one slot only: give them a common hash tag, e.g. `{order:7}:stock` and `{order:7}:paid`",
+        ))
     }
 
     /// Keeps a dedicated connection, in a clean state, for the next user.
     pub(crate) fn give_back(&self, conn: MultiplexedConnection) {
         match self {
             Backend::Single(s) => s.node.give_back(conn),
+            // One master's connection: closed rather than kept for a
+            // transaction that may need another.
+            Backend::Cluster(_) => drop(conn),
         }
     }
 
@@ -386,6 +512,7 @@ impl Backend {
     pub(crate) fn idle_dedicated(&self) -> usize {
         match self {
             Backend::Single(s) => s.node.idle(),
+            Backend::Cluster(_) => 0,
         }
     }
 }
@@ -415,6 +542,7 @@ impl Single {
             Route::Alone(_counted) => {
                 scripts::release(
                     &mut self.node.conn(),
+                    Pubsub::Classic,
                     keys,
                     token.as_bytes(),
                     self.publisher.as_bytes(),

@@ -249,6 +249,7 @@ impl Invocation<'_, Script> {
     /// If dropped after the script was sent, it still runs.
     pub async fn invoke<T: FromRedisValue>(&self, client: &Client) -> Result<T> {
         let core = client.core();
+        core.backend.check_one_slot(&self.keys)?;
         self.script
             .lua
             .call_raw(&mut core.backend.conn(), |c| {
@@ -283,6 +284,11 @@ impl Invocation<'_, LeaseScript> {
         let core = guard.core();
         let keys = guard.keys();
         let (hold, how) = keys.hold();
+        if !self.keys.is_empty() {
+            let mut all = vec![hold.to_vec()];
+            all.extend(self.keys.iter().cloned());
+            core.backend.check_one_slot(&all)?;
+        }
         let reply = self
             .script
             .lua

@@ -237,7 +237,8 @@ impl Optimistic {
         let addr = backend.addr();
         // Dropped on any early exit (error, cancellation): closing it is
         // the sure way to leave no WATCH or MULTI behind.
-        let mut conn = backend.dedicated().await?;
+        backend.check_one_slot(&self.keys)?;
+        let mut conn = backend.dedicated(&self.keys[0]).await?;
         let mut backoff = self.backoff_min;
         for attempt in 1..=self.max_attempts {
             redis::cmd("WATCH")

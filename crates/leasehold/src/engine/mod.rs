@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::backend::{Backend, HandoverReply, WakeSource};
+use crate::backend::{Backend, HandoverReply};
 use crate::error::Result;
 use crate::keys::{Family, LeaseKeys};
 use crate::token::Token;
@@ -79,9 +79,7 @@ impl Core {
     /// The engine over `backend`, whose releases publish `id`.
     pub(crate) fn new(backend: Backend, id: Token) -> Arc<Core> {
         let runtime = tokio::runtime::Handle::current();
-        let hub = match backend.wake_source() {
-            WakeSource::PubSub(redis) => WakeHub::new(redis, id.as_bytes(), runtime.clone()),
-        };
+        let hub = WakeHub::new(backend.wake_source(), id.as_bytes(), runtime.clone());
         let core = Arc::new(Core {
             backend,
             hub,

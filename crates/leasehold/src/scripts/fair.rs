@@ -6,12 +6,12 @@ use std::sync::LazyLock;
 use redis::RedisResult;
 use redis::aio::ConnectionLike;
 
-use super::{Acquired, Lua, Released, WaitInfo, acquired};
+use super::{Acquired, Lua, Pubsub, Released, WaitInfo, Waking, acquired};
 use crate::keys::{FairQueue, Family, LeaseKeys};
 
 static FAIR_ACQUIRE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_fences!("fair_acquire.lua")));
-static FAIR_RELEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_wake!("fair_release.lua")));
-static FAIR_LEAVE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_wake!("fair_leave.lua")));
+static FAIR_RELEASE: LazyLock<Waking> = LazyLock::new(|| waking!("fair_release.lua"));
+static FAIR_LEAVE: LazyLock<Waking> = LazyLock::new(|| waking!("fair_leave.lua"));
 
 /// fair_acquire(N, fence, queue, deadlines, ticket; token, ttl_ms, waiter
 /// id, patience_ms) -> {1, fence} | {0, pttl}.
@@ -43,12 +43,14 @@ pub(super) async fn fair_acquire(
 /// publisher id published), 0 not held.
 pub(super) async fn fair_release(
     conn: &mut impl ConnectionLike,
+    pubsub: Pubsub,
     keys: &LeaseKeys,
     q: &FairQueue,
     token: &[u8],
     publisher: &[u8],
 ) -> RedisResult<Released> {
     let n: i64 = FAIR_RELEASE
+        .get(pubsub)
         .call(
             conn,
             &[keys.name(), keys.wake(), &q.queue, &q.deadlines],
@@ -73,6 +75,7 @@ pub(super) fn named(n: i64) -> Released {
 /// fair leases and fair semaphores only (a no-op for other kinds).
 pub(crate) async fn fair_leave(
     conn: &mut impl ConnectionLike,
+    pubsub: Pubsub,
     keys: &LeaseKeys,
     waiter_id: &str,
 ) -> RedisResult<bool> {
@@ -86,6 +89,7 @@ pub(crate) async fn fair_leave(
         _ => return Ok(false),
     };
     let n: i64 = FAIR_LEAVE
+        .get(pubsub)
         .call(conn, &[&q.queue, &q.deadlines, keys.wake()], |argv| {
             argv.arg(waiter_id).arg(front);
         })

@@ -6,14 +6,15 @@ use std::sync::LazyLock;
 use redis::RedisResult;
 use redis::aio::ConnectionLike;
 
-use super::{Acquired, Lua, Released, acquired};
+use super::{Acquired, Lua, Pubsub, Released, Waking, acquired};
 use crate::keys::{Family, LeaseKeys};
 
 static ACQUIRE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_lease_ops!("acquire.lua")));
-static RELEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_lease_ops!("release.lua")));
+static RELEASE: LazyLock<Waking> =
+    LazyLock::new(|| waking!(fences, "lease_ops.lua", "release.lua"));
 static BATCH: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_lease_ops!("batch.lua")));
 static EXTEND: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("extend.lua")));
-static HANDOVER: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_fences_and_wake!("handover.lua")));
+static HANDOVER: LazyLock<Waking> = LazyLock::new(|| waking!(fences, "handover.lua"));
 
 /// acquire(N, fence; token, ttl_ms) -> {1, fence} | {0, pttl}.
 pub(super) async fn acquire(
@@ -33,11 +34,13 @@ pub(super) async fn acquire(
 /// release(N, wake; token, publisher id) -> 1 released, 0 not held.
 pub(super) async fn release(
     conn: &mut impl ConnectionLike,
+    pubsub: Pubsub,
     keys: &LeaseKeys,
     token: &[u8],
     publisher: &[u8],
 ) -> RedisResult<Released> {
     let n: i64 = RELEASE
+        .get(pubsub)
         .call(conn, &[keys.name(), keys.wake()], |argv| {
             argv.arg(token).arg(publisher);
         })
@@ -75,24 +78,36 @@ pub(crate) enum HandoverReply {
     NotHeld,
 }
 
+/// Whom a hand-over gives the lease to, and when it may.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Next<'a> {
+    /// The next owner's token.
+    pub(crate) token: &'a [u8],
+    /// The ttl to set for it, in ms.
+    pub(crate) ttl_ms: u64,
+    /// How many other listeners on the wake channel still allow a
+    /// hand-over (this client's own subscriptions).
+    pub(crate) tolerated: u32,
+}
+
 /// handover(N, fence, wake; token, next token, next ttl_ms, tolerated
 /// subscribers, freed payload). Plain leases only.
 pub(crate) async fn handover(
     conn: &mut impl ConnectionLike,
+    pubsub: Pubsub,
     keys: &LeaseKeys,
     token: &[u8],
-    next: &[u8],
-    next_ttl_ms: u64,
-    tolerated: u32,
+    next: Next<'_>,
     freed_payload: &[u8],
 ) -> RedisResult<HandoverReply> {
     debug_assert!(matches!(keys.family(), Family::Lease));
     let reply: i64 = HANDOVER
+        .get(pubsub)
         .call(conn, &[keys.name(), keys.fence(), keys.wake()], |argv| {
             argv.arg(token)
-                .arg(next)
-                .arg(next_ttl_ms)
-                .arg(tolerated)
+                .arg(next.token)
+                .arg(next.ttl_ms)
+                .arg(next.tolerated)
                 .arg(freed_payload);
         })
         .await?;

@@ -36,6 +36,30 @@ macro_rules! with_wake {
     };
 }
 
+/// The same with `wake_sharded.lua`: for Redis Cluster, whose waiters
+/// listen by sharded pub/sub.
+macro_rules! with_sharded_wake {
+    ($($file:literal),+) => {
+        concat!(include_str!("wake_sharded.lua"), $(include_str!($file)),+)
+    };
+}
+
+/// A script that wakes waiters, in both pub/sub flavours (see [`Waking`]).
+macro_rules! waking {
+    (fences, $($file:literal),+) => {
+        Waking {
+            classic: Lua::new(concat!(include_str!("fence.lua"), include_str!("wake.lua"), $(include_str!($file)),+)),
+            sharded: Lua::new(concat!(include_str!("fence.lua"), include_str!("wake_sharded.lua"), $(include_str!($file)),+)),
+        }
+    };
+    ($($file:literal),+) => {
+        Waking {
+            classic: Lua::new(with_wake!($($file),+)),
+            sharded: Lua::new(with_sharded_wake!($($file),+)),
+        }
+    };
+}
+
 /// Both heads: for the scripts that grant and wake (a hand-over).
 macro_rules! with_fences_and_wake {
     ($($file:literal),+) => {
@@ -57,7 +81,34 @@ mod rwlock;
 mod semaphore;
 
 pub(crate) use fair::fair_leave;
-pub(crate) use lease::{BatchOp, HandoverReply, batch, handover};
+pub(crate) use lease::{BatchOp, HandoverReply, Next, batch, handover};
+
+/// How waiters listen for releases: classic pub/sub (one server), or
+/// sharded pub/sub (Redis Cluster: the channel lives on its slot's master,
+/// and `SPUBLISH` / `PUBSUB SHARDNUMSUB` reach it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pubsub {
+    /// PUBLISH / PUBSUB NUMSUB.
+    Classic,
+    /// SPUBLISH / PUBSUB SHARDNUMSUB.
+    Sharded,
+}
+
+/// A script that wakes waiters, built with `wake.lua` and with
+/// `wake_sharded.lua`; the backend says which one runs.
+pub(crate) struct Waking {
+    classic: Lua,
+    sharded: Lua,
+}
+
+impl Waking {
+    pub(crate) fn get(&self, pubsub: Pubsub) -> &Lua {
+        match pubsub {
+            Pubsub::Classic => &self.classic,
+            Pubsub::Sharded => &self.sharded,
+        }
+    }
+}
 
 /// A Lua script of ours or of a user, as sent to Redis: its source and its
 /// SHA1, computed once. (The public [`crate::Script`] wraps one.)
@@ -212,22 +263,25 @@ pub(crate) async fn acquire(
 /// fair ones, the ids of the waiters whose turn it is (see [`Released`]).
 pub(crate) async fn release(
     conn: &mut impl ConnectionLike,
+    pubsub: Pubsub,
     keys: &LeaseKeys,
     token: &[u8],
     publisher: &[u8],
 ) -> RedisResult<Released> {
     match keys.family() {
-        Family::Lease => lease::release(conn, keys, token, publisher).await,
-        Family::Fair(q) => fair::fair_release(conn, keys, q, token, publisher).await,
+        Family::Lease => lease::release(conn, pubsub, keys, token, publisher).await,
+        Family::Fair(q) => fair::fair_release(conn, pubsub, keys, q, token, publisher).await,
         Family::Permit { fair, .. } => {
             let p = semaphore::Permit::of(keys);
             match fair {
-                Some(q) => semaphore::sem_fair_release(conn, &p, q, token, publisher).await,
-                None => semaphore::sem_release(conn, &p, token, publisher).await,
+                Some(q) => semaphore::sem_fair_release(conn, pubsub, &p, q, token, publisher).await,
+                None => semaphore::sem_release(conn, pubsub, &p, token, publisher).await,
             }
         }
-        Family::Read(rw) => rwlock::rw_read_release(conn, keys, rw, token, publisher).await,
-        Family::Write(rw) => rwlock::rw_write_release(conn, keys, rw, token, publisher).await,
+        Family::Read(rw) => rwlock::rw_read_release(conn, pubsub, keys, rw, token, publisher).await,
+        Family::Write(rw) => {
+            rwlock::rw_write_release(conn, pubsub, keys, rw, token, publisher).await
+        }
     }
 }
 
@@ -404,13 +458,17 @@ mod tests {
             acquire(&mut w, &keys, b"t", 1000, &wait).await.unwrap();
             calls.push(w.call(1));
             let mut w = Wire::new(Value::Int(1));
-            release(&mut w, &keys, b"t", b"me").await.unwrap();
+            release(&mut w, Pubsub::Classic, &keys, b"t", b"me")
+                .await
+                .unwrap();
             calls.push(w.call(1));
             let mut w = Wire::new(Value::Int(1));
             extend(&mut w, &keys, b"t", 1000).await.unwrap();
             calls.push(w.call(1));
             let mut w = Wire::new(Value::Int(1));
-            let queued = fair_leave(&mut w, &keys, "w1").await.unwrap();
+            let queued = fair_leave(&mut w, Pubsub::Classic, &keys, "w1")
+                .await
+                .unwrap();
             if keys.is_fair() {
                 assert!(queued);
                 calls.push(w.call(1));
@@ -420,9 +478,20 @@ mod tests {
         }
         let (a, b) = (LeaseKeys::new(b"a"), LeaseKeys::new(b"b"));
         let mut w = Wire::new(Value::Int(5));
-        handover(&mut w, &a, b"t", b"u", 1000, 1, b"me")
-            .await
-            .unwrap();
+        handover(
+            &mut w,
+            Pubsub::Classic,
+            &a,
+            b"t",
+            Next {
+                token: b"u",
+                ttl_ms: 1000,
+                tolerated: 1,
+            },
+            b"me",
+        )
+        .await
+        .unwrap();
         calls.push(w.call(1));
         let ops: [(BatchOp, &LeaseKeys, &[u8]); 3] = [
             (BatchOp::Acquire { ttl_ms: 1000 }, &a, b"t"),
@@ -444,6 +513,7 @@ mod tests {
             "lease_ops.lua",
             "lease_scoped_prelude.lua",
             "wake.lua",
+            "wake_sharded.lua",
         ];
         let mut checked = 0;
         for file in std::fs::read_dir(dir).unwrap() {
@@ -462,16 +532,16 @@ mod tests {
         assert_eq!(checked, 18);
     }
 
-    /// Only `wake.lua` says how a wake channel is published to or counted:
-    /// a backend whose waiters listen otherwise (sharded pub/sub) swaps
-    /// that one file.
+    /// Only `wake.lua` and `wake_sharded.lua` say how a wake channel is
+    /// published to or counted: the backend picks one of the two flavours
+    /// of every waking script, which differ in that head only.
     #[test]
     fn only_the_wake_prelude_publishes() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/scripts");
         for file in std::fs::read_dir(dir).unwrap() {
             let path = file.unwrap().path();
             let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-            if !name.ends_with(".lua") || name == "wake.lua" {
+            if !name.ends_with(".lua") || name.starts_with("wake") {
                 continue;
             }
             let body = std::fs::read_to_string(&path).unwrap();

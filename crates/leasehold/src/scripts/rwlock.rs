@@ -7,17 +7,15 @@ use std::sync::LazyLock;
 use redis::RedisResult;
 use redis::aio::ConnectionLike;
 
-use super::{Acquired, Lua, Released, acquired};
+use super::{Acquired, Lua, Pubsub, Released, Waking, acquired};
 use crate::keys::{LeaseKeys, RwKeys};
 
 static RW_READ_ACQUIRE: LazyLock<Lua> =
     LazyLock::new(|| Lua::new(with_fences!("rw_read_acquire.lua")));
 static RW_WRITE_ACQUIRE: LazyLock<Lua> =
     LazyLock::new(|| Lua::new(with_fences!("rw_write_acquire.lua")));
-static RW_READ_RELEASE: LazyLock<Lua> =
-    LazyLock::new(|| Lua::new(with_wake!("rw_read_release.lua")));
-static RW_WRITE_RELEASE: LazyLock<Lua> =
-    LazyLock::new(|| Lua::new(with_wake!("rw_write_release.lua")));
+static RW_READ_RELEASE: LazyLock<Waking> = LazyLock::new(|| waking!("rw_read_release.lua"));
+static RW_WRITE_RELEASE: LazyLock<Waking> = LazyLock::new(|| waking!("rw_write_release.lua"));
 static RW_READ_EXTEND: LazyLock<Lua> =
     LazyLock::new(|| Lua::new(include_str!("rw_read_extend.lua")));
 
@@ -75,12 +73,14 @@ pub(super) async fn rw_write_acquire(
 /// released, 0 not held.
 pub(super) async fn rw_read_release(
     conn: &mut impl ConnectionLike,
+    pubsub: Pubsub,
     keys: &LeaseKeys,
     rw: &RwKeys,
     token: &[u8],
     publisher: &[u8],
 ) -> RedisResult<Released> {
     let n: i64 = RW_READ_RELEASE
+        .get(pubsub)
         .call(conn, &[&rw.readers, keys.wake(), &rw.fences], |argv| {
             argv.arg(token).arg(publisher);
         })
@@ -96,12 +96,14 @@ pub(super) async fn rw_read_release(
 /// intent goes even when the lock is no longer held.
 pub(super) async fn rw_write_release(
     conn: &mut impl ConnectionLike,
+    pubsub: Pubsub,
     keys: &LeaseKeys,
     rw: &RwKeys,
     token: &[u8],
     publisher: &[u8],
 ) -> RedisResult<Released> {
     let n: i64 = RW_WRITE_RELEASE
+        .get(pubsub)
         .call(conn, &[&rw.writer, &rw.intent, keys.wake()], |argv| {
             argv.arg(token).arg(publisher);
         })

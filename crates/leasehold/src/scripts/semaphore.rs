@@ -7,15 +7,14 @@ use redis::RedisResult;
 use redis::aio::ConnectionLike;
 
 use super::fair::named;
-use super::{Acquired, Lua, Released, WaitInfo, acquired};
+use super::{Acquired, Lua, Pubsub, Released, WaitInfo, Waking, acquired};
 use crate::keys::{FairQueue, Family, LeaseKeys};
 
 static SEM_ACQUIRE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_fences!("sem_acquire.lua")));
-static SEM_RELEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_wake!("sem_release.lua")));
+static SEM_RELEASE: LazyLock<Waking> = LazyLock::new(|| waking!("sem_release.lua"));
 static SEM_FAIR_ACQUIRE: LazyLock<Lua> =
     LazyLock::new(|| Lua::new(with_fences!("sem_fair_acquire.lua")));
-static SEM_FAIR_RELEASE: LazyLock<Lua> =
-    LazyLock::new(|| Lua::new(with_wake!("sem_fair_release.lua")));
+static SEM_FAIR_RELEASE: LazyLock<Waking> = LazyLock::new(|| waking!("sem_fair_release.lua"));
 static SEM_EXTEND: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("sem_extend.lua")));
 
 /// The keys of a semaphore's permit, taken out of its `Family::Permit`.
@@ -113,11 +112,13 @@ pub(super) async fn sem_fair_acquire(
 /// released, 0 not held.
 pub(super) async fn sem_release(
     conn: &mut impl ConnectionLike,
+    pubsub: Pubsub,
     p: &Permit<'_>,
     token: &[u8],
     publisher: &[u8],
 ) -> RedisResult<Released> {
     let n: i64 = SEM_RELEASE
+        .get(pubsub)
         .call(
             conn,
             &[p.permits, p.keys.wake(), p.limit_key, p.fences],
@@ -137,6 +138,7 @@ pub(super) async fn sem_release(
 /// publisher id only when some freed permit is owed to nobody queued.
 pub(super) async fn sem_fair_release(
     conn: &mut impl ConnectionLike,
+    pubsub: Pubsub,
     p: &Permit<'_>,
     q: &FairQueue,
     token: &[u8],
@@ -151,6 +153,7 @@ pub(super) async fn sem_fair_release(
         p.fences,
     ];
     let n: i64 = SEM_FAIR_RELEASE
+        .get(pubsub)
         .call(conn, &keys, |argv| {
             argv.arg(token).arg(publisher).arg(p.limit);
         })

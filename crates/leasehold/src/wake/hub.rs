@@ -22,7 +22,7 @@ pub(crate) struct WakeHub {
 
 impl WakeHub {
     pub(crate) fn new(
-        client: redis::Client,
+        source: crate::backend::WakeSource,
         own_id: &[u8],
         runtime: tokio::runtime::Handle,
     ) -> WakeHub {
@@ -33,7 +33,7 @@ impl WakeHub {
                 dirty: Notify::new(),
                 own_id: own_id.into(),
                 freed_id: [b"*", own_id].concat().into(),
-                client,
+                source,
                 shutdown: CancellationToken::new(),
                 started: std::sync::Once::new(),
                 runtime,

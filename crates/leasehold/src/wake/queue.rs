@@ -167,7 +167,8 @@ pub(super) struct Shared {
     /// `*` and `own_id`: the payload of a release that freed the lease
     /// because other clients wait (see `Offer::requeue`).
     pub(super) freed_id: Box<[u8]>,
-    pub(super) client: redis::Client,
+    /// Where the subscriber listens (classic or sharded pub/sub).
+    pub(super) source: crate::backend::WakeSource,
     pub(super) shutdown: CancellationToken,
     pub(super) started: std::sync::Once,
     pub(super) runtime: tokio::runtime::Handle,

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::queue::Shared;
 use super::sync::Arc;
+use crate::backend::WakeSource;
 
 /// How long a channel nobody waits on stays subscribed, in case a waiter
 /// comes back soon (a worker that releases and re-acquires in a loop).
@@ -25,12 +26,12 @@ const RECONNECT_MAX: Duration = Duration::from_secs(2);
 pub(super) async fn subscriber(shared: Arc<Shared>) {
     let mut backoff = RECONNECT_MIN;
     loop {
-        let pubsub = tokio::select! {
+        let opened = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
-            r = shared.client.get_async_pubsub() => r,
+            r = Wire::open(&shared) => r,
         };
-        let (mut sink, mut stream) = match pubsub {
-            Ok(p) => p.split(),
+        let (mut wire, reader, lost) = match opened {
+            Ok(w) => w,
             Err(e) => {
                 tracing::warn!(error = %e, "leasehold: subscriber connection failed; waiters fall back to timers until it is back");
                 tokio::select! {
@@ -42,28 +43,13 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
             }
         };
         backoff = RECONNECT_MIN;
-        let lost = CancellationToken::new();
-        // The reader: delivers messages until the connection ends.
-        let reader = {
-            let shared = Arc::clone(&shared);
-            let lost = lost.clone();
-            shared.runtime.clone().spawn(async move {
-                while let Some(msg) = stream.next().await {
-                    // Names are bytes, not always UTF-8: read the channel raw.
-                    if let Ok(channel) = msg.get_channel::<Vec<u8>>() {
-                        shared.on_message(&channel, msg.get_payload_bytes());
-                    }
-                }
-                lost.cancel();
-            })
-        };
         let mut subscribed: HashSet<Arc<[u8]>> = HashSet::new();
         loop {
             // Work out what to change, under the lock; talk to Redis outside it.
             let (to_sub, to_unsub, next_check) = plan(&shared, &subscribed);
             if !to_unsub.is_empty() {
                 let names: Vec<&[u8]> = to_unsub.iter().map(|c| &**c).collect();
-                if sink.unsubscribe(names).await.is_err() {
+                if wire.unsubscribe(names).await.is_err() {
                     break;
                 }
                 for c in &to_unsub {
@@ -72,7 +58,7 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
             }
             if !to_sub.is_empty() {
                 let names: Vec<&[u8]> = to_sub.iter().map(|c| &**c).collect();
-                if sink.subscribe(names).await.is_err() {
+                if wire.subscribe(names).await.is_err() {
                     break;
                 }
                 let mut channels = shared.lock();
@@ -105,6 +91,119 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
             ch.confirmed = false;
         }
         tracing::debug!("leasehold: subscriber connection lost; reconnecting");
+    }
+}
+
+/// The subscriber's connection: classic pub/sub on one server, or sharded
+/// pub/sub on a cluster (each channel subscribed on its slot's master; the
+/// cluster client follows slot moves and resubscribes by itself).
+enum Wire {
+    Classic(redis::aio::PubSubSink),
+    Sharded(redis::cluster_async::ClusterConnection),
+}
+
+impl Wire {
+    /// Opens the connection and starts its reader, which delivers messages
+    /// until the connection ends (then cancels the token it returns).
+    async fn open(
+        shared: &Arc<Shared>,
+    ) -> redis::RedisResult<(Wire, tokio::task::JoinHandle<()>, CancellationToken)> {
+        let lost = CancellationToken::new();
+        match &shared.source {
+            WakeSource::PubSub(client) => {
+                let (sink, mut stream) = client.get_async_pubsub().await?.split();
+                let reader = {
+                    let shared = Arc::clone(shared);
+                    let lost = lost.clone();
+                    shared.runtime.clone().spawn(async move {
+                        while let Some(msg) = stream.next().await {
+                            // Names are bytes, not always UTF-8: read the channel raw.
+                            if let Ok(channel) = msg.get_channel::<Vec<u8>>() {
+                                shared.on_message(&channel, msg.get_payload_bytes());
+                            }
+                        }
+                        lost.cancel();
+                    })
+                };
+                Ok((Wire::Classic(sink), reader, lost))
+            }
+            WakeSource::Sharded(seeds, timeouts) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<redis::PushInfo>();
+                let client = crate::backend::cluster::builder(seeds, *timeouts)
+                    .use_protocol(redis::ProtocolVersion::RESP3)
+                    .push_sender(tx)
+                    .build()?;
+                let conn = client.get_async_connection().await?;
+                let reader = {
+                    let shared = Arc::clone(shared);
+                    let lost = lost.clone();
+                    shared.runtime.clone().spawn(async move {
+                        while let Some(push) = rx.recv().await {
+                            on_push(&shared, push);
+                        }
+                        lost.cancel();
+                    })
+                };
+                Ok((Wire::Sharded(conn), reader, lost))
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, names: Vec<&[u8]>) -> redis::RedisResult<()> {
+        match self {
+            Wire::Classic(sink) => sink.subscribe(names).await,
+            Wire::Sharded(conn) => {
+                // One at a time: each channel lives on its own slot's node.
+                for name in names {
+                    conn.ssubscribe(name).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn unsubscribe(&mut self, names: Vec<&[u8]>) -> redis::RedisResult<()> {
+        match self {
+            Wire::Classic(sink) => sink.unsubscribe(names).await,
+            Wire::Sharded(conn) => {
+                for name in names {
+                    conn.sunsubscribe(name).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A push of the sharded subscriber: a message, or a (re)subscription.
+/// The cluster client resubscribes by itself after a node's connection
+/// broke or a slot moved; a release may have come in between, so a
+/// confirmed subscription wakes the channel's waiters, as a first
+/// subscription does.
+fn on_push(shared: &Shared, push: redis::PushInfo) {
+    let bytes = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => Some(b.clone()),
+        redis::Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        _ => None,
+    };
+    match push.kind {
+        redis::PushKind::SMessage | redis::PushKind::Message => {
+            if let (Some(channel), Some(payload)) = (
+                push.data.first().and_then(bytes),
+                push.data.get(1).and_then(bytes),
+            ) {
+                shared.on_message(&channel, &payload);
+            }
+        }
+        redis::PushKind::SSubscribe => {
+            if let Some(channel) = push.data.first().and_then(bytes) {
+                let mut channels = shared.lock();
+                if let Some(ch) = channels.get_mut(&channel[..]) {
+                    shared.wake(ch);
+                }
+            }
+        }
+        _ => {}
     }
 }
 

@@ -28,7 +28,11 @@ impl WakeHub {
     /// A hub whose subscriber never starts: the state machine alone.
     fn detached() -> WakeHub {
         let redis = redis::Client::open("redis://127.0.0.1:1").unwrap();
-        let hub = WakeHub::new(redis, b"client", RUNTIME.handle().clone());
+        let hub = WakeHub::new(
+            crate::backend::WakeSource::PubSub(redis),
+            b"client",
+            RUNTIME.handle().clone(),
+        );
         hub.shared.started.call_once(|| {});
         hub
     }

@@ -1,0 +1,240 @@
+//! Redis Cluster: the topology is discovered from seeds, every script goes
+//! to the master of its first key's slot (all keys of a script share that
+//! slot, see `keys`), and waiters hear releases by sharded pub/sub.
+//!
+//! redis-rs's cluster client follows MOVED and ASK, retries TRYAGAIN and
+//! CLUSTERDOWN with back-off, and refreshes its slot map by itself; what it
+//! cannot do for leasehold is done here: SCAN on every master (listing) and
+//! a dedicated connection to the master of a slot (WATCH).
+
+use redis::aio::MultiplexedConnection;
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+
+use super::node::{Timeouts, redact};
+use crate::error::{Error, ErrorKind, Result};
+use crate::keys::key_slot;
+use crate::token::Token;
+
+/// A cluster, as the backend uses it.
+pub(crate) struct Cluster {
+    conn: ClusterConnection,
+    /// The seeds, as given (for connections of their own, and the
+    /// subscriber's client).
+    seeds: Vec<String>,
+    /// Printable: the seeds, without passwords.
+    addr: String,
+    timeouts: Timeouts,
+    /// The client's id, published by releases.
+    pub(crate) publisher: Token,
+}
+
+impl Cluster {
+    /// Discovers the cluster from `seeds` and checks it answers.
+    pub(crate) async fn connect(
+        seeds: &[String],
+        timeouts: Timeouts,
+        publisher: Token,
+    ) -> Result<Cluster> {
+        if seeds.is_empty() {
+            return Err(Error::invalid(
+                "cluster seeds",
+                "none given: pass the URL of at least one node of the cluster",
+            ));
+        }
+        let addr = seeds
+            .iter()
+            .map(|s| redact(s))
+            .collect::<Vec<_>>()
+            .join(",");
+        let client = builder(seeds, timeouts)
+            .build()
+            .map_err(|e| Error::invalid("cluster seeds", format!("`{addr}`: {e}")))?;
+        let conn = match tokio::time::timeout(timeouts.connect, client.get_async_connection()).await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(Error::redis("the cluster connection", &addr, e)),
+            Err(_) => {
+                return Err(ErrorKind::ConnectTimeout {
+                    addr,
+                    after: timeouts.connect,
+                }
+                .into());
+            }
+        };
+        let mut probe = conn.clone();
+        redis::cmd("PING")
+            .exec_async(&mut probe)
+            .await
+            .map_err(|e| Error::redis("the connection check (PING)", &addr, e))?;
+        Ok(Cluster {
+            conn,
+            seeds: seeds.to_vec(),
+            addr,
+            timeouts,
+            publisher,
+        })
+    }
+
+    /// The shared connection: routes each command by its key.
+    pub(crate) fn conn(&self) -> ClusterConnection {
+        self.conn.clone()
+    }
+
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The seeds, as given.
+    pub(crate) fn seeds(&self) -> &[String] {
+        &self.seeds
+    }
+
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// The masters, as `host:port`, from `CLUSTER SHARDS` of any node.
+    async fn masters(&self) -> Result<Vec<(String, u16)>> {
+        let mut conn = self.conn();
+        let reply: redis::Value = conn
+            .route_command(
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await
+            .map_err(|e| Error::redis("reading the cluster's slots", &self.addr, e))?;
+        let mut masters: Vec<(String, u16)> = slot_ranges(&reply)
+            .into_iter()
+            .map(|(_, _, host, port)| (host, port))
+            .collect();
+        masters.sort();
+        masters.dedup();
+        Ok(masters)
+    }
+
+    /// Every key matching `pattern` on every master, by SCAN.
+    pub(crate) async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>> {
+        let mut keys = Vec::new();
+        for (host, port) in self.masters().await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let reply = self
+                    .conn()
+                    .route_command(
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(pattern)
+                            .arg("COUNT")
+                            .arg(1000)
+                            .clone(),
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port,
+                        }),
+                    )
+                    .await
+                    .map_err(|e| {
+                        Error::redis("scanning for leases", &format!("{host}:{port}"), e)
+                    })?;
+                let (next, batch): (u64, Vec<Vec<u8>>) =
+                    redis::FromRedisValue::from_redis_value(reply).map_err(|e| {
+                        Error::redis("scanning for leases", &format!("{host}:{port}"), e.into())
+                    })?;
+                keys.extend(batch);
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// A connection of its own to the master that owns `key`'s slot (WATCH
+    /// belongs to one connection on one node).
+    pub(crate) async fn dedicated(&self, key: &[u8]) -> Result<MultiplexedConnection> {
+        let slot = key_slot(key);
+        let mut conn = self.conn();
+        let reply: redis::Value = conn
+            .route_command(
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await
+            .map_err(|e| Error::redis("reading the cluster's slots", &self.addr, e))?;
+        let Some((host, port)) = slot_ranges(&reply)
+            .into_iter()
+            .find(|(lo, hi, _, _)| (*lo..=*hi).contains(&slot))
+            .map(|(_, _, h, p)| (h, p))
+        else {
+            return Err(Error::redis(
+                "finding the master of a slot",
+                &self.addr,
+                std::io::Error::other(format!("no master serves slot {slot}")).into(),
+            ));
+        };
+        // The seed's settings (user, password, database), another address.
+        // (TLS comes with issue 15's production settings.)
+        let info = redis::IntoConnectionInfo::into_connection_info(self.seeds[0].as_str())
+            .map_err(|e| Error::redis("the connection settings", &self.addr, e))?;
+        let addr = redis::ConnectionAddr::Tcp(host.clone(), port);
+        let info = info.set_addr(addr);
+        let at = format!("{host}:{port}");
+        let client = redis::Client::open(info)
+            .map_err(|e| Error::redis("the connection settings", &at, e))?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeouts.connect))
+            .set_response_timeout(Some(self.timeouts.response));
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| Error::redis("opening a transaction connection", &at, e))
+    }
+}
+
+/// The cluster client's settings: timeouts, and retries that stay within
+/// a lease's deadlines (MOVED, ASK, TRYAGAIN, CLUSTERDOWN are retried with
+/// back-off by the client; the lease code retries what is left).
+pub(crate) fn builder(seeds: &[String], timeouts: Timeouts) -> ClusterClientBuilder {
+    ClusterClientBuilder::new(seeds.iter().map(String::as_str).collect::<Vec<_>>())
+        .connection_timeout(timeouts.connect)
+        .response_timeout(timeouts.response)
+        .retries(4)
+        .min_retry_wait(10)
+        .max_retry_wait(200)
+}
+
+/// `(first slot, last slot, master host, master port)` of each range of
+/// a `CLUSTER SLOTS` reply.
+fn slot_ranges(reply: &redis::Value) -> Vec<(u16, u16, String, u16)> {
+    let redis::Value::Array(ranges) = reply else {
+        return Vec::new();
+    };
+    ranges
+        .iter()
+        .filter_map(|r| {
+            let redis::Value::Array(r) = r else {
+                return None;
+            };
+            let int = |v: &redis::Value| match v {
+                redis::Value::Int(n) => Some(*n),
+                _ => None,
+            };
+            let lo = int(r.first()?)? as u16;
+            let hi = int(r.get(1)?)? as u16;
+            let redis::Value::Array(master) = r.get(2)? else {
+                return None;
+            };
+            let host = match master.first()? {
+                redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                redis::Value::SimpleString(s) => s.clone(),
+                _ => return None,
+            };
+            let port = int(master.get(1)?)? as u16;
+            Some((lo, hi, host, port))
+        })
+        .collect()
+}
