@@ -33,8 +33,8 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::keys::{Family, LeaseKeys};
-use crate::scripts::{self, Acquired, BatchOp, Pubsub};
-pub(crate) use crate::scripts::{HandoverReply, Released, WaitInfo};
+use crate::scripts::{self, Acquired, BatchOp};
+pub(crate) use crate::scripts::{HandoverReply, Pubsub, Released, WaitInfo};
 use crate::token::Token;
 use batch::{Batcher, Route};
 use cluster::Cluster;
@@ -185,7 +185,7 @@ impl Backend {
     }
 
     /// How waiters listen, and so which flavour of the waking scripts runs.
-    fn pubsub(&self) -> Pubsub {
+    pub(crate) fn pubsub(&self) -> Pubsub {
         match self {
             Backend::Single(_) => Pubsub::Classic,
             Backend::Cluster(_) => Pubsub::Sharded,
@@ -478,6 +478,48 @@ impl Backend {
         match self {
             Backend::Single(s) => s.node.dedicated("opening a transaction connection").await,
             Backend::Cluster(c) => c.dedicated(key).await,
+        }
+    }
+
+    /// Runs `pipes`, each of whose keys share one slot, and answers each
+    /// one's replies: on one server as one pipeline (one round trip), on a
+    /// cluster one pipeline per group, all at once.
+    pub(crate) async fn pipelines(
+        &self,
+        pipes: Vec<redis::Pipeline>,
+        doing: &'static str,
+    ) -> Result<Vec<Vec<redis::Value>>> {
+        match self {
+            Backend::Single(s) => {
+                let mut all = redis::pipe();
+                let mut sizes = Vec::with_capacity(pipes.len());
+                for p in &pipes {
+                    sizes.push(p.cmd_iter().count());
+                    for c in p.cmd_iter() {
+                        all.add_command(c.clone());
+                    }
+                }
+                let mut replies: Vec<redis::Value> = all
+                    .query_async::<Vec<redis::Value>>(&mut s.node.conn())
+                    .await
+                    .map_err(|e| Error::redis(doing, self.addr(), e))?
+                    .into_iter()
+                    .rev()
+                    .collect();
+                Ok(sizes
+                    .into_iter()
+                    .map(|n| (0..n).filter_map(|_| replies.pop()).collect())
+                    .collect())
+            }
+            Backend::Cluster(c) => {
+                let runs = pipes.into_iter().map(|p| {
+                    let mut conn = c.conn();
+                    async move { p.query_async::<Vec<redis::Value>>(&mut conn).await }
+                });
+                futures_util::future::try_join_all(runs)
+                    .await
+                    .map_err(|e| Error::redis(doing, self.addr(), e))
+            }
         }
     }
 

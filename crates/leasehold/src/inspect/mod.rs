@@ -279,7 +279,9 @@ impl NameKeys {
 
     /// Queues the [`PER_NAME`] reads of one name; [`parse`](Self::parse)
     /// reads the replies in the same order.
-    pub(super) fn queue_reads(&self, pipe: &mut redis::Pipeline) {
+    /// `sharded`: count the wake channels' listeners by sharded pub/sub
+    /// (a cluster's waiters listen so).
+    pub(super) fn queue_reads(&self, pipe: &mut redis::Pipeline, sharded: bool) {
         let k = &self.lease;
         pipe.cmd("TIME")
             .cmd("GET")
@@ -289,7 +291,7 @@ impl NameKeys {
             .cmd("GET")
             .arg(k.fence())
             .cmd("PUBSUB")
-            .arg("NUMSUB")
+            .arg(if sharded { "SHARDNUMSUB" } else { "NUMSUB" })
             .arg(&**k.wake())
             .arg(&self.rwwake)
             .cmd("GET")

@@ -1,9 +1,8 @@
 //! Reading the status of names: one pipelined round trip per batch of
 //! names, and SCAN for listing.
 
-use redis::Value;
-
 use super::{LIST_BATCH, LeaseStatus, NameKeys, PER_NAME, name_of_fence_key};
+use crate::backend::Pubsub;
 use crate::engine::Core;
 use crate::error::{Error, Result};
 use crate::lease::Lease;
@@ -42,28 +41,32 @@ pub(crate) async fn list(core: &Core, pattern: &str) -> Result<Vec<LeaseStatus>>
 }
 
 /// The statuses of `names` (already checked), in one pipelined round
-/// trip: a fixed run of [`PER_NAME`] read-only commands per name.
+/// trip per node: a fixed run of [`PER_NAME`] read-only commands per name,
+/// all in the name's slot.
 async fn statuses(core: &Core, names: &[Vec<u8>]) -> Result<Vec<LeaseStatus>> {
     let keys: Vec<NameKeys> = names.iter().map(|n| NameKeys::new(n)).collect();
-    let mut pipe = redis::pipe();
-    for k in &keys {
-        k.queue_reads(&mut pipe);
-    }
-    let replies: Vec<Value> = pipe
-        .query_async(&mut core.backend.conn())
-        .await
-        .map_err(|e| Error::redis("reading the status", core.addr(), e))?;
-    let parsed = if replies.len() == PER_NAME * keys.len() {
-        keys.iter()
-            .zip(replies.chunks(PER_NAME))
-            .map(|(k, r)| k.parse(r))
-            .collect()
-    } else {
-        Err(redis::ParsingError::from(format!(
-            "{} replies to {} commands",
-            replies.len(),
-            PER_NAME * keys.len()
-        )))
-    };
-    parsed.map_err(|e| Error::redis("reading the status", core.addr(), e.into()))
+    let sharded = core.backend.pubsub() == Pubsub::Sharded;
+    let pipes: Vec<redis::Pipeline> = keys
+        .iter()
+        .map(|k| {
+            let mut pipe = redis::pipe();
+            k.queue_reads(&mut pipe, sharded);
+            pipe
+        })
+        .collect();
+    let replies = core.backend.pipelines(pipes, "reading the status").await?;
+    keys.iter()
+        .zip(replies)
+        .map(|(k, r)| {
+            if r.len() == PER_NAME {
+                k.parse(&r)
+            } else {
+                Err(redis::ParsingError::from(format!(
+                    "{} replies to {PER_NAME} commands",
+                    r.len()
+                )))
+            }
+        })
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::redis("reading the status", core.addr(), e.into()))
 }
