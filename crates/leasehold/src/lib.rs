@@ -124,8 +124,20 @@
 //!
 //! # Redis Cluster
 //!
-//! Every script touches only keys of one slot: the name and its
-//! companions (see above). Cluster clients come in a later release.
+//! [`ClientBuilder::cluster`] connects to a cluster from a few seeds. Every
+//! script touches only keys of one slot, the name and its companions (see
+//! above), and goes to that slot's master; waiters are woken by sharded
+//! pub/sub (Redis 7); your scripts' and transactions' keys must share a
+//! slot, which is checked before anything is sent.
+//!
+//! ```no_run
+//! # async fn f() -> leasehold::Result<()> {
+//! let client = leasehold::Client::builder()
+//!     .cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
+//!     .connect()
+//!     .await?;
+//! # Ok(()) }
+//! ```
 //!
 //! # Crate features
 //!
