@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-/// What went wrong while finding, starting or restarting `redis-server`.
+/// What went wrong while finding, starting or restarting `redis-server`, or
+/// while setting up or changing a cluster of them.
 ///
 /// The messages say what to do next; print them with `{}`.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +66,39 @@ pub enum Error {
         /// The value of `$LEASEHOLD_LIBFAKETIME` if it was set (and is not a
         /// file); `None` if the usual places were searched.
         env: Option<PathBuf>,
+    },
+
+    /// A command testkit sent to a cluster node to set up or change the
+    /// cluster failed: no connection, no reply in time, or a reply other
+    /// than the expected one.
+    #[error("redis-server on port {port} answered `{command}` with: {reply}")]
+    Command {
+        /// The node's port.
+        port: u16,
+        /// The command, arguments separated by spaces.
+        command: String,
+        /// The reply (`-ERR ...`), or the I/O error that stood in for one.
+        reply: String,
+    },
+
+    /// A [`RedisCluster`] did not settle in time: its nodes did not all
+    /// report `cluster_state:ok`, agree on who serves which slot, or have
+    /// their replicas attached. The nodes keep running until the cluster
+    /// value is dropped.
+    ///
+    /// [`RedisCluster`]: crate::RedisCluster
+    #[error(
+        "the cluster did not settle within {waited:?} after {action} (is the machine overloaded?); last seen: {last}\nthe end of each node's log:\n{logs}"
+    )]
+    ClusterTimeout {
+        /// What testkit did before waiting, e.g. `start` or `failover of node 0`.
+        action: String,
+        /// How long it waited.
+        waited: Duration,
+        /// Why the last look at the cluster did not count as settled.
+        last: String,
+        /// The last lines of every node's log, each prefixed with its port.
+        logs: String,
     },
 
     /// An I/O error while preparing a server (temporary directory, port,

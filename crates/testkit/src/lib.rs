@@ -47,14 +47,18 @@
 #![deny(missing_docs)]
 
 mod binary;
+mod cluster;
 mod error;
 mod faketime;
 mod probe;
 mod proxy;
+mod resp;
 mod server;
 
 pub use binary::redis_server_binary;
+pub use cluster::{ClusterNode, ClusterOptions, RedisCluster, SLOTS};
 pub use error::Error;
 pub use faketime::library as libfaketime;
 pub use proxy::FaultProxy;
+pub use resp::Reply;
 pub use server::{RedisServer, ServerOptions};

@@ -68,7 +68,8 @@ pub struct ServerOptions {
     pub faketime: bool,
     /// Starts the server as a Redis Cluster node (`--cluster-enabled yes`,
     /// its `nodes.conf` in the server's directory) of a cluster of its own.
-    /// It owns no hash slot yet: `CLUSTER KEYSLOT` answers, commands on keys
+    /// Its cluster bus listens on a free port of its own
+    /// ([`RedisServer::bus_port`]). It owns no hash slot yet: `CLUSTER KEYSLOT` answers, commands on keys
     /// answer `CLUSTERDOWN` until the test gives it slots (`CLUSTER
     /// ADDSLOTSRANGE 0 16383` makes it serve every key, and refuse a
     /// command or script whose keys are in different slots: `CROSSSLOT`).
@@ -98,6 +99,10 @@ pub struct RedisServer {
     binary: PathBuf,
     opts: ServerOptions,
     port: u16,
+    /// The cluster bus port with [`ServerOptions::cluster`], else 0. Picked
+    /// with `port` rather than Redis's default `port + 10000`, which does not
+    /// exist for ports above 55535 (Redis then refuses to start).
+    bus_port: u16,
     /// `None` while killed. Only an un-reaped `Child` is ever signalled, so
     /// its pid cannot have been reused by an unrelated process.
     child: Option<Child>,
@@ -132,12 +137,16 @@ impl RedisServer {
             binary,
             opts,
             port: 0,
+            bus_port: 0,
             child: None,
             dir,
         };
         let mut attempt = 1;
         loop {
             server.port = free_port()?;
+            if server.opts.cluster {
+                server.bus_port = free_port()?;
+            }
             match server.launch() {
                 Err(e) if port_taken(&e) && attempt < PORT_ATTEMPTS => attempt += 1,
                 result => return result.map(|()| server),
@@ -163,6 +172,13 @@ impl RedisServer {
     /// The loopback port it listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The cluster bus port (`--cluster-port`) of a
+    /// [`cluster`](ServerOptions::cluster) node, which `CLUSTER MEET` needs;
+    /// `None` for a plain server. The same across [`restart`](Self::restart).
+    pub fn bus_port(&self) -> Option<u16> {
+        self.opts.cluster.then_some(self.bus_port)
     }
 
     /// The process id; `None` while killed.
@@ -294,7 +310,8 @@ impl RedisServer {
         if self.opts.cluster {
             command
                 .args(["--cluster-enabled", "yes", "--cluster-config-file"])
-                .arg(dir.join("nodes.conf"));
+                .arg(dir.join("nodes.conf"))
+                .args(["--cluster-port", &self.bus_port.to_string()]);
         }
         if self.opts.faketime {
             let library = crate::faketime::library()?;
@@ -413,7 +430,7 @@ fn port_taken(error: &Error) -> bool {
     matches!(error, Error::Exited { log, .. } if log.contains("Address already in use"))
 }
 
-fn last_lines(text: &str, n: usize) -> String {
+pub(crate) fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
