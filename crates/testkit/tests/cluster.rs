@@ -12,7 +12,10 @@ fn smoke() {
     eprintln!("{:?} {:?}", cluster.masters(), cluster.seeds());
     let slot = cluster.slot_of("k").unwrap();
     let m = cluster.master_of_slot(slot);
-    assert_eq!(cluster.call(m, &["SET", "k", "v"]).unwrap(), Reply::Status("OK".into()));
+    assert_eq!(
+        cluster.call(m, &["SET", "k", "v"]).unwrap(),
+        Reply::Status("OK".into())
+    );
     let to = cluster.masters().into_iter().find(|x| *x != m).unwrap();
     let t = Instant::now();
     cluster.move_slot(slot, to).unwrap();

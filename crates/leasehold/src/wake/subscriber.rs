@@ -199,7 +199,25 @@ fn on_push(shared: &Shared, push: redis::PushInfo) {
             if let Some(channel) = push.data.first().and_then(bytes) {
                 let mut channels = shared.lock();
                 if let Some(ch) = channels.get_mut(&channel[..]) {
+                    ch.confirmed = true;
                     shared.wake(ch);
+                }
+            }
+        }
+        redis::PushKind::SUnsubscribe => {
+            // A node that gave the channel's slot away unsubscribes its
+            // listeners: subscribe again, which reaches the slot's new
+            // owner, and let the head look now (a release may fall in the
+            // gap).
+            if let Some(channel) = push.data.first().and_then(bytes) {
+                let mut channels = shared.lock();
+                if let Some(ch) = channels.get_mut(&channel[..])
+                    && ch.confirmed
+                {
+                    ch.confirmed = false;
+                    shared.wake(ch);
+                    drop(channels);
+                    shared.dirty.notify_one();
                 }
             }
         }

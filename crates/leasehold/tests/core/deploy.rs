@@ -1,18 +1,15 @@
 //! The deployments the core suite runs on: one server, and a Redis Cluster
 //! of three masters. Each test gets its own, started fresh.
 
-use std::time::Duration;
-
 use leasehold::Client;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
-use testkit::{RedisServer, ServerOptions};
-use tokio::time::Instant;
+use testkit::{ClusterOptions, RedisCluster, RedisServer};
 
 /// Where a test runs.
 pub enum Deployment {
     Single(RedisServer),
-    Cluster(Vec<RedisServer>),
+    Cluster(RedisCluster),
 }
 
 impl Deployment {
@@ -22,59 +19,25 @@ impl Deployment {
 
     /// Three masters, every slot assigned, `cluster_state:ok` on each.
     pub async fn cluster() -> Deployment {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                RedisServer::start_with(ServerOptions {
-                    cluster: true,
-                    ..Default::default()
-                })
-                .expect("start a cluster-enabled redis-server")
+        let cluster = tokio::task::spawn_blocking(|| {
+            RedisCluster::start_with(ClusterOptions {
+                masters: 3,
+                replicas_per_master: 0,
+                ..Default::default()
             })
-            .collect();
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port()))
-            .collect();
-        let out = std::process::Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .arg("--cluster-yes")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("redis-cli not found: install redis-tools (`cargo xtask setup` does)");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for n in &nodes {
-            let mut conn = raw_at(n.url()).await;
-            loop {
-                let info: String = redis::cmd("CLUSTER")
-                    .arg("INFO")
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the cluster did not come up: {info}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        Deployment::Cluster(nodes)
+        })
+        .await
+        .unwrap()
+        .expect("start a 3-master redis cluster");
+        Deployment::Cluster(cluster)
     }
 
     /// A leasehold client of the deployment.
     pub async fn client(&self) -> Client {
         match self {
             Deployment::Single(s) => Client::connect(&s.url()).await.expect("connect"),
-            Deployment::Cluster(nodes) => Client::builder()
-                .cluster([nodes[0].url()])
+            Deployment::Cluster(c) => Client::builder()
+                .cluster(c.seeds())
                 .connect()
                 .await
                 .expect("connect to the cluster"),
@@ -85,8 +48,8 @@ impl Deployment {
     pub async fn raw(&self) -> Raw {
         match self {
             Deployment::Single(s) => Raw::Single(raw_at(s.url()).await),
-            Deployment::Cluster(nodes) => Raw::Cluster(
-                redis::cluster::ClusterClient::new(vec![nodes[0].url()])
+            Deployment::Cluster(c) => Raw::Cluster(
+                redis::cluster::ClusterClient::new(c.seeds())
                     .unwrap()
                     .get_async_connection()
                     .await

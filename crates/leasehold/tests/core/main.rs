@@ -5,6 +5,7 @@
 //! and names with their own hash tags or stray braces.
 
 mod deploy;
+mod faults;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
