@@ -95,6 +95,22 @@ impl Cluster {
         self.timeouts
     }
 
+    /// A cluster connection of its own (to every node), that waits for
+    /// each connection and each reply at most `patience`: for a renewal
+    /// whose reply is stuck on the shared one.
+    pub(crate) async fn alone(&self, patience: std::time::Duration) -> Result<ClusterConnection> {
+        let t = Timeouts {
+            connect: patience,
+            response: patience,
+        };
+        builder(&self.seeds, t)
+            .build()
+            .map_err(|e| Error::redis("a connection for the renewal", &self.addr, e))?
+            .get_async_connection()
+            .await
+            .map_err(|e| Error::redis("a connection for the renewal", &self.addr, e))
+    }
+
     /// The masters, as `host:port`, from `CLUSTER SHARDS` of any node.
     async fn masters(&self) -> Result<Vec<(String, u16)>> {
         let mut conn = self.conn();

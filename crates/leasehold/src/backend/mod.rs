@@ -272,50 +272,54 @@ impl Backend {
         token: &Token,
         ttl: Duration,
     ) -> Result<Extended> {
-        match self {
-            Backend::Single(s) => {
-                let patience = s.node.response_timeout().min((ttl / 6).max(MIN_PATIENCE));
-                let first = self.extend_on(s.node.conn(), keys, token, ttl);
-                tokio::pin!(first);
-                if let Ok(r) = tokio::time::timeout(patience, &mut first).await {
-                    return r;
+        let patience = self.response_timeout().min((ttl / 6).max(MIN_PATIENCE));
+        let first = self.extend_on(self.conn(), keys, token, ttl);
+        tokio::pin!(first);
+        if let Ok(r) = tokio::time::timeout(patience, &mut first).await {
+            return r;
+        }
+        tracing::debug!(
+            lease = keys.display(),
+            "leasehold: no reply to the extend within {patience:?}; sending it again on a connection of its own"
+        );
+        let second = async {
+            let alone = async {
+                match self {
+                    Backend::Single(s) => {
+                        let conn = s
+                            .node
+                            .alone("a connection for the renewal", patience)
+                            .await?;
+                        self.extend_on(conn, keys, token, ttl).await
+                    }
+                    Backend::Cluster(c) => {
+                        let conn = c.alone(patience).await?;
+                        self.extend_on(conn, keys, token, ttl).await
+                    }
                 }
-                tracing::debug!(
-                    lease = keys.display(),
-                    "leasehold: no reply to the extend within {patience:?}; sending it again on a connection of its own"
-                );
-                let second = async {
-                    let conn = s
-                        .node
-                        .alone("a connection for the renewal", patience)
-                        .await?;
-                    let extended = self.extend_on(conn, keys, token, ttl);
-                    tokio::time::timeout(patience, extended)
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(Error::redis(
-                                "the extend script",
-                                self.addr(),
-                                std::io::Error::from(std::io::ErrorKind::TimedOut).into(),
-                            ))
-                        })
-                };
-                tokio::pin!(second);
-                // The first answer, or the last error once both failed.
-                tokio::select! {
-                    r = &mut first => match r {
-                        Err(_) => second.await,
-                        r => r,
-                    },
-                    r = &mut second => match r {
-                        Err(_) => first.await,
-                        r => r,
-                    },
-                }
-            }
-            // The cluster client keeps a connection per node and routes
-            // each try anew; a stuck node fails by the response timeout.
-            Backend::Cluster(c) => self.extend_on(c.conn(), keys, token, ttl).await,
+            };
+            // Connecting and the reply: `patience` each.
+            tokio::time::timeout(patience * 2, alone)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::redis(
+                        "the extend script",
+                        self.addr(),
+                        std::io::Error::from(std::io::ErrorKind::TimedOut).into(),
+                    ))
+                })
+        };
+        tokio::pin!(second);
+        // The first answer, or the last error once both failed.
+        tokio::select! {
+            r = &mut first => match r {
+                Err(_) => second.await,
+                r => r,
+            },
+            r = &mut second => match r {
+                Err(_) => first.await,
+                r => r,
+            },
         }
     }
 
@@ -443,6 +447,14 @@ impl Backend {
         match self {
             Backend::Single(s) => s.node.scan(pattern).await,
             Backend::Cluster(c) => c.scan(pattern).await,
+        }
+    }
+
+    /// How long one command waits for its reply.
+    fn response_timeout(&self) -> Duration {
+        match self {
+            Backend::Single(s) => s.node.response_timeout(),
+            Backend::Cluster(c) => c.timeouts().response,
         }
     }
 
