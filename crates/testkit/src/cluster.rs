@@ -149,6 +149,11 @@ enum Role {
 /// [`pause`](Self::pause) or anything done through [`call`](Self::call), call
 /// [`wait_settled`](Self::wait_settled) to bring them up to date.
 ///
+/// Every method blocks the calling thread until the cluster has settled:
+/// up to several seconds for [`kill_master`](Self::kill_master). In a tokio
+/// test whose tasks must keep running meanwhile (a lease renewing through
+/// the failover), call it through `spawn_blocking` or `block_in_place`.
+///
 /// Dropping it kills every node (see [`RedisServer`]).
 ///
 /// ```
@@ -270,13 +275,23 @@ impl RedisCluster {
             self.expect_ok(node, &["CLUSTER", "ADDSLOTSRANGE", &start, &end])?;
         }
         // REPLICATE names the master by id, which the replica must have
-        // learnt through gossip first.
-        let known = format!("cluster_known_nodes:{}\r\n", self.nodes.len());
+        // learnt through gossip first. `cluster_known_nodes` is no sign of
+        // that: it counts nodes still in handshake, under made-up ids.
         self.poll("start (meeting the nodes)", |cluster| {
             for node in &cluster.nodes {
-                let info = cluster.text(node, &["CLUSTER", "INFO"])?;
-                if !info.contains(&known) {
-                    return Err(format!("node :{} does not know every node yet", node.port()));
+                let table = cluster.text(node, &["CLUSTER", "NODES"])?;
+                let known = table
+                    .lines()
+                    .filter(|line| !line.contains("handshake"))
+                    .filter_map(|line| line.split(' ').next())
+                    .filter(|id| cluster.index_of(id).is_some())
+                    .count();
+                if known < cluster.nodes.len() {
+                    return Err(format!(
+                        "node :{} knows {known} of the {} nodes yet",
+                        node.port(),
+                        cluster.nodes.len()
+                    ));
                 }
             }
             Ok(())
@@ -336,7 +351,10 @@ impl RedisCluster {
     /// `redis://127.0.0.1:PORT` of every master that is up: seeds for a
     /// cluster client.
     pub fn seeds(&self) -> Vec<String> {
-        self.masters().into_iter().map(|i| self.nodes[i].url()).collect()
+        self.masters()
+            .into_iter()
+            .map(|i| self.nodes[i].url())
+            .collect()
     }
 
     /// The hash slot of `key`, as the server computes it (`CLUSTER KEYSLOT`,
@@ -429,8 +447,14 @@ impl RedisCluster {
         );
         let slot = slot.to_string();
         let (source, target) = (&self.nodes[from], &self.nodes[to]);
-        self.expect_ok(target, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source.id])?;
-        self.expect_ok(source, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target.id])?;
+        self.expect_ok(
+            target,
+            &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source.id],
+        )?;
+        self.expect_ok(
+            source,
+            &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target.id],
+        )?;
         Ok(())
     }
 
@@ -457,7 +481,15 @@ impl RedisCluster {
                 break;
             }
             let timeout = COMMAND_TIMEOUT.as_millis().to_string();
-            let mut args = vec!["MIGRATE", "127.0.0.1", &target_port, "", "0", &timeout, "KEYS"];
+            let mut args = vec![
+                "MIGRATE",
+                "127.0.0.1",
+                &target_port,
+                "",
+                "0",
+                &timeout,
+                "KEYS",
+            ];
             args.extend(keys.iter().map(String::as_str));
             match admin(&source.server, &args)? {
                 // NOKEY: they expired since GETKEYSINSLOT listed them.
@@ -481,20 +513,25 @@ impl RedisCluster {
         while self.migrate_keys(slot, to, usize::MAX)? > 0 {}
         let from = self.master_of_slot(slot);
         let mut order = vec![to, from];
-        order.extend(self.masters().into_iter().filter(|m| *m != to && *m != from));
+        order.extend(
+            self.masters()
+                .into_iter()
+                .filter(|m| *m != to && *m != from),
+        );
         let slot_arg = slot.to_string();
         for node in order {
             let args = ["CLUSTER", "SETSLOT", &slot_arg, "NODE", &self.nodes[to].id];
             self.expect_ok(&self.nodes[node], &args)?;
         }
-        self.settle(&format!("moving slot {slot} to node {to}"), |roles| {
-            match &roles[to] {
+        self.settle(
+            &format!("moving slot {slot} to node {to}"),
+            |roles| match &roles[to] {
                 Role::Master(ranges) if ranges.iter().any(|&(a, b)| (a..=b).contains(&slot)) => {
                     Ok(())
                 }
                 _ => Err(format!("node {to} does not serve slot {slot} yet")),
-            }
-        })
+            },
+        )
     }
 
     /// Fails `master` over to its first replica that is up, cleanly (`CLUSTER
@@ -543,7 +580,10 @@ impl RedisCluster {
         self.first_replica(master);
         self.nodes[master].server.kill();
         self.settle(&format!("kill of master node {master}"), |roles| {
-            if replicas.iter().any(|&r| matches!(roles[r], Role::Master(_))) {
+            if replicas
+                .iter()
+                .any(|&r| matches!(roles[r], Role::Master(_)))
+            {
                 Ok(())
             } else {
                 Err(format!("no replica of node {master} has been promoted yet"))
@@ -682,7 +722,10 @@ impl RedisCluster {
             }
             let info = self.text(node, &["CLUSTER", "INFO"])?;
             if !info.contains("cluster_state:ok\r\n") {
-                return Err(format!("node {i} (:{}) reports cluster_state other than ok", node.port()));
+                return Err(format!(
+                    "node {i} (:{}) reports cluster_state other than ok",
+                    node.port()
+                ));
             }
             let table = self.text(node, &["CLUSTER", "NODES"])?;
             let roles = self
@@ -702,11 +745,16 @@ impl RedisCluster {
         let mut covered = 0;
         for role in &roles {
             if let Role::Master(ranges) = role {
-                covered += ranges.iter().map(|&(a, b)| usize::from(b - a) + 1).sum::<usize>();
+                covered += ranges
+                    .iter()
+                    .map(|&(a, b)| usize::from(b - a) + 1)
+                    .sum::<usize>();
             }
         }
         if covered != usize::from(SLOTS) {
-            return Err(format!("masters that are up serve {covered} slots, not {SLOTS}"));
+            return Err(format!(
+                "masters that are up serve {covered} slots, not {SLOTS}"
+            ));
         }
         for (i, role) in roles.iter().enumerate() {
             if let Role::Replica(master) = *role {
@@ -714,7 +762,10 @@ impl RedisCluster {
                 let info = self.text(node, &["INFO", "replication"])?;
                 let linked = format!("master_port:{}\r\n", self.nodes[master].port());
                 if !info.contains(&linked) || !info.contains("master_link_status:up\r\n") {
-                    return Err(format!("replica {i} (:{}) is not synced with node {master} yet", node.port()));
+                    return Err(format!(
+                        "replica {i} (:{}) is not synced with node {master} yet",
+                        node.port()
+                    ));
                 }
             }
         }
@@ -727,7 +778,17 @@ impl RedisCluster {
         let mut roles: Vec<Option<Role>> = vec![None; self.nodes.len()];
         for line in table.lines().filter(|line| !line.is_empty()) {
             let fields: Vec<&str> = line.split(' ').collect();
-            let [id, _addr, flags, master, _ping, _pong, _epoch, link, slots @ ..] = &fields[..]
+            let [
+                id,
+                _addr,
+                flags,
+                master,
+                _ping,
+                _pong,
+                _epoch,
+                link,
+                slots @ ..,
+            ] = &fields[..]
             else {
                 return Err(format!("a line it cannot parse: {line:?}"));
             };

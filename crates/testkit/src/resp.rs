@@ -127,7 +127,10 @@ fn read(reader: &mut impl BufRead) -> io::Result<Reply> {
     let (kind, rest) = line.split_at(line.len().min(1));
     let number = || {
         rest.parse::<i64>().map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("bad RESP line {line:?}"))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad RESP line {line:?}"),
+            )
         })
     };
     Ok(match kind {
@@ -146,9 +149,7 @@ fn read(reader: &mut impl BufRead) -> io::Result<Reply> {
         "*" => match usize::try_from(number()?) {
             Err(_) => Reply::Array(None),
             Ok(len) => Reply::Array(Some(
-                (0..len)
-                    .map(|_| read(reader))
-                    .collect::<io::Result<_>>()?,
+                (0..len).map(|_| read(reader)).collect::<io::Result<_>>()?,
             )),
         },
         _ => {
@@ -177,7 +178,10 @@ mod tests {
         );
         assert_eq!(parse(b":-3\r\n"), Reply::Integer(-3));
         assert_eq!(parse(b"$-1\r\n"), Reply::Bulk(None));
-        assert_eq!(parse(b"$4\r\na\r\nb\r\n"), Reply::Bulk(Some(b"a\r\nb".to_vec())));
+        assert_eq!(
+            parse(b"$4\r\na\r\nb\r\n"),
+            Reply::Bulk(Some(b"a\r\nb".to_vec()))
+        );
         assert_eq!(parse(b"*-1\r\n"), Reply::Array(None));
         assert_eq!(
             parse(b"*2\r\n:1\r\n*1\r\n$1\r\nx\r\n"),
