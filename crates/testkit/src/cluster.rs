@@ -149,6 +149,11 @@ enum Role {
 /// [`pause`](Self::pause) or anything done through [`call`](Self::call), call
 /// [`wait_settled`](Self::wait_settled) to bring them up to date.
 ///
+/// Every method blocks the calling thread until the cluster has settled:
+/// up to several seconds for [`kill_master`](Self::kill_master). In a tokio
+/// test whose tasks must keep running meanwhile (a lease renewing through
+/// the failover), call it through `spawn_blocking` or `block_in_place`.
+///
 /// Dropping it kills every node (see [`RedisServer`]).
 ///
 /// ```
@@ -270,15 +275,22 @@ impl RedisCluster {
             self.expect_ok(node, &["CLUSTER", "ADDSLOTSRANGE", &start, &end])?;
         }
         // REPLICATE names the master by id, which the replica must have
-        // learnt through gossip first.
-        let known = format!("cluster_known_nodes:{}\r\n", self.nodes.len());
+        // learnt through gossip first. `cluster_known_nodes` is no sign of
+        // that: it counts nodes still in handshake, under made-up ids.
         self.poll("start (meeting the nodes)", |cluster| {
             for node in &cluster.nodes {
-                let info = cluster.text(node, &["CLUSTER", "INFO"])?;
-                if !info.contains(&known) {
+                let table = cluster.text(node, &["CLUSTER", "NODES"])?;
+                let known = table
+                    .lines()
+                    .filter(|line| !line.contains("handshake"))
+                    .filter_map(|line| line.split(' ').next())
+                    .filter(|id| cluster.index_of(id).is_some())
+                    .count();
+                if known < cluster.nodes.len() {
                     return Err(format!(
-                        "node :{} does not know every node yet",
-                        node.port()
+                        "node :{} knows {known} of the {} nodes yet",
+                        node.port(),
+                        cluster.nodes.len()
                     ));
                 }
             }

@@ -71,7 +71,7 @@ pub enum Error {
     /// A command testkit sent to a cluster node to set up or change the
     /// cluster failed: no connection, no reply in time, or a reply other
     /// than the expected one.
-    #[error("redis-server on port {port} answered `{command}` with: {reply}")]
+    #[error("redis-server on port {port} did not do `{command}`: {reply}")]
     Command {
         /// The node's port.
         port: u16,

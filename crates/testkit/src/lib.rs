@@ -18,6 +18,20 @@
 //! # Ok::<(), testkit::Error>(())
 //! ```
 //!
+//! A Redis Cluster is a set of them wired together, with the faults of a
+//! sharded deployment on top:
+//!
+//! ```
+//! let mut cluster = testkit::RedisCluster::start(3, 1)?; // 3 masters, 1 replica each
+//! let seeds = cluster.seeds(); // the masters' URLs, for a cluster client
+//! let slot = cluster.slot_of("{job}.lock")?;
+//! let master = cluster.master_of_slot(slot);
+//! let other = cluster.masters().into_iter().find(|m| *m != master).unwrap();
+//! cluster.move_slot(slot, other)?; // MIGRATING/IMPORTING, MIGRATE, SETSLOT NODE
+//! cluster.failover(other)?; // its replica takes over, cleanly
+//! # Ok::<(), testkit::Error>(())
+//! ```
+//!
 //! # Layout
 //!
 //! - `binary`: finds the `redis-server` executable: `$LEASEHOLD_REDIS_SERVER`,
@@ -29,6 +43,13 @@
 //!   blackholes traffic.
 //! - `faketime`: finds libfaketime, under which a server's wall clock can be
 //!   made to jump ([`ServerOptions::faketime`]).
+//! - `cluster`: [`RedisCluster`] and [`ClusterOptions`]: starts masters and
+//!   replicas, meets them, assigns the slots, and moves a slot (whole, or
+//!   stopped half-way for `ASK`), fails a master over (`CLUSTER FAILOVER`),
+//!   kills, pauses and restarts nodes; each change waits until every node
+//!   agrees on the new slot map.
+//! - `resp`: a blocking RESP2 exchange (one command per connection) and its
+//!   [`Reply`], with which `cluster` drives the nodes and tests inspect them.
 //! - `probe`: a raw-TCP `PING` used to decide when a server is ready; no
 //!   Redis client library is needed.
 //! - `error`: [`Error`]; each message says what to do about it.
@@ -40,10 +61,13 @@
 //! a server fails with [`Error::NotFound`], whose message gives the install
 //! command (`cargo xtask setup` runs it). Tests never skip silently.
 //!
-//! XX `std::process` and blocks for at most a few seconds while a
-//! server starts. It is called from tokio tests (where this short block is
-//! harmless) and from the CLI's `leasehold demo`, so it must not depend on a
-//! runtime.
+//! testkit is synchronous: it runs servers with `std::process`, talks to
+//! them over blocking TCP, and blocks while a server starts (milliseconds)
+//! or a cluster settles (up to several seconds after a killed master). It is
+//! called from tokio tests and from the CLI's `leasehold demo`, so it must
+//! not depend on a runtime. A test whose own tasks must keep running during
+//! a cluster fault (renewals, wake-ups) calls it through
+//! `tokio::task::spawn_blocking` or `block_in_place`.
 #![deny(missing_docs)]
 
 mod binary;

@@ -67,12 +67,14 @@ pub struct ServerOptions {
     /// wall clock is faked; its monotonic clock runs true.
     pub faketime: bool,
     /// Starts the server as a Redis Cluster node (`--cluster-enabled yes`,
-    /// its `nodes.conf` in the server's directory) of a cluster of its own.
+    /// its `nodes.conf` in the server's directory) of a cluster of its own;
+    /// [`RedisCluster`](crate::RedisCluster) builds a whole cluster of them.
     /// Its cluster bus listens on a free port of its own
-    /// ([`RedisServer::bus_port`]). It owns no hash slot yet: `CLUSTER KEYSLOT` answers, commands on keys
-    /// answer `CLUSTERDOWN` until the test gives it slots (`CLUSTER
-    /// ADDSLOTSRANGE 0 16383` makes it serve every key, and refuse a
-    /// command or script whose keys are in different slots: `CROSSSLOT`).
+    /// ([`RedisServer::bus_port`]). It owns no hash slot yet: `CLUSTER
+    /// KEYSLOT` answers, commands on keys answer `CLUSTERDOWN` until the test
+    /// gives it slots (`CLUSTER ADDSLOTSRANGE 0 16383` makes it serve every
+    /// key, and refuse a command or script whose keys are in different
+    /// slots: `CROSSSLOT`).
     pub cluster: bool,
 }
 

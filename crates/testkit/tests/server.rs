@@ -141,6 +141,21 @@ mod start {
         assert!(run(&["MGET", "a", "b"]).starts_with("-CROSSSLOT"));
         assert!(server.dir().join("nodes.conf").exists());
     }
+
+    #[test]
+    fn a_cluster_node_listens_on_its_own_bus_port() {
+        // Redis's default bus port, port + 10000, does not exist for ports
+        // above 55535, which the kernel hands out too: Redis refused to start.
+        let server = RedisServer::start_with(ServerOptions {
+            cluster: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let bus = server.bus_port().unwrap();
+        assert_ne!(bus, server.port());
+        assert!(TcpStream::connect(("127.0.0.1", bus)).is_ok());
+        assert_eq!(RedisServer::start().unwrap().bus_port(), None);
+    }
 }
 
 mod faults {
