@@ -57,9 +57,21 @@ pub struct Cli {
     /// Redis URL [env: LEASEHOLD_URL, then REDIS_URL; default redis://127.0.0.1:6379].
     ///
     /// redis://[user:password@]host[:port][/db], rediss://... for TLS, or
-    /// unix:///path/to/redis.sock.
+    /// unix:///path/to/redis.sock. With --cluster, give it once per seed
+    /// node (LEASEHOLD_URL: the URLs separated by commas; REDIS_URL is
+    /// always one URL). Several URLs without --cluster are refused: that
+    /// form is kept for Redlock over independent masters, not built yet.
     #[arg(long, global = true, value_name = "URL")]
-    pub url: Option<String>,
+    pub url: Vec<String>,
+
+    /// The URLs are seeds of one Redis Cluster [env: LEASEHOLD_CLUSTER=1 (or true, yes)].
+    ///
+    /// The rest of the cluster is discovered from them, and followed as
+    /// slots move and masters fail over; one reachable seed is enough.
+    /// A name's keys share one hash slot, so every command works there as
+    /// on one server; `demo` and `bench` refuse it for now.
+    #[arg(long, global = true)]
+    pub cluster: bool,
 
     /// Print JSON Lines on stdout: one object per line, `{"type": ..., "data": {...}}`.
     #[arg(long, global = true)]
@@ -84,6 +96,17 @@ Examples:
   leasehold release deploy \"$token\"
   leasehold status deploy
   leasehold list 'jobs/*' --json
+  leasehold --cluster --url redis://10.0.0.1:7000 --url redis://10.0.0.2:7000 \\
+      run nightly-report -- ./report.sh   # on a Redis Cluster
+
+Redis Cluster: --cluster says the --url values are seeds of one cluster (one that
+answers is enough; give more in case one is down). LEASEHOLD_URL may hold several
+URLs separated by commas; LEASEHOLD_CLUSTER=1 (or true, yes) is --cluster's
+environment form:
+  LEASEHOLD_URL=redis://10.0.0.1:7000,redis://10.0.0.2:7000 LEASEHOLD_CLUSTER=1 \\
+      leasehold list 'jobs/*'
+Several URLs without --cluster are refused (exit 2): that form will mean Redlock
+over independent masters.
 
 JSON output (--json): only JSON Lines on stdout, one object per line,
 {\"type\": T, \"data\": {...}}; messages for people stay on stderr.
@@ -208,14 +231,16 @@ pub enum Command {
     /// hosts, a cache stampede, a paused holder stopped by fencing.
     ///
     /// Without --url (or LEASEHOLD_URL / REDIS_URL), starts a private,
-    /// throwaway redis-server and stops it at the end.
+    /// throwaway redis-server and stops it at the end. Not on a Redis
+    /// Cluster yet: --cluster is refused.
     ///
     /// Example: leasehold demo paused-holder
     Demo(DemoArgs),
 
     /// The benchmark workloads W1-W5 of BENCH.md, beside the physical limit.
     ///
-    /// Without --url, starts a private, throwaway redis-server. With --json,
+    /// Without --url, starts a private, throwaway redis-server; --cluster is
+    /// refused for now. With --json,
     /// one row per line: {"type": "figure", "data": {"workload", "figure", "value", "unit", "limit", "share", ...}}.
     ///
     /// Example: leasehold bench W3 --duration 5s

@@ -18,9 +18,9 @@
 //! - `cmd/`: one file per command; each turns its arguments into library
 //!   calls and prints the outcome.
 //!
-//! `main` parses, then [`dispatch`] connects and runs one command. Errors
-//! come back as [`leasehold::Error`] and are printed once, on one line, by
-//! [`fail`].
+//! `main` parses and works out the address ([`cmd::Address`]), then
+//! [`dispatch`] connects and runs one command. Errors come back as
+//! [`leasehold::Error`] and are printed once, on one line, by [`fail`].
 
 use std::process::ExitCode;
 
@@ -50,6 +50,13 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
+    let address = match cmd::Address::of(&cli) {
+        Ok(address) => address,
+        Err(why) => {
+            output::error(&why);
+            return Exit::Usage.into();
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -61,7 +68,7 @@ fn main() -> ExitCode {
             return Exit::Failure.into();
         }
     };
-    let code = runtime.block_on(dispatch(cli));
+    let code = runtime.block_on(dispatch(cli, address));
     // Give background releases (of guards and acquires dropped on a signal)
     // a moment to be sent; the runtime ends sooner when they are done.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
@@ -72,23 +79,46 @@ fn main() -> ExitCode {
 /// refused once clap has matched the arguments (a name with `--name-hex`,
 /// see [`name::Name`]) is told with its own subcommand's usage, as clap
 /// tells the values it checks itself.
+///
+/// `--url` given both before and after the subcommand is refused: clap
+/// would keep only the later ones (a global argument's values at a
+/// subcommand replace those above it), and a cluster seed or a second
+/// address would be dropped without a word.
 fn parse() -> Result<Cli, clap::Error> {
     let mut command = Cli::command();
-    let matches = command.try_get_matches_from_mut(std::env::args_os())?;
-    Cli::from_arg_matches(&matches).map_err(|e| {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = command.try_get_matches_from_mut(&args)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| {
         let (mut sub, mut m) = (&mut command, &matches);
         while let Some((name, next)) = m.subcommand() {
             sub = sub.find_subcommand_mut(name).expect("clap matched it");
             m = next;
         }
         e.format(sub)
-    })
+    })?;
+    // No other option takes a value starting with `--`, and no name or
+    // command can be `--url` before a `--`: every such word is a --url.
+    let given = args
+        .iter()
+        .skip(1)
+        .map(|a| a.as_encoded_bytes())
+        .take_while(|a| *a != b"--")
+        .filter(|a| *a == b"--url" || a.starts_with(b"--url="))
+        .count();
+    if given != cli.url.len() {
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--url is given both before and after the subcommand: give every --url on one side of it\n",
+        )
+        .format(&mut command));
+    }
+    Ok(cli)
 }
 
-/// Runs the command: `run` and `sem run` watch signals themselves; every
-/// other command ends on a signal (128 + N) or a closed stdout (0), its
-/// future dropped so that nothing is left half done.
-async fn dispatch(cli: Cli) -> ExitCode {
+/// Runs the command against `address`: `run` and `sem run` watch signals
+/// themselves; every other command ends on a signal (128 + N) or a closed
+/// stdout (0), its future dropped so that nothing is left half done.
+async fn dispatch(cli: Cli, address: cmd::Address) -> ExitCode {
     let mut signals = match Signals::watch() {
         Ok(s) => s,
         Err(e) => {
@@ -97,12 +127,14 @@ async fn dispatch(cli: Cli) -> ExitCode {
         }
     };
     let result = match &cli.command {
-        Command::Run(args) => cmd::run::lease(&cli, args, &mut signals).await,
-        Command::Sem(SemCommand::Run(args)) => cmd::run::semaphore(&cli, args, &mut signals).await,
+        Command::Run(args) => cmd::run::lease(&cli, &address, args, &mut signals).await,
+        Command::Sem(SemCommand::Run(args)) => {
+            cmd::run::semaphore(&cli, &address, args, &mut signals).await
+        }
         command => {
             let work = async {
                 tokio::select! {
-                    result = one(&cli, command) => result,
+                    result = one(&cli, &address, command) => result,
                     () = output::closed() => Ok(Exit::Success.into()),
                 }
             };
@@ -119,15 +151,16 @@ async fn dispatch(cli: Cli) -> ExitCode {
 }
 
 /// Every command but `run` and `sem run`.
-async fn one(cli: &Cli, command: &Command) -> leasehold::Result<ExitCode> {
+async fn one(cli: &Cli, address: &cmd::Address, command: &Command) -> leasehold::Result<ExitCode> {
+    let connect = || cmd::connect(cli, address);
     match command {
-        Command::Demo(args) => cmd::demo::run(cli, args).await,
-        Command::Bench(args) => cmd::bench::run(cli, args).await,
-        Command::Acquire(args) => cmd::tokens::acquire(cli, &cmd::connect(cli).await?, args).await,
-        Command::Extend(args) => cmd::tokens::extend(cli, &cmd::connect(cli).await?, args).await,
-        Command::Release(args) => cmd::tokens::release(cli, &cmd::connect(cli).await?, args).await,
-        Command::Status(args) => cmd::inspect::status(cli, &cmd::connect(cli).await?, args).await,
-        Command::List(args) => cmd::inspect::list(cli, &cmd::connect(cli).await?, args).await,
+        Command::Demo(args) => cmd::demo::run(cli, address, args).await,
+        Command::Bench(args) => cmd::bench::run(cli, address, args).await,
+        Command::Acquire(args) => cmd::tokens::acquire(cli, &connect().await?, args).await,
+        Command::Extend(args) => cmd::tokens::extend(cli, &connect().await?, args).await,
+        Command::Release(args) => cmd::tokens::release(cli, &connect().await?, args).await,
+        Command::Status(args) => cmd::inspect::status(cli, &connect().await?, args).await,
+        Command::List(args) => cmd::inspect::list(cli, &connect().await?, args).await,
         Command::Run(_) | Command::Sem(_) => unreachable!("dispatch runs these"),
     }
 }

@@ -6,15 +6,26 @@ use std::process::ExitCode;
 use leasehold_bench::{Options, WorkloadArg};
 
 use crate::cli::{BenchArgs, Cli};
+use crate::cmd::Address;
 use crate::exit::Exit;
 use crate::output;
 
-/// Runs the chosen workloads against the given address or a private
-/// redis-server, then
-/// prints one table (or JSON rows).
-pub async fn run(cli: &Cli, args: &BenchArgs) -> leasehold::Result<ExitCode> {
+/// Runs the chosen workloads against the given server or a private
+/// redis-server (not a Redis Cluster yet), then prints one table (or JSON
+/// rows).
+pub async fn run(cli: &Cli, address: &Address, args: &BenchArgs) -> leasehold::Result<ExitCode> {
+    let url = match address {
+        Address::Unset => None,
+        Address::Server(url) => Some(url.clone()),
+        Address::Cluster(_) => {
+            output::error(
+                "bench on a Redis Cluster (--cluster) is not built yet; give bench one server's --url, or none for a private redis-server",
+            );
+            return Ok(Exit::Usage.into());
+        }
+    };
     let opts = Options {
-        url: crate::cmd::given_url(cli),
+        url,
         workloads: WorkloadArg::expand(&args.workloads),
         duration: args.duration,
         workers: args.workers,

@@ -13,27 +13,235 @@ use crate::cli::Cli;
 /// The default address, when none is given.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 
-/// Where Redis is: `--url`, else `LEASEHOLD_URL`, else `REDIS_URL` (empty
-/// values count as unset), else `None`: the caller picks the default, or a
-/// private server (`demo`, `bench`). clap's `env` takes one variable, so
-/// the two are read here.
-pub fn given_url(cli: &Cli) -> Option<String> {
-    let var = |name| std::env::var(name).ok().filter(|s: &String| !s.is_empty());
-    cli.url
-        .clone()
-        .or_else(|| var("LEASEHOLD_URL"))
-        .or_else(|| var("REDIS_URL"))
+/// Where Redis is, from `--url`, `--cluster` and the environment. `main`
+/// works it out once, before anything connects or runs, so that a refused
+/// form is exit 2 for every command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// Nothing given: [`DEFAULT_URL`], or a private server (`demo`, `bench`).
+    Unset,
+    /// One server.
+    Server(String),
+    /// Seeds of one Redis Cluster (`--cluster`); the rest is discovered.
+    Cluster(Vec<String>),
 }
 
-/// Connects to the given address, or to [`DEFAULT_URL`].
+impl Address {
+    /// `--url` (given once or more), else `LEASEHOLD_URL` (several URLs
+    /// separated by commas), else `REDIS_URL` (always one URL); empty
+    /// variables count as unset. `--cluster` or `LEASEHOLD_CLUSTER` make
+    /// them a cluster's seeds. clap's `env` takes one variable, and splits
+    /// no commas, so the variables are read here.
+    ///
+    /// Err is the one-line reason for a refusal (exit 2): several URLs
+    /// without `--cluster` (kept for Redlock), `--cluster` without a URL, a
+    /// seed that is no Redis URL (named), a bad `LEASEHOLD_CLUSTER`.
+    pub fn of(cli: &Cli) -> Result<Address, String> {
+        resolve(&cli.url, cli.cluster, |name| std::env::var(name).ok())
+    }
+}
+
+/// [`Address::of`], with the environment as a function (for the tests).
+fn resolve(
+    urls: &[String],
+    cluster_flag: bool,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Address, String> {
+    let var = |name| env(name).filter(|s: &String| !s.is_empty());
+    let cluster = cluster_flag
+        || match var("LEASEHOLD_CLUSTER") {
+            None => false,
+            Some(v) => yes(&v).ok_or_else(|| {
+                format!(
+                    "LEASEHOLD_CLUSTER=`{v}` is neither yes nor no: set it to 1, true or yes for a Redis Cluster, or 0, false, no (or leave it unset) for one server"
+                )
+            })?,
+        };
+    let listed = var("LEASEHOLD_URL").map(|v| {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect::<Vec<_>>()
+    });
+    let (urls, from) = if !urls.is_empty() {
+        (urls.to_vec(), "--url")
+    } else if let Some(listed) = listed.filter(|l| !l.is_empty()) {
+        (listed, "LEASEHOLD_URL")
+    } else if let Some(url) = var("REDIS_URL") {
+        (vec![url], "REDIS_URL")
+    } else {
+        (Vec::new(), "")
+    };
+    if cluster {
+        let asked = if cluster_flag {
+            "--cluster"
+        } else {
+            "LEASEHOLD_CLUSTER"
+        };
+        if urls.is_empty() {
+            return Err(format!(
+                "{asked} needs the URL of at least one node of the cluster: give --url redis://host:port (once per seed), or LEASEHOLD_URL with the URLs separated by commas"
+            ));
+        }
+        for url in &urls {
+            seed(url).map_err(|why| {
+                format!(
+                    "`{}` (in {from}) is not the URL of a cluster node: {why}; use redis://host:port or rediss://host:port",
+                    redact(url)
+                )
+            })?;
+        }
+        return Ok(Address::Cluster(urls));
+    }
+    match <[String; 1]>::try_from(urls) {
+        Ok([url]) => Ok(Address::Server(url)),
+        Err(urls) if urls.is_empty() => Ok(Address::Unset),
+        Err(_) if from == "--url" => Err(
+            "several --url without --cluster: Redlock over independent masters is not built yet; add --cluster if these are nodes of one Redis Cluster".into(),
+        ),
+        Err(_) => Err(format!(
+            "several URLs in {from} without --cluster: Redlock over independent masters is not built yet; add --cluster (or LEASEHOLD_CLUSTER=1) if these are nodes of one Redis Cluster"
+        )),
+    }
+}
+
+/// `LEASEHOLD_CLUSTER`'s value as a yes or a no, as people write them.
+fn yes(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" => Some(true),
+        "0" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// Checks a seed as the library will read it, so that a bad one in a list
+/// is named here; the library's own refusal names the whole list. Cluster
+/// nodes are reached over TCP: no unix socket.
+fn seed(url: &str) -> Result<(), String> {
+    use redis::{ConnectionAddr, IntoConnectionInfo};
+    let info = url.into_connection_info().map_err(|e| e.to_string())?;
+    match info.addr() {
+        ConnectionAddr::Tcp(..) | ConnectionAddr::TcpTls { .. } => Ok(()),
+        _ => Err("cluster nodes are reached over TCP, not a unix socket".into()),
+    }
+}
+
+/// A URL without its password, to print.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// Connects to `address` (one server, [`DEFAULT_URL`] when unset, or a
+/// cluster through its seeds) with the command line's timeouts. Every
+/// command that talks to the user's Redis comes through here.
 ///
 /// # Cancel safety
 ///
 /// Dropping the future leaves nothing behind.
-pub async fn connect(cli: &Cli) -> leasehold::Result<Client> {
-    let url = given_url(cli).unwrap_or_else(|| DEFAULT_URL.to_owned());
-    Client::builder()
-        .connect_timeout(cli.connect_timeout)
-        .connect(&url)
-        .await
+pub async fn connect(cli: &Cli, address: &Address) -> leasehold::Result<Client> {
+    let builder = Client::builder().connect_timeout(cli.connect_timeout);
+    match address {
+        Address::Unset => builder.connect(DEFAULT_URL).await,
+        Address::Server(url) => builder.connect(url).await,
+        Address::Cluster(seeds) => builder.cluster(seeds).connect().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Address, resolve};
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn urls(u: &[&str]) -> Vec<String> {
+        u.iter().map(|s| s.to_string()).collect()
+    }
+
+    const A: &str = "redis://10.0.0.1:7000";
+    const B: &str = "redis://10.0.0.2:7000";
+
+    #[test]
+    fn one_url_from_the_flag_then_the_variables() {
+        assert_eq!(resolve(&[], false, env(&[])), Ok(Address::Unset));
+        let vars = [("LEASEHOLD_URL", A), ("REDIS_URL", B)];
+        assert_eq!(
+            resolve(&urls(&[B]), false, env(&vars)),
+            Ok(Address::Server(B.into()))
+        );
+        assert_eq!(
+            resolve(&[], false, env(&vars)),
+            Ok(Address::Server(A.into()))
+        );
+        let vars = [("LEASEHOLD_URL", " , "), ("REDIS_URL", B)];
+        assert_eq!(
+            resolve(&[], false, env(&vars)),
+            Ok(Address::Server(B.into()))
+        );
+    }
+
+    #[test]
+    fn several_urls_are_seeds_with_cluster_and_refused_without() {
+        let both = urls(&[A, B]);
+        assert_eq!(
+            resolve(&both, true, env(&[])),
+            Ok(Address::Cluster(both.clone()))
+        );
+        let err = resolve(&both, false, env(&[])).unwrap_err();
+        assert!(err.starts_with("several --url without --cluster"), "{err}");
+        let listed = format!("{A}, {B},");
+        let vars = [("LEASEHOLD_URL", listed.as_str())];
+        let err = resolve(&[], false, env(&vars)).unwrap_err();
+        assert!(err.contains("LEASEHOLD_CLUSTER=1"), "{err}");
+        for yes in ["1", "true", "YES"] {
+            let vars = [
+                ("LEASEHOLD_URL", listed.as_str()),
+                ("LEASEHOLD_CLUSTER", yes),
+            ];
+            assert_eq!(
+                resolve(&[], false, env(&vars)),
+                Ok(Address::Cluster(both.clone()))
+            );
+        }
+        let vars = [("LEASEHOLD_URL", A), ("LEASEHOLD_CLUSTER", "0")];
+        assert_eq!(
+            resolve(&[], false, env(&vars)),
+            Ok(Address::Server(A.into()))
+        );
+        let vars = [("LEASEHOLD_CLUSTER", "maybe")];
+        let err = resolve(&urls(&[A]), false, env(&vars)).unwrap_err();
+        assert!(err.contains("`maybe`"), "{err}");
+        // REDIS_URL stays one URL: one seed.
+        let vars = [("REDIS_URL", A)];
+        assert_eq!(
+            resolve(&[], true, env(&vars)),
+            Ok(Address::Cluster(urls(&[A])))
+        );
+    }
+
+    #[test]
+    fn a_bad_seed_is_named_without_its_password() {
+        let err = resolve(&urls(&[A, "http://x:1"]), true, env(&[])).unwrap_err();
+        assert!(err.starts_with("`http://x:1` (in --url)"), "{err}");
+        let err = resolve(&urls(&["unix:///tmp/r.sock"]), true, env(&[])).unwrap_err();
+        assert!(err.contains("unix socket"), "{err}");
+        let err = resolve(&urls(&["redis://u:secret@:1"]), true, env(&[])).unwrap_err();
+        assert!(
+            err.contains("redis://***@:1") && !err.contains("secret"),
+            "{err}"
+        );
+        let err = resolve(&[], true, env(&[])).unwrap_err();
+        assert!(err.starts_with("--cluster needs the URL"), "{err}");
+        let err = resolve(&[], false, env(&[("LEASEHOLD_CLUSTER", "yes")])).unwrap_err();
+        assert!(err.starts_with("LEASEHOLD_CLUSTER needs the URL"), "{err}");
+    }
 }

@@ -44,6 +44,7 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 use crate::cli::{Cli, RunArgs, SemRunArgs, WaitArgs};
+use crate::cmd::Address;
 use crate::exit::Exit;
 use crate::group::Group;
 use crate::json::{self, Record};
@@ -55,6 +56,7 @@ use crate::watchdog::Watchdog;
 /// `run NAME -- CMD...`
 pub async fn lease(
     cli: &Cli,
+    address: &Address,
     args: &RunArgs,
     signals: &mut Signals,
 ) -> leasehold::Result<ExitCode> {
@@ -63,7 +65,7 @@ pub async fn lease(
     }
     let taken = signals
         .unless(async {
-            let client = crate::cmd::connect(cli).await?;
+            let client = crate::cmd::connect(cli, address).await?;
             let lease =
                 crate::cmd::tokens::lease(&client, args.name.bytes(), &args.wait).fair(args.fair);
             take(&args.wait, lease.try_acquire(), lease.acquire()).await
@@ -78,6 +80,7 @@ pub async fn lease(
 /// `sem run NAME --limit K -- CMD...`
 pub async fn semaphore(
     cli: &Cli,
+    address: &Address,
     args: &SemRunArgs,
     signals: &mut Signals,
 ) -> leasehold::Result<ExitCode> {
@@ -87,7 +90,7 @@ pub async fn semaphore(
     }
     let taken = signals
         .unless(async {
-            let client = crate::cmd::connect(cli).await?;
+            let client = crate::cmd::connect(cli, address).await?;
             let sem = client
                 .semaphore(args.name.bytes(), *limit)
                 .fair(args.fair)

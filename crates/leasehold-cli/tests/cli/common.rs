@@ -11,6 +11,7 @@ pub use testkit::RedisServer;
 pub fn leasehold(server: Option<&RedisServer>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_leasehold"));
     cmd.env_remove("LEASEHOLD_URL")
+        .env_remove("LEASEHOLD_CLUSTER")
         .env_remove("REDIS_URL")
         .env("RUST_BACKTRACE", "1");
     if let Some(s) = server {
@@ -31,6 +32,39 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs leasehold with `args`, expects exit `code` and exactly one line on
+/// stderr starting with `leasehold: `; returns that line.
+pub fn one_line_error(args: &[&str], server: Option<&RedisServer>, code: i32) -> String {
+    refused(leasehold(server).args(args), code)
+}
+
+/// Runs `cmd`, expects exit `code`, nothing on stdout and exactly one line
+/// on stderr starting with `leasehold: `, no panic; returns that line.
+pub fn refused(cmd: &mut Command, code: i32) -> String {
+    let o = output(cmd);
+    let err = stderr(&o);
+    let args: Vec<_> = cmd.get_args().collect();
+    assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{args:?}: {err}"
+    );
+    assert!(err.starts_with("leasehold: "), "{args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    assert!(err.ends_with('\n'), "{args:?}: {err:?}");
+    assert!(o.stdout.is_empty(), "{args:?}: {}", stdout(&o));
+    err
+}
+
+/// A loopback port nobody listens on: bound, then let go.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `cond` every 10 ms until it holds; fails after `within`.

@@ -53,15 +53,6 @@ fn sigint_stops_the_demo_and_its_private_server() {
     assert!(rest.iter().all(|l| !l.contains("panicked")), "{rest:#?}");
 }
 
-/// A port nothing listens on: bound, then let go.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn an_unknown_scenario_is_refused_with_the_list() {
     let o = output(leasehold(None).args(["demo", "flash"]));

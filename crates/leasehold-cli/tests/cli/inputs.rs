@@ -3,32 +3,6 @@
 
 use crate::common::*;
 
-/// Runs leasehold with `args`, expects exit `code` and exactly one line on
-/// stderr starting with `leasehold: `; returns that line.
-fn one_line_error(args: &[&str], server: Option<&RedisServer>, code: i32) -> String {
-    let o = output(leasehold(server).args(args));
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "{args:?}: {err}"
-    );
-    assert!(err.starts_with("leasehold: "), "{args:?}: {err}");
-    assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-    assert!(err.ends_with('\n'), "{args:?}: {err:?}");
-    assert!(o.stdout.is_empty(), "{args:?}: {}", stdout(&o));
-    err
-}
-
-/// A loopback port nobody listens on.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn bad_inputs_name_themselves() {
     let server = RedisServer::start().unwrap();

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod cluster;
 mod demo;
 mod inputs;
 mod inspect;

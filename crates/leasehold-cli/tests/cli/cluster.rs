@@ -1,0 +1,371 @@
+//! Redis Cluster from the command line: `--cluster` with its seeds (or
+//! `LEASEHOLD_URL` + `LEASEHOLD_CLUSTER`), the forms refused before
+//! anything connects, and every command on a real 3-master cluster.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+
+use testkit::ServerOptions;
+
+use crate::common::*;
+
+/// Three loopback cluster nodes joined by `redis-cli --cluster create`,
+/// 3 masters and no replica, the slots split between them.
+// Stands in for testkit's RedisCluster until that lands.
+struct Cluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let nodes: Vec<RedisServer> = (0..3).map(|_| cluster_node()).collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let o = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .arg("--cluster-yes")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run redis-cli ({e}): install it (Debian: apt-get install redis-tools)"
+                )
+            });
+        assert!(
+            o.status.success(),
+            "redis-cli --cluster create: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        eventually(60 * SECOND, "cluster_state:ok on every node", || {
+            nodes.iter().all(|n| {
+                redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query::<String>(&mut redis(n))
+                    .is_ok_and(|info| info.contains("cluster_state:ok"))
+            })
+        });
+        Cluster { nodes }
+    }
+
+    /// One seed is enough: the rest is discovered.
+    fn seed(&self) -> String {
+        self.nodes[0].url()
+    }
+}
+
+/// A cluster-enabled redis-server. Its cluster bus gets a port of its
+/// own: by default it is the port + 10000, which does not exist above
+/// 55535. Another start if that port was taken in between.
+fn cluster_node() -> RedisServer {
+    let mut failures = Vec::new();
+    for _ in 0..5 {
+        match RedisServer::start_with(ServerOptions {
+            cluster: true,
+            extra_args: vec!["--cluster-port".into(), closed_port().to_string()],
+            ..Default::default()
+        }) {
+            Ok(node) => return node,
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    panic!("could not start a cluster node: {failures:#?}")
+}
+
+/// Several names, whose slots fall on each of the three masters (checked
+/// below), so that `list` has to walk every master.
+const NAMES: [&str; 6] = ["jobs/a", "jobs/b", "jobs/c", "jobs/d", "jobs/e", "jobs/f"];
+
+/// The one JSON record a successful command printed.
+fn json(cmd: &mut Command) -> serde_json::Value {
+    let o = output(cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(stdout(&o).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)))
+}
+
+#[test]
+fn every_command_works_on_a_three_master_cluster() {
+    let cluster = Cluster::start();
+    let seed = cluster.seed();
+    let cli = || {
+        let mut cmd = leasehold(None);
+        cmd.args(["--cluster", "--url", &seed, "--connect-timeout", "20s"]);
+        cmd
+    };
+
+    // acquire: token and fence, each name in its own slot.
+    let mut held = BTreeMap::new();
+    for name in NAMES {
+        let v = json(cli().args(["acquire", name, "--ttl", "60s", "--json"]));
+        assert_eq!(v["type"], "acquired", "{v}");
+        let token = v["data"]["token"].as_str().unwrap().to_owned();
+        assert_eq!(token.len(), 32, "{v}");
+        held.insert(name, (token, v["data"]["fence"].as_u64().unwrap()));
+    }
+    // The names landed on every master, not just the seed.
+    for node in &cluster.nodes {
+        let keys: u64 = redis::cmd("DBSIZE").query(&mut redis(node)).unwrap();
+        assert!(keys > 0, "no name on the master at {}", node.url());
+    }
+
+    // A second acquire sees each held: exit 3, at once with --no-wait.
+    for name in NAMES {
+        let o = output(cli().args(["acquire", name, "--no-wait"]));
+        assert_eq!(o.status.code(), Some(3), "{name}: {}", stderr(&o));
+    }
+
+    // status: held by its token, with its fence.
+    for (name, (token, fence)) in &held {
+        let v = json(cli().args(["status", name, "--json"]));
+        assert_eq!(v["data"]["held"], true, "{v}");
+        assert_eq!(v["data"]["holder"], &token[..8], "{v}");
+        assert_eq!(v["data"]["fence"], *fence, "{v}");
+    }
+
+    // list: every master's names, merged; also from the environment's
+    // form, with every node as a seed.
+    let listed = |cmd: &mut Command| {
+        let o = output(cmd);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut names: Vec<String> = stdout(&o)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                assert_eq!(v["data"]["held"], true, "{v}");
+                v["data"]["name"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(listed(cli().args(["list", "jobs/*", "--json"])), NAMES);
+    let seeds: Vec<String> = cluster.nodes.iter().map(|n| n.url()).collect();
+    assert_eq!(
+        listed(
+            leasehold(None)
+                .env("LEASEHOLD_URL", seeds.join(","))
+                .env("LEASEHOLD_CLUSTER", "1")
+                .args(["list", "jobs/*", "--json"])
+        ),
+        NAMES
+    );
+
+    // One seed that answers is enough: a dead one before it is passed by.
+    let dead = format!("redis://127.0.0.1:{}", closed_port());
+    let o = output(leasehold(None).args([
+        "--cluster",
+        "--url",
+        &dead,
+        "--url",
+        &seed,
+        "--connect-timeout",
+        "20s",
+        "status",
+        "jobs/b",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("held"), "{}", stdout(&o));
+
+    // extend and release by token; then the name is free.
+    let (token, _) = &held["jobs/a"];
+    let o = output(cli().args(["extend", "jobs/a", token, "--ttl", "90s"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (name, (token, _)) in &held {
+        let o = output(cli().args(["release", name, token]));
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let v = json(cli().args(["status", name, "--json"]));
+        assert_eq!(v["data"]["held"], false, "{v}");
+    }
+
+    // run and sem run: the command ran under the lease, with a newer fence.
+    for (name, (_, fence)) in &held {
+        let v = json(cli().args(["run", name, "--json", "--", "true"]));
+        assert_eq!(v["type"], "run", "{v}");
+        assert_eq!(v["data"]["exit_code"], 0, "{v}");
+        assert!(v["data"]["fence"].as_u64().unwrap() > *fence, "{v}");
+    }
+    let o = output(cli().args([
+        "sem", "run", "pool", "--limit", "2", "--", "sh", "-c", "exit 7",
+    ]));
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+}
+
+/// Two addresses where nobody listens: a refusal is exit 2, not an
+/// unreachable Redis (5), so nothing tried to connect.
+fn nowhere() -> (String, String) {
+    (
+        format!("redis://127.0.0.1:{}", closed_port()),
+        format!("redis://127.0.0.1:{}", closed_port()),
+    )
+}
+
+#[test]
+fn several_urls_without_cluster_are_refused_until_redlock_lands() {
+    let (a, b) = nowhere();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let run = ["run", "x", "--", "touch", marker.to_str().unwrap()];
+    for cmd in [&["status", "x"][..], &["acquire", "x"], &["list"], &run] {
+        let args: Vec<&str> = ["--url", &a, "--url", &b]
+            .iter()
+            .chain(cmd)
+            .copied()
+            .collect();
+        let err = one_line_error(&args, None, 2);
+        assert!(
+            err.contains(
+                "several --url without --cluster: Redlock over independent masters is not built yet; add --cluster if these are nodes of one Redis Cluster"
+            ),
+            "{err}"
+        );
+    }
+    assert!(!marker.exists(), "the command ran");
+
+    // The environment's form: several URLs in LEASEHOLD_URL, with no
+    // LEASEHOLD_CLUSTER or a no in it.
+    for cluster in [None, Some("0"), Some("false")] {
+        let mut cmd = leasehold(None);
+        cmd.env("LEASEHOLD_URL", format!("{a}, {b}"))
+            .args(["status", "x"]);
+        if let Some(v) = cluster {
+            cmd.env("LEASEHOLD_CLUSTER", v);
+        }
+        let err = refused(&mut cmd, 2);
+        assert!(
+            err.contains("several URLs in LEASEHOLD_URL without --cluster")
+                && err.contains("Redlock")
+                && err.contains("LEASEHOLD_CLUSTER=1"),
+            "{cluster:?}: {err}"
+        );
+    }
+    // One URL and a stray comma is one server: tried (nobody there: 5).
+    let o = output(
+        leasehold(None)
+            .env("LEASEHOLD_URL", format!("{a},"))
+            .args(["status", "x"]),
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+}
+
+#[test]
+fn cluster_without_a_url_is_refused() {
+    let err = one_line_error(&["--cluster", "status", "x"], None, 2);
+    assert!(
+        err.contains("--cluster needs the URL of at least one node"),
+        "{err}"
+    );
+    let err = refused(
+        leasehold(None)
+            .env("LEASEHOLD_CLUSTER", "yes")
+            .args(["list"]),
+        2,
+    );
+    assert!(
+        err.contains("LEASEHOLD_CLUSTER needs the URL of at least one node"),
+        "{err}"
+    );
+    let (a, _) = nowhere();
+    let err = refused(
+        leasehold(None)
+            .env("LEASEHOLD_CLUSTER", "maybe")
+            .args(["--url", &a, "status", "x"]),
+        2,
+    );
+    assert!(err.contains("LEASEHOLD_CLUSTER=`maybe`"), "{err}");
+}
+
+#[test]
+fn a_bad_seed_is_named_and_its_password_is_not() {
+    let (a, b) = nowhere();
+    let err = one_line_error(
+        &[
+            "--cluster",
+            "--url",
+            &a,
+            "--url",
+            "http://nowhere:1",
+            "--url",
+            &b,
+            "status",
+            "x",
+        ],
+        None,
+        2,
+    );
+    assert!(err.contains("`http://nowhere:1` (in --url)"), "{err}");
+    assert!(!err.contains(&a) && !err.contains(&b), "{err}");
+    let err = one_line_error(
+        &[
+            "--cluster",
+            "--url",
+            &a,
+            "--url",
+            "redis://u:secret@",
+            "status",
+            "x",
+        ],
+        None,
+        2,
+    );
+    assert!(err.contains("`redis://***@`"), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+    let err = refused(
+        leasehold(None)
+            .env("LEASEHOLD_URL", format!("{a},unix:///tmp/redis.sock"))
+            .env("LEASEHOLD_CLUSTER", "1")
+            .args(["status", "x"]),
+        2,
+    );
+    assert!(
+        err.contains("`unix:///tmp/redis.sock` (in LEASEHOLD_URL)") && err.contains("TCP"),
+        "{err}"
+    );
+}
+
+#[test]
+fn url_on_both_sides_of_the_subcommand_is_refused() {
+    // clap would keep only the later ones: a seed dropped unseen.
+    let (a, b) = nowhere();
+    let err = one_line_error(
+        &["--cluster", "--url", &a, "status", "x", "--url", &b],
+        None,
+        2,
+    );
+    assert!(
+        err.contains("both before and after the subcommand"),
+        "{err}"
+    );
+}
+
+#[test]
+fn demo_and_bench_refuse_a_cluster_for_now() {
+    let (a, _) = nowhere();
+    for cmd in ["demo", "bench"] {
+        let err = one_line_error(&["--cluster", "--url", &a, cmd], None, 2);
+        assert!(
+            err.contains(&format!(
+                "{cmd} on a Redis Cluster (--cluster) is not built yet"
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn help_tells_how_to_reach_a_cluster() {
+    let o = output(leasehold(None).arg("--help"));
+    assert!(o.status.success());
+    let text = stdout(&o);
+    for needle in [
+        "--cluster",
+        "leasehold --cluster --url redis://",
+        "LEASEHOLD_CLUSTER=1",
+        "separated by commas",
+        "Redlock",
+    ] {
+        assert!(text.contains(needle), "--help lacks {needle}: {text}");
+    }
+}
