@@ -3,76 +3,20 @@
 //! anything connects, and every command on a real 3-master cluster.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use testkit::ServerOptions;
+use testkit::{ClusterOptions, RedisCluster};
 
 use crate::common::*;
 
-/// Three loopback cluster nodes joined by `redis-cli --cluster create`,
-/// 3 masters and no replica, the slots split between them.
-// Stands in for testkit's RedisCluster until that lands.
-struct Cluster {
-    nodes: Vec<RedisServer>,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let nodes: Vec<RedisServer> = (0..3).map(|_| cluster_node()).collect();
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port()))
-            .collect();
-        let o = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .arg("--cluster-yes")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run redis-cli ({e}): install it (Debian: apt-get install redis-tools)"
-                )
-            });
-        assert!(
-            o.status.success(),
-            "redis-cli --cluster create: {}{}",
-            stdout(&o),
-            stderr(&o)
-        );
-        eventually(60 * SECOND, "cluster_state:ok on every node", || {
-            nodes.iter().all(|n| {
-                redis::cmd("CLUSTER")
-                    .arg("INFO")
-                    .query::<String>(&mut redis(n))
-                    .is_ok_and(|info| info.contains("cluster_state:ok"))
-            })
-        });
-        Cluster { nodes }
-    }
-
-    /// One seed is enough: the rest is discovered.
-    fn seed(&self) -> String {
-        self.nodes[0].url()
-    }
-}
-
-/// A cluster-enabled redis-server. Its cluster bus gets a port of its
-/// own: by default it is the port + 10000, which does not exist above
-/// 55535. Another start if that port was taken in between.
-fn cluster_node() -> RedisServer {
-    let mut failures = Vec::new();
-    for _ in 0..5 {
-        match RedisServer::start_with(ServerOptions {
-            cluster: true,
-            extra_args: vec!["--cluster-port".into(), closed_port().to_string()],
-            ..Default::default()
-        }) {
-            Ok(node) => return node,
-            Err(e) => failures.push(e.to_string()),
-        }
-    }
-    panic!("could not start a cluster node: {failures:#?}")
+/// Three loopback masters, no replica, the slots split between them.
+fn start_cluster() -> RedisCluster {
+    RedisCluster::start_with(ClusterOptions {
+        masters: 3,
+        replicas_per_master: 0,
+        ..Default::default()
+    })
+    .expect("start a 3-master redis cluster")
 }
 
 /// Several names, whose slots fall on each of the three masters (checked
@@ -88,8 +32,8 @@ fn json(cmd: &mut Command) -> serde_json::Value {
 
 #[test]
 fn every_command_works_on_a_three_master_cluster() {
-    let cluster = Cluster::start();
-    let seed = cluster.seed();
+    let cluster = start_cluster();
+    let seed = cluster.seeds()[0].clone();
     let cli = || {
         let mut cmd = leasehold(None);
         cmd.args(["--cluster", "--url", &seed, "--connect-timeout", "20s"]);
@@ -106,8 +50,10 @@ fn every_command_works_on_a_three_master_cluster() {
         held.insert(name, (token, v["data"]["fence"].as_u64().unwrap()));
     }
     // The names landed on every master, not just the seed.
-    for node in &cluster.nodes {
-        let keys: u64 = redis::cmd("DBSIZE").query(&mut redis(node)).unwrap();
+    for node in cluster.nodes() {
+        let keys: u64 = redis::cmd("DBSIZE")
+            .query(&mut redis(node.server()))
+            .unwrap();
         assert!(keys > 0, "no name on the master at {}", node.url());
     }
 
@@ -142,7 +88,7 @@ fn every_command_works_on_a_three_master_cluster() {
         names
     };
     assert_eq!(listed(cli().args(["list", "jobs/*", "--json"])), NAMES);
-    let seeds: Vec<String> = cluster.nodes.iter().map(|n| n.url()).collect();
+    let seeds: Vec<String> = cluster.seeds();
     assert_eq!(
         listed(
             leasehold(None)
