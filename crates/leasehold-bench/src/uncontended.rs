@@ -101,8 +101,8 @@ pub(crate) async fn w2(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     for lease in &leases {
         cycle(lease).await?;
     }
-    let mut raw = ctx.raw().await?;
-    let work_before = Work::now(&mut raw).await?;
+    let mut servers = ctx.target.masters().await?;
+    let work_before = Work::now(&mut servers).await?;
     let started = Instant::now();
     let deadline = started + cap;
     let mut tasks = tokio::task::JoinSet::new();
@@ -126,7 +126,7 @@ pub(crate) async fn w2(ctx: &mut Ctx<'_>) -> Result<(), Error> {
         hist.merge(&h??);
     }
     let secs = started.elapsed().as_secs_f64();
-    let work = work_before.per(&Work::now(&mut raw).await?, hist.len());
+    let work = work_before.per(&Work::now(&mut servers).await?, hist.len());
     bar.finish_and_clear();
     let total = hist.len();
     let limits = ctx.limits.clone();
