@@ -69,6 +69,8 @@ async fn every_workload_reports_sane_rows() {
     let w2 = by_figure(&rows, "W2");
     assert!(w2["cycles_per_s"].value > 0.0);
     assert!(w2["cycles_per_s"].share.is_some());
+    let scripts = w2["script_calls_per_cycle"].value;
+    assert!(scripts > 0.0 && scripts <= 2.0, "{scripts}");
 
     let w3 = by_figure(&rows, "W3");
     assert_eq!(w3["lost_updates"].value, 0.0, "{:?}", w3["lost_updates"]);
