@@ -94,8 +94,8 @@ enum Task {
     /// peers' W2/W3 cut to 2 s). With --url URL, that server is used
     /// instead of a private one.
     Bench {
-        /// Arguments for `leasehold bench`: [W1|..|W5|all] [--json]
-        /// [--duration D] [--workers N] [--url URL].
+        /// Arguments for `leasehold bench`: [W1|..|W6|all] [--json]
+        /// [--duration D] [--workers N] [--url URL] [--cluster-url URL]...
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },

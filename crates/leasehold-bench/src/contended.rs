@@ -21,7 +21,7 @@ use crate::{Ctx, Error, KEY_PREFIX, TTL};
 
 /// Commands leasehold's scripts run inside Redis: `INFO commandstats`
 /// counts them under their own names, on top of the EVALSHA itself.
-const IN_SCRIPT: [&str; 17] = [
+const IN_SCRIPT: [&str; 19] = [
     "set",
     "get",
     "incr",
@@ -39,6 +39,8 @@ const IN_SCRIPT: [&str; 17] = [
     "zrank",
     "zscore",
     "pexpireat", // fair queue
+    "spublish",
+    "pubsub|shardnumsub", // the same on Redis Cluster (sharded pub/sub)
 ];
 
 /// Who held the lease last, and the handoffs seen; touched under the lease.
@@ -57,14 +59,20 @@ pub(crate) async fn w3(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     contended(ctx, true).await
 }
 
-async fn contended(ctx: &mut Ctx<'_>, fair: bool) -> Result<(), Error> {
+/// W3 (`fair` false) or W3-fair on `ctx.target`, with its rows.
+pub(crate) async fn contended(ctx: &mut Ctx<'_>, fair: bool) -> Result<(), Error> {
     let label = if fair { "W3-fair" } else { "W3" };
     let workers = ctx.sizes.w3_workers;
     let run_for = ctx.sizes.w3_duration;
     let name = format!("{KEY_PREFIX}{}", label.to_lowercase());
-    let counter = format!("{KEY_PREFIX}w3:counter");
-    let mut raw = ctx.raw().await?;
-    let _: () = raw.del(&name).await?;
+    // In the lease's slot, so that on a cluster one master serves the
+    // whole handoff, as one server does.
+    let counter = format!("{KEY_PREFIX}{{{name}}}:counter");
+    // The critical section's own connection: to the master of the
+    // counter's slot on a cluster, so that it costs what it costs on one
+    // server.
+    let mut raw = ctx.target.conn_for(&counter).await?;
+    let mut servers = ctx.target.masters().await?;
     let _: () = raw.set(&counter, 0).await?;
     // Waiting far longer than any handoff: a timeout here is a failure.
     let lease = ctx
@@ -85,8 +93,8 @@ async fn contended(ctx: &mut Ctx<'_>, fair: bool) -> Result<(), Error> {
         handoff: Hist::new(),
         self_reacquired: 0,
     }));
-    let before = stats::commandstats(&mut raw).await?;
-    let work_before = Work::now(&mut raw).await?;
+    let before = stats::commandstats(&mut servers).await?;
+    let work_before = Work::now(&mut servers).await?;
     let started = Instant::now();
     let deadline = started + run_for;
     let mut tasks = tokio::task::JoinSet::new();
@@ -148,8 +156,8 @@ async fn contended(ctx: &mut Ctx<'_>, fair: bool) -> Result<(), Error> {
     if let Some(e) = failure {
         return Err(e);
     }
-    let work_after = Work::now(&mut raw).await?;
-    let after = stats::commandstats(&mut raw).await?;
+    let work_after = Work::now(&mut servers).await?;
+    let after = stats::commandstats(&mut servers).await?;
     let final_counter: i64 = raw.get::<_, Option<i64>>(&counter).await?.unwrap_or(0);
     let _: () = raw.del(&counter).await?;
 

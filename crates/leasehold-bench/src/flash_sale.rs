@@ -15,22 +15,27 @@
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), leasehold_bench::Error> {
+//! use leasehold_bench::Target;
 //! use leasehold_bench::flash_sale::{self, Sale};
 //!
-//! let url = "redis://127.0.0.1:6379";
+//! let redis = Target::Server("redis://127.0.0.1:6379".into());
 //! let sale = Sale { stock: 500, buyers: 8, ..Sale::default() };
-//! let naive = flash_sale::naive(url, &sale, &mut |sold| eprint!("\r{sold} sold")).await?;
+//! let naive = flash_sale::naive(&redis, &sale, &mut |sold| eprint!("\r{sold} sold")).await?;
 //! println!("naive: sold {} of {}, oversold {}", naive.sold, sale.stock, naive.oversold);
 //!
-//! let client = leasehold::Client::connect(url).await?;
-//! let leased = flash_sale::lease(&client, url, &sale, &mut |_| {}).await?;
+//! let client = redis.client().await?;
+//! let leased = flash_sale::lease(&client, &redis, &sale, &mut |_| {}).await?;
 //! assert_eq!(leased.oversold, 0);
 //! # Ok(()) }
 //! ```
 //!
 //! Every function writes the stock to `sale.key` first (and `lease` uses
 //! `<key>:lease` as its lease), so runs do not disturb each other's keys
-//! as long as the keys differ.
+//! as long as the keys differ. On a Redis Cluster ([`Target::Cluster`]) each
+//! strategy works as on one server: the script and the WATCH have one key,
+//! and WATCH runs on a connection of its own to the master of its slot. A
+//! tagged key (`{sale}:stock`) puts the lease in the stock's slot too, so
+//! that one master serves the whole sale, as one server does.
 
 use std::fmt;
 use std::future::Future;
@@ -39,10 +44,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
 
 use crate::physical::rate;
 use crate::report::Row;
+use crate::target::{Conn, Target};
 use crate::{Ctx, Error, KEY_PREFIX, TTL};
 
 /// The decrement-if-positive script of the Lua strategy (the peers' one).
@@ -171,15 +176,9 @@ impl Shop {
 /// A buyer's end: units bought, WATCH aborts.
 type Outcome = Result<(u64, u64), Error>;
 
-async fn connect(url: &str) -> Result<MultiplexedConnection, Error> {
-    Ok(redis::Client::open(url)?
-        .get_multiplexed_async_connection()
-        .await?)
-}
-
 /// Stocks the shop; the buyers are made after this, the clock starts in
 /// [`sell`].
-async fn stock_up(conn: &mut MultiplexedConnection, sale: &Sale) -> Result<Arc<Shop>, Error> {
+async fn stock_up(conn: &mut Conn, sale: &Sale) -> Result<Arc<Shop>, Error> {
     if sale.buyers == 0 {
         return Err(Error::Invalid("a sale needs at least one buyer".into()));
     }
@@ -195,7 +194,7 @@ async fn stock_up(conn: &mut MultiplexedConnection, sale: &Sale) -> Result<Arc<S
 /// totals up.
 async fn sell<F>(
     strategy: Strategy,
-    mut conn: MultiplexedConnection,
+    mut conn: Conn,
     sale: &Sale,
     shop: Arc<Shop>,
     buyers: Vec<F>,
@@ -261,11 +260,11 @@ where
 /// Dropping the future leaves the spawned buyers running to the end of
 /// the sale.
 pub async fn naive(
-    url: &str,
+    target: &Target,
     sale: &Sale,
     progress: &mut dyn FnMut(u64),
 ) -> Result<SaleResult, Error> {
-    let mut conn = connect(url).await?;
+    let mut conn = target.conn().await?;
     let shop = stock_up(&mut conn, sale).await?;
     let buyers = (0..sale.buyers)
         .map(|_| {
@@ -297,15 +296,15 @@ pub async fn naive(
 ///
 /// As [`naive`].
 pub async fn watch(
-    url: &str,
+    target: &Target,
     sale: &Sale,
     progress: &mut dyn FnMut(u64),
 ) -> Result<SaleResult, Error> {
-    let mut conn = connect(url).await?;
+    let mut conn = target.conn().await?;
     let shop = stock_up(&mut conn, sale).await?;
     let mut buyers = Vec::with_capacity(sale.buyers);
     for _ in 0..sale.buyers {
-        let mut own = connect(url).await?;
+        let mut own = target.conn_for(&sale.key).await?;
         let shop = Arc::clone(&shop);
         buyers.push(async move {
             let (mut n, mut aborts) = (0, 0);
@@ -341,18 +340,18 @@ pub async fn watch(
 
 /// A leasehold lease (`<key>:lease`, ttl 30 s) around GET / SET, through
 /// `client` (one for all buyers), the GET / SET on one connection of their
-/// own to `url`. See [`naive`] for `progress`.
+/// own to `target`. See [`naive`] for `progress`.
 ///
 /// # Cancel safety
 ///
 /// As [`naive`]; leases held by buyers are released when their guards drop.
 pub async fn lease(
     client: &leasehold::Client,
-    url: &str,
+    target: &Target,
     sale: &Sale,
     progress: &mut dyn FnMut(u64),
 ) -> Result<SaleResult, Error> {
-    let mut conn = connect(url).await?;
+    let mut conn = target.conn().await?;
     let shop = stock_up(&mut conn, sale).await?;
     let lease = client
         .lease(format!("{}:lease", sale.key))
@@ -391,11 +390,11 @@ pub async fn lease(
 ///
 /// As [`naive`].
 pub async fn lua(
-    url: &str,
+    target: &Target,
     sale: &Sale,
     progress: &mut dyn FnMut(u64),
 ) -> Result<SaleResult, Error> {
-    let mut conn = connect(url).await?;
+    let mut conn = target.conn().await?;
     let shop = stock_up(&mut conn, sale).await?;
     let script = redis::Script::new(DECR_IF_POSITIVE);
     // Load it once, so that no buyer's first call falls back to EVAL.
@@ -430,15 +429,15 @@ pub async fn lua(
 pub async fn run(
     strategy: Strategy,
     client: &leasehold::Client,
-    url: &str,
+    target: &Target,
     sale: &Sale,
     progress: &mut dyn FnMut(u64),
 ) -> Result<SaleResult, Error> {
     match strategy {
-        Strategy::Naive => naive(url, sale, progress).await,
-        Strategy::Watch => watch(url, sale, progress).await,
-        Strategy::Lease => lease(client, url, sale, progress).await,
-        Strategy::Lua => lua(url, sale, progress).await,
+        Strategy::Naive => naive(target, sale, progress).await,
+        Strategy::Watch => watch(target, sale, progress).await,
+        Strategy::Lease => lease(client, target, sale, progress).await,
+        Strategy::Lua => lua(target, sale, progress).await,
     }
 }
 
@@ -455,7 +454,7 @@ pub(crate) async fn w4(ctx: &mut Ctx<'_>) -> Result<(), Error> {
         let bar = ctx
             .progress
             .bar(sale.stock, &format!("W4 flash sale, {strategy}"), "units");
-        let r = run(strategy, &ctx.client, &ctx.url, &sale, &mut |n| {
+        let r = run(strategy, &ctx.client, &ctx.target, &sale, &mut |n| {
             bar.set_position(n)
         })
         .await?;

@@ -33,6 +33,9 @@
 //! - [`flash_sale`]: W4's strategies (naive, WATCH, lease, Lua), public
 //!   because `leasehold demo` shows them too.
 //! - `waiters`: W5, 10,000 tasks waiting on one name.
+//! - `cluster`: W6, W2 and W3 on a Redis Cluster beside the one server.
+//! - [`Target`]: one server or a cluster, and the harness's connections
+//!   there.
 //! - `workload`: [`Workload`] and [`WorkloadArg`], the names the command
 //!   line takes (clap value enums).
 //! - `report`: [`Row`], [`print_table`], [`row_json`].
@@ -62,8 +65,8 @@
 //!
 //! # Binaries
 //!
-//! - `leasehold-bench [W1|..|W5|all] [--json] [--duration D] [--workers N]
-//!   [--url URL]`: the flags of `leasehold bench`, until the CLI calls
+//! - `leasehold-bench [W1|..|W6|all] [--json] [--duration D] [--workers N]
+//!   [--url URL] [--cluster-url URL]...`: the flags of `leasehold bench`, until the CLI calls
 //!   [`run`] itself.
 //! - `leasehold-bench-peers --rows FILE --url URL --peers DIR`: prints a
 //!   run's rows, then runs the peers on the same server and compares (see
@@ -71,6 +74,7 @@
 
 #![deny(missing_docs)]
 
+mod cluster;
 mod contended;
 mod error;
 pub mod flash_sale;
@@ -79,6 +83,7 @@ mod physical;
 mod progress;
 mod report;
 mod stats;
+mod target;
 mod uncontended;
 mod waiters;
 mod workload;
@@ -87,6 +92,7 @@ use std::time::Duration;
 
 pub use error::Error;
 pub use report::{Row, format_table, parse_row_json, print_table, row_json};
+pub use target::{Conn, Target};
 pub use workload::{Workload, WorkloadArg};
 
 /// Prefix of every key the benchmark writes, so that a shared server can be
@@ -101,7 +107,7 @@ pub const KEY_PREFIX: &str = "leasehold-bench:";
 ///     duration: Some(std::time::Duration::from_secs(5)),
 ///     ..Default::default()
 /// };
-/// assert!(opts.workloads.is_empty()); // empty: all of W1 to W5
+/// assert!(opts.workloads.is_empty()); // empty: all of W1 to W6
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -110,7 +116,11 @@ pub struct Options {
     pub url: Option<String>,
     /// The workloads to run, in order; empty means all of them.
     pub workloads: Vec<Workload>,
-    /// Overrides how long W3 runs (10 s) and W2's time cap (10 s).
+    /// Seeds of the Redis Cluster W6 runs on; `None` starts a private
+    /// 3-master loopback cluster (testkit) for W6 and stops it after.
+    pub cluster: Option<Vec<String>>,
+    /// Overrides how long W3 runs (10 s; 5 s per leg in W6) and W2's time
+    /// cap (10 s).
     pub duration: Option<Duration>,
     /// Overrides the number of workers of W2 (64) and W3 (16).
     pub workers: Option<usize>,
@@ -151,6 +161,9 @@ pub struct Sizes {
     pub w4_cap: Duration,
     /// W5: waiting tasks (10,000).
     pub w5_waiters: usize,
+    /// W6: how long W3 runs on each side (5 s), so that W6 stays short
+    /// enough for `all`. W2's sizes are W2's.
+    pub w6_w3_duration: Duration,
 }
 
 impl Default for Sizes {
@@ -169,6 +182,7 @@ impl Default for Sizes {
             w4_buyers: 32,
             w4_cap: Duration::from_secs(25),
             w5_waiters: 10_000,
+            w6_w3_duration: Duration::from_secs(5),
         }
     }
 }
@@ -179,7 +193,10 @@ pub(crate) const TTL: Duration = Duration::from_secs(30);
 /// Everything a workload needs: the one client, a raw connection factory,
 /// the limits of W0, where to report.
 pub(crate) struct Ctx<'a> {
+    /// The one server (W0, W1, W4, W5 run there).
     pub(crate) url: String,
+    /// Where W2 and W3 run: the one server, or W6's cluster.
+    pub(crate) target: Target,
     pub(crate) client: leasehold::Client,
     pub(crate) sizes: Sizes,
     pub(crate) limits: Option<physical::Limits>,
@@ -206,7 +223,9 @@ impl Ctx<'_> {
 ///
 /// Without [`Options::url`], a private `redis-server` is started for the run
 /// (found as testkit finds it: `$LEASEHOLD_REDIS_SERVER`, else `PATH`) and
-/// stopped when `run` returns. Keys written start with [`KEY_PREFIX`].
+/// stopped when `run` returns; without [`Options::cluster`], W6 starts a
+/// private 3-master cluster the same way. Keys written start with
+/// [`KEY_PREFIX`].
 ///
 /// # Errors
 ///
@@ -224,6 +243,7 @@ pub async fn run(opts: Options, sink: &mut dyn FnMut(Row)) -> Result<(), Error> 
     if let Some(d) = opts.duration {
         sizes.w2_max_duration = d;
         sizes.w3_duration = d;
+        sizes.w6_w3_duration = d;
     }
     if let Some(n) = opts.workers {
         if n == 0 {
@@ -249,6 +269,7 @@ pub async fn run(opts: Options, sink: &mut dyn FnMut(Row)) -> Result<(), Error> 
     let client = leasehold::Client::connect(&url).await?;
     let progress = progress::Progress::new(opts.progress);
     let mut ctx = Ctx {
+        target: Target::Server(url.clone()),
         url,
         client,
         sizes,
@@ -256,7 +277,10 @@ pub async fn run(opts: Options, sink: &mut dyn FnMut(Row)) -> Result<(), Error> 
         progress,
         sink,
     };
-    if workloads.iter().any(|w| *w != Workload::W5) {
+    if workloads
+        .iter()
+        .any(|w| !matches!(w, Workload::W5 | Workload::W6))
+    {
         let limits = physical::measure(&mut ctx).await?;
         ctx.limits = Some(limits);
     }
@@ -267,6 +291,7 @@ pub async fn run(opts: Options, sink: &mut dyn FnMut(Row)) -> Result<(), Error> 
             Workload::W3 => contended::w3(&mut ctx).await?,
             Workload::W4 => flash_sale::w4(&mut ctx).await?,
             Workload::W5 => waiters::w5(&mut ctx).await?,
+            Workload::W6 => cluster::w6(&mut ctx, opts.cluster.clone()).await?,
         }
     }
     Ok(())

@@ -56,16 +56,36 @@ impl Hist {
     }
 }
 
-/// `INFO commandstats` as command name to number of calls. Commands run by
+/// `INFO commandstats` as command name to number of calls, summed over
+/// `servers` (a cluster's masters, or the one server). Commands run by
 /// scripts are counted too (Redis counts them under their own names).
 pub(crate) async fn commandstats(
-    conn: &mut redis::aio::MultiplexedConnection,
+    servers: &mut [redis::aio::MultiplexedConnection],
 ) -> Result<HashMap<String, u64>, Error> {
-    let text: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await?;
-    Ok(parse_commandstats(&text, "calls="))
+    let mut out = HashMap::new();
+    for conn in servers {
+        let text: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(conn)
+            .await?;
+        for (name, n) in parse_commandstats(&text, "calls=") {
+            *out.entry(name).or_insert(0) += n;
+        }
+    }
+    Ok(out)
+}
+
+/// [`server_work`] summed over `servers`.
+pub(crate) async fn servers_work(
+    servers: &mut [redis::aio::MultiplexedConnection],
+) -> Result<(f64, u64), Error> {
+    let (mut cpu, mut script) = (0.0, 0);
+    for conn in servers {
+        let (c, s) = server_work(conn).await?;
+        cpu += c;
+        script += s;
+    }
+    Ok((cpu, script))
 }
 
 /// The server's own measure of its work: CPU seconds (`INFO cpu`, user +
@@ -106,8 +126,11 @@ pub(crate) struct WorkPer {
 }
 
 impl Work {
-    pub(crate) async fn now(conn: &mut redis::aio::MultiplexedConnection) -> Result<Work, Error> {
-        let (server_s, script_us) = server_work(conn).await?;
+    /// Now, the server side summed over `servers` (a cluster's masters).
+    pub(crate) async fn now(
+        servers: &mut [redis::aio::MultiplexedConnection],
+    ) -> Result<Work, Error> {
+        let (server_s, script_us) = servers_work(servers).await?;
         Ok(Work {
             client: own_cpu(),
             server_s,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::physical::{rate, time};
 use crate::report::Row;
-use crate::stats::{Hist, Ticker, Work};
+use crate::stats::{self, Hist, Ticker, Work};
 use crate::{Ctx, Error, KEY_PREFIX, TTL};
 
 /// One acquire + release of an uncontended lease.
@@ -101,8 +101,9 @@ pub(crate) async fn w2(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     for lease in &leases {
         cycle(lease).await?;
     }
-    let mut raw = ctx.raw().await?;
-    let work_before = Work::now(&mut raw).await?;
+    let mut servers = ctx.target.masters().await?;
+    let calls_before = stats::commandstats(&mut servers).await?;
+    let work_before = Work::now(&mut servers).await?;
     let started = Instant::now();
     let deadline = started + cap;
     let mut tasks = tokio::task::JoinSet::new();
@@ -126,7 +127,12 @@ pub(crate) async fn w2(ctx: &mut Ctx<'_>) -> Result<(), Error> {
         hist.merge(&h??);
     }
     let secs = started.elapsed().as_secs_f64();
-    let work = work_before.per(&Work::now(&mut raw).await?, hist.len());
+    let work = work_before.per(&Work::now(&mut servers).await?, hist.len());
+    let calls = stats::diff(&calls_before, &stats::commandstats(&mut servers).await?);
+    let scripts: u64 = ["evalsha", "eval"]
+        .iter()
+        .filter_map(|c| calls.get(*c))
+        .sum();
     bar.finish_and_clear();
     let total = hist.len();
     let limits = ctx.limits.clone();
@@ -143,6 +149,15 @@ pub(crate) async fn w2(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     );
     ctx.emit(Row::new("W2", "cycle_p50_us", hist.quantile_us(0.5), "us"));
     ctx.emit(Row::new("W2", "cycle_p99_us", hist.quantile_us(0.99), "us"));
+    ctx.emit(
+        Row::new(
+            "W2",
+            "script_calls_per_cycle",
+            scripts as f64 / total.max(1) as f64,
+            "count",
+        )
+        .note("EVALSHA + EVAL per cycle (2 unbatched: acquire and release); below 2 when one call carries several operations"),
+    );
     for row in work.rows("W2", "cycle") {
         ctx.emit(row);
     }

@@ -34,7 +34,7 @@ pub(crate) async fn w5(ctx: &mut Ctx<'_>) -> Result<(), Error> {
         .bar(n as u64, &format!("W5 {n} waiters, one name"), "served");
     let peak_is_own = stats::reset_peak_rss();
     let rss_before = stats::proc_status_mib("VmRSS");
-    let before = stats::commandstats(&mut raw).await?;
+    let before = stats::commandstats(std::slice::from_mut(&mut raw)).await?;
 
     let holder = lease.try_acquire().await?;
     let served = Arc::new(AtomicU64::new(0));
@@ -73,7 +73,7 @@ pub(crate) async fn w5(ctx: &mut Ctx<'_>) -> Result<(), Error> {
         return Err(e);
     }
     let peak = stats::proc_status_mib("VmHWM");
-    let after = stats::commandstats(&mut raw).await?;
+    let after = stats::commandstats(std::slice::from_mut(&mut raw)).await?;
     let _: () = raw.del(&name).await?;
     let diff = stats::diff(&before, &after);
     let cmds = crate::contended::Commands::count(&diff, 0);

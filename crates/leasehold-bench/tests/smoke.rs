@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use leasehold_bench::flash_sale::{self, Sale, Strategy};
-use leasehold_bench::{Options, Row, Sizes, Workload};
+use leasehold_bench::{Options, Row, Sizes, Target, Workload};
 
 fn tiny() -> Sizes {
     Sizes {
@@ -22,6 +22,7 @@ fn tiny() -> Sizes {
         w4_buyers: 8,
         w4_cap: Duration::from_secs(5),
         w5_waiters: 300,
+        w6_w3_duration: Duration::from_millis(300),
     }
 }
 
@@ -68,6 +69,8 @@ async fn every_workload_reports_sane_rows() {
     let w2 = by_figure(&rows, "W2");
     assert!(w2["cycles_per_s"].value > 0.0);
     assert!(w2["cycles_per_s"].share.is_some());
+    let scripts = w2["script_calls_per_cycle"].value;
+    assert!(scripts > 0.0 && scripts <= 2.0, "{scripts}");
 
     let w3 = by_figure(&rows, "W3");
     assert_eq!(w3["lost_updates"].value, 0.0, "{:?}", w3["lost_updates"]);
@@ -91,6 +94,31 @@ async fn every_workload_reports_sane_rows() {
     assert_eq!(w5["waiters_queued"].value, 300.0);
     assert_eq!(w5["subscriber_connections"].value, 1.0);
     assert!(w5["drain_secs"].value > 0.0);
+
+    // W6: both legs on a private 3-master cluster and the server, then
+    // the ratios, every one a finite number.
+    for leg in ["W6-single", "W6-cluster"] {
+        let w6 = by_figure(&rows, leg);
+        assert!(w6["w2_cycles_per_s"].value > 0.0, "{leg}");
+        assert!(w6["w2_cpu_us_per_cycle"].value > 0.0, "{leg}");
+        assert!(w6["w2_redis_cpu_us_per_cycle"].value > 0.0, "{leg}");
+        assert!(w6["w3_handoffs_per_s"].value > 0.0, "{leg}");
+        assert!(w6["w3_cpu_us_per_handoff"].value > 0.0, "{leg}");
+        assert_eq!(w6["w3_lost_updates"].value, 0.0, "{leg}");
+        assert_eq!(w6["w3_lost_updates"].met, Some(true), "{leg}");
+    }
+    let w6 = by_figure(&rows, "W6");
+    for figure in [
+        "cpu_per_cycle_cluster_over_single",
+        "cpu_per_handoff_cluster_over_single",
+        "cycles_per_s_cluster_over_single",
+        "handoffs_cluster_over_single",
+    ] {
+        let v = w6[figure].value;
+        assert!(v.is_finite() && v > 0.0, "{figure}: {v}");
+    }
+    assert!(w6["cpu_per_cycle_cluster_over_single"].met.is_some());
+    assert!(w6["handoffs_cluster_over_single"].met.is_some());
 
     let table = leasehold_bench::format_table(&rows);
     assert!(table.contains("handoffs_per_s"));
@@ -127,8 +155,8 @@ async fn raw_w0_when_asked() {
 #[tokio::test]
 async fn flash_sale_strategies_account_for_every_unit() {
     let server = testkit::RedisServer::start().unwrap();
-    let url = server.url();
-    let client = leasehold::Client::connect(&url).await.unwrap();
+    let redis = Target::Server(server.url());
+    let client = redis.client().await.unwrap();
     let sale = Sale {
         stock: 200,
         buyers: 8,
@@ -136,7 +164,7 @@ async fn flash_sale_strategies_account_for_every_unit() {
     };
     for strategy in Strategy::ALL {
         let mut last = 0;
-        let r = flash_sale::run(strategy, &client, &url, &sale, &mut |n| last = n)
+        let r = flash_sale::run(strategy, &client, &redis, &sale, &mut |n| last = n)
             .await
             .unwrap();
         assert_eq!(

@@ -69,7 +69,8 @@ pub struct Cli {
     /// The rest of the cluster is discovered from them, and followed as
     /// slots move and masters fail over; one reachable seed is enough.
     /// A name's keys share one hash slot, so every command works there as
-    /// on one server; `demo` and `bench` refuse it for now.
+    /// on one server. `demo` and `bench` without a URL start a private
+    /// 3-master cluster.
     #[arg(long, global = true)]
     pub cluster: bool,
 
@@ -231,16 +232,19 @@ pub enum Command {
     /// hosts, a cache stampede, a paused holder stopped by fencing.
     ///
     /// Without --url (or LEASEHOLD_URL / REDIS_URL), starts a private,
-    /// throwaway redis-server and stops it at the end. Not on a Redis
-    /// Cluster yet: --cluster is refused.
+    /// throwaway redis-server and stops it at the end; with --cluster and no
+    /// URL, a private 3-master Redis Cluster (on loopback, no replicas), and
+    /// the scenarios run on it through the cluster client.
     ///
-    /// Example: leasehold demo paused-holder
+    /// Example: leasehold demo paused-holder; leasehold demo --cluster
     Demo(DemoArgs),
 
-    /// The benchmark workloads W1-W5 of BENCH.md, beside the physical limit.
+    /// The benchmark workloads W1-W6 of BENCH.md, beside the physical limit.
     ///
-    /// Without --url, starts a private, throwaway redis-server; --cluster is
-    /// refused for now. With --json,
+    /// Without --url, starts a private, throwaway redis-server. W6 runs W2
+    /// and W3 on a Redis Cluster beside that server: --cluster-url SEED
+    /// (repeatable), or --cluster --url SEED... (then the server is a
+    /// private one), else a private 3-master loopback cluster. With --json,
     /// one row per line: {"type": "figure", "data": {"workload", "figure", "value", "unit", "limit", "share", ...}}.
     ///
     /// Example: leasehold bench W3 --duration 5s
@@ -374,12 +378,20 @@ pub struct DemoArgs {
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Workloads to run; case does not matter, commas may separate them.
+    /// `all` is W1 to W6 (W6 takes about 15 s, its cluster's start
+    /// included).
     #[arg(default_value = "all", ignore_case = true, value_delimiter = ',')]
     pub workloads: Vec<leasehold_bench::WorkloadArg>,
 
-    /// Length of the timed workloads (W2, W3) [default: BENCH.md's 10s].
+    /// Length of the timed workloads (W2, W3; each W3 leg of W6)
+    /// [default: BENCH.md's 10s; 5s per W6 leg].
     #[arg(long, value_name = "D", value_parser = dur)]
     pub duration: Option<Duration>,
+
+    /// W6: a seed of the Redis Cluster to measure beside the server, once
+    /// per seed [default: a private 3-master cluster on loopback].
+    #[arg(long, value_name = "URL")]
+    pub cluster_url: Vec<String>,
 
     /// Workers for W2 and W3 [default: BENCH.md's 64 and 16].
     #[arg(long, value_name = "N")]

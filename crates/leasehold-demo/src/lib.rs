@@ -9,7 +9,8 @@
 //! - `event`: [`Event`], what a scenario reports, as text for people
 //!   ([`Event::human`]) or one JSON object per line ([`Event::json`]).
 //! - `run`: [`Options`] and [`run`], which runs scenarios, handing each
-//!   event to a sink; the progress bars.
+//!   event to a sink, on one server or a Redis Cluster ([`Target`]); the
+//!   progress bars.
 //! - `error`: [`Error`].
 //!
 //! The scenarios:
@@ -36,5 +37,6 @@ mod scenarios;
 
 pub use error::Error;
 pub use event::Event;
+pub use leasehold_bench::Target;
 pub use run::{Options, run};
 pub use scenarios::{Scenario, Sizes};

@@ -1,7 +1,7 @@
 //! [`run`]: the scenarios one after the other, their events handed to a
 //! sink; and the progress bars they draw.
 
-use leasehold::Client;
+use leasehold_bench::Target;
 
 use crate::scenarios::{self, Scenario, Sizes};
 use crate::{Error, Event};
@@ -9,23 +9,26 @@ use crate::{Error, Event};
 /// How to run the demo.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The Redis to use (the CLI starts a private one when none is given).
-    pub url: String,
+    /// The Redis to use, one server or a Redis Cluster (the CLI starts a
+    /// private one of either when none is given).
+    pub target: Target,
     /// Sizes of the scenarios.
     pub sizes: Sizes,
     /// Show progress bars on stderr.
     pub progress: bool,
 }
 
-/// Runs `scenarios` in order against `opts.url`, handing every event to
+/// Runs `scenarios` in order against `opts.target`, handing every event to
 /// `sink` as it happens. Each scenario uses keys of its own under
-/// `leasehold-demo:`.
+/// `leasehold-demo:` (or tagged `{leasehold-demo:...}`); on a Redis Cluster
+/// every key a script or a transaction touches shares the slot of what it
+/// is used with.
 pub async fn run(
     opts: &Options,
     scenarios: &[Scenario],
     sink: &mut dyn FnMut(&Event),
 ) -> Result<(), Error> {
-    let client = Client::connect(&opts.url).await?;
+    let client = opts.target.client().await?;
     for &scenario in scenarios {
         match scenario {
             Scenario::FlashSale => scenarios::flash_sale::run(opts, &client, sink).await?,

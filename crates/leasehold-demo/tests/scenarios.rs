@@ -1,12 +1,17 @@
 //! The demo's four scenarios, small, against a real Redis: each must show
 //! what it claims.
 
-use leasehold_demo::{Event, Options, Scenario, Sizes, run};
+use leasehold_demo::{Event, Options, Scenario, Sizes, Target, run};
+use testkit::{ClusterOptions, RedisCluster};
 
 async fn events(scenario: Scenario) -> Vec<Event> {
     let server = testkit::RedisServer::start().expect("start redis-server");
+    events_on(Target::Server(server.url()), scenario).await
+}
+
+async fn events_on(target: Target, scenario: Scenario) -> Vec<Event> {
     let opts = Options {
-        url: server.url(),
+        target,
         sizes: Sizes::small(),
         progress: false,
     };
@@ -24,7 +29,34 @@ async fn events(scenario: Scenario) -> Vec<Event> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flash_sale_naive_oversells_and_the_others_do_not() {
-    let seen = events(Scenario::FlashSale).await;
+    flash_sale_shows_it(events(Scenario::FlashSale).await);
+}
+
+/// Every scenario on a 3-master Redis Cluster, through the cluster client,
+/// shows what it shows on one server: the flash sale's script, WATCH and
+/// lease each reach the stock's master, the lease-scoped script's key is in
+/// the lease's slot, the stampede's and the job's leases work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_on_a_cluster() {
+    let cluster = tokio::task::spawn_blocking(|| {
+        RedisCluster::start_with(ClusterOptions {
+            masters: 3,
+            replicas_per_master: 0,
+            ..Default::default()
+        })
+    })
+    .await
+    .unwrap()
+    .expect("start a 3-master cluster");
+    let target = Target::Cluster(cluster.seeds());
+    flash_sale_shows_it(events_on(target.clone(), Scenario::FlashSale).await);
+    one_job_shows_it(events_on(target.clone(), Scenario::OneJob).await);
+    stampede_shows_it(events_on(target.clone(), Scenario::CacheStampede).await);
+    paused_holder_shows_it(events_on(target, Scenario::PausedHolder).await);
+    drop(cluster);
+}
+
+fn flash_sale_shows_it(seen: Vec<Event>) {
     let rows: Vec<_> = seen
         .iter()
         .filter_map(|e| match e {
@@ -57,7 +89,10 @@ async fn flash_sale_naive_oversells_and_the_others_do_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_job_runs_exactly_once_per_tick() {
-    let seen = events(Scenario::OneJob).await;
+    one_job_shows_it(events(Scenario::OneJob).await);
+}
+
+fn one_job_shows_it(seen: Vec<Event>) {
     let ticks: Vec<_> = seen
         .iter()
         .filter_map(|e| match e {
@@ -75,7 +110,10 @@ async fn one_job_runs_exactly_once_per_tick() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_stampede_rebuilds_once() {
-    let seen = events(Scenario::CacheStampede).await;
+    stampede_shows_it(events(Scenario::CacheStampede).await);
+}
+
+fn stampede_shows_it(seen: Vec<Event>) {
     let stampede = seen
         .iter()
         .find_map(|e| match e {
@@ -99,7 +137,10 @@ async fn a_cache_stampede_rebuilds_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_holders_late_writes_are_refused_where_fenced() {
-    let seen = events(Scenario::PausedHolder).await;
+    paused_holder_shows_it(events(Scenario::PausedHolder).await);
+}
+
+fn paused_holder_shows_it(seen: Vec<Event>) {
     let refused = |step: &str| {
         seen.iter().find_map(|e| match e {
             Event::Paused {

@@ -2,7 +2,8 @@
 //! the flags of `leasehold bench` (which will call the same library).
 //!
 //! ```text
-//! leasehold-bench [W1|W2|W3|W4|W5|all]... [--json] [--duration D] [--workers N] [--url URL]
+//! leasehold-bench [W1|W2|W3|W4|W5|W6|all]... [--json] [--duration D] [--workers N] [--url URL]
+//!                 [--cluster-url URL]...
 //! ```
 
 use std::io::Write;
@@ -17,8 +18,8 @@ use leasehold_bench::{Options, WorkloadArg};
 #[derive(Parser)]
 #[command(name = "leasehold-bench")]
 struct Args {
-    /// Workloads to run: W1 to W5, or all (the default); case does not
-    /// matter, commas may separate them.
+    /// Workloads to run: W1 to W6, or all (the default: W1 to W6); case
+    /// does not matter, commas may separate them.
     #[arg(value_name = "WORKLOAD", ignore_case = true, value_delimiter = ',')]
     workloads: Vec<WorkloadArg>,
     /// Print one JSON object per figure and line instead of a table.
@@ -33,6 +34,10 @@ struct Args {
     /// The Redis server; without it a private redis-server is started.
     #[arg(long, env = "LEASEHOLD_URL")]
     url: Option<String>,
+    /// W6: a seed of the Redis Cluster to measure beside the server (once
+    /// per seed); without it W6 starts a private 3-master cluster.
+    #[arg(long, value_name = "URL")]
+    cluster_url: Vec<String>,
     /// No progress bars on stderr.
     #[arg(long)]
     no_progress: bool,
@@ -82,6 +87,7 @@ async fn run(args: Args) -> ExitCode {
     }
     let opts = Options {
         url: args.url,
+        cluster: (!args.cluster_url.is_empty()).then_some(args.cluster_url),
         workloads: WorkloadArg::expand(&args.workloads),
         duration: args.duration,
         workers: args.workers,

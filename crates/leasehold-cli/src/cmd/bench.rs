@@ -11,21 +11,26 @@ use crate::exit::Exit;
 use crate::output;
 
 /// Runs the chosen workloads against the given server or a private
-/// redis-server (not a Redis Cluster yet), then prints one table (or JSON
+/// redis-server, W6 beside a Redis Cluster (`--cluster-url`, or
+/// `--cluster --url`, else a private one), then prints one table (or JSON
 /// rows).
 pub async fn run(cli: &Cli, address: &Address, args: &BenchArgs) -> leasehold::Result<ExitCode> {
-    let url = match address {
-        Address::Unset => None,
-        Address::Server(url) => Some(url.clone()),
-        Address::Cluster(_) => {
+    let given = (!args.cluster_url.is_empty()).then(|| args.cluster_url.clone());
+    let (url, cluster) = match address {
+        Address::Unset | Address::PrivateCluster => (None, given),
+        Address::Server(url) => (Some(url.clone()), given),
+        Address::Cluster(_) if given.is_some() => {
             output::error(
-                "bench on a Redis Cluster (--cluster) is not built yet; give bench one server's --url, or none for a private redis-server",
+                "bench: give W6's cluster once, either as --cluster --url SEED... or as --cluster-url SEED... beside one server's --url",
             );
             return Ok(Exit::Usage.into());
         }
+        // The seeds are W6's cluster; the one server is a private one.
+        Address::Cluster(seeds) => (None, Some(seeds.clone())),
     };
     let opts = Options {
         url,
+        cluster,
         workloads: WorkloadArg::expand(&args.workloads),
         duration: args.duration,
         workers: args.workers,

@@ -3,30 +3,26 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use leasehold_demo::{Options, Scenario, Sizes};
+use leasehold_demo::{Options, Scenario, Sizes, Target};
 
 use crate::cli::{Cli, DemoArgs};
 use crate::cmd::Address;
 use crate::exit::Exit;
 use crate::output;
 
-/// Runs one scenario or all four, against the given server or a private
-/// redis-server; not on a Redis Cluster yet.
+/// Runs one scenario or all four, against the given server or cluster, or
+/// a private redis-server (a private 3-master cluster with `--cluster` and
+/// no URL).
 pub async fn run(cli: &Cli, address: &Address, args: &DemoArgs) -> leasehold::Result<ExitCode> {
     let scenarios = match args.scenario {
         None => Scenario::ALL.to_vec(),
         Some(s) => vec![s],
     };
-    // No address given: a private, throwaway server, stopped on return
-    // (also when a signal or a closed stdout drops this future).
-    let (_server, url) = match address {
-        Address::Server(url) => (None, url.clone()),
-        Address::Cluster(_) => {
-            output::error(
-                "demo on a Redis Cluster (--cluster) is not built yet; give demo one server's --url, or none for a private redis-server",
-            );
-            return Ok(Exit::Usage.into());
-        }
+    // No address given: a private, throwaway server or cluster, stopped on
+    // return (also when a signal or a closed stdout drops this future).
+    let (_server, _cluster, target) = match address {
+        Address::Server(url) => (None, None, Target::Server(url.clone())),
+        Address::Cluster(seeds) => (None, None, Target::Cluster(seeds.clone())),
         Address::Unset => match testkit::RedisServer::start() {
             Ok(server) => {
                 let url = server.url();
@@ -35,16 +31,46 @@ pub async fn run(cli: &Cli, address: &Address, args: &DemoArgs) -> leasehold::Re
                         "started a private redis-server at {url} for the demo"
                     ));
                 }
-                (Some(server), url)
+                (Some(server), None, Target::Server(url))
             }
             Err(e) => {
                 output::error(&e.to_string());
                 return Ok(Exit::Failure.into());
             }
         },
+        Address::PrivateCluster => {
+            let started = tokio::task::spawn_blocking(|| {
+                testkit::RedisCluster::start_with(testkit::ClusterOptions {
+                    masters: 3,
+                    replicas_per_master: 0,
+                    ..Default::default()
+                })
+            })
+            .await;
+            match started {
+                Ok(Ok(cluster)) => {
+                    let seeds = cluster.seeds();
+                    if !cli.json {
+                        output::error(&format!(
+                            "started a private 3-master Redis Cluster at {} for the demo",
+                            seeds.join(" ")
+                        ));
+                    }
+                    (None, Some(cluster), Target::Cluster(seeds))
+                }
+                Ok(Err(e)) => {
+                    output::error(&format!("cannot start a private Redis Cluster: {e}"));
+                    return Ok(Exit::Failure.into());
+                }
+                Err(e) => {
+                    output::error(&format!("cannot start a private Redis Cluster: {e}"));
+                    return Ok(Exit::Failure.into());
+                }
+            }
+        }
     };
     let opts = Options {
-        url,
+        target,
         sizes: Sizes::default(),
         progress: !cli.json && std::io::stderr().is_terminal(),
     };

@@ -8,7 +8,7 @@ pub mod tokens;
 
 use leasehold::Client;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
 
 /// The default address, when none is given.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -24,6 +24,9 @@ pub enum Address {
     Server(String),
     /// Seeds of one Redis Cluster (`--cluster`); the rest is discovered.
     Cluster(Vec<String>),
+    /// `--cluster` without a URL, for `demo` and `bench` only: a private,
+    /// throwaway cluster they start themselves.
+    PrivateCluster,
 }
 
 impl Address {
@@ -34,10 +37,14 @@ impl Address {
     /// no commas, so the variables are read here.
     ///
     /// Err is the one-line reason for a refusal (exit 2): several URLs
-    /// without `--cluster` (kept for Redlock), `--cluster` without a URL, a
-    /// seed that is no Redis URL (named), a bad `LEASEHOLD_CLUSTER`.
+    /// without `--cluster` (kept for Redlock), `--cluster` without a URL
+    /// (but for `demo` and `bench`, which start a private cluster), a seed
+    /// that is no Redis URL (named), a bad `LEASEHOLD_CLUSTER`.
     pub fn of(cli: &Cli) -> Result<Address, String> {
-        resolve(&cli.url, cli.cluster, |name| std::env::var(name).ok())
+        let private = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
+        resolve(&cli.url, cli.cluster, private, |name| {
+            std::env::var(name).ok()
+        })
     }
 }
 
@@ -45,6 +52,7 @@ impl Address {
 fn resolve(
     urls: &[String],
     cluster_flag: bool,
+    private_cluster: bool,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Address, String> {
     let var = |name| env(name).filter(|s: &String| !s.is_empty());
@@ -79,6 +87,9 @@ fn resolve(
         } else {
             "LEASEHOLD_CLUSTER"
         };
+        if urls.is_empty() && private_cluster {
+            return Ok(Address::PrivateCluster);
+        }
         if urls.is_empty() {
             return Err(format!(
                 "{asked} needs the URL of at least one node of the cluster: give --url redis://host:port (once per seed), or LEASEHOLD_URL with the URLs separated by commas"
@@ -148,6 +159,9 @@ pub async fn connect(cli: &Cli, address: &Address) -> leasehold::Result<Client> 
         Address::Unset => builder.connect(DEFAULT_URL).await,
         Address::Server(url) => builder.connect(url).await,
         Address::Cluster(seeds) => builder.cluster(seeds).connect().await,
+        // Only demo and bench get it, and they start their own; the
+        // library refuses a cluster without seeds.
+        Address::PrivateCluster => builder.cluster(Vec::<String>::new()).connect().await,
     }
 }
 
@@ -172,19 +186,19 @@ mod tests {
 
     #[test]
     fn one_url_from_the_flag_then_the_variables() {
-        assert_eq!(resolve(&[], false, env(&[])), Ok(Address::Unset));
+        assert_eq!(resolve(&[], false, false, env(&[])), Ok(Address::Unset));
         let vars = [("LEASEHOLD_URL", A), ("REDIS_URL", B)];
         assert_eq!(
-            resolve(&urls(&[B]), false, env(&vars)),
+            resolve(&urls(&[B]), false, false, env(&vars)),
             Ok(Address::Server(B.into()))
         );
         assert_eq!(
-            resolve(&[], false, env(&vars)),
+            resolve(&[], false, false, env(&vars)),
             Ok(Address::Server(A.into()))
         );
         let vars = [("LEASEHOLD_URL", " , "), ("REDIS_URL", B)];
         assert_eq!(
-            resolve(&[], false, env(&vars)),
+            resolve(&[], false, false, env(&vars)),
             Ok(Address::Server(B.into()))
         );
     }
@@ -193,14 +207,14 @@ mod tests {
     fn several_urls_are_seeds_with_cluster_and_refused_without() {
         let both = urls(&[A, B]);
         assert_eq!(
-            resolve(&both, true, env(&[])),
+            resolve(&both, true, false, env(&[])),
             Ok(Address::Cluster(both.clone()))
         );
-        let err = resolve(&both, false, env(&[])).unwrap_err();
+        let err = resolve(&both, false, false, env(&[])).unwrap_err();
         assert!(err.starts_with("several --url without --cluster"), "{err}");
         let listed = format!("{A}, {B},");
         let vars = [("LEASEHOLD_URL", listed.as_str())];
-        let err = resolve(&[], false, env(&vars)).unwrap_err();
+        let err = resolve(&[], false, false, env(&vars)).unwrap_err();
         assert!(err.contains("LEASEHOLD_CLUSTER=1"), "{err}");
         for yes in ["1", "true", "YES"] {
             let vars = [
@@ -208,40 +222,58 @@ mod tests {
                 ("LEASEHOLD_CLUSTER", yes),
             ];
             assert_eq!(
-                resolve(&[], false, env(&vars)),
+                resolve(&[], false, false, env(&vars)),
                 Ok(Address::Cluster(both.clone()))
             );
         }
         let vars = [("LEASEHOLD_URL", A), ("LEASEHOLD_CLUSTER", "0")];
         assert_eq!(
-            resolve(&[], false, env(&vars)),
+            resolve(&[], false, false, env(&vars)),
             Ok(Address::Server(A.into()))
         );
         let vars = [("LEASEHOLD_CLUSTER", "maybe")];
-        let err = resolve(&urls(&[A]), false, env(&vars)).unwrap_err();
+        let err = resolve(&urls(&[A]), false, false, env(&vars)).unwrap_err();
         assert!(err.contains("`maybe`"), "{err}");
         // REDIS_URL stays one URL: one seed.
         let vars = [("REDIS_URL", A)];
         assert_eq!(
-            resolve(&[], true, env(&vars)),
+            resolve(&[], true, false, env(&vars)),
             Ok(Address::Cluster(urls(&[A])))
         );
     }
 
     #[test]
     fn a_bad_seed_is_named_without_its_password() {
-        let err = resolve(&urls(&[A, "http://x:1"]), true, env(&[])).unwrap_err();
+        let err = resolve(&urls(&[A, "http://x:1"]), true, false, env(&[])).unwrap_err();
         assert!(err.starts_with("`http://x:1` (in --url)"), "{err}");
-        let err = resolve(&urls(&["unix:///tmp/r.sock"]), true, env(&[])).unwrap_err();
+        let err = resolve(&urls(&["unix:///tmp/r.sock"]), true, false, env(&[])).unwrap_err();
         assert!(err.contains("unix socket"), "{err}");
-        let err = resolve(&urls(&["redis://u:secret@:1"]), true, env(&[])).unwrap_err();
+        let err = resolve(&urls(&["redis://u:secret@:1"]), true, false, env(&[])).unwrap_err();
         assert!(
             err.contains("redis://***@:1") && !err.contains("secret"),
             "{err}"
         );
-        let err = resolve(&[], true, env(&[])).unwrap_err();
+        let err = resolve(&[], true, false, env(&[])).unwrap_err();
         assert!(err.starts_with("--cluster needs the URL"), "{err}");
-        let err = resolve(&[], false, env(&[("LEASEHOLD_CLUSTER", "yes")])).unwrap_err();
+        let err = resolve(&[], false, false, env(&[("LEASEHOLD_CLUSTER", "yes")])).unwrap_err();
         assert!(err.starts_with("LEASEHOLD_CLUSTER needs the URL"), "{err}");
+    }
+
+    /// demo and bench start a cluster of their own when none is given.
+    #[test]
+    fn a_cluster_without_url_is_a_private_one_where_one_can_be_started() {
+        assert_eq!(
+            resolve(&[], true, true, env(&[])),
+            Ok(Address::PrivateCluster)
+        );
+        assert_eq!(
+            resolve(&[], false, true, env(&[("LEASEHOLD_CLUSTER", "1")])),
+            Ok(Address::PrivateCluster)
+        );
+        assert_eq!(
+            resolve(&urls(&[A]), true, true, env(&[])),
+            Ok(Address::Cluster(vec![A.into()]))
+        );
+        assert_eq!(resolve(&[], false, true, env(&[])), Ok(Address::Unset));
     }
 }

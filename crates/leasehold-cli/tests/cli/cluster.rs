@@ -287,17 +287,14 @@ fn url_on_both_sides_of_the_subcommand_is_refused() {
 }
 
 #[test]
-fn demo_and_bench_refuse_a_cluster_for_now() {
-    let (a, _) = nowhere();
-    for cmd in ["demo", "bench"] {
-        let err = one_line_error(&["--cluster", "--url", &a, cmd], None, 2);
-        assert!(
-            err.contains(&format!(
-                "{cmd} on a Redis Cluster (--cluster) is not built yet"
-            )),
-            "{err}"
-        );
-    }
+fn bench_takes_w6s_cluster_once() {
+    let (a, b) = nowhere();
+    let err = one_line_error(
+        &["--cluster", "--url", &a, "bench", "W6", "--cluster-url", &b],
+        None,
+        2,
+    );
+    assert!(err.contains("give W6's cluster once"), "{err}");
 }
 
 #[test]

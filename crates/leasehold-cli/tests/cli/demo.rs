@@ -18,6 +18,37 @@ fn demo_json_is_json_lines() {
     }
 }
 
+/// `demo --cluster` without a URL: a private 3-master cluster, and the
+/// scenario on it through the cluster client (the lease-scoped script's key
+/// in the lease's slot), refusing the paused holder's late writes as on one
+/// server.
+#[test]
+fn demo_on_a_private_cluster() {
+    let o = output(leasehold(None).args(["demo", "--cluster", "paused-holder", "--json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let refused: Vec<(String, serde_json::Value)> = stdout(&o)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|v| v["type"] == "paused_holder")
+        .map(|v| {
+            (
+                v["data"]["step"].as_str().unwrap().to_owned(),
+                v["data"]["refused"].clone(),
+            )
+        })
+        .collect();
+    let step = |s: &str| {
+        refused
+            .iter()
+            .find(|(name, _)| name == s)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_else(|| panic!("no step {s}: {refused:?}"))
+    };
+    assert_eq!(step("fenced_store"), true);
+    assert_eq!(step("lease_script"), true);
+    assert_eq!(step("no_fencing"), false);
+}
+
 #[test]
 fn sigint_stops_the_demo_and_its_private_server() {
     let mut demo = leasehold(None)
@@ -70,17 +101,20 @@ fn an_unknown_scenario_is_refused_with_the_list() {
 
 #[test]
 fn an_unknown_workload_is_refused_with_the_list() {
-    for bad in [&["W9"][..], &["W1,W9"], &["W1", "w6"]] {
+    for bad in [&["W9"][..], &["W1,W9"], &["W1", "w7"]] {
         let o = output(leasehold(None).arg("bench").args(bad));
         assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
         let err = stderr(&o);
         assert_eq!(err.lines().count(), 1, "{err}");
-        for name in ["W1", "W2", "W3", "W4", "W5", "all"] {
+        for name in ["W1", "W2", "W3", "W4", "W5", "W6", "all"] {
             assert!(err.contains(name), "{bad:?}: {name} not listed: {err}");
         }
     }
     let help = stdout(&output(leasehold(None).args(["bench", "--help"])));
-    assert!(help.contains("W5:") && help.contains("all:"), "{help}");
+    assert!(
+        help.contains("W6:") && help.contains("all:") && help.contains("--cluster-url"),
+        "{help}"
+    );
 }
 
 /// The spellings taken before the value enums still are: any case, commas,

@@ -55,11 +55,7 @@ pub(crate) async fn run(
     }
     let () = redis::cmd("DEL")
         .arg(&key)
-        .query_async(
-            &mut redis::Client::open(opts.url.as_str())?
-                .get_multiplexed_async_connection()
-                .await?,
-        )
+        .query_async(&mut opts.target.conn().await?)
         .await?;
     sink(&Event::Stampede {
         readers: opts.sizes.readers,

@@ -24,12 +24,14 @@ pub(crate) async fn run(
     let sale = Sale {
         stock: opts.sizes.stock,
         buyers: opts.sizes.buyers,
-        key: "leasehold-demo:flash:stock".into(),
+        // Tagged: the lease (`<key>:lease`) lands in the stock's slot on
+        // a Redis Cluster, so one master serves the whole sale.
+        key: "{leasehold-demo:flash}:stock".into(),
         ..Sale::default()
     };
     for strategy in Strategy::ALL {
         let progress = bar(opts.progress, sale.stock, format!("{strategy}"));
-        let r = flash_sale::run(strategy, client, &opts.url, &sale, &mut |n| {
+        let r = flash_sale::run(strategy, client, &opts.target, &sale, &mut |n| {
             progress.set_position(n)
         })
         .await?;

@@ -3,8 +3,6 @@
 
 use std::time::Instant;
 
-use leasehold::Client;
-
 use crate::run::Options;
 use crate::{Error, Event, Scenario};
 
@@ -21,7 +19,7 @@ pub(crate) async fn run(opts: &Options, sink: &mut dyn FnMut(&Event)) -> Result<
     });
     let mut hosts = Vec::new();
     for _ in 0..opts.sizes.hosts {
-        hosts.push(Client::connect(&opts.url).await?);
+        hosts.push(opts.target.client().await?);
     }
     let run_id = leasehold::Token::random();
     for tick in 1..=opts.sizes.ticks {

@@ -21,9 +21,7 @@ pub(crate) async fn run(
     let name = format!("leasehold-demo:report:{}", tag.prefix());
     let data = format!("{{{name}}}:body"); // same slot as the lease, for the script
     let unfenced = format!("leasehold-demo:unfenced:{}", tag.prefix());
-    let mut conn = redis::Client::open(opts.url.as_str())?
-        .get_multiplexed_async_connection()
-        .await?;
+    let mut conn = opts.target.conn().await?;
     let store = FenceGate::new();
     let write = LeaseScript::new("return redis.call('SET', KEYS[1], ARGV[1])");
     let lease = client.lease(&name).ttl(opts.sizes.pause_ttl);
@@ -110,10 +108,9 @@ pub(crate) async fn run(
     });
     b.release().await?;
     drop(a);
-    let () = redis::cmd("DEL")
-        .arg(&data)
-        .arg(&unfenced)
-        .query_async(&mut conn)
-        .await?;
+    // One key per DEL: on a cluster the two are in different slots.
+    for key in [&data, &unfenced] {
+        let () = redis::cmd("DEL").arg(key).query_async(&mut conn).await?;
+    }
     Ok(())
 }
