@@ -38,7 +38,7 @@ use redis::RedisResult;
 use redis::aio::ConnectionManager;
 use tokio::sync::oneshot;
 
-use super::node::Node;
+use super::cluster::SlotMap;
 use crate::keys::LeaseKeys;
 use crate::scripts::{self, BatchOp};
 use crate::token::Token;
@@ -134,11 +134,16 @@ impl Batcher {
         op: BatchOp,
         keys: &Arc<LeaseKeys>,
         token: Token,
-        node: &Node,
+        sender: impl FnOnce() -> Sender,
+        runtime: &tokio::runtime::Handle,
         publisher: Token,
     ) -> RedisResult<Route<'_>> {
         let (counted, alone) = self.enter();
-        if !alone && let Answer::Done(a, b) = self.queue(op, keys, token, node, publisher).await? {
+        if !alone
+            && let Answer::Done(a, b) = self
+                .queue(op, keys, token, sender, runtime, publisher)
+                .await?
+        {
             return Ok(Route::Batched(a, b));
         }
         Ok(Route::Alone(Some(counted)))
@@ -150,7 +155,8 @@ impl Batcher {
         op: BatchOp,
         keys: &Arc<LeaseKeys>,
         token: Token,
-        node: &Node,
+        sender: impl FnOnce() -> Sender,
+        runtime: &tokio::runtime::Handle,
         publisher: Token,
     ) -> RedisResult<Answer> {
         let (reply, answer) = oneshot::channel();
@@ -171,11 +177,11 @@ impl Batcher {
             // caller's, which may be gone before the batch is answered.
             let flusher = Flusher {
                 shared: Arc::clone(&self.shared),
-                conn: node.conn(),
+                sender: sender(),
                 publisher,
                 counted: true,
             };
-            drop(node.runtime().spawn(flusher.run()));
+            drop(runtime.spawn(flusher.run()));
         }
         answer.await.unwrap_or_else(|_| {
             Err(std::io::Error::other("the batch of this operation was dropped unanswered").into())
@@ -189,11 +195,19 @@ impl Shared {
     }
 }
 
+/// Where a flusher sends its batches.
+pub(crate) enum Sender {
+    /// One server: one call of `batch.lua` for everything queued.
+    Single(ConnectionManager),
+    /// A cluster: one call of `batch_node.lua` per master, by the map.
+    Cluster(redis::cluster_async::ClusterConnection, Arc<SlotMap>),
+}
+
 /// A flusher, counted in [`Queue::flushers`] until it finds the queue
 /// empty or is dropped.
 struct Flusher {
     shared: Arc<Shared>,
-    conn: ConnectionManager,
+    sender: Sender,
     publisher: Token,
     counted: bool,
 }
@@ -239,7 +253,13 @@ impl Flusher {
                 .iter()
                 .map(|o| (o.op, &*o.keys, o.token.as_bytes()))
                 .collect();
-            let answers = scripts::batch(&mut self.conn, &sent, self.publisher.as_bytes()).await;
+            let publisher = self.publisher.as_bytes();
+            let answers = match &mut self.sender {
+                Sender::Single(conn) => scripts::batch(conn, &sent, publisher).await,
+                Sender::Cluster(conn, slots) => {
+                    Ok(super::cluster::batch(conn, slots, &sent, publisher).await)
+                }
+            };
             drop(sent);
             for (i, o) in ops.into_iter().enumerate() {
                 let answer = answers.as_ref().map_err(Clone::clone).map(|v| match v[i] {

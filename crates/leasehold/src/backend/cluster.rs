@@ -20,6 +20,13 @@ use crate::token::Token;
 /// A cluster, as the backend uses it.
 pub(crate) struct Cluster {
     conn: ClusterConnection,
+    /// Which master serves which slots, for batches (refreshed when older
+    /// than [`MAP_AGE`]; a stale map only sends operations alone).
+    slots: std::sync::Arc<SlotMap>,
+    /// The runtime the cluster connection lives on (flushers run there).
+    runtime: tokio::runtime::Handle,
+    /// Plain leases' scripts, gathered per node under load.
+    pub(crate) batcher: super::batch::Batcher,
     /// The seeds, as given (for connections of their own, and the
     /// subscriber's client).
     seeds: Vec<String>,
@@ -74,7 +81,85 @@ impl Cluster {
             addr,
             timeouts,
             publisher,
+            runtime: tokio::runtime::Handle::current(),
+            slots: Default::default(),
+            batcher: Default::default(),
         })
+    }
+
+    /// The acquire script of `keys`' kind; a plain lease's may go in a
+    /// batch with others of the same master.
+    pub(crate) async fn acquire(
+        &self,
+        keys: &std::sync::Arc<crate::keys::LeaseKeys>,
+        token: Token,
+        ttl_ms: u64,
+        wait: &crate::scripts::WaitInfo<'_>,
+    ) -> redis::RedisResult<crate::scripts::Acquired> {
+        use super::batch::Route;
+        match self
+            .route(crate::scripts::BatchOp::Acquire { ttl_ms }, keys, token)
+            .await?
+        {
+            Route::Batched(ok, n) => Ok(crate::scripts::acquired(ok, n)),
+            Route::Alone(_counted) => {
+                crate::scripts::acquire(&mut self.conn(), keys, token.as_bytes(), ttl_ms, wait)
+                    .await
+            }
+        }
+    }
+
+    /// The release script of `keys`' kind (sharded wake); a plain lease's
+    /// may go in a batch.
+    pub(crate) async fn release(
+        &self,
+        keys: &std::sync::Arc<crate::keys::LeaseKeys>,
+        token: Token,
+    ) -> redis::RedisResult<crate::scripts::Released> {
+        use super::batch::Route;
+        match self
+            .route(crate::scripts::BatchOp::Release, keys, token)
+            .await?
+        {
+            Route::Batched(1, _) => Ok(crate::scripts::Released::Yes),
+            Route::Batched(..) => Ok(crate::scripts::Released::NotHeld),
+            Route::Alone(_counted) => {
+                crate::scripts::release(
+                    &mut self.conn(),
+                    crate::scripts::Pubsub::Sharded,
+                    keys,
+                    token.as_bytes(),
+                    self.publisher.as_bytes(),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn route(
+        &self,
+        op: crate::scripts::BatchOp,
+        keys: &std::sync::Arc<crate::keys::LeaseKeys>,
+        token: Token,
+    ) -> redis::RedisResult<super::batch::Route<'_>> {
+        if !matches!(keys.family(), crate::keys::Family::Lease) {
+            return Ok(super::batch::Route::Alone(None));
+        }
+        self.batcher
+            .route(
+                op,
+                keys,
+                token,
+                || self.sender(),
+                &self.runtime,
+                self.publisher,
+            )
+            .await
+    }
+
+    /// What a batch flusher needs: the connection and the slot map.
+    pub(crate) fn sender(&self) -> super::batch::Sender {
+        super::batch::Sender::Cluster(self.conn(), std::sync::Arc::clone(&self.slots))
     }
 
     /// The shared connection: routes each command by its key.
@@ -225,7 +310,7 @@ pub(crate) fn builder(seeds: &[String], timeouts: Timeouts) -> ClusterClientBuil
 
 /// `(first slot, last slot, master host, master port)` of each range of
 /// a `CLUSTER SLOTS` reply.
-fn slot_ranges(reply: &redis::Value) -> Vec<(u16, u16, String, u16)> {
+fn slot_ranges(reply: &redis::Value) -> Vec<SlotRange> {
     let redis::Value::Array(ranges) = reply else {
         return Vec::new();
     };
@@ -253,4 +338,126 @@ fn slot_ranges(reply: &redis::Value) -> Vec<(u16, u16, String, u16)> {
             Some((lo, hi, host, port))
         })
         .collect()
+}
+
+/// How old the slot map may be before a batch reads it again.
+const MAP_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `(first slot, last slot, master host, master port)`.
+type SlotRange = (u16, u16, String, u16);
+
+/// The masters' slot ranges, as last read, and when.
+#[derive(Default)]
+pub(crate) struct SlotMap {
+    ranges: std::sync::Mutex<Option<(tokio::time::Instant, Vec<SlotRange>)>>,
+}
+
+impl SlotMap {
+    /// The master of each slot in `slots`, by a map at most [`MAP_AGE`]
+    /// old (`None` where unknown).
+    async fn masters(
+        &self,
+        conn: &mut ClusterConnection,
+        slots: &[u16],
+    ) -> Vec<Option<(String, u16)>> {
+        let fresh = {
+            let r = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
+            r.as_ref()
+                .filter(|(at, _)| at.elapsed() < MAP_AGE)
+                .map(|(_, v)| v.clone())
+        };
+        let ranges = match fresh {
+            Some(r) => r,
+            None => {
+                let reply = conn
+                    .route_command(
+                        redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                    )
+                    .await;
+                let ranges = reply.map(|r| slot_ranges(&r)).unwrap_or_default();
+                *self.ranges.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((tokio::time::Instant::now(), ranges.clone()));
+                ranges
+            }
+        };
+        slots
+            .iter()
+            .map(|slot| {
+                ranges
+                    .iter()
+                    .find(|(lo, hi, _, _)| (*lo..=*hi).contains(slot))
+                    .map(|(_, _, h, p)| (h.clone(), *p))
+            })
+            .collect()
+    }
+}
+
+/// Runs a batch on a cluster: one `batch_node` call per master, all at
+/// once; an operation whose master is unknown, or whose node's call
+/// failed as a whole, answers `(-9, 0)` (run alone, routed by its key).
+pub(crate) async fn batch(
+    conn: &ClusterConnection,
+    slots: &SlotMap,
+    ops: &[(crate::scripts::BatchOp, &crate::keys::LeaseKeys, &[u8])],
+    publisher: &[u8],
+) -> Vec<(i64, i64)> {
+    let mut out = vec![(-9, 0); ops.len()];
+    let wanted: Vec<u16> = ops.iter().map(|(_, k, _)| key_slot(k.name())).collect();
+    let masters = slots.masters(&mut conn.clone(), &wanted).await;
+    let mut groups: Vec<((String, u16), Vec<usize>)> = Vec::new();
+    for (i, m) in masters.into_iter().enumerate() {
+        let Some(m) = m else { continue };
+        match groups.iter_mut().find(|(g, _)| *g == m) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((m, vec![i])),
+        }
+    }
+    let runs = groups.into_iter().map(|((host, port), idx)| {
+        let mut routed = Routed {
+            conn: conn.clone(),
+            to: RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port }),
+        };
+        let group: Vec<_> = idx.iter().map(|&i| ops[i]).collect();
+        async move {
+            let answers = crate::scripts::batch_on_node(&mut routed, &group, publisher).await;
+            (idx, answers)
+        }
+    });
+    for (idx, answers) in futures_util::future::join_all(runs).await {
+        if let Ok(answers) = answers {
+            for (i, a) in idx.into_iter().zip(answers) {
+                out[i] = a;
+            }
+        }
+    }
+    out
+}
+
+/// A cluster connection whose every command goes to one node.
+struct Routed {
+    conn: ClusterConnection,
+    to: RoutingInfo,
+}
+
+impl redis::aio::ConnectionLike for Routed {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        Box::pin(self.conn.route_command(cmd.clone(), self.to.clone()))
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        self.conn.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
 }

@@ -198,7 +198,7 @@ impl Backend {
     pub(crate) fn on_abandoned(&self, release: batch::Abandoned) {
         match self {
             Backend::Single(s) => s.batcher.on_abandoned(release),
-            Backend::Cluster(_) => drop(release), // no batches on a cluster
+            Backend::Cluster(c) => c.batcher.on_abandoned(release),
         }
     }
 
@@ -237,9 +237,7 @@ impl Backend {
         let sent = Instant::now();
         let reply = match self {
             Backend::Single(s) => s.acquire(keys, token, ttl_ms(ttl), wait).await,
-            Backend::Cluster(c) => {
-                scripts::acquire(&mut c.conn(), keys, token.as_bytes(), ttl_ms(ttl), wait).await
-            }
+            Backend::Cluster(c) => c.acquire(keys, token, ttl_ms(ttl), wait).await,
         }
         .map_err(|e| Error::redis("the acquire script", self.addr(), e))?;
         Ok(match reply {
@@ -352,16 +350,7 @@ impl Backend {
     pub(crate) async fn release(&self, keys: &Arc<LeaseKeys>, token: Token) -> Result<Released> {
         match self {
             Backend::Single(s) => s.release(keys, token).await,
-            Backend::Cluster(c) => {
-                scripts::release(
-                    &mut c.conn(),
-                    Pubsub::Sharded,
-                    keys,
-                    token.as_bytes(),
-                    c.publisher.as_bytes(),
-                )
-                .await
-            }
+            Backend::Cluster(c) => c.release(keys, token).await,
         }
         .map_err(|e| Error::redis("the release script", self.addr(), e))
     }
@@ -618,7 +607,14 @@ impl Single {
             return Ok(Route::Alone(None));
         }
         self.batcher
-            .route(op, keys, token, &self.node, self.publisher)
+            .route(
+                op,
+                keys,
+                token,
+                || batch::Sender::Single(self.node.conn()),
+                self.node.runtime(),
+                self.publisher,
+            )
             .await
     }
 }

@@ -13,6 +13,14 @@ static ACQUIRE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_lease_ops!("acqui
 static RELEASE: LazyLock<Waking> =
     LazyLock::new(|| waking!(fences, "lease_ops.lua", "release.lua"));
 static BATCH: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_lease_ops!("batch.lua")));
+static BATCH_NODE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
+        include_str!("fence.lua"),
+        include_str!("wake_sharded.lua"),
+        include_str!("lease_ops.lua"),
+        include_str!("batch_node.lua")
+    ))
+});
 static EXTEND: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("extend.lua")));
 static HANDOVER: LazyLock<Waking> = LazyLock::new(|| waking!(fences, "handover.lua"));
 
@@ -152,6 +160,39 @@ pub(crate) async fn batch(
                 match op {
                     BatchOp::Acquire { ttl_ms } => argv.arg("a").arg(*token).arg(*ttl_ms),
                     BatchOp::Release => argv.arg("r").arg(*token).arg(publisher),
+                };
+            }
+        })
+        .await?;
+    if flat.len() != 2 * ops.len() {
+        return Err(std::io::Error::other(format!(
+            "the batch script answered {} integers for {} operations",
+            flat.len(),
+            ops.len()
+        ))
+        .into());
+    }
+    Ok(flat.chunks(2).map(|p| (p[0], p[1])).collect())
+}
+
+/// batch_node(; N1, fence1 or wake1, op1, token1, ttl1 or publisher, ...)
+/// -> as [`batch`]: for one node of a cluster, no keys declared (see
+/// `batch_node.lua`); `conn` must send it to the node that serves every
+/// name. An operation whose key the node does not serve answers `(-9, 0)`.
+pub(crate) async fn batch_on_node(
+    conn: &mut impl ConnectionLike,
+    ops: &[(BatchOp, &LeaseKeys, &[u8])],
+    publisher: &[u8],
+) -> RedisResult<Vec<(i64, i64)>> {
+    let flat: Vec<i64> = BATCH_NODE
+        .call(conn, &[], |argv| {
+            for (op, keys, token) in ops {
+                argv.arg(keys.name());
+                match op {
+                    BatchOp::Acquire { ttl_ms } => {
+                        argv.arg(keys.fence()).arg("a").arg(*token).arg(*ttl_ms)
+                    }
+                    BatchOp::Release => argv.arg(keys.wake()).arg("r").arg(*token).arg(publisher),
                 };
             }
         })

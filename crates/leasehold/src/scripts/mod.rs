@@ -81,7 +81,7 @@ mod rwlock;
 mod semaphore;
 
 pub(crate) use fair::fair_leave;
-pub(crate) use lease::{BatchOp, HandoverReply, Next, batch, handover};
+pub(crate) use lease::{BatchOp, HandoverReply, Next, batch, batch_on_node, handover};
 
 /// How waiters listen for releases: classic pub/sub (one server), or
 /// sharded pub/sub (Redis Cluster: the channel lives on its slot's master,
@@ -501,6 +501,9 @@ mod tests {
         let mut w = Wire::new(Value::Array((0..6).map(Value::Int).collect()));
         batch(&mut w, &ops, b"me").await.unwrap();
         calls.push(w.call(ops.len()));
+        let mut w = Wire::new(Value::Array((0..6).map(Value::Int).collect()));
+        batch_on_node(&mut w, &ops, b"me").await.unwrap();
+        calls.push(w.call(ops.len()));
 
         for call in &calls {
             check_count(call, "KEYS", call.keys);
@@ -529,7 +532,7 @@ mod tests {
             );
             checked += 1;
         }
-        assert_eq!(checked, 18);
+        assert_eq!(checked, 19);
     }
 
     /// Only `wake.lua` and `wake_sharded.lua` say how a wake channel is

@@ -186,3 +186,107 @@ async fn a_master_that_fails_over_leaves_each_lease_held_or_lost_never_both() {
     drop(guards);
     drop(cluster);
 }
+
+/// Calls of EVALSHA and EVAL over the masters (INFO commandstats).
+async fn script_calls(cluster: &RedisCluster) -> u64 {
+    let mut total = 0;
+    for m in cluster.masters() {
+        let mut conn = redis::Client::open(cluster.node(m).url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        for line in info.lines() {
+            if line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:") {
+                let calls = line
+                    .split("calls=")
+                    .nth(1)
+                    .unwrap()
+                    .split(',')
+                    .next()
+                    .unwrap();
+                total += calls.parse::<u64>().unwrap();
+            }
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_per_master_survive_slots_moving_under_them() {
+    let cluster = start(0).await;
+    let client = connect(&cluster).await;
+    let names: Vec<String> = (0..64).map(|i| format!("w2/{i}")).collect();
+    let stop = Instant::now() + Duration::from_secs(4);
+    let cycles = Arc::new(AtomicU64::new(0));
+    let before = script_calls(&cluster).await;
+    let mut tasks = Vec::new();
+    for n in &names {
+        // Each name has one task: every try_acquire must get it.
+        let lease = client.lease(n).ttl(ms(5000));
+        let cycles = Arc::clone(&cycles);
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < stop {
+                let g = lease.try_acquire().await.unwrap();
+                g.release().await.unwrap();
+                cycles.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    // Move the slots of a quarter of the names, one by one, while they run.
+    tokio::time::sleep(ms(800)).await;
+    let moved: Vec<u16> = names
+        .iter()
+        .step_by(4)
+        .map(|n| cluster.slot_of(n).unwrap())
+        .collect();
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        for &slot in &moved {
+            let from = cluster.master_of_slot(slot);
+            let to = *cluster.masters().iter().find(|&&m| m != from).unwrap();
+            cluster.move_slot(slot, to).expect("move a slot");
+        }
+        (cluster, moved)
+    })
+    .await
+    .unwrap();
+    let (cluster, moved) = cluster;
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let cycles = cycles.load(Ordering::Relaxed);
+    let calls = script_calls(&cluster).await - before;
+    eprintln!("{cycles} cycles, {calls} script calls");
+    assert!(cycles > 1000, "only {cycles} cycles");
+    // Batched: far fewer calls than the two a cycle would cost alone.
+    assert!(
+        calls < cycles,
+        "{calls} script calls for {cycles} cycles: not batched"
+    );
+    // Nothing was written on a node that does not serve the slot.
+    for &slot in &moved {
+        let owner = cluster.master_of_slot(slot);
+        for m in cluster.masters() {
+            if m == owner {
+                continue;
+            }
+            let n = cluster
+                .call(m, &["CLUSTER", "COUNTKEYSINSLOT", &slot.to_string()])
+                .unwrap();
+            assert_eq!(
+                n,
+                testkit::Reply::Integer(0),
+                "keys of slot {slot} left on a node that gave it away"
+            );
+        }
+    }
+    for n in &names {
+        assert!(!client.status(n).await.unwrap().is_held(), "{n} left held");
+    }
+}
