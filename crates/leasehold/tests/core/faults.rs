@@ -290,3 +290,30 @@ async fn batches_per_master_survive_slots_moving_under_them() {
         assert!(!client.status(n).await.unwrap().is_held(), "{n} left held");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lease_keeps_renewing_while_its_slot_moves() {
+    let cluster = start(0).await;
+    let client = connect(&cluster).await;
+    let name = "renewed/through/a/move";
+    let g = client.lease(name).ttl(ms(600)).acquire().await.unwrap();
+    let slot = cluster.slot_of(name).unwrap();
+    let from = cluster.master_of_slot(slot);
+    let to = *cluster.masters().iter().find(|&&m| m != from).unwrap();
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        cluster.move_slot(slot, to).expect("move the slot");
+        cluster
+    })
+    .await
+    .unwrap();
+    // Several ttls later, renewed at the new master all along.
+    tokio::time::sleep(ms(2000)).await;
+    assert!(!g.is_lost(), "lost while its slot moved");
+    let holder = cluster.call(to, &["GET", name]).unwrap();
+    assert_eq!(
+        holder,
+        testkit::Reply::Bulk(Some(g.token().as_str().as_bytes().to_vec()))
+    );
+    g.release().await.unwrap();
+}
