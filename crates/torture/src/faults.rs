@@ -5,10 +5,20 @@
 //! at random in any order. Each injection is logged as an [`Op::Fault`]
 //! event from its start (`t`) to its end (`valid_until`); the checkers
 //! measure recovery from the end.
+//!
+//! With `--cluster` the lock is a Redis Cluster, and the faults of one
+//! server hit the master that serves the lease's slot (as of the last
+//! settle): its scripts flushed, its clients killed or paused, the process
+//! stopped, its memory squeezed, a long script run on it. Three faults exist
+//! only there: the slot moved to another master and back, a graceful
+//! failover, and a killed master whose replica takes over. The faults that
+//! need one server's process or a proxy in front of it have no counterpart
+//! ([`Fault::on_cluster`]).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 
@@ -70,6 +80,21 @@ pub enum Fault {
     /// The Redis host's wall clock jumps forward that many seconds for the
     /// duration, then back.
     ClockJump(i64, Duration),
+    /// Cluster only: the lease's slot moves to another master (or back
+    /// home), in steps: `MIGRATING`/`IMPORTING` set (the lease's keys
+    /// answer `ASK` when missing), after the duration one key migrated (the
+    /// lease's keys split between two nodes: `TRYAGAIN` for its scripts),
+    /// after the duration again the rest, and the slot assigned.
+    SlotMove(Duration),
+    /// Cluster only: `CLUSTER FAILOVER` on the replica of the lease's
+    /// master; the master stops writes until the replica has caught up, so
+    /// nothing acknowledged is lost.
+    Failover,
+    /// Cluster only: SIGKILL of the lease's master; its replica is elected
+    /// in its place (node timeout plus a second or two), then the killed
+    /// node is restarted empty and rejoins as the new master's replica.
+    /// Writes not yet replicated are lost, as after `restart-volatile`.
+    MasterKill,
 }
 
 impl Fault {
@@ -95,17 +120,84 @@ impl Fault {
             Fault::HolderStarve(_) => "starve-holder",
             Fault::RunKill => "sigkill-run",
             Fault::ClockJump(..) => "clock-jump",
+            Fault::SlotMove(_) => "slot-move",
+            Fault::Failover => "failover",
+            Fault::MasterKill => "master-kill",
         }
     }
+
+    /// Whether the fault can be injected into a Redis Cluster (see the
+    /// module's documentation for how).
+    ///
+    /// Not there: a restart of *the* server (the cluster's counterpart is
+    /// [`Fault::MasterKill`], its data kept by a replica rather than a
+    /// file), `REPLICAOF` (refused in cluster mode: [`Fault::Failover`]
+    /// makes a master a replica), LOADING (its filler script would touch
+    /// keys of other nodes' slots), the clock of one libfaketime server,
+    /// the proxy (the cluster client connects to the nodes the cluster
+    /// names, not through a proxy), and `leasehold run` (the command line
+    /// has no `--cluster` yet).
+    pub fn on_cluster(&self) -> bool {
+        !matches!(
+            self,
+            Fault::ServerKill(_)
+                | Fault::ProxyDelay(..)
+                | Fault::ProxyReset
+                | Fault::ProxyBlackhole(_)
+                | Fault::ReadOnly(_)
+                | Fault::Loading
+                | Fault::RunKill
+                | Fault::ClockJump(..)
+        )
+    }
+
+    /// Whether the fault needs a Redis Cluster.
+    pub fn cluster_only(&self) -> bool {
+        matches!(
+            self,
+            Fault::SlotMove(_) | Fault::Failover | Fault::MasterKill
+        )
+    }
+
+    /// Whether the fault fails a master over (the cluster then needs a
+    /// replica of each master).
+    pub fn fails_over(&self) -> bool {
+        matches!(self, Fault::Failover | Fault::MasterKill)
+    }
+}
+
+/// The lock's Redis.
+pub enum Lock {
+    /// One redis-server.
+    Server {
+        /// The server. A std mutex: restarts block, and run on a blocking
+        /// thread.
+        server: Arc<Mutex<testkit::RedisServer>>,
+        /// Its port (the same across restarts).
+        port: u16,
+    },
+    /// A Redis Cluster; the faults of one server hit the master of `slot`.
+    Cluster {
+        /// The cluster. An async mutex: its changes block for seconds (on
+        /// a blocking thread), and fault tasks wait for them without
+        /// holding a runtime thread.
+        cluster: Arc<tokio::sync::Mutex<testkit::RedisCluster>>,
+        /// The lease's hash slot.
+        slot: u16,
+        /// The master that served it at the start: a slot move goes away
+        /// from it and back.
+        home: usize,
+        /// The cluster's `cluster-node-timeout`.
+        node_timeout: Duration,
+        /// When each master (by node index) was last failed over.
+        failed_over: Mutex<HashMap<usize, Instant>>,
+    },
 }
 
 /// Everything a fault may act on.
 pub struct Lab {
-    /// The lock's server. A std mutex: restarts block, and run on a
-    /// blocking thread.
-    pub server: Arc<Mutex<testkit::RedisServer>>,
-    /// Its port (the same across restarts).
-    pub port: u16,
+    /// The lock's Redis: one server or a cluster.
+    pub lock: Lock,
     /// The proxy the workers go through, if any.
     pub proxy: Option<testkit::FaultProxy>,
     /// An empty server for `REPLICAOF`, if any.
@@ -128,30 +220,64 @@ enum CommandError {
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Lab {
-    /// A fresh connection straight to the server (never through the proxy,
-    /// and new each time so that killed connections do not matter).
-    async fn admin(&self) -> Result<redis::aio::MultiplexedConnection, String> {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
-            .map_err(|e| e.to_string())?;
+    /// The port of the node the faults of one server hit: the server, or
+    /// the master of the lease's slot.
+    async fn target(&self) -> u16 {
+        match &self.lock {
+            Lock::Server { port, .. } => *port,
+            Lock::Cluster { cluster, slot, .. } => {
+                let cluster = cluster.lock().await;
+                cluster.node(cluster.master_of_slot(*slot)).port()
+            }
+        }
+    }
+
+    /// The ports of the nodes that hold data: the server, or every master.
+    pub async fn data_nodes(&self) -> Vec<u16> {
+        match &self.lock {
+            Lock::Server { port, .. } => vec![*port],
+            Lock::Cluster { cluster, .. } => {
+                let cluster = cluster.lock().await;
+                let masters = cluster.masters();
+                masters
+                    .into_iter()
+                    .map(|m| cluster.node(m).port())
+                    .collect()
+            }
+        }
+    }
+
+    /// A fresh connection straight to the node at `port` (never through the
+    /// proxy, and new each time so that killed connections do not matter).
+    async fn admin(&self, port: u16) -> Result<redis::aio::MultiplexedConnection, String> {
+        let client =
+            redis::Client::open(format!("redis://127.0.0.1:{port}")).map_err(|e| e.to_string())?;
         tokio::time::timeout(ADMIN_TIMEOUT, client.get_multiplexed_async_connection())
             .await
             .map_err(|_| "admin connection timed out".to_string())?
             .map_err(|e| e.to_string())
     }
 
-    /// Runs one admin command; errors are returned as text. A connection
-    /// cut under it (a `CLIENT KILL` injected at the same moment) is tried
-    /// once more on a new one.
+    /// Runs one admin command on the server (on a cluster: the lease's
+    /// master); errors are returned as text. A connection cut under it (a
+    /// `CLIENT KILL` injected at the same moment) is tried once more on a
+    /// new one.
     pub async fn command(&self, args: &[&str]) -> Result<redis::Value, String> {
-        match self.command_once(args).await {
-            Err(CommandError::Connection(_)) => self.command_once(args).await,
+        let port = self.target().await;
+        self.command_on(port, args).await
+    }
+
+    /// As [`command`](Self::command), on the node at `port`.
+    pub async fn command_on(&self, port: u16, args: &[&str]) -> Result<redis::Value, String> {
+        match self.command_once(port, args).await {
+            Err(CommandError::Connection(_)) => self.command_once(port, args).await,
             other => other,
         }
         .map_err(|(CommandError::Connection(e) | CommandError::Other(e))| e)
     }
 
-    async fn command_once(&self, args: &[&str]) -> Result<redis::Value, CommandError> {
-        let mut conn = self.admin().await.map_err(CommandError::Other)?;
+    async fn command_once(&self, port: u16, args: &[&str]) -> Result<redis::Value, CommandError> {
+        let mut conn = self.admin(port).await.map_err(CommandError::Other)?;
         let mut cmd = redis::cmd(args[0]);
         for a in &args[1..] {
             cmd.arg(*a);
@@ -168,8 +294,15 @@ impl Lab {
             })
     }
 
+    fn server(&self) -> Result<&Arc<Mutex<testkit::RedisServer>>, String> {
+        match &self.lock {
+            Lock::Server { server, .. } => Ok(server),
+            Lock::Cluster { .. } => Err("not on a cluster".into()),
+        }
+    }
+
     async fn restart(&self) -> Result<(), String> {
-        let server = Arc::clone(&self.server);
+        let server = Arc::clone(self.server()?);
         tokio::task::spawn_blocking(move || {
             server
                 .lock()
@@ -181,8 +314,34 @@ impl Lab {
         .map_err(|e| e.to_string())?
     }
 
-    fn with_server(&self, f: impl FnOnce(&mut testkit::RedisServer)) {
-        f(&mut self.server.lock().unwrap_or_else(|e| e.into_inner()));
+    fn with_server(&self, f: impl FnOnce(&mut testkit::RedisServer)) -> Result<(), String> {
+        f(&mut self.server()?.lock().unwrap_or_else(|e| e.into_inner()));
+        Ok(())
+    }
+
+    /// Runs `f` on the cluster on a blocking thread (its changes block
+    /// until the cluster has settled) and returns what it returns, or why
+    /// it failed (a panic too: a master without a replica, say).
+    async fn with_cluster<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut testkit::RedisCluster, u16, usize) -> Result<T, testkit::Error>
+        + Send
+        + 'static,
+    ) -> Result<T, String> {
+        let Lock::Cluster {
+            cluster,
+            slot,
+            home,
+            ..
+        } = &self.lock
+        else {
+            return Err("needs a cluster (--cluster)".into());
+        };
+        let (slot, home) = (*slot, *home);
+        let mut cluster = Arc::clone(cluster).lock_owned().await;
+        tokio::task::spawn_blocking(move || f(&mut cluster, slot, home).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| format!("panicked: {e}"))?
     }
 
     /// Injects `fault` and undoes it; logs it. `Ok(false)`: nothing to do
@@ -217,14 +376,30 @@ impl Lab {
                 tokio::time::sleep(d).await;
                 Ok(true)
             }
-            Fault::ServerStop(d) => {
-                self.with_server(|s| s.pause());
+            Fault::ServerStop(d) if matches!(self.lock, Lock::Cluster { .. }) => {
+                // Shorter than the node timeout: paused, not failed over.
+                let node = self
+                    .with_cluster(|c, slot, _| {
+                        let node = c.master_of_slot(slot);
+                        c.pause(node);
+                        Ok(node)
+                    })
+                    .await?;
                 tokio::time::sleep(d).await;
-                self.with_server(|s| s.resume());
+                self.with_cluster(move |c, _, _| {
+                    c.resume(node);
+                    Ok(true)
+                })
+                .await
+            }
+            Fault::ServerStop(d) => {
+                self.with_server(|s| s.pause())?;
+                tokio::time::sleep(d).await;
+                self.with_server(|s| s.resume())?;
                 Ok(true)
             }
             Fault::ServerKill(d) => {
-                self.with_server(|s| s.kill());
+                self.with_server(|s| s.kill())?;
                 tokio::time::sleep(d).await;
                 self.restart().await.map(|()| true)
             }
@@ -261,9 +436,10 @@ impl Lab {
                     .map(|_| true)
             }
             Fault::Busy(d) => {
-                self.command(&["CONFIG", "SET", "busy-reply-threshold", "50"])
+                let port = self.target().await;
+                self.command_on(port, &["CONFIG", "SET", "busy-reply-threshold", "50"])
                     .await?;
-                let mut conn = self.admin().await?;
+                let mut conn = self.admin(port).await?;
                 let runner = tokio::spawn(async move {
                     let busy = redis::Script::new(
                         "local s = redis.call('TIME') local t0 = s[1] * 1000000 + s[2] \
@@ -277,7 +453,7 @@ impl Lab {
                 });
                 tokio::time::sleep(d).await;
                 // The script is read-only, so SCRIPT KILL can end it.
-                let _ = self.command(&["SCRIPT", "KILL"]).await;
+                let _ = self.command_on(port, &["SCRIPT", "KILL"]).await;
                 let _ = tokio::time::timeout(ADMIN_TIMEOUT, runner).await;
                 Ok(true)
             }
@@ -298,7 +474,7 @@ impl Lab {
                     }
                 }
                 self.command(&["SAVE"]).await?;
-                self.with_server(|s| s.kill());
+                self.with_server(|s| s.kill())?;
                 self.restart().await.map(|()| true)
             }
             Fault::HolderStop(d) => {
@@ -344,12 +520,79 @@ impl Lab {
             }
             Fault::ClockJump(secs, d) => {
                 let jump = |offset| {
-                    let server = self.server.lock().unwrap_or_else(|e| e.into_inner());
+                    let server = self.server()?.lock().unwrap_or_else(|e| e.into_inner());
                     server.shift_clock(offset).map_err(|e| e.to_string())
                 };
                 jump(secs)?;
                 tokio::time::sleep(d).await;
                 jump(0)?;
+                Ok(true)
+            }
+            Fault::SlotMove(d) => {
+                let to = self
+                    .with_cluster(|c, slot, home| {
+                        let from = c.master_of_slot(slot);
+                        let to = if from == home {
+                            let other = c.masters().into_iter().find(|m| *m != from);
+                            other.expect("a cluster of several masters")
+                        } else {
+                            home
+                        };
+                        c.begin_slot_move(slot, to)?;
+                        Ok(to)
+                    })
+                    .await?;
+                tokio::time::sleep(d).await;
+                let split = self
+                    .with_cluster(move |c, slot, _| c.migrate_keys(slot, to, 1))
+                    .await;
+                tokio::time::sleep(d).await;
+                // Finished even if the split failed: no slot is left half-way.
+                let finished = self
+                    .with_cluster(move |c, slot, _| c.finish_slot_move(slot, to))
+                    .await;
+                split.and(finished).map(|_| true)
+            }
+            Fault::Failover => {
+                let Lock::Cluster {
+                    node_timeout,
+                    failed_over,
+                    ..
+                } = &self.lock
+                else {
+                    return Err("needs a cluster (--cluster)".into());
+                };
+                let master = self
+                    .with_cluster(|c, slot, _| Ok(c.master_of_slot(slot)))
+                    .await?;
+                // The masters vote for a replica of one master once per two
+                // node timeouts: a failover of the same master sooner stops
+                // its writes for 5 s, then is given up. Not yet, then.
+                let last = failed_over
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&master)
+                    .copied();
+                if last
+                    .is_some_and(|t| t.elapsed() < *node_timeout * 2 + Duration::from_millis(500))
+                {
+                    return Ok(false);
+                }
+                self.with_cluster(move |c, _, _| c.failover(master)).await?;
+                failed_over
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(master, Instant::now());
+                Ok(true)
+            }
+            Fault::MasterKill => {
+                self.with_cluster(|c, slot, _| {
+                    let old = c.master_of_slot(slot);
+                    c.kill_master(old)?;
+                    // Back as the new master's replica, for the next kill.
+                    c.restart(old)
+                })
+                .await?;
                 Ok(true)
             }
         }
@@ -370,13 +613,28 @@ impl Lab {
     /// Puts everything back after the run, whatever state the faults left:
     /// server running and resumed, proxy healed, a master again.
     pub async fn heal(&self) {
-        self.with_server(|s| s.resume());
+        if let Lock::Cluster { .. } = self.lock {
+            // Every node running and resumed, and the cluster settled.
+            let _ = self
+                .with_cluster(|c, _, _| {
+                    for node in 0..c.nodes().len() {
+                        if c.node(node).server().pid().is_some() {
+                            c.resume(node);
+                        } else {
+                            c.restart(node)?;
+                        }
+                    }
+                    c.wait_settled()
+                })
+                .await;
+            let _ = self.command(&["CONFIG", "SET", "maxmemory", "0"]).await;
+            return;
+        }
+        let _ = self.with_server(|s| s.resume());
         let down = self
-            .server
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pid()
-            .is_none();
+            .server()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).pid().is_none())
+            .unwrap_or(false);
         if down {
             let _ = self.restart().await;
         }

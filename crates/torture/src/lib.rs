@@ -4,7 +4,10 @@
 //! slow recovery and leftovers.
 //!
 //! Run it with `cargo xtask torture [--quick] [--scenario NAME] [--soak 10m]
-//! [--json]`; `cargo xtask test` runs the quick set.
+//! [--json]`; `cargo xtask test` runs the quick set. `--cluster` runs the
+//! scenarios that apply against a 3-master Redis Cluster instead of one
+//! server, plus slot moves, failovers and killed masters (on demand only:
+//! `cargo xtask test` does not); `--list` says which run where.
 //!
 //! # Layout
 //!
@@ -25,8 +28,9 @@
 //! # Verdicts
 //!
 //! `pass`; `FAIL`; `documented` when only C2 fails on a fault no lock on a
-//! single Redis can survive (its data lost or its clock jumping) while the
-//! fences kept the counter right; `control-failed-as-expected` when the
+//! single Redis (or on a cluster's asynchronous replication) can survive
+//! (its data lost or its clock jumping) while the fences kept the counter
+//! right; `control-failed-as-expected` when the
 //! control arm breaks C2 and C1 or C3. A control arm that passes means the
 //! checkers are blind: that is a `FAIL`.
 #![deny(missing_docs)]

@@ -28,9 +28,13 @@ struct Cli {
     /// Write each scenario's history (JSON Lines) into this directory.
     #[arg(long, value_name = "DIR")]
     history: Option<std::path::PathBuf>,
-    /// List the scenarios and exit.
+    /// List the scenarios and exit (with --cluster: those that run there).
     #[arg(long)]
     list: bool,
+    /// Run the scenarios that apply against a 3-master Redis Cluster (one
+    /// replica each where masters fail over) instead of one server.
+    #[arg(long)]
+    cluster: bool,
     #[command(subcommand)]
     worker: Option<Worker>,
 }
@@ -118,21 +122,38 @@ fn main() -> ExitCode {
     }
     let all = scenarios::all();
     if cli.list {
-        for s in &all {
-            println!("{}{}", s.name, if s.quick { " (quick)" } else { "" });
+        for s in all.iter().filter(|s| !cli.cluster || s.runs_on(true)) {
+            let quick = if s.quick { " (quick)" } else { "" };
+            let cluster = match (s.runs_on(false), s.runs_on(true)) {
+                (true, true) => " (cluster too)",
+                (false, true) => " (cluster only)",
+                _ => "",
+            };
+            println!("{}{quick}{cluster}", s.name);
         }
         return ExitCode::SUCCESS;
     }
     let chosen: Vec<_> = if cli.scenarios.is_empty() {
         all.iter()
-            .filter(|s| s.quick || !cli.quick)
+            .filter(|s| (s.quick || !cli.quick) && s.runs_on(cli.cluster))
             .cloned()
             .collect()
     } else {
         let mut chosen = Vec::new();
         for name in &cli.scenarios {
             match all.iter().find(|s| s.name == name) {
-                Some(s) => chosen.push(s.clone()),
+                Some(s) if s.runs_on(cli.cluster) => chosen.push(s.clone()),
+                Some(_) => {
+                    let (here, there) = if cli.cluster {
+                        ("on a cluster", "without --cluster")
+                    } else {
+                        ("on one server", "with --cluster")
+                    };
+                    eprintln!(
+                        "leasehold-torture: scenario `{name}` does not run {here}; run it {there} (--list shows where each runs)"
+                    );
+                    return ExitCode::from(2);
+                }
                 None => {
                     eprintln!("leasehold-torture: no scenario `{name}`; --list shows them");
                     return ExitCode::from(2);
@@ -156,6 +177,7 @@ fn main() -> ExitCode {
             match runtime.block_on(scenarios::run(
                 scenario,
                 cli.quick,
+                cli.cluster,
                 &progress,
                 cli.history.as_deref(),
             )) {
@@ -206,14 +228,19 @@ fn main() -> ExitCode {
             "{}",
             report::json_line(
                 "summary",
-                &serde_json::json!({"scenarios": rows.len(), "failed": failed, "not_run": not_run, "seconds": started.elapsed().as_secs_f64()})
+                &serde_json::json!({"scenarios": rows.len(), "failed": failed, "not_run": not_run, "cluster": cli.cluster, "seconds": started.elapsed().as_secs_f64()})
             )
         );
     } else {
         print!("{}", report::table(&rows));
         println!(
-            "{} scenario runs, {failed} failed, {:.0} s",
+            "{} scenario runs{}, {failed} failed, {:.0} s",
             rows.len(),
+            if cli.cluster {
+                " on a 3-master Redis Cluster"
+            } else {
+                ""
+            },
             started.elapsed().as_secs_f64()
         );
     }

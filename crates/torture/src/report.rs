@@ -46,6 +46,8 @@ impl Verdict {
 pub struct Row {
     /// The scenario's name.
     pub scenario: String,
+    /// It ran on a Redis Cluster (`--cluster`), not on one server.
+    pub cluster: bool,
     /// The lock under test.
     pub arm: Arm,
     /// How long the scenario took, set-up and checks included.

@@ -1,12 +1,21 @@
 //! The scenarios: which workers, which server, which faults, for how long;
 //! and running one from start to verdict.
+//!
+//! With `--cluster` the lock is a 3-master Redis Cluster (one replica each
+//! when a scenario fails masters over) and the workers use the cluster
+//! client; the store, the checkers and the verdicts stay the same. A
+//! scenario runs there when each of its faults has a cluster counterpart
+//! ([`Fault::on_cluster`]) and it needs nothing of one server (a proxy, a
+//! file, a faked clock, a master to replicate, `leasehold run`): see
+//! [`Scenario::runs_on`]. The scenarios of slot moves, failovers and killed
+//! masters run only there.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::checker::{self, Params};
-use crate::faults::{self, Fault, Lab, Schedule};
+use crate::faults::{self, Fault, Lab, Lock, Schedule};
 use crate::history::{Sink, now};
 use crate::report::{Row, Verdict};
 use crate::store::Store;
@@ -21,7 +30,8 @@ pub struct Scenario {
     pub quick: bool,
     /// The lock under test.
     pub arm: Arm,
-    /// Outside what a lock on one server can promise: its verdict is
+    /// Outside what a lock on one server (or on a cluster's asynchronous
+    /// replicas) can promise: its verdict is
     /// "documented" whether or not two holders overlapped (C2), as long as
     /// every other check holds (the fences kept the data right).
     pub documented: bool,
@@ -49,6 +59,9 @@ pub struct Scenario {
     pub faults: Vec<Schedule>,
     /// How long the workers run, in `--quick` and in the full set.
     pub secs: (u64, u64),
+    /// On a cluster: `cluster-node-timeout`, roughly how long a killed
+    /// master's slots stay down.
+    pub node_timeout: Duration,
 }
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -79,7 +92,23 @@ impl Scenario {
             master: false,
             faults: Vec::new(),
             secs: (6, 15),
+            node_timeout: Duration::from_secs(2),
         }
+    }
+
+    /// Whether it runs on a Redis Cluster (`cluster`) or on one server.
+    pub fn runs_on(&self, cluster: bool) -> bool {
+        let cluster_only = self.faults.iter().any(|s| s.fault.cluster_only());
+        if !cluster {
+            return !cluster_only;
+        }
+        let one_server = self.proxy || self.aof || self.faketime || self.master || self.runs > 0;
+        !one_server && self.faults.iter().all(|s| s.fault.on_cluster())
+    }
+
+    /// Whether its cluster needs a replica of each master.
+    fn fails_over(&self) -> bool {
+        self.faults.iter().any(|s| s.fault.fails_over())
     }
 
     fn quick(mut self) -> Self {
@@ -138,6 +167,27 @@ pub fn all() -> Vec<Scenario> {
             procs(s);
             s.arm = Arm::Naive;
             s.faults = vec![every(Fault::HolderStop(MS(1200)), 1500)];
+        }),
+        // Cluster only. The lease's slot goes to another master and back
+        // while 16 workers contend: ASK, TRYAGAIN (its keys split between
+        // two nodes), MOVED, and its wake channel changing nodes.
+        Scenario::base("slot-move").quick().with(|s| {
+            s.faults = vec![every(Fault::SlotMove(MS(150)), 700)];
+        }),
+        // Graceful failovers of the lease's master while it is held: nothing
+        // acknowledged is lost, so this one must pass. The same master
+        // fails over again only after two node timeouts (see the fault).
+        Scenario::base("failover").quick().with(|s| {
+            s.secs = (8, 20);
+            s.faults = vec![every(Fault::Failover, 1500)];
+        }),
+        // The cluster's restart-volatile: a replica promoted after a crash
+        // may lack the last acquire (replication is asynchronous).
+        Scenario::base("master-kill").quick().with(|s| {
+            s.documented = true;
+            s.node_timeout = MS(1000);
+            s.secs = (10, 30);
+            s.faults = vec![every(Fault::MasterKill, 2000)];
         }),
         Scenario::base("client-pause").with(|s| {
             s.faults = vec![every(Fault::ClientPause(MS(700)), 1500)];
@@ -222,6 +272,7 @@ pub fn all() -> Vec<Scenario> {
 pub async fn run(
     scenario: &Scenario,
     quick: bool,
+    cluster: bool,
     progress: &indicatif::ProgressBar,
     history: Option<&std::path::Path>,
 ) -> Result<Row, String> {
@@ -232,31 +283,63 @@ pub async fn run(
         scenario.secs.1
     };
     let run_for = Duration::from_secs(secs);
+    let name = format!("torture/{}", scenario.name);
     let store_server = testkit::RedisServer::start().map_err(|e| e.to_string())?;
-    let server = testkit::RedisServer::start_with(testkit::ServerOptions {
-        aof: scenario.aof,
-        faketime: scenario.faketime,
-        ..Default::default()
-    })
-    .map_err(|e| e.to_string())?;
-    let port = server.port();
-    let proxy = if scenario.proxy {
-        Some(testkit::FaultProxy::start(port).map_err(|e| e.to_string())?)
+    let (lock, direct_url) = if cluster {
+        progress.set_message(format!("{}: starting a cluster", scenario.name));
+        let opts = testkit::ClusterOptions {
+            masters: 3,
+            replicas_per_master: usize::from(scenario.fails_over()),
+            node_timeout: scenario.node_timeout,
+            ..Default::default()
+        };
+        let cluster = tokio::task::spawn_blocking(move || testkit::RedisCluster::start_with(opts))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let slot = cluster.slot_of(&name).map_err(|e| e.to_string())?;
+        let (home, seeds) = (cluster.master_of_slot(slot), cluster.seeds().join(","));
+        let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
+        (
+            Lock::Cluster {
+                cluster,
+                slot,
+                home,
+                node_timeout: scenario.node_timeout,
+                failed_over: Mutex::default(),
+            },
+            seeds,
+        )
     } else {
-        None
+        let server = testkit::RedisServer::start_with(testkit::ServerOptions {
+            aof: scenario.aof,
+            faketime: scenario.faketime,
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
+        let (port, url) = (server.port(), server.url());
+        let server = Arc::new(Mutex::new(server));
+        (Lock::Server { server, port }, url)
+    };
+    let proxy = match (&lock, scenario.proxy) {
+        (Lock::Server { port, .. }, true) => {
+            Some(testkit::FaultProxy::start(*port).map_err(|e| e.to_string())?)
+        }
+        _ => None,
     };
     let master = if scenario.master {
         Some(testkit::RedisServer::start().map_err(|e| e.to_string())?)
     } else {
         None
     };
-    let lock_url = proxy.as_ref().map_or_else(|| server.url(), |p| p.url());
+    let lock_url = proxy.as_ref().map_or(direct_url, |p| p.url());
     let sink = Sink::memory();
     let cfg = WorkerConfig {
         arm: scenario.arm,
         lock_url,
+        cluster,
         store_url: store_server.url(),
-        name: format!("torture/{}", scenario.name),
+        name,
         ttl_ms: scenario.ttl.as_millis() as u64,
         wait_ms: 2000,
         backoff_max_ms: 100,
@@ -289,8 +372,7 @@ pub async fn run(
         None
     };
     let lab = Arc::new(Lab {
-        server: Arc::new(Mutex::new(server)),
-        port,
+        lock,
         proxy,
         master,
         procs: procs.clone(),
@@ -352,7 +434,7 @@ pub async fn run(
     // C5: after the last ttl, nothing of the lease may be left held.
     tokio::time::sleep(scenario.ttl + Duration::from_millis(300)).await;
     let leftovers = leftovers(&lab, &cfg.name).await?;
-    let store = Store::connect(&store_server.url())
+    let store = Store::connect(&store_server.url(), &cfg.name)
         .await
         .map_err(|e| e.to_string())?;
     let final_counter = store.counter().await.map_err(|e| e.to_string())?;
@@ -363,7 +445,8 @@ pub async fn run(
             .iter()
             .map(|e| serde_json::to_string(e).expect("events serialize"))
             .collect();
-        let path = dir.join(format!("{}.jsonl", scenario.name));
+        let backend = if cluster { ".cluster" } else { "" };
+        let path = dir.join(format!("{}{backend}.jsonl", scenario.name));
         std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(&path, lines.join("\n") + "\n"))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -402,6 +485,7 @@ pub async fn run(
     };
     Ok(Row {
         scenario: scenario.name.to_owned(),
+        cluster,
         arm: scenario.arm,
         seconds: started.elapsed().as_secs_f64(),
         findings,
@@ -413,8 +497,16 @@ pub async fn run(
 
 /// C5: keys of the lease still there after the last ttl: the lease key
 /// itself, or any of its keys without a TTL except the fence counters
-/// (which never expire by design).
+/// (which never expire by design). On a cluster, on every master.
 async fn leftovers(lab: &Lab, name: &str) -> Result<usize, String> {
+    let mut count = 0;
+    for node in lab.data_nodes().await {
+        count += leftovers_on(lab, node, name).await?;
+    }
+    Ok(count)
+}
+
+async fn leftovers_on(lab: &Lab, node: u16, name: &str) -> Result<usize, String> {
     let mut count = 0;
     for pattern in [
         name.to_owned(),
@@ -423,7 +515,7 @@ async fn leftovers(lab: &Lab, name: &str) -> Result<usize, String> {
         // A name with a `}` but no hash tag (see the library's key rule).
         format!("{{????}}:leasehold:{{{name}}}:*"),
     ] {
-        let keys = match lab.command(&["KEYS", &pattern]).await? {
+        let keys = match lab.command_on(node, &["KEYS", &pattern]).await? {
             redis::Value::Array(keys) => keys,
             _ => Vec::new(),
         };
@@ -439,10 +531,62 @@ async fn leftovers(lab: &Lab, name: &str) -> Result<usize, String> {
             if key.ends_with(":fence") || key.ends_with(":seq") {
                 continue;
             }
-            if let redis::Value::Int(-1) = lab.command(&["PTTL", &key]).await? {
+            if let redis::Value::Int(-1) = lab.command_on(node, &["PTTL", &key]).await? {
                 count += 1;
             }
         }
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(cluster: bool) -> Vec<&'static str> {
+        all()
+            .into_iter()
+            .filter(|s| s.runs_on(cluster))
+            .map(|s| s.name)
+            .collect()
+    }
+
+    #[test]
+    fn the_cluster_runs_what_applies_and_its_own_faults() {
+        assert_eq!(
+            names(true),
+            [
+                "chaos",
+                "holder-sigstop",
+                "oom",
+                "control",
+                "slot-move",
+                "failover",
+                "master-kill",
+                "client-pause",
+                "server-sigstop",
+                "evict",
+                "busy",
+                "holder-sigkill",
+                "holder-starve",
+                "processes-chaos",
+                "control-chaos",
+            ]
+        );
+        let single = names(false);
+        for own in ["slot-move", "failover", "master-kill"] {
+            assert!(!single.contains(&own), "{own} needs a cluster");
+        }
+        assert_eq!(single.len(), all().len() - 3);
+    }
+
+    #[test]
+    fn a_cluster_has_replicas_only_where_masters_fail_over() {
+        let replicas: Vec<_> = all()
+            .into_iter()
+            .filter(|s| s.runs_on(true) && s.fails_over())
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(replicas, ["failover", "master-kill"]);
+    }
 }

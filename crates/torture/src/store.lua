@@ -3,6 +3,7 @@
 --
 -- KEYS[1]  the counter (a string holding an integer; absent reads as 0)
 -- KEYS[2]  the highest fence seen (absent reads as 0)
+--          (both tagged with the lease name: one hash slot, the lease's)
 -- ARGV[1]  "r" to read, "w" to write
 -- ARGV[2]  the fence of the access, or "-" for an unfenced access (the
 --          control arm: always accepted, the highest fence left alone)

@@ -9,6 +9,9 @@
 //!   "fence" is a counter bumped after each grant, only so the checkers can
 //!   order grants.
 //!
+//! With `--cluster` both connect to the cluster's seeds with a cluster
+//! client (leasehold's, or redis-rs's for the control arm).
+//!
 //! Random cancellation wraps acquire and release in a timeout of a few
 //! hundred microseconds, so they are dropped at whatever await point they
 //! reached.
@@ -40,8 +43,13 @@ pub enum Arm {
 pub struct WorkerConfig {
     /// The lock under test.
     pub arm: Arm,
-    /// Where the lock lives (the server, or the fault proxy in front of it).
+    /// Where the lock lives (the server, or the fault proxy in front of it);
+    /// with `cluster`, the cluster's seeds separated by commas.
     pub lock_url: String,
+    /// The lock is a Redis Cluster: the workers connect with the cluster
+    /// client (leasehold's, or redis-rs's for the control arm).
+    #[serde(default)]
+    pub cluster: bool,
     /// The fenced store's server.
     pub store_url: String,
     /// The lease's name.
@@ -71,6 +79,11 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     fn ttl(&self) -> Duration {
         Duration::from_millis(self.ttl_ms)
+    }
+
+    /// The cluster's seeds (with `cluster`).
+    fn seeds(&self) -> Vec<&str> {
+        self.lock_url.split(',').collect()
     }
 }
 
@@ -130,7 +143,7 @@ impl Held {
 enum Locker {
     Lease(leasehold::Lease),
     Naive {
-        conn: redis::aio::ConnectionManager,
+        conn: RawConn,
         name: String,
         ttl: Duration,
         wait: Duration,
@@ -142,12 +155,15 @@ impl Locker {
         let timeout = Duration::from_millis(cfg.response_timeout_ms);
         match cfg.arm {
             Arm::Leasehold => {
-                let client = leasehold::Client::builder()
+                let builder = leasehold::Client::builder()
                     .connect_timeout(Duration::from_secs(5))
-                    .response_timeout(timeout)
-                    .connect(&cfg.lock_url)
-                    .await
-                    .map_err(|e| format!("{e:#}"))?;
+                    .response_timeout(timeout);
+                let client = if cfg.cluster {
+                    builder.cluster(cfg.seeds()).connect().await
+                } else {
+                    builder.connect(&cfg.lock_url).await
+                }
+                .map_err(|e| format!("{e:#}"))?;
                 Ok(Locker::Lease(
                     client
                         .lease(&cfg.name)
@@ -160,12 +176,7 @@ impl Locker {
                 ))
             }
             Arm::Naive => {
-                let client =
-                    redis::Client::open(cfg.lock_url.as_str()).map_err(|e| e.to_string())?;
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_response_timeout(Some(timeout))
-                    .set_connection_timeout(Some(Duration::from_secs(5)));
-                let conn = redis::aio::ConnectionManager::new_with_config(client, config)
+                let conn = RawConn::connect(cfg, timeout)
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(Locker::Naive {
@@ -192,22 +203,22 @@ impl Locker {
                 wait,
             } => {
                 let deadline = tokio::time::Instant::now() + *wait;
-                let mut conn = conn.clone();
                 loop {
                     let sent = now();
-                    let set: Option<String> = redis::cmd("SET")
-                        .arg(name)
-                        .arg(1)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(ttl.as_millis() as u64)
-                        .query_async(&mut conn)
+                    let set: Option<String> = conn
+                        .query(
+                            redis::cmd("SET")
+                                .arg(name)
+                                .arg(1)
+                                .arg("NX")
+                                .arg("PX")
+                                .arg(ttl.as_millis() as u64),
+                        )
                         .await
                         .map_err(|e| short(&e.to_string()))?;
                     if set.is_some() {
-                        let fence: u64 = redis::cmd("INCR")
-                            .arg(format!("{name}:seq"))
-                            .query_async(&mut conn)
+                        let fence: u64 = conn
+                            .query(redis::cmd("INCR").arg(format!("{name}:seq")))
                             .await
                             .unwrap_or(0);
                         let drift = *ttl / 100 + Duration::from_millis(2);
@@ -230,13 +241,47 @@ impl Locker {
     async fn release(&self, held: Held) -> Result<(), String> {
         match (self, held) {
             (_, Held::Guard(g)) => g.release().await.map_err(|e| short(&format!("{e}"))),
-            (Locker::Naive { conn, name, .. }, Held::Naive { .. }) => redis::cmd("DEL")
-                .arg(name)
-                .query_async::<i64>(&mut conn.clone())
+            (Locker::Naive { conn, name, .. }, Held::Naive { .. }) => conn
+                .query::<i64>(redis::cmd("DEL").arg(name))
                 .await
                 .map(drop)
                 .map_err(|e| short(&e.to_string())),
             (Locker::Lease(_), Held::Naive { .. }) => Ok(()),
+        }
+    }
+}
+
+/// The control arm's connection: to one server, or to a cluster (redis-rs
+/// follows its redirections).
+#[derive(Clone)]
+enum RawConn {
+    Single(redis::aio::ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl RawConn {
+    async fn connect(cfg: &WorkerConfig, timeout: Duration) -> redis::RedisResult<RawConn> {
+        let connect_timeout = Duration::from_secs(5);
+        if cfg.cluster {
+            let client = redis::cluster::ClusterClient::builder(cfg.seeds())
+                .connection_timeout(connect_timeout)
+                .response_timeout(timeout)
+                .build()?;
+            return Ok(RawConn::Cluster(client.get_async_connection().await?));
+        }
+        let client = redis::Client::open(cfg.lock_url.as_str())?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(timeout))
+            .set_connection_timeout(Some(connect_timeout));
+        Ok(RawConn::Single(
+            redis::aio::ConnectionManager::new_with_config(client, config).await?,
+        ))
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        match self {
+            RawConn::Single(conn) => cmd.query_async(&mut conn.clone()).await,
+            RawConn::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
         }
     }
 }
@@ -248,7 +293,7 @@ fn short(message: &str) -> String {
         .next()
         .unwrap_or("")
         .chars()
-        .take(80)
+        .take(200)
         .collect()
 }
 
@@ -273,7 +318,7 @@ pub async fn run_tasks(
     sink: Sink,
     stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
-    let store = Store::connect(&cfg.store_url)
+    let store = Store::connect(&cfg.store_url, &cfg.name)
         .await
         .map_err(|e| e.to_string())?;
     let mut tasks = Vec::new();
@@ -650,6 +695,9 @@ impl RunWorkers {
     /// When the `leasehold` binary is not next to this one (`cargo build
     /// --release -p leasehold-cli`; `cargo xtask torture` does it).
     pub fn start(cfg: WorkerConfig, n: usize, sink: Sink) -> Result<Arc<RunWorkers>, String> {
+        if cfg.cluster {
+            return Err("`leasehold run` has no --cluster yet".into());
+        }
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let leasehold = exe.with_file_name("leasehold");
         if !leasehold.is_file() {
@@ -810,12 +858,15 @@ impl RunWorkers {
 ///
 /// # Errors
 ///
-/// Without `$LEASEHOLD_FENCE`, or when the store cannot be reached.
+/// Without `$LEASEHOLD_FENCE` and `$LEASEHOLD_NAME`, or when the store
+/// cannot be reached.
 pub async fn hold_main(store_url: &str, worker: &str, work_ms: u64) -> Result<(), String> {
     let fence: u64 = std::env::var("LEASEHOLD_FENCE")
         .ok()
         .and_then(|f| f.parse().ok())
         .ok_or("LEASEHOLD_FENCE is not set: run me under `leasehold run`")?;
+    let name = std::env::var("LEASEHOLD_NAME")
+        .map_err(|_| "LEASEHOLD_NAME is not set: run me under `leasehold run`")?;
     let sink = Sink::Stdout;
     let token = token_hash(format!("run:{fence}").as_bytes());
     let event = |kind, op| {
@@ -827,7 +878,9 @@ pub async fn hold_main(store_url: &str, worker: &str, work_ms: u64) -> Result<()
     let mut started = event(Kind::Ok, Op::Acquire);
     started.valid_until = Some(started.t);
     sink.log(started);
-    let store = Store::connect(store_url).await.map_err(|e| e.to_string())?;
+    let store = Store::connect(store_url, &name)
+        .await
+        .map_err(|e| e.to_string())?;
     let beating = Arc::new(AtomicBool::new(true));
     let heart = {
         let (beating, sink, worker) = (Arc::clone(&beating), sink.clone(), worker.to_owned());
