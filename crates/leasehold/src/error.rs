@@ -264,7 +264,10 @@ impl Error {
     /// - `BUSY`: a script or function runs past its time limit (until it
     ///   ends or `SCRIPT KILL` stops it);
     /// - `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`: a replica lost its
-    ///   master, or a cluster is resharding or failing over.
+    ///   master, or a cluster is resharding or failing over;
+    /// - `MOVED`, `ASK` that reach the caller: the cluster client followed
+    ///   redirections as often as it may while a slot moves or a replica is
+    ///   promoted; the topology settles in a few seconds.
     ///
     /// Not retryable: `READONLY` (the server is a replica: it refuses every
     /// write until leasehold is pointed at the master, which retrying on the
@@ -342,9 +345,13 @@ fn is_auth(e: &redis::RedisError) -> bool {
 /// Whether Redis answered that it did not run the command for now, and will
 /// once it is done loading, running a script, or finding its master.
 fn is_try_again(e: &redis::RedisError) -> bool {
+    use redis::ServerErrorKind::{Ask, ClusterDown, Moved, TryAgain};
     matches!(
         e.code(),
-        Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN")
+        Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "MOVED" | "ASK")
+    ) || matches!(
+        e.kind(),
+        redis::ErrorKind::Server(Moved | Ask | TryAgain | ClusterDown)
     )
 }
 
@@ -567,7 +574,15 @@ mod tests {
 
     #[test]
     fn not_now_replies_are_retryable_and_refusals_are_not() {
-        for code in ["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"] {
+        for code in [
+            "LOADING",
+            "BUSY",
+            "TRYAGAIN",
+            "MASTERDOWN",
+            "CLUSTERDOWN",
+            "MOVED",
+            "ASK",
+        ] {
             assert!(refused(code).is_retryable(), "{code}");
         }
         for code in ["READONLY", "OOM", "NOPERM", "WRONGTYPE", "ERR"] {
