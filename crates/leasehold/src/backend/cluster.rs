@@ -7,13 +7,16 @@
 //! cannot do for leasehold is done here: SCAN on every master (listing) and
 //! a dedicated connection to the master of a slot (WATCH).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
-use super::node::{Timeouts, redact};
-use crate::error::{Error, ErrorKind, Result};
+use super::node::{Timeouts, connect_and_probe, redact};
+use crate::error::{Error, Result};
 use crate::keys::key_slot;
 use crate::token::Token;
 
@@ -58,23 +61,13 @@ impl Cluster {
         let client = builder(seeds, timeouts)
             .build()
             .map_err(|e| Error::invalid("cluster seeds", format!("`{addr}`: {e}")))?;
-        let conn = match tokio::time::timeout(timeouts.connect, client.get_async_connection()).await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(Error::redis("the cluster connection", &addr, e)),
-            Err(_) => {
-                return Err(ErrorKind::ConnectTimeout {
-                    addr,
-                    after: timeouts.connect,
-                }
-                .into());
-            }
-        };
-        let mut probe = conn.clone();
-        redis::cmd("PING")
-            .exec_async(&mut probe)
-            .await
-            .map_err(|e| Error::redis("the connection check (PING)", &addr, e))?;
+        let conn = connect_and_probe(
+            client.get_async_connection(),
+            "the cluster connection",
+            &addr,
+            timeouts.connect,
+        )
+        .await?;
         Ok(Cluster {
             conn,
             seeds: seeds.to_vec(),
@@ -183,7 +176,7 @@ impl Cluster {
     /// A cluster connection of its own (to every node), that waits for
     /// each connection and each reply at most `patience`: for a renewal
     /// whose reply is stuck on the shared one.
-    pub(crate) async fn alone(&self, patience: std::time::Duration) -> Result<ClusterConnection> {
+    pub(crate) async fn alone(&self, patience: Duration) -> Result<ClusterConnection> {
         let t = Timeouts {
             connect: patience,
             response: patience,
@@ -196,23 +189,23 @@ impl Cluster {
             .map_err(|e| Error::redis("a connection for the renewal", &self.addr, e))
     }
 
-    /// The masters, as `host:port`, from `CLUSTER SHARDS` of any node.
+    /// The masters, as `host:port`, by a slot map read now.
     async fn masters(&self) -> Result<Vec<(String, u16)>> {
-        let mut conn = self.conn();
-        let reply: redis::Value = conn
-            .route_command(
-                redis::cmd("CLUSTER").arg("SLOTS").clone(),
-                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-            )
-            .await
-            .map_err(|e| Error::redis("reading the cluster's slots", &self.addr, e))?;
-        let mut masters: Vec<(String, u16)> = slot_ranges(&reply)
-            .into_iter()
-            .map(|(_, _, host, port)| (host, port))
-            .collect();
+        let ranges = self.fresh_ranges().await?;
+        let mut masters: Vec<(String, u16)> =
+            ranges.iter().map(|(_, _, h, p)| (h.clone(), *p)).collect();
         masters.sort();
         masters.dedup();
         Ok(masters)
+    }
+
+    /// The slot map, read now (listing and WATCH must not act on a map a
+    /// second old: a slot may just have moved).
+    async fn fresh_ranges(&self) -> Result<Arc<[SlotRange]>> {
+        self.slots
+            .ranges(&mut self.conn(), Duration::ZERO)
+            .await
+            .map_err(|e| Error::redis("reading the cluster's slots", &self.addr, e))
     }
 
     /// Every key matching `pattern` on every master, by SCAN.
@@ -258,19 +251,7 @@ impl Cluster {
     /// belongs to one connection on one node).
     pub(crate) async fn dedicated(&self, key: &[u8]) -> Result<MultiplexedConnection> {
         let slot = key_slot(key);
-        let mut conn = self.conn();
-        let reply: redis::Value = conn
-            .route_command(
-                redis::cmd("CLUSTER").arg("SLOTS").clone(),
-                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-            )
-            .await
-            .map_err(|e| Error::redis("reading the cluster's slots", &self.addr, e))?;
-        let Some((host, port)) = slot_ranges(&reply)
-            .into_iter()
-            .find(|(lo, hi, _, _)| (*lo..=*hi).contains(&slot))
-            .map(|(_, _, h, p)| (h, p))
-        else {
+        let Some((host, port)) = master_of(&self.fresh_ranges().await?, slot) else {
             return Err(Error::redis(
                 "finding the master of a slot",
                 &self.addr,
@@ -341,7 +322,7 @@ fn slot_ranges(reply: &redis::Value) -> Vec<SlotRange> {
 }
 
 /// How old the slot map may be before a batch reads it again.
-const MAP_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+const MAP_AGE: Duration = Duration::from_secs(1);
 
 /// `(first slot, last slot, master host, master port)`.
 type SlotRange = (u16, u16, String, u16);
@@ -349,48 +330,44 @@ type SlotRange = (u16, u16, String, u16);
 /// The masters' slot ranges, as last read, and when.
 #[derive(Default)]
 pub(crate) struct SlotMap {
-    ranges: std::sync::Mutex<Option<(tokio::time::Instant, Vec<SlotRange>)>>,
+    ranges: std::sync::Mutex<Option<(tokio::time::Instant, Arc<[SlotRange]>)>>,
 }
 
 impl SlotMap {
-    /// The master of each slot in `slots`, by a map at most [`MAP_AGE`]
-    /// old (`None` where unknown).
-    async fn masters(
+    /// The ranges, read again (`CLUSTER SLOTS` of any node) when the last
+    /// read is `max_age` old or more. A failed read is not kept.
+    async fn ranges(
         &self,
         conn: &mut ClusterConnection,
-        slots: &[u16],
-    ) -> Vec<Option<(String, u16)>> {
-        let fresh = {
+        max_age: Duration,
+    ) -> redis::RedisResult<Arc<[SlotRange]>> {
+        {
             let r = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
-            r.as_ref()
-                .filter(|(at, _)| at.elapsed() < MAP_AGE)
-                .map(|(_, v)| v.clone())
-        };
-        let ranges = match fresh {
-            Some(r) => r,
-            None => {
-                let reply = conn
-                    .route_command(
-                        redis::cmd("CLUSTER").arg("SLOTS").clone(),
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-                    )
-                    .await;
-                let ranges = reply.map(|r| slot_ranges(&r)).unwrap_or_default();
-                *self.ranges.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((tokio::time::Instant::now(), ranges.clone()));
-                ranges
+            if let Some((at, ranges)) = r.as_ref()
+                && at.elapsed() < max_age
+            {
+                return Ok(Arc::clone(ranges));
             }
-        };
-        slots
-            .iter()
-            .map(|slot| {
-                ranges
-                    .iter()
-                    .find(|(lo, hi, _, _)| (*lo..=*hi).contains(slot))
-                    .map(|(_, _, h, p)| (h.clone(), *p))
-            })
-            .collect()
+        }
+        let reply = conn
+            .route_command(
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await?;
+        let ranges: Arc<[SlotRange]> = slot_ranges(&reply).into();
+        *self.ranges.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((tokio::time::Instant::now(), Arc::clone(&ranges)));
+        Ok(ranges)
     }
+}
+
+/// The master that serves `slot`, by `ranges`.
+fn master_of(ranges: &[SlotRange], slot: u16) -> Option<(String, u16)> {
+    ranges
+        .iter()
+        .find(|(lo, hi, _, _)| (*lo..=*hi).contains(&slot))
+        .map(|(_, _, h, p)| (h.clone(), *p))
 }
 
 /// Runs a batch on a cluster: one `batch_node` call per master, all at
@@ -403,11 +380,16 @@ pub(crate) async fn batch(
     publisher: &[u8],
 ) -> Vec<(i64, i64)> {
     let mut out = vec![(-9, 0); ops.len()];
-    let wanted: Vec<u16> = ops.iter().map(|(_, k, _)| key_slot(k.name())).collect();
-    let masters = slots.masters(&mut conn.clone(), &wanted).await;
+    // A map that cannot be read sends every operation alone.
+    let ranges = slots
+        .ranges(&mut conn.clone(), MAP_AGE)
+        .await
+        .unwrap_or_else(|_| Arc::from([]));
     let mut groups: Vec<((String, u16), Vec<usize>)> = Vec::new();
-    for (i, m) in masters.into_iter().enumerate() {
-        let Some(m) = m else { continue };
+    for (i, (_, keys, _)) in ops.iter().enumerate() {
+        let Some(m) = master_of(&ranges, key_slot(keys.name())) else {
+            continue;
+        };
         match groups.iter_mut().find(|(g, _)| *g == m) {
             Some((_, v)) => v.push(i),
             None => groups.push((m, vec![i])),

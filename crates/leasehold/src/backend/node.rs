@@ -66,29 +66,13 @@ impl Node {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(20))
             .set_max_delay(Duration::from_millis(500));
-        let conn = match tokio::time::timeout(
-            timeouts.connect,
+        let conn = connect_and_probe(
             ConnectionManager::new_with_config(redis.clone(), config),
+            "the connection",
+            &addr,
+            timeouts.connect,
         )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(Error::redis("the connection", &addr, e)),
-            Err(_) => {
-                return Err(ErrorKind::ConnectTimeout {
-                    addr,
-                    after: timeouts.connect,
-                }
-                .into());
-            }
-        };
-        // One PING, so that a server that wants a password (or is still
-        // loading its data) says so now, not at the first lease.
-        let mut probe = conn.clone();
-        redis::cmd("PING")
-            .exec_async(&mut probe)
-            .await
-            .map_err(|e| Error::redis("the connection check (PING)", &addr, e))?;
+        .await?;
         Ok(Node {
             conn,
             addr,
@@ -190,6 +174,34 @@ impl Node {
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<MultiplexedConnection>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Awaits `connecting` at most `within` (else [`ErrorKind::ConnectTimeout`]
+/// at `addr`), then sends one PING, so that a server that wants a password
+/// (or is still loading its data) says so now, not at the first lease.
+pub(crate) async fn connect_and_probe<C: redis::aio::ConnectionLike + Clone>(
+    connecting: impl std::future::Future<Output = redis::RedisResult<C>>,
+    what: &'static str,
+    addr: &str,
+    within: Duration,
+) -> Result<C> {
+    let conn = match tokio::time::timeout(within, connecting).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return Err(Error::redis(what, addr, e)),
+        Err(_) => {
+            return Err(ErrorKind::ConnectTimeout {
+                addr: addr.to_owned(),
+                after: within,
+            }
+            .into());
+        }
+    };
+    let mut probe = conn.clone();
+    redis::cmd("PING")
+        .exec_async(&mut probe)
+        .await
+        .map_err(|e| Error::redis("the connection check (PING)", addr, e))?;
+    Ok(conn)
 }
 
 /// Hides the password of a URL for messages.

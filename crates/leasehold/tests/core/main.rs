@@ -117,14 +117,13 @@ on_both! {
                 .wait(Duration::from_secs(20))
                 .backoff(Duration::from_secs(10), Duration::from_secs(10));
             let task = tokio::spawn(async move { lease.acquire().await.map(|g| (g, Instant::now())) });
-            let lease = waiter.lease(name);
+            // Until the waiter's subscription is in Redis: the release's
+            // publish is what must wake it.
             let deadline = Instant::now() + Duration::from_secs(10);
-            while lease.local_waiters() == 0 {
-                assert!(Instant::now() < deadline, "{name}: the waiter never queued");
+            while holder.status(name).await.unwrap().waiting_clients == 0 {
+                assert!(Instant::now() < deadline, "{name}: the waiter never subscribed");
                 tokio::time::sleep(ms(5)).await;
             }
-            // Let its first attempt fail and its subscription settle.
-            tokio::time::sleep(ms(300)).await;
             g.release().await.unwrap();
             let released = Instant::now();
             let (got, at) = task.await.unwrap().unwrap();
@@ -148,8 +147,12 @@ on_both! {
                     tokio::time::sleep(ms(20)).await;
                     g.release().await.unwrap();
                 }));
-                // Arrive one after the other.
-                tokio::time::sleep(ms(200)).await;
+                // Arrive one after the other: each queued in Redis first.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while holder.status(name).await.unwrap().fair_waiters != Some(i as u64 + 1) {
+                    assert!(Instant::now() < deadline, "{name}: waiter {i} never queued");
+                    tokio::time::sleep(ms(5)).await;
+                }
             }
             g.release().await.unwrap();
             for t in tasks {
