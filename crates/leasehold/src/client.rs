@@ -157,6 +157,108 @@ impl ClientBuilder {
             seeds: seeds.into_iter().map(Into::into).collect(),
         }
     }
+
+    /// Connects to N independent Redis masters instead of one server
+    /// (Redlock): each lease is held when a majority of them granted it,
+    /// so it survives the loss of a minority of masters.
+    ///
+    /// Every acquire, renewal and release goes to all masters at once and
+    /// returns as soon as a quorum answered; a master that is down or
+    /// frozen costs nothing but its [per-node
+    /// timeout](RedlockBuilder::node_timeout). The guard's fence is the
+    /// highest among the granting masters, lifted on a majority before the
+    /// guard is returned, so any later holder's is higher (see the
+    /// README's Safety section for what a master restarting empty and a
+    /// clock jump do).
+    ///
+    /// Plain leases and semaphores work here (a semaphore of K permits
+    /// needs `⌊N·K/(K+1)⌋ + 1` masters to admit a permit: a majority only
+    /// when K = 1). Fair leases and semaphores, read-write locks, your
+    /// scripts, transactions and single-flight fail with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) before
+    /// anything is sent.
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasehold::Result<()> {
+    /// let client = leasehold::Client::builder()
+    ///     .redlock(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379"])
+    ///     .connect()
+    ///     .await?;
+    /// let guard = client.lease("reports/nightly").acquire().await?;
+    /// println!("fence {}", guard.fence());
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn redlock<S: Into<String>>(self, masters: impl IntoIterator<Item = S>) -> RedlockBuilder {
+        RedlockBuilder {
+            options: self,
+            masters: masters.into_iter().map(Into::into).collect(),
+            node_timeout: crate::backend::redlock::NODE_TIMEOUT,
+        }
+    }
+}
+
+/// How to connect to independent masters (Redlock); made by
+/// [`ClientBuilder::redlock`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `.connect()` is awaited"]
+pub struct RedlockBuilder {
+    options: ClientBuilder,
+    masters: Vec<String>,
+    node_timeout: Duration,
+}
+
+impl RedlockBuilder {
+    /// How long one master may take to answer one operation before it
+    /// counts as failed for that operation (default 100 ms; at most a
+    /// tenth of the lease's ttl is used). Small against the ttl, so that a
+    /// frozen master costs an acquire little when a quorum answers anyway,
+    /// and an acquire that cannot reach a quorum fails quickly.
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let client = leasehold::Client::builder()
+    ///     .redlock(["redis://a:6379", "redis://b:6379", "redis://c:6379"])
+    ///     .node_timeout(Duration::from_millis(50))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn node_timeout(mut self, timeout: Duration) -> RedlockBuilder {
+        self.node_timeout = timeout;
+        self
+    }
+
+    /// Connects to every master at once.
+    ///
+    /// Fails with [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
+    /// for no master, a malformed URL or a master given twice, and with
+    /// [`ErrorKind::QuorumNotReached`](crate::ErrorKind::QuorumNotReached)
+    /// when fewer than a majority answer within the connect timeout. The
+    /// masters that did not answer are tried again in the background, and
+    /// count as failed until they answer.
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasehold::Result<()> {
+    /// let client = leasehold::Client::builder()
+    ///     .redlock(["redis://a:6379", "redis://b:6379", "redis://c:6379"])
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the half-made connections.
+    pub async fn connect(self) -> Result<Client> {
+        let timeouts = self.options.timeouts()?;
+        let id = Token::random();
+        let backend = Backend::redlock(&self.masters, timeouts, self.node_timeout, id).await?;
+        Ok(Client {
+            core: Core::new(backend, id),
+        })
+    }
 }
 
 /// How to connect to a Redis Cluster; made by [`ClientBuilder::cluster`].

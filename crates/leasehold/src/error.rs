@@ -70,11 +70,16 @@ pub enum ErrorKind {
         /// The lease's name (printable form).
         name: String,
     },
-    /// Redlock: too few masters granted the lease in time.
+    /// Redlock: too few masters granted the lease (or extended or released
+    /// it) in time.
     QuorumNotReached {
-        /// Masters needed (a majority).
+        /// What leasehold asked of the masters (`"acquire"`, `"extend"`,
+        /// `"release"`).
+        doing: &'static str,
+        /// Masters needed (a majority; more for a semaphore, see
+        /// [`Semaphore`](crate::Semaphore)).
         needed: usize,
-        /// Masters that granted it.
+        /// Masters that did it.
         got: usize,
         /// Each master that did not grant it, with what it said.
         nodes: Vec<NodeFailure>,
@@ -83,6 +88,17 @@ pub enum ErrorKind {
     TooManyConflicts {
         /// Attempts made.
         attempts: u32,
+    },
+    /// What was asked does not exist on this kind of deployment (a fair
+    /// lease over Redlock, a transaction over independent masters);
+    /// nothing was sent to Redis. Never replaced by something weaker.
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
+        /// The deployment (`"Redlock"`).
+        on: &'static str,
+        /// Why, and what to use instead.
+        why: &'static str,
     },
     /// An argument was out of range or malformed; nothing was sent to Redis.
     InvalidArgument {
@@ -299,6 +315,12 @@ impl Error {
             || self.is_timeout()
             || self.is_connection()
             || matches!(&*self.0, ErrorKind::Redis { source, .. } if is_try_again(source))
+            || matches!(&*self.0, ErrorKind::QuorumNotReached { nodes, .. }
+                if nodes.iter().all(|n| n.cause.is_retryable()))
+    }
+
+    pub(crate) fn unsupported(what: &'static str, on: &'static str, why: &'static str) -> Error {
+        ErrorKind::Unsupported { what, on, why }.into()
     }
 
     pub(crate) fn invalid(what: &'static str, why: impl Into<String>) -> Error {
@@ -432,10 +454,15 @@ impl fmt::Display for Error {
                 f,
                 "lease `{name}` was lost: it expired, or was deleted or taken by another holder; stop writing under it and acquire it again"
             ),
-            ErrorKind::QuorumNotReached { needed, got, nodes } => {
+            ErrorKind::QuorumNotReached {
+                doing,
+                needed,
+                got,
+                nodes,
+            } => {
                 write!(
                     f,
-                    "Redlock quorum not reached: {got} of the masters granted the lease, {needed} needed"
+                    "Redlock quorum not reached: {got} of the masters did the {doing}, {needed} needed"
                 )?;
                 for node in nodes {
                     write!(f, "; {}: {}", node.addr, node.cause)?;
@@ -447,6 +474,9 @@ impl fmt::Display for Error {
                 "optimistic transaction gave up after {attempts} attempts: other clients kept changing the watched keys; raise max_attempts, or use a Lua script or a lease for this hot key"
             ),
             ErrorKind::InvalidArgument { what, why } => write!(f, "invalid {what}: {why}"),
+            ErrorKind::Unsupported { what, on, why } => {
+                write!(f, "{what} is not available on {on}: {why}")
+            }
             ErrorKind::Redis {
                 addr,
                 doing,
@@ -534,6 +564,7 @@ mod tests {
     #[test]
     fn a_failed_quorum_says_which_server_said_what() {
         let err: Error = ErrorKind::QuorumNotReached {
+            doing: "acquire",
             needed: 2,
             got: 1,
             nodes: vec![

@@ -162,7 +162,7 @@ mod semaphore;
 mod token;
 mod wake;
 
-pub use client::{ClientBuilder, ClusterBuilder};
+pub use client::{ClientBuilder, ClusterBuilder, RedlockBuilder};
 pub use data::{
     Committed, FenceGate, Fetched, Invocation, LeaseScript, Optimistic, Script, SingleFlight,
     Source, StaleFence, Tx,

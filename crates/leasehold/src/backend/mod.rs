@@ -17,12 +17,13 @@
 //!   batches under load ([`batch`]); waiters listen by classic pub/sub.
 //! - `Cluster`: Redis Cluster ([`cluster`]); each script goes to its
 //!   slot's master, waiters listen by sharded pub/sub.
-//! - A quorum of independent masters (Redlock) comes next: a variant here
-//!   and a file beside these, not an edit to the primitives.
+//! - `Redlock`: N independent masters ([`redlock`]); each operation on all
+//!   at once, decided by a quorum; waiters listen on every master.
 
 pub(crate) mod batch;
 pub(crate) mod cluster;
 pub(crate) mod node;
+pub(crate) mod redlock;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,7 @@ use batch::{Batcher, Route};
 use cluster::Cluster;
 use node::Node;
 pub(crate) use node::Timeouts;
+use redlock::Redlock;
 
 /// A deployment of Redis, as the primitives see it.
 pub(crate) enum Backend {
@@ -47,6 +49,8 @@ pub(crate) enum Backend {
     Single(Single),
     /// Redis Cluster.
     Cluster(Cluster),
+    /// Independent masters, a quorum of which holds each lease.
+    Redlock(Redlock),
 }
 
 /// One server.
@@ -184,10 +188,23 @@ impl Backend {
         ))
     }
 
+    /// N independent masters (Redlock), each answering an operation
+    /// within `node_timeout`.
+    pub(crate) async fn redlock(
+        urls: &[String],
+        timeouts: Timeouts,
+        node_timeout: Duration,
+        publisher: Token,
+    ) -> Result<Backend> {
+        Ok(Backend::Redlock(
+            Redlock::connect(urls, timeouts, node_timeout, publisher).await?,
+        ))
+    }
+
     /// How waiters listen, and so which flavour of the waking scripts runs.
     pub(crate) fn pubsub(&self) -> Pubsub {
         match self {
-            Backend::Single(_) => Pubsub::Classic,
+            Backend::Single(_) | Backend::Redlock(_) => Pubsub::Classic,
             Backend::Cluster(_) => Pubsub::Sharded,
         }
     }
@@ -199,6 +216,8 @@ impl Backend {
         match self {
             Backend::Single(s) => s.batcher.on_abandoned(release),
             Backend::Cluster(c) => c.batcher.on_abandoned(release),
+            // No batches: nothing is taken by an acquire its caller left.
+            Backend::Redlock(_) => drop(release),
         }
     }
 
@@ -207,7 +226,15 @@ impl Backend {
         match self {
             Backend::Single(s) => s.node.addr(),
             Backend::Cluster(c) => c.addr(),
+            Backend::Redlock(r) => r.addr(),
         }
+    }
+
+    /// Whether a release may hand a plain lease straight to a local
+    /// waiter (one script on one server). Not over Redlock: each master
+    /// would hand it over or not on its own.
+    pub(crate) fn hands_over(&self) -> bool {
+        !matches!(self, Backend::Redlock(_))
     }
 
     /// The validity rule: an acquire or extend sent at `sent` with `ttl`
@@ -215,7 +242,13 @@ impl Backend {
     /// *send* time, so a slow reply only shortens it.
     pub(crate) fn valid_until(&self, sent: Instant, ttl: Duration) -> Instant {
         match self {
-            Backend::Single(_) | Backend::Cluster(_) => sent + ttl.saturating_sub(drift(ttl)),
+            // Redlock's is the same: every master's key ends `ttl` after
+            // it received the command, after `sent`; the quorum is reached
+            // before the caller sees it, and a reply after `valid_until`
+            // is refused.
+            Backend::Single(_) | Backend::Cluster(_) | Backend::Redlock(_) => {
+                sent + ttl.saturating_sub(drift(ttl))
+            }
         }
     }
 
@@ -238,6 +271,7 @@ impl Backend {
         let reply = match self {
             Backend::Single(s) => s.acquire(keys, token, ttl_ms(ttl), wait).await,
             Backend::Cluster(c) => c.acquire(keys, token, ttl_ms(ttl), wait).await,
+            Backend::Redlock(r) => return r.acquire(keys, token, ttl).await,
         }
         .map_err(|e| Error::redis("the acquire script", self.addr(), e))?;
         Ok(match reply {
@@ -266,12 +300,19 @@ impl Backend {
     /// If dropped after the script was sent, the extension may still happen.
     pub(crate) async fn extend(
         &self,
-        keys: &LeaseKeys,
+        keys: &Arc<LeaseKeys>,
         token: &Token,
         ttl: Duration,
     ) -> Result<Extended> {
+        let conn = match self {
+            // Every master at once, within the per-node timeout: no stuck
+            // shared connection to go around.
+            Backend::Redlock(r) => return r.extend(keys, token, ttl).await,
+            Backend::Single(s) => Conn::Single(s.node.conn()),
+            Backend::Cluster(c) => Conn::Cluster(c.conn()),
+        };
         let patience = self.response_timeout().min((ttl / 6).max(MIN_PATIENCE));
-        let first = self.extend_on(self.conn(), keys, token, ttl);
+        let first = self.extend_on(conn, keys, token, ttl);
         tokio::pin!(first);
         if let Ok(r) = tokio::time::timeout(patience, &mut first).await {
             return r;
@@ -294,6 +335,7 @@ impl Backend {
                         let conn = c.alone(patience).await?;
                         self.extend_on(conn, keys, token, ttl).await
                     }
+                    Backend::Redlock(_) => unreachable!("answered above"),
                 }
             };
             // Connecting and the reply: `patience` each.
@@ -351,6 +393,7 @@ impl Backend {
         match self {
             Backend::Single(s) => s.release(keys, token).await,
             Backend::Cluster(c) => c.release(keys, token).await,
+            Backend::Redlock(r) => return r.release(keys, token).await,
         }
         .map_err(|e| Error::redis("the release script", self.addr(), e))
     }
@@ -401,6 +444,13 @@ impl Backend {
                 )
                 .await
             }
+            Backend::Redlock(_) => {
+                return Err(Error::unsupported(
+                    "a hand-over",
+                    redlock::REDLOCK,
+                    "see Backend::hands_over",
+                ));
+            }
         }
         .map_err(|e| Error::redis("the release script", self.addr(), e))
     }
@@ -408,7 +458,11 @@ impl Backend {
     /// Takes the fair waiter `waiter_id` out of `keys`' queue; whether it
     /// was queued.
     pub(crate) async fn leave(&self, keys: &LeaseKeys, waiter_id: &str) -> Result<bool> {
-        scripts::fair_leave(&mut self.conn(), self.pubsub(), keys, waiter_id)
+        let Ok(mut conn) = self.conn() else {
+            // No fair queues over Redlock: nobody is queued.
+            return Ok(false);
+        };
+        scripts::fair_leave(&mut conn, self.pubsub(), keys, waiter_id)
             .await
             .map_err(|e| Error::redis("leaving the fair queue", self.addr(), e))
     }
@@ -420,9 +474,12 @@ impl Backend {
         if !matches!(keys.family(), Family::Lease | Family::Fair(_)) {
             return None;
         }
+        if let Backend::Redlock(r) = self {
+            return r.holder(keys).await;
+        }
         redis::cmd("GET")
             .arg(keys.name())
-            .query_async::<Option<String>>(&mut self.conn())
+            .query_async::<Option<String>>(&mut self.conn().ok()?)
             .await
             .ok()
             .flatten()
@@ -436,6 +493,7 @@ impl Backend {
         match self {
             Backend::Single(s) => s.node.scan(pattern).await,
             Backend::Cluster(c) => c.scan(pattern).await,
+            Backend::Redlock(r) => r.scan(pattern).await,
         }
     }
 
@@ -444,6 +502,7 @@ impl Backend {
         match self {
             Backend::Single(s) => s.node.response_timeout(),
             Backend::Cluster(c) => c.timeouts().response,
+            Backend::Redlock(r) => r.response_timeout(),
         }
     }
 
@@ -452,6 +511,7 @@ impl Backend {
         match self {
             Backend::Single(s) => WakeSource::PubSub(s.node.redis().clone()),
             Backend::Cluster(c) => WakeSource::Sharded(c.seeds().to_vec(), c.timeouts()),
+            Backend::Redlock(r) => WakeSource::PubSub(r.redis_clients().remove(0)),
         }
     }
 
@@ -461,14 +521,21 @@ impl Backend {
             // The cluster client's connections to its nodes count as one
             // handle here, like the single server's.
             Backend::Single(_) | Backend::Cluster(_) => 1,
+            Backend::Redlock(r) => r.len(),
         }
     }
 
-    /// A connection for data commands.
-    pub(crate) fn conn(&self) -> Conn {
+    /// A connection for data commands. None over Redlock: which of the
+    /// independent masters would hold your data?
+    pub(crate) fn conn(&self) -> Result<Conn> {
         match self {
-            Backend::Single(s) => Conn::Single(s.node.conn()),
-            Backend::Cluster(c) => Conn::Cluster(c.conn()),
+            Backend::Single(s) => Ok(Conn::Single(s.node.conn())),
+            Backend::Cluster(c) => Ok(Conn::Cluster(c.conn())),
+            Backend::Redlock(_) => Err(Error::unsupported(
+                "a data command (your script, a transaction, single-flight's cache)",
+                redlock::REDLOCK,
+                "the masters are independent, so none of them is where your data lives; keep the data in its own store and pass the guard's fence along with each write",
+            )),
         }
     }
 
@@ -479,6 +546,7 @@ impl Backend {
         match self {
             Backend::Single(s) => s.node.dedicated("opening a transaction connection").await,
             Backend::Cluster(c) => c.dedicated(key).await,
+            Backend::Redlock(_) => Err(self.conn().err().expect("no data connection on Redlock")),
         }
     }
 
@@ -512,6 +580,7 @@ impl Backend {
                     .map(|n| (0..n).filter_map(|_| replies.pop()).collect())
                     .collect())
             }
+            Backend::Redlock(_) => Err(self.conn().err().expect("no data connection on Redlock")),
             Backend::Cluster(c) => {
                 let runs = pipes.into_iter().map(|p| {
                     let mut conn = c.conn();
@@ -547,7 +616,7 @@ impl Backend {
             Backend::Single(s) => s.node.give_back(conn),
             // One master's connection: closed rather than kept for a
             // transaction that may need another.
-            Backend::Cluster(_) => drop(conn),
+            Backend::Cluster(_) | Backend::Redlock(_) => drop(conn),
         }
     }
 
@@ -555,7 +624,7 @@ impl Backend {
     pub(crate) fn idle_dedicated(&self) -> usize {
         match self {
             Backend::Single(s) => s.node.idle(),
-            Backend::Cluster(_) => 0,
+            Backend::Cluster(_) | Backend::Redlock(_) => 0,
         }
     }
 }

@@ -252,7 +252,7 @@ impl Invocation<'_, Script> {
         core.backend.check_one_slot(&self.keys)?;
         self.script
             .lua
-            .call_raw(&mut core.backend.conn(), |c| {
+            .call_raw(&mut core.backend.conn()?, |c| {
                 c.arg(self.keys.len()).arg(&self.keys).arg(&self.args);
             })
             .await
@@ -292,7 +292,7 @@ impl Invocation<'_, LeaseScript> {
         let reply = self
             .script
             .lua
-            .call_raw(&mut core.backend.conn(), |c| {
+            .call_raw(&mut core.backend.conn()?, |c| {
                 c.arg(self.keys.len() + 1)
                     .arg(hold)
                     .arg(&self.keys)

@@ -177,7 +177,7 @@ impl SingleFlight {
         if let Some(ttl) = self.cache_ttl {
             set.arg("PX").arg(ttl.as_millis().max(1) as u64);
         }
-        set.exec_async(&mut self.core.backend.conn())
+        set.exec_async(&mut self.core.backend.conn()?)
             .await
             .map_err(|e| Error::redis("storing the rebuilt value", self.core.addr(), e))?;
         guard.release().await?;
@@ -190,7 +190,7 @@ impl SingleFlight {
     async fn read<T: FromRedisValue>(&self) -> Result<Option<T>> {
         redis::cmd("GET")
             .arg(&self.cache_key)
-            .query_async(&mut self.core.backend.conn())
+            .query_async(&mut self.core.backend.conn()?)
             .await
             .map_err(|e| Error::redis("reading the cache", self.core.addr(), e))
     }

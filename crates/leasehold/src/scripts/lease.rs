@@ -23,6 +23,7 @@ static BATCH_NODE: LazyLock<Lua> = LazyLock::new(|| {
 });
 static EXTEND: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("extend.lua")));
 static HANDOVER: LazyLock<Waking> = LazyLock::new(|| waking!(fences, "handover.lua"));
+static RAISE_FENCE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("raise_fence.lua")));
 
 /// acquire(N, fence; token, ttl_ms) -> {1, fence} | {0, pttl}.
 pub(super) async fn acquire(
@@ -73,6 +74,21 @@ pub(super) async fn extend(
         })
         .await?;
     Ok(n == 1)
+}
+
+/// raise_fence(fence counter; fence): lifts `keys`' fencing counter to at
+/// least `fence` (Redlock: see `backend::redlock`). Any kind of name.
+pub(crate) async fn raise_fence(
+    conn: &mut impl ConnectionLike,
+    keys: &LeaseKeys,
+    fence: u64,
+) -> RedisResult<()> {
+    let _: i64 = RAISE_FENCE
+        .call(conn, &[keys.fence()], |argv| {
+            argv.arg(fence);
+        })
+        .await?;
+    Ok(())
 }
 
 /// What the handover script did.

@@ -81,7 +81,7 @@ mod rwlock;
 mod semaphore;
 
 pub(crate) use fair::fair_leave;
-pub(crate) use lease::{BatchOp, HandoverReply, Next, batch, batch_on_node, handover};
+pub(crate) use lease::{BatchOp, HandoverReply, Next, batch, batch_on_node, handover, raise_fence};
 
 /// How waiters listen for releases: classic pub/sub (one server), or
 /// sharded pub/sub (Redis Cluster: the channel lives on its slot's master,
@@ -504,6 +504,9 @@ mod tests {
         let mut w = Wire::new(Value::Array((0..6).map(Value::Int).collect()));
         batch_on_node(&mut w, &ops, b"me").await.unwrap();
         calls.push(w.call(ops.len()));
+        let mut w = Wire::new(Value::Int(1));
+        raise_fence(&mut w, &a, 1 << 50).await.unwrap();
+        calls.push(w.call(1));
 
         for call in &calls {
             check_count(call, "KEYS", call.keys);
@@ -532,7 +535,7 @@ mod tests {
             );
             checked += 1;
         }
-        assert_eq!(checked, 19);
+        assert_eq!(checked, 20);
     }
 
     /// Only `wake.lua` and `wake_sharded.lua` say how a wake channel is
