@@ -59,8 +59,8 @@ pub struct Cli {
     /// redis://[user:password@]host[:port][/db], rediss://... for TLS, or
     /// unix:///path/to/redis.sock. With --cluster, give it once per seed
     /// node (LEASEHOLD_URL: the URLs separated by commas; REDIS_URL is
-    /// always one URL). Several URLs without --cluster are refused: that
-    /// form is kept for Redlock over independent masters, not built yet.
+    /// always one URL). Several URLs without --cluster are independent
+    /// masters (Redlock): a lease holds when a majority granted it.
     #[arg(long, global = true, value_name = "URL")]
     pub url: Vec<String>,
 
@@ -73,6 +73,14 @@ pub struct Cli {
     /// 3-master cluster.
     #[arg(long, global = true)]
     pub cluster: bool,
+
+    /// Redlock: how long one master may take to answer before it counts as failed.
+    ///
+    /// Small against the ttl (at most a tenth of it is used), so that a
+    /// frozen master costs little while a majority answers, and an acquire
+    /// that cannot reach a majority fails quickly.
+    #[arg(long, global = true, value_name = "D", default_value = "100ms", value_parser = dur)]
+    pub node_timeout: Duration,
 
     /// Print JSON Lines on stdout: one object per line, `{"type": ..., "data": {...}}`.
     #[arg(long, global = true)]
@@ -99,6 +107,8 @@ Examples:
   leasehold list 'jobs/*' --json
   leasehold --cluster --url redis://10.0.0.1:7000 --url redis://10.0.0.2:7000 \\
       run nightly-report -- ./report.sh   # on a Redis Cluster
+  leasehold --url redis://a:6379 --url redis://b:6379 --url redis://c:6379 \\
+      run nightly-report -- ./report.sh   # Redlock over 3 independent masters
 
 Redis Cluster: --cluster says the --url values are seeds of one cluster (one that
 answers is enough; give more in case one is down). LEASEHOLD_URL may hold several
@@ -106,8 +116,10 @@ URLs separated by commas; LEASEHOLD_CLUSTER=1 (or true, yes) is --cluster's
 environment form:
   LEASEHOLD_URL=redis://10.0.0.1:7000,redis://10.0.0.2:7000 LEASEHOLD_CLUSTER=1 \\
       leasehold list 'jobs/*'
-Several URLs without --cluster are refused (exit 2): that form will mean Redlock
-over independent masters.
+Redlock: several URLs without --cluster are independent masters (3 or 5 are
+usual); each lease is held when a majority of them granted it, and survives the
+loss of a minority. Plain leases and semaphores only: --fair, rwlocks and data
+commands exit 2 there. --node-timeout bounds each master's answer.
 
 JSON output (--json): only JSON Lines on stdout, one object per line,
 {\"type\": T, \"data\": {...}}; messages for people stay on stderr.
@@ -131,13 +143,15 @@ Exit codes:
   N      run / sem run: the command's own exit status (128 + signal if a signal killed
          it; 127 if it was not found, 126 if it could not be started)
   1      other failure
-  2      bad usage or bad input (bad duration, empty name, zero ttl, bad URL, bad token)
+  2      bad usage or bad input (bad duration, empty name, zero ttl, bad URL, bad token),
+         or what the deployment does not offer (--fair over Redlock)
   3      lease not obtained: held by someone else (--no-wait), or not free within --wait;
          the command of run never started
   4      lease lost while the command ran, or about to run out with renewals
          failing (the command was stopped); or the token does not hold the lease
          (extend, release)
-  5      Redis unreachable, or it refused (wrong password, read-only replica, out of memory)
+  5      Redis unreachable, or it refused (wrong password, read-only replica, out of
+         memory); over Redlock: too few masters answered
   128+N  leasehold got signal N and stopped: 130 on SIGINT (Ctrl-C), 143 on SIGTERM,
          129 on SIGHUP; for run only before the command started (then signals go on to it)
   137    run was killed (kill -9): its shell reports it; on Linux the command is stopped

@@ -5,10 +5,10 @@
 //! | 0 | success (a closed stdout, as with `\| head`, is success too) |
 //! | N | `run`, `sem run`: the command's own exit status (128 + signal if a signal killed it; 127 not found, 126 not startable) |
 //! | 1 | any other failure |
-//! | 2 | bad usage or bad input: a bad duration, an empty name, a zero or out-of-range ttl, a bad URL, a malformed token |
+//! | 2 | bad usage or bad input: a bad duration, an empty name, a zero or out-of-range ttl, a bad URL, a malformed token; what the deployment does not offer (`--fair` over Redlock) |
 //! | 3 | the lease was not obtained: held by someone else (`--no-wait`), or not free within `--wait` (like `flock -E`) |
 //! | 4 | the lease was lost while the command ran (`run`), or was about to run out with renewals failing and the command was stopped; or the token does not hold it (`extend`, `release`) |
-//! | 5 | Redis could not be reached, or refused (wrong password, read-only replica, out of memory) |
+//! | 5 | Redis could not be reached, or refused (wrong password, read-only replica, out of memory); over Redlock, too few masters answered |
 //! | 128 + N | leasehold itself got signal N and stopped: 130 on SIGINT (Ctrl-C), 143 on SIGTERM, 129 on SIGHUP; for `run` only before the command started (afterwards the signal goes on to the command's process group) |
 //! | 137 | `run` was killed with SIGKILL (the shell reports it, leasehold cannot): on Linux its command is stopped before the lease's validity runs out (see `cmd::run`) |
 
@@ -59,10 +59,13 @@ impl Exit {
     pub fn of(e: &leasehold::Error) -> Exit {
         use leasehold::ErrorKind as K;
         match e.kind() {
-            K::InvalidArgument { .. } => Exit::Usage,
+            K::InvalidArgument { .. } | K::Unsupported { .. } => Exit::Usage,
             K::Held { .. } | K::Timeout { .. } => Exit::NotObtained,
             K::LeaseLost { .. } => Exit::Lost,
-            K::Connect { .. } | K::ConnectTimeout { .. } | K::Redis { .. } => Exit::Redis,
+            K::Connect { .. }
+            | K::ConnectTimeout { .. }
+            | K::Redis { .. }
+            | K::QuorumNotReached { .. } => Exit::Redis,
             _ => Exit::Failure,
         }
     }

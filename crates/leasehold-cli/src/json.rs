@@ -202,6 +202,32 @@ pub struct Lease<'a> {
     /// fair queue.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queued: Option<u64>,
+    /// Over Redlock: how the independent masters see the name. Absent on
+    /// one server or a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masters: Option<Masters>,
+}
+
+/// [`Lease::masters`]: the Redlock masters' view of a name.
+#[derive(Serialize, Debug)]
+pub struct Masters {
+    /// Masters in the deployment.
+    pub total: usize,
+    /// Masters that answered.
+    pub answered: usize,
+    /// Masters that must hold a token for it to hold.
+    pub needed: usize,
+    /// Every token (8 hex digits) held on any master, with how many hold it; most first.
+    pub holding: Vec<MasterHolding>,
+}
+
+/// One token in [`Masters::holding`].
+#[derive(Serialize, Debug)]
+pub struct MasterHolding {
+    /// The first 8 hex digits of its token.
+    pub token: String,
+    /// How many masters hold it.
+    pub masters: usize,
 }
 
 /// One holder in [`Lease::holders`].
@@ -245,6 +271,19 @@ impl<'a> Lease<'a> {
             limit,
             writer_waiting,
             queued: s.fair_waiters,
+            masters: s.quorum.as_ref().map(|q| Masters {
+                total: q.masters,
+                answered: q.answered,
+                needed: q.needed,
+                holding: q
+                    .holding
+                    .iter()
+                    .map(|(token, masters)| MasterHolding {
+                        token: token.clone(),
+                        masters: *masters,
+                    })
+                    .collect(),
+            }),
         }
     }
 }

@@ -27,6 +27,12 @@ pub async fn run(cli: &Cli, address: &Address, args: &BenchArgs) -> leasehold::R
         }
         // The seeds are W6's cluster; the one server is a private one.
         Address::Cluster(seeds) => (None, Some(seeds.clone())),
+        Address::Redlock(_) => {
+            output::error(
+                "bench: several --url are Redlock masters, which no W workload uses: give one server's --url (and W6's cluster with --cluster-url)",
+            );
+            return Ok(Exit::Usage.into());
+        }
     };
     let opts = Options {
         url,

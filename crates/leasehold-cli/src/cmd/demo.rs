@@ -23,6 +23,12 @@ pub async fn run(cli: &Cli, address: &Address, args: &DemoArgs) -> leasehold::Re
     let (_server, _cluster, target) = match address {
         Address::Server(url) => (None, None, Target::Server(url.clone())),
         Address::Cluster(seeds) => (None, None, Target::Cluster(seeds.clone())),
+        Address::Redlock(_) => {
+            output::error(
+                "demo: its scenarios keep their data beside the lease (single-flight's cache, the stock), which independent masters cannot: run it on one server (--url) or a Redis Cluster (--cluster)",
+            );
+            return Ok(Exit::Usage.into());
+        }
         Address::Unset => match testkit::RedisServer::start() {
             Ok(server) => {
                 let url = server.url();

@@ -97,6 +97,15 @@ fn table(statuses: &[LeaseStatus], details: bool) {
         if let Some(n) = s.fair_waiters {
             output::line(&format!("  {n} fair waiter(s) queued"));
         }
+        if let Some(q) = &s.quorum {
+            output::line(&format!(
+                "  Redlock: {} of {} masters answered; {} needed to hold",
+                q.answered, q.masters, q.needed
+            ));
+            for (token, n) in &q.holding {
+                output::line(&format!("  {token}… held on {n} of {} masters", q.masters));
+            }
+        }
     }
 }
 

@@ -24,6 +24,8 @@ pub enum Address {
     Server(String),
     /// Seeds of one Redis Cluster (`--cluster`); the rest is discovered.
     Cluster(Vec<String>),
+    /// Independent masters (several URLs without `--cluster`): Redlock.
+    Redlock(Vec<String>),
     /// `--cluster` without a URL, for `demo` and `bench` only: a private,
     /// throwaway cluster they start themselves.
     PrivateCluster,
@@ -36,8 +38,9 @@ impl Address {
     /// them a cluster's seeds. clap's `env` takes one variable, and splits
     /// no commas, so the variables are read here.
     ///
-    /// Err is the one-line reason for a refusal (exit 2): several URLs
-    /// without `--cluster` (kept for Redlock), `--cluster` without a URL
+    /// Several URLs without `--cluster` are Redlock's independent masters.
+    ///
+    /// Err is the one-line reason for a refusal (exit 2): `--cluster` without a URL
     /// (but for `demo` and `bench`, which start a private cluster), a seed
     /// that is no Redis URL (named), a bad `LEASEHOLD_CLUSTER`.
     pub fn of(cli: &Cli) -> Result<Address, String> {
@@ -108,12 +111,17 @@ fn resolve(
     match <[String; 1]>::try_from(urls) {
         Ok([url]) => Ok(Address::Server(url)),
         Err(urls) if urls.is_empty() => Ok(Address::Unset),
-        Err(_) if from == "--url" => Err(
-            "several --url without --cluster: Redlock over independent masters is not built yet; add --cluster if these are nodes of one Redis Cluster".into(),
-        ),
-        Err(_) => Err(format!(
-            "several URLs in {from} without --cluster: Redlock over independent masters is not built yet; add --cluster (or LEASEHOLD_CLUSTER=1) if these are nodes of one Redis Cluster"
-        )),
+        Err(urls) => {
+            for url in &urls {
+                redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(|e| {
+                    format!(
+                        "`{}` (in {from}) is not the URL of a Redis master: {e}; use redis://host:port, rediss://host:port or unix:///path",
+                        redact(url)
+                    )
+                })?;
+            }
+            Ok(Address::Redlock(urls))
+        }
     }
 }
 
@@ -159,6 +167,13 @@ pub async fn connect(cli: &Cli, address: &Address) -> leasehold::Result<Client> 
         Address::Unset => builder.connect(DEFAULT_URL).await,
         Address::Server(url) => builder.connect(url).await,
         Address::Cluster(seeds) => builder.cluster(seeds).connect().await,
+        Address::Redlock(masters) => {
+            builder
+                .redlock(masters)
+                .node_timeout(cli.node_timeout)
+                .connect()
+                .await
+        }
         // Only demo and bench get it, and they start their own; the
         // library refuses a cluster without seeds.
         Address::PrivateCluster => builder.cluster(Vec::<String>::new()).connect().await,
@@ -204,18 +219,27 @@ mod tests {
     }
 
     #[test]
-    fn several_urls_are_seeds_with_cluster_and_refused_without() {
+    fn several_urls_are_seeds_with_cluster_and_redlock_masters_without() {
         let both = urls(&[A, B]);
         assert_eq!(
             resolve(&both, true, false, env(&[])),
             Ok(Address::Cluster(both.clone()))
         );
-        let err = resolve(&both, false, false, env(&[])).unwrap_err();
-        assert!(err.starts_with("several --url without --cluster"), "{err}");
+        assert_eq!(
+            resolve(&both, false, false, env(&[])),
+            Ok(Address::Redlock(both.clone()))
+        );
         let listed = format!("{A}, {B},");
         let vars = [("LEASEHOLD_URL", listed.as_str())];
-        let err = resolve(&[], false, false, env(&vars)).unwrap_err();
-        assert!(err.contains("LEASEHOLD_CLUSTER=1"), "{err}");
+        assert_eq!(
+            resolve(&[], false, false, env(&vars)),
+            Ok(Address::Redlock(both.clone()))
+        );
+        let err = resolve(&urls(&[A, "http://u:pw@x:1"]), false, false, env(&[])).unwrap_err();
+        assert!(
+            err.starts_with("`http://***@x:1` (in --url) is not the URL of a Redis master"),
+            "{err}"
+        );
         for yes in ["1", "true", "YES"] {
             let vars = [
                 ("LEASEHOLD_URL", listed.as_str()),

@@ -149,54 +149,6 @@ fn nowhere() -> (String, String) {
 }
 
 #[test]
-fn several_urls_without_cluster_are_refused_until_redlock_lands() {
-    let (a, b) = nowhere();
-    let dir = tempfile::tempdir().unwrap();
-    let marker = dir.path().join("ran");
-    let run = ["run", "x", "--", "touch", marker.to_str().unwrap()];
-    for cmd in [&["status", "x"][..], &["acquire", "x"], &["list"], &run] {
-        let args: Vec<&str> = ["--url", &a, "--url", &b]
-            .iter()
-            .chain(cmd)
-            .copied()
-            .collect();
-        let err = one_line_error(&args, None, 2);
-        assert!(
-            err.contains(
-                "several --url without --cluster: Redlock over independent masters is not built yet; add --cluster if these are nodes of one Redis Cluster"
-            ),
-            "{err}"
-        );
-    }
-    assert!(!marker.exists(), "the command ran");
-
-    // The environment's form: several URLs in LEASEHOLD_URL, with no
-    // LEASEHOLD_CLUSTER or a no in it.
-    for cluster in [None, Some("0"), Some("false")] {
-        let mut cmd = leasehold(None);
-        cmd.env("LEASEHOLD_URL", format!("{a}, {b}"))
-            .args(["status", "x"]);
-        if let Some(v) = cluster {
-            cmd.env("LEASEHOLD_CLUSTER", v);
-        }
-        let err = refused(&mut cmd, 2);
-        assert!(
-            err.contains("several URLs in LEASEHOLD_URL without --cluster")
-                && err.contains("Redlock")
-                && err.contains("LEASEHOLD_CLUSTER=1"),
-            "{cluster:?}: {err}"
-        );
-    }
-    // One URL and a stray comma is one server: tried (nobody there: 5).
-    let o = output(
-        leasehold(None)
-            .env("LEASEHOLD_URL", format!("{a},"))
-            .args(["status", "x"]),
-    );
-    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
-}
-
-#[test]
 fn cluster_without_a_url_is_refused() {
     let err = one_line_error(&["--cluster", "status", "x"], None, 2);
     assert!(

@@ -8,6 +8,7 @@ mod demo;
 mod inputs;
 mod inspect;
 mod names;
+mod redlock;
 mod run;
 mod sem;
 mod tokens;

@@ -560,25 +560,12 @@ impl Backend {
     ) -> Result<Vec<Vec<redis::Value>>> {
         match self {
             Backend::Single(s) => {
-                let mut all = redis::pipe();
-                let mut sizes = Vec::with_capacity(pipes.len());
-                for p in &pipes {
-                    sizes.push(p.cmd_iter().count());
-                    for c in p.cmd_iter() {
-                        all.add_command(c.clone());
-                    }
-                }
-                let mut replies: Vec<redis::Value> = all
+                let (all, sizes) = joined(&pipes);
+                let replies = all
                     .query_async::<Vec<redis::Value>>(&mut s.node.conn())
                     .await
-                    .map_err(|e| Error::redis(doing, self.addr(), e))?
-                    .into_iter()
-                    .rev()
-                    .collect();
-                Ok(sizes
-                    .into_iter()
-                    .map(|n| (0..n).filter_map(|_| replies.pop()).collect())
-                    .collect())
+                    .map_err(|e| Error::redis(doing, self.addr(), e))?;
+                Ok(split(replies, &sizes))
             }
             Backend::Redlock(_) => Err(self.conn().err().expect("no data connection on Redlock")),
             Backend::Cluster(c) => {
@@ -591,6 +578,34 @@ impl Backend {
                     .map_err(|e| Error::redis(doing, self.addr(), e))
             }
         }
+    }
+
+    /// Over Redlock: how many masters there are.
+    pub(crate) fn masters(&self) -> Option<usize> {
+        match self {
+            Backend::Redlock(r) => Some(r.len()),
+            Backend::Single(_) | Backend::Cluster(_) => None,
+        }
+    }
+
+    /// Over Redlock: runs `pipes` on every master at once, in one round
+    /// trip each, and answers each master's replies to each pipe (`None`
+    /// where the master failed). Elsewhere: `None`.
+    pub(crate) async fn pipelines_per_master(
+        &self,
+        pipes: &[redis::Pipeline],
+        doing: &'static str,
+    ) -> Option<Vec<Option<Vec<Vec<redis::Value>>>>> {
+        let Backend::Redlock(r) = self else {
+            return None;
+        };
+        let (all, sizes) = joined(pipes);
+        let each = r.pipeline_on_each(all, doing).await;
+        Some(
+            each.into_iter()
+                .map(|replies| replies.map(|r| split(r, &sizes)))
+                .collect(),
+        )
     }
 
     /// On a cluster, a command's keys must share a slot: refuses `keys`
@@ -627,6 +642,28 @@ impl Backend {
             Backend::Cluster(_) | Backend::Redlock(_) => 0,
         }
     }
+}
+
+/// `pipes` as one pipeline, and how many commands each had.
+fn joined(pipes: &[redis::Pipeline]) -> (redis::Pipeline, Vec<usize>) {
+    let mut all = redis::pipe();
+    let mut sizes = Vec::with_capacity(pipes.len());
+    for p in pipes {
+        sizes.push(p.cmd_iter().count());
+        for c in p.cmd_iter() {
+            all.add_command(c.clone());
+        }
+    }
+    (all, sizes)
+}
+
+/// The replies of a [`joined`] pipeline, back to one run per pipe.
+fn split(replies: Vec<redis::Value>, sizes: &[usize]) -> Vec<Vec<redis::Value>> {
+    let mut replies: Vec<redis::Value> = replies.into_iter().rev().collect();
+    sizes
+        .iter()
+        .map(|&n| (0..n).filter_map(|_| replies.pop()).collect())
+        .collect()
 }
 
 impl Single {

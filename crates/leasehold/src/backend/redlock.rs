@@ -634,6 +634,30 @@ impl Redlock {
         Ok(all.into_iter().collect())
     }
 
+    /// Runs `pipe` on every master at once (each within the response
+    /// timeout): each master's replies, `None` where it failed.
+    pub(crate) async fn pipeline_on_each(
+        &self,
+        pipe: redis::Pipeline,
+        doing: &'static str,
+    ) -> Vec<Option<Vec<redis::Value>>> {
+        let pipe = Arc::new(pipe);
+        let mut replies = self.on_every(
+            doing,
+            self.timeouts.response,
+            |_| true,
+            move |mut conn| {
+                let pipe = Arc::clone(&pipe);
+                async move { pipe.query_async::<Vec<redis::Value>>(&mut conn).await }
+            },
+        );
+        let mut out = vec![None; self.members.len()];
+        while let Some((i, answer)) = replies.next().await {
+            out[i] = answer.ok();
+        }
+        out
+    }
+
     fn failure(&self, i: usize, cause: Error) -> NodeFailure {
         NodeFailure {
             addr: self.members[i].addr.clone(),

@@ -16,6 +16,7 @@ mod read;
 
 pub(crate) use read::{list, status};
 
+use crate::backend::redlock::{majority, permit_quorum};
 use crate::keys::{FairQueue, Family, LeaseKeys};
 
 /// How many names [`Client::list`] reads per round trip.
@@ -71,6 +72,41 @@ pub struct LeaseStatus {
     /// # Ok(()) }
     /// ```
     pub fair_waiters: Option<u64>,
+    /// Over Redlock, how the independent masters see the name; `None`
+    /// on one server or a cluster. There the other fields are the
+    /// quorum's view: [`holder`](LeaseStatus::holder) (and each permit)
+    /// only when it holds on enough masters, [`remaining`](LeaseStatus::remaining)
+    /// until fewer than enough would still hold it, [`fence`](LeaseStatus::fence)
+    /// the highest counter.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// if let Some(q) = client.status("nightly").await?.quorum {
+    ///     for (token, n) in &q.holding {
+    ///         println!("{token}… on {n} of {} masters ({} needed)", q.masters, q.needed);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub quorum: Option<Quorum>,
+}
+
+/// How the independent masters of a Redlock deployment see one name; in
+/// [`LeaseStatus::quorum`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Quorum {
+    /// Masters in the deployment.
+    pub masters: usize,
+    /// Masters that answered.
+    pub answered: usize,
+    /// Masters that must hold a token for it to hold: a majority, more
+    /// for a semaphore's permits (see
+    /// [`ClientBuilder::redlock`](crate::ClientBuilder::redlock)).
+    pub needed: usize,
+    /// Every token (its 8-character prefix) held on any master, with how
+    /// many masters hold it; most first.
+    pub holding: Vec<(String, usize)>,
 }
 
 /// What a name is in Redis, with its holders; in [`LeaseStatus::kind`].
@@ -393,7 +429,82 @@ impl NameKeys {
             kind,
             fair_waiters: (!deadlines.is_empty())
                 .then(|| deadlines.iter().filter(|(_, at)| *at > now as f64).count() as u64),
+            quorum: None,
         })
+    }
+
+    /// The quorum's view of the name from each answering master's view
+    /// (Redlock, `masters` in all; see [`LeaseStatus::quorum`]).
+    pub(super) fn merge(&self, views: Vec<LeaseStatus>, masters: usize) -> LeaseStatus {
+        let limit = views.iter().find_map(|v| match v.kind {
+            LeaseKind::Semaphore { limit, .. } => Some(limit),
+            _ => None,
+        });
+        let needed = match limit {
+            Some(k) => permit_quorum(masters, k),
+            None => majority(masters),
+        };
+        // Each token's remaining time on each master that holds it.
+        let mut held: Vec<(String, Vec<Option<Duration>>)> = Vec::new();
+        for v in &views {
+            for (_, h) in v.holders() {
+                match held.iter_mut().find(|(t, _)| *t == h.token) {
+                    Some((_, r)) => r.push(h.remaining),
+                    None => held.push((h.token, vec![h.remaining])),
+                }
+            }
+        }
+        held.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
+        // A token holds until fewer than `needed` masters still have it:
+        // the `needed`-th longest of its remaining times (None, no TTL,
+        // counts as the longest).
+        let holding_until = |r: &[Option<Duration>]| -> Option<Option<Duration>> {
+            let mut r = r.to_vec();
+            r.sort_by(|a, b| match (a, b) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, _) => std::cmp::Ordering::Less,
+                (_, None) => std::cmp::Ordering::Greater,
+                (Some(a), Some(b)) => b.cmp(a),
+            });
+            r.get(needed.checked_sub(1)?).copied()
+        };
+        let quorum_holders: Vec<Holder> = held
+            .iter()
+            .filter_map(|(t, r)| {
+                holding_until(r).map(|remaining| Holder {
+                    token: t.clone(),
+                    remaining,
+                })
+            })
+            .collect();
+        let kind = match limit {
+            Some(limit) => {
+                let mut permits = quorum_holders.clone();
+                permits.sort_by_key(|h| h.remaining);
+                LeaseKind::Semaphore { limit, permits }
+            }
+            None => LeaseKind::Lease,
+        };
+        let top = match &kind {
+            LeaseKind::Semaphore { permits, .. } => permits.last().cloned(),
+            _ => quorum_holders.first().cloned(),
+        };
+        LeaseStatus {
+            name: self.lease.name().to_vec(),
+            display: self.lease.display().to_owned(),
+            holder: top.as_ref().map(|h| h.token.clone()),
+            remaining: top.and_then(|h| h.remaining),
+            fence: views.iter().map(|v| v.fence).max().unwrap_or(0),
+            waiting_clients: views.iter().map(|v| v.waiting_clients).max().unwrap_or(0),
+            kind,
+            fair_waiters: None,
+            quorum: Some(Quorum {
+                masters,
+                answered: views.len(),
+                needed,
+                holding: held.into_iter().map(|(t, r)| (t, r.len())).collect(),
+            }),
+        }
     }
 }
 

@@ -54,6 +54,28 @@ async fn statuses(core: &Core, names: &[Vec<u8>]) -> Result<Vec<LeaseStatus>> {
             pipe
         })
         .collect();
+    if let Some(masters) = core.backend.masters() {
+        let each = core
+            .backend
+            .pipelines_per_master(&pipes, "reading the status")
+            .await
+            .expect("Redlock answers per master");
+        return Ok(keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let views: Vec<LeaseStatus> = each
+                    .iter()
+                    .filter_map(|m| m.as_ref())
+                    .filter_map(|replies| {
+                        let r = replies.get(i)?;
+                        (r.len() == PER_NAME).then(|| k.parse(r).ok()).flatten()
+                    })
+                    .collect();
+                k.merge(views, masters)
+            })
+            .collect());
+    }
     let replies = core.backend.pipelines(pipes, "reading the status").await?;
     keys.iter()
         .zip(replies)
