@@ -573,6 +573,14 @@ mod tests {
             })
             .await;
         }
+        let live = [
+            subscriber_ids(&servers[0]).await,
+            subscriber_ids(&servers[2]).await,
+        ];
+        assert!(
+            live.iter().all(|ids| ids.len() == 1),
+            "one subscriber per master: {live:?}"
+        );
         servers[1].kill();
         eventually(SETTLE, "master 1's link to see its loss", || {
             !probe.subscribed_on(1)
@@ -595,6 +603,29 @@ mod tests {
             probe.heard(1, "back") == 1
         })
         .await;
+        assert_eq!(subscriber_ids(&servers[1]).await.len(), 1);
+        let after = [
+            subscriber_ids(&servers[0]).await,
+            subscriber_ids(&servers[2]).await,
+        ];
+        assert_eq!(after, live, "the live masters' connections were reopened");
+    }
+
+    /// The ids of the pub/sub connections a server has.
+    async fn subscriber_ids(server: &testkit::RedisServer) -> Vec<String> {
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        list.lines()
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .map(str::to_owned)
+            .collect()
     }
 
     #[test]
