@@ -109,6 +109,12 @@ pub(crate) enum WakeSource {
     /// Sharded pub/sub on the cluster: each channel on its slot's master.
     /// The seeds and timeouts of a cluster client of its own.
     Sharded(Vec<String>, Timeouts),
+    /// Classic pub/sub on each of independent masters (Redlock), a
+    /// connection per master: a release publishes on every master it
+    /// reaches, and a waiter wakes on the first of them, so masters that are
+    /// down or frozen do not hold it back.
+    #[allow(dead_code)] // Until the Redlock backend hands it to the hub.
+    Masters(Vec<redis::Client>),
 }
 
 /// A connection for data commands: your scripts, single-flight's cache,

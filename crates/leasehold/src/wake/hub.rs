@@ -8,10 +8,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::handover::Offer;
+use super::masters;
 use super::queue::{AtomicState, Channel, Shared, Slot, State, Successor, promote};
 use super::subscriber::subscriber;
 use super::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use super::waiter::Waiter;
+use crate::backend::WakeSource;
 
 /// The per-`Client` hub of local waiters and the subscriber task.
 pub(crate) struct WakeHub {
@@ -22,7 +24,7 @@ pub(crate) struct WakeHub {
 
 impl WakeHub {
     pub(crate) fn new(
-        source: crate::backend::WakeSource,
+        source: WakeSource,
         own_id: &[u8],
         runtime: tokio::runtime::Handle,
     ) -> WakeHub {
@@ -83,8 +85,20 @@ impl WakeHub {
         handover: Option<Successor>,
     ) -> (Waiter, bool) {
         let shared = &self.shared;
-        shared.started.call_once(|| {
-            shared.runtime.spawn(subscriber(Arc::clone(shared)));
+        shared.started.call_once(|| match &shared.source {
+            WakeSource::Masters(clients) => {
+                let hub = masters::Hub {
+                    shared: Arc::clone(shared),
+                    masters: clients.len(),
+                    seen: Default::default(),
+                };
+                shared
+                    .runtime
+                    .spawn(masters::run(Arc::new(hub), clients.clone()));
+            }
+            _ => {
+                shared.runtime.spawn(subscriber(Arc::clone(shared)));
+            }
         });
         let slot = Arc::new(Slot {
             notify: Notify::new(),
@@ -168,9 +182,16 @@ impl WakeHub {
     }
 
     /// Number of subscriber connections this client has open or opening
-    /// (0 before the first wait, then 1).
+    /// (0 before the first wait, then 1, or one per master over
+    /// independent masters).
     pub(crate) fn subscriber_connections(&self) -> usize {
-        usize::from(self.shared.started.is_completed())
+        if !self.shared.started.is_completed() {
+            return 0;
+        }
+        match &self.shared.source {
+            WakeSource::Masters(clients) => clients.len(),
+            _ => 1,
+        }
     }
 }
 

@@ -64,6 +64,13 @@
 //! (a holder whose TTL simply runs out, a foreign client that does not
 //! publish) is caught by each waiter's fallback timer.
 //!
+//! Over independent masters (Redlock) the client has one pub/sub
+//! connection per master, each opening, subscribing and reconnecting on its
+//! own, so that a master down or frozen holds back no other. A release
+//! publishes on every master; the first copy wakes, the others are
+//! dropped. A channel counts as confirmed once one master listens, and
+//! only that first subscription wakes its head (see `masters`).
+//!
 //! # Layout
 //!
 //! Each file uses only the ones listed before it (and `sync`, below):
@@ -77,6 +84,8 @@
 //! - `claim`: [`Claim`] and [`Won`], what an acquire in progress may hold.
 //! - `subscriber`: the pub/sub connection task: subscriptions, linger,
 //!   reconnects.
+//! - `masters`: the same over independent masters (Redlock): a link per
+//!   master, each reconnecting alone; a release wakes on its first copy.
 //! - `hub`: [`WakeHub`], the per-`Client` handle the rest of the crate
 //!   calls.
 //! - `tests`: the state machine model-checked with shuttle.
@@ -84,6 +93,7 @@
 mod claim;
 mod handover;
 mod hub;
+mod masters;
 mod queue;
 mod subscriber;
 mod waiter;

@@ -1,7 +1,7 @@
 //! What the hub keeps under one lock: each wake channel with its FIFO
 //! queue of local waiters' slots, and each waiter's state, an enum.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -123,8 +123,12 @@ pub(super) struct Channel {
     pub(super) by_id: HashMap<Box<[u8]>, Arc<Slot>>,
     /// Woken waiters that have not acted yet; they keep the channel busy.
     pub(super) woken: usize,
-    /// Subscribed and confirmed on the current subscriber connection.
+    /// Subscribed and confirmed on the current subscriber connection (over
+    /// independent masters: on at least one of them, see `masters`).
     pub(super) confirmed: bool,
+    /// Over independent masters: the indexes of the masters whose
+    /// connection confirmed the subscription. Empty otherwise.
+    pub(super) masters: BTreeSet<usize>,
     /// When the queue last became empty (for the subscriber's `LINGER`).
     pub(super) idle_since: Option<Instant>,
     /// Wake every waiter on a release, not only the head: for read-write
@@ -167,7 +171,8 @@ pub(super) struct Shared {
     /// `*` and `own_id`: the payload of a release that freed the lease
     /// because other clients wait (see `Offer::requeue`).
     pub(super) freed_id: Box<[u8]>,
-    /// Where the subscriber listens (classic or sharded pub/sub).
+    /// Where the subscriber listens (classic or sharded pub/sub, or classic
+    /// on each of several masters).
     pub(super) source: crate::backend::WakeSource,
     pub(super) shutdown: CancellationToken,
     pub(super) started: std::sync::Once,

@@ -15,11 +15,11 @@ use crate::backend::WakeSource;
 
 /// How long a channel nobody waits on stays subscribed, in case a waiter
 /// comes back soon (a worker that releases and re-acquires in a loop).
-const LINGER: Duration = Duration::from_secs(2);
+pub(super) const LINGER: Duration = Duration::from_secs(2);
 
 /// Reconnect back-off of the subscriber connection.
-const RECONNECT_MIN: Duration = Duration::from_millis(50);
-const RECONNECT_MAX: Duration = Duration::from_secs(2);
+pub(super) const RECONNECT_MIN: Duration = Duration::from_millis(50);
+pub(super) const RECONNECT_MAX: Duration = Duration::from_secs(2);
 
 /// The subscriber task: keeps the pub/sub connection's subscriptions equal to
 /// the channels that have waiters (plus a linger), and reconnects.
@@ -146,6 +146,10 @@ impl Wire {
                 };
                 Ok((Wire::Sharded(conn), reader, lost))
             }
+            WakeSource::Masters(_) => Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "independent masters have a link each (the hub starts them)",
+            ))),
         }
     }
 
@@ -225,7 +229,7 @@ fn on_push(shared: &Shared, push: redis::PushInfo) {
     }
 }
 
-type Plan = (Vec<Arc<[u8]>>, Vec<Arc<[u8]>>, Option<Instant>);
+pub(super) type Plan = (Vec<Arc<[u8]>>, Vec<Arc<[u8]>>, Option<Instant>);
 
 /// Channels to subscribe, channels to drop (idle past [`LINGER`]; removed
 /// from the map now, so a new waiter re-subscribes after the UNSUBSCRIBE),

@@ -508,3 +508,76 @@ fn a_release_that_finds_the_woken_waiter_trying_wakes_it_again() {
         None,
     );
 }
+
+// Over independent masters, the hub's side of the links: the first
+// master's subscription confirms the channel and wakes its head (a release
+// may have come before it), later masters' do not wake again; the copies
+// of one release from three masters wake one waiter; the channel stays
+// confirmed while one master still listens.
+#[test]
+fn over_masters_the_first_subscription_and_the_first_copy_wake() {
+    shuttle::check_dfs(
+        || {
+            use std::collections::HashSet;
+
+            use super::masters::{Hub, Listener};
+
+            let clients = (0..3)
+                .map(|_| redis::Client::open("redis://127.0.0.1:1").unwrap())
+                .collect();
+            let hub = WakeHub::new(
+                crate::backend::WakeSource::Masters(clients),
+                b"client",
+                RUNTIME.handle().clone(),
+            );
+            hub.shared.started.call_once(|| {});
+            assert_eq!(hub.subscriber_connections(), 3, "one per master");
+            let links = Hub {
+                shared: Arc::clone(&hub.shared),
+                masters: 3,
+                seen: Default::default(),
+            };
+            let channel: Arc<[u8]> = Arc::from(&b"leasehold:{model}:wake"[..]);
+            let first = hub.register(&channel, false, "", None).0;
+            let second = hub.register(&channel, false, "", None).0;
+            for m in 0..3 {
+                let (to_sub, _, _) = links.plan(m, &HashSet::new());
+                assert_eq!(to_sub, vec![Arc::clone(&channel)], "master {m}");
+            }
+            links.subscribed(1, &[Arc::clone(&channel)]);
+            assert!(hub.is_subscribed(&channel), "one master listens");
+            assert_eq!(
+                first.slot.state.load(),
+                State::Woken,
+                "no look after the subscription"
+            );
+            first.begin_attempt();
+            first.attempt_failed();
+            links.subscribed(0, &[Arc::clone(&channel)]);
+            assert_eq!(
+                first.slot.state.load(),
+                State::Queued,
+                "woken by each master's subscription"
+            );
+            // Only master 2 still has the channel to subscribe.
+            let planned: Vec<_> = (0..3)
+                .map(|m| links.plan(m, &HashSet::new()).0.len())
+                .collect();
+            assert_eq!(planned, [0, 0, 1]);
+            for m in [2, 0, 1] {
+                links.message(m, &channel, b"another client");
+            }
+            assert_eq!(first.slot.state.load(), State::Woken);
+            assert_eq!(
+                second.slot.state.load(),
+                State::Queued,
+                "one release woke two waiters"
+            );
+            links.lost(1);
+            assert!(hub.is_subscribed(&channel), "master 0 still listens");
+            links.lost(0);
+            assert!(!hub.is_subscribed(&channel));
+        },
+        None,
+    );
+}
