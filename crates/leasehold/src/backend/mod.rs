@@ -113,7 +113,6 @@ pub(crate) enum WakeSource {
     /// connection per master: a release publishes on every master it
     /// reaches, and a waiter wakes on the first of them, so masters that are
     /// down or frozen do not hold it back.
-    #[allow(dead_code)] // Until the Redlock backend hands it to the hub.
     Masters(Vec<redis::Client>),
 }
 
@@ -517,7 +516,7 @@ impl Backend {
         match self {
             Backend::Single(s) => WakeSource::PubSub(s.node.redis().clone()),
             Backend::Cluster(c) => WakeSource::Sharded(c.seeds().to_vec(), c.timeouts()),
-            Backend::Redlock(r) => WakeSource::PubSub(r.redis_clients().remove(0)),
+            Backend::Redlock(r) => WakeSource::Masters(r.redis_clients()),
         }
     }
 

@@ -348,10 +348,12 @@ impl Redlock {
             }
         });
         let mut granted: Vec<(usize, u64)> = Vec::new();
+        let mut answered = vec![false; n];
         let mut busy: Vec<i64> = Vec::new();
         let mut mismatch = None;
         let mut failures = Vec::new();
         while let Some((i, answer)) = replies.next().await {
+            answered[i] = answer.is_ok();
             match answer {
                 Ok(Acquired::Yes(fence)) => granted.push((i, fence)),
                 Ok(Acquired::No(pttl)) => busy.push(pttl),
@@ -381,9 +383,12 @@ impl Redlock {
             }
         }
         // Not held: take back what was granted, on every master (the
-        // silent ones too: their grant may come late), before the caller
-        // tries again with the same token.
-        self.release_everywhere(keys, token, within).await;
+        // silent ones too: their grant may come late, and the release
+        // follows it on the same connection), before the caller tries
+        // again with the same token; waiting only for the masters that
+        // answered, as the silent ones would cost their timeout.
+        self.release_everywhere(keys, token, within, &answered)
+            .await;
         if let Some(theirs) = mismatch {
             return Ok(Acquire::LimitMismatch(theirs));
         }
@@ -442,11 +447,24 @@ impl Redlock {
         Err(failures)
     }
 
-    /// Releases `token` on every master, waiting for those that answer
-    /// within `within` (the others finish in the background).
-    async fn release_everywhere(&self, keys: &Arc<LeaseKeys>, token: Token, within: Duration) {
+    /// Releases `token` on every master, waiting (at most `within`) for
+    /// those marked in `awaited`; the others finish in the background.
+    async fn release_everywhere(
+        &self,
+        keys: &Arc<LeaseKeys>,
+        token: Token,
+        within: Duration,
+        awaited: &[bool],
+    ) {
         let mut replies = self.release_on_all(keys, token, within);
-        while replies.next().await.is_some() {}
+        let mut left = awaited.iter().filter(|&&a| a).count();
+        while left > 0 {
+            match replies.next().await {
+                Some((i, _)) if awaited[i] => left -= 1,
+                Some(_) => {}
+                None => break,
+            }
+        }
     }
 
     fn release_on_all(
