@@ -235,13 +235,6 @@ impl Backend {
         }
     }
 
-    /// Whether a release may hand a plain lease straight to a local
-    /// waiter (one script on one server). Not over Redlock: each master
-    /// would hand it over or not on its own.
-    pub(crate) fn hands_over(&self) -> bool {
-        !matches!(self, Backend::Redlock(_))
-    }
-
     /// The validity rule: an acquire or extend sent at `sent` with `ttl`
     /// proves the lease held until `sent + ttl - drift`. Measured from the
     /// *send* time, so a slow reply only shortens it.
@@ -414,7 +407,7 @@ impl Backend {
     /// waiter's own attempt with `next` then finds it.
     pub(crate) async fn handover(
         &self,
-        keys: &LeaseKeys,
+        keys: &Arc<LeaseKeys>,
         token: &Token,
         next: &Token,
         next_ttl: Duration,
@@ -449,12 +442,10 @@ impl Backend {
                 )
                 .await
             }
-            Backend::Redlock(_) => {
-                return Err(Error::unsupported(
-                    "a hand-over",
-                    redlock::REDLOCK,
-                    "see Backend::hands_over",
-                ));
+            Backend::Redlock(r) => {
+                return r
+                    .handover(keys, token, (*next, next_ttl, tolerated), freed_payload)
+                    .await;
             }
         }
         .map_err(|e| Error::redis("the release script", self.addr(), e))

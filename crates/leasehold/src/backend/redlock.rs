@@ -27,23 +27,36 @@
 //! permits take `⌊N·K/(K+1)⌋ + 1` masters: 4 of 5 for K = 2, all 5 for
 //! K ≥ 4.
 //!
+//! **Order on each master.** An operation whose answer is not awaited
+//! (a master too slow for the quorum) must still reach its master before
+//! the next operation of the same token, or a late release could delete a
+//! later grant. Each master's commands go down its one connection in the
+//! order they are first polled, so every command is polled once as soon as
+//! it is made ([`Replies`]), and an operation is always one command: our
+//! scripts are loaded on each master when it connects, and an EVALSHA that
+//! finds none (a master restarted empty) is not followed by an EVAL, which
+//! a later command could overtake; it fails for that master alone
+//! (`TRYAGAIN`) while the script is loaded again ([`Master`]).
+//!
 //! Fair leases and semaphores (their queue lives on one server) and
 //! read-write locks are refused with [`ErrorKind::Unsupported`], as are
 //! your scripts and transactions (on which master would the data live?).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionLike, ConnectionManager};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::node::{Node, Timeouts, redact};
-use super::{Acquire, Extended, Held, Released, drift, ttl_ms};
+use super::{Acquire, Extended, HandoverReply, Held, Released, drift, ttl_ms};
 use crate::error::{Error, ErrorKind, NodeFailure, Result};
 use crate::keys::{Family, LeaseKeys};
 use crate::scripts::{self, Acquired, Pubsub, WaitInfo};
@@ -54,6 +67,11 @@ pub(crate) const REDLOCK: &str = "Redlock";
 
 /// How long one master may take to answer one operation, by default.
 pub(crate) const NODE_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// How often an acquire that some masters granted asks the busy ones
+/// again, and the pause before the first time (times the round after).
+const RETRY_BUSY: u32 = 3;
+const RETRY_PAUSE: Duration = Duration::from_micros(500);
 
 /// Reconnect back-off for a master that could not be reached at start.
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
@@ -135,7 +153,7 @@ impl Redlock {
             addrs.push(addr);
         }
         let connected =
-            futures_util::future::join_all(urls.iter().map(|u| Node::connect(u, timeouts))).await;
+            futures_util::future::join_all(urls.iter().map(|u| connect_master(u, timeouts))).await;
         let mut failures = Vec::new();
         let members: Arc<[Member]> = urls
             .iter()
@@ -207,7 +225,7 @@ impl Redlock {
                     _ = closed.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                if let Ok(node) = Node::connect(&m.url, timeouts).await {
+                if let Ok(node) = connect_master(&m.url, timeouts).await {
                     *m.node.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(node));
                     tracing::info!(master = m.addr, "leasehold: Redlock master reached");
                     return;
@@ -269,19 +287,20 @@ impl Redlock {
     }
 
     /// Runs `op` on the masters `on` picks, all at once, each within
-    /// `within`; answers come as they arrive (see [`Replies`]).
+    /// `within`; answers come as they arrive (see [`Replies`]). Every
+    /// command is on its master's connection when this returns.
     fn on_every<T, Fut>(
         &self,
         doing: &'static str,
         within: Duration,
         on: impl Fn(usize) -> bool,
-        op: impl Fn(ConnectionManager) -> Fut,
+        op: impl Fn(Master) -> Fut,
     ) -> Replies<T>
     where
-        T: Send + 'static,
+        T: Send + Unpin + 'static,
         Fut: Future<Output = redis::RedisResult<T>> + Send + 'static,
     {
-        let pending = FuturesUnordered::new();
+        let mut pending = FuturesUnordered::new();
         for (i, m) in self.members.iter().enumerate() {
             if !on(i) {
                 continue;
@@ -289,7 +308,7 @@ impl Redlock {
             let addr = m.addr.clone();
             let fut: BoxFuture<'static, (usize, Result<T>)> = match m.node() {
                 Some(node) => {
-                    let call = op(node.conn());
+                    let call = op(Master(node.conn()));
                     Box::pin(async move {
                         let r = match tokio::time::timeout(within, call).await {
                             Ok(r) => r,
@@ -306,7 +325,14 @@ impl Redlock {
                     (i, Err(Error::redis(doing, &addr, e)))
                 }),
             };
-            pending.push(fut);
+            pending.push(Eager::new(fut));
+        }
+        // Polled once now: each command is queued on its connection in
+        // the order the operations were made, whether or not its answer
+        // is awaited.
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        for f in pending.iter_mut() {
+            f.kick(&mut cx);
         }
         Replies {
             pending,
@@ -331,42 +357,64 @@ impl Redlock {
         let within = self.within(ttl);
         let ttl_ms = ttl_ms(ttl);
         let sent = Instant::now();
-        let mut replies = self.on_every("the acquire script", within, |_| true, {
-            let keys = Arc::clone(keys);
-            move |mut conn| {
-                let keys = Arc::clone(&keys);
-                async move {
-                    scripts::acquire(
-                        &mut conn,
-                        &keys,
-                        token.as_bytes(),
-                        ttl_ms,
-                        &WaitInfo::default(),
-                    )
-                    .await
-                }
-            }
-        });
         let mut granted: Vec<(usize, u64)> = Vec::new();
         let mut answered = vec![false; n];
-        let mut busy: Vec<i64> = Vec::new();
+        let mut busy: Vec<(usize, i64)> = Vec::new();
         let mut mismatch = None;
         let mut failures = Vec::new();
-        while let Some((i, answer)) = replies.next().await {
-            answered[i] = answer.is_ok();
-            match answer {
-                Ok(Acquired::Yes(fence)) => granted.push((i, fence)),
-                Ok(Acquired::No(pttl)) => busy.push(pttl),
-                Ok(Acquired::LimitMismatch(theirs)) => mismatch = Some(theirs),
-                Err(cause) => failures.push(self.failure(i, cause)),
+        // Round 0 asks every master. While some granted but too few, and
+        // the rest said "held": a release is likely under way (a waiter
+        // woken by the first master's copy of it, whose other copies are
+        // dropped as duplicates), or another contender split the vote. So
+        // the grants are kept and the busy masters asked again, a little
+        // later, a few times, before giving up and releasing.
+        for round in 0..=RETRY_BUSY {
+            if round > 0 {
+                if granted.is_empty() || granted.len() >= quorum || busy.is_empty() {
+                    break;
+                }
+                let reachable = n - failures.len() - usize::from(mismatch.is_some());
+                if reachable < quorum || mismatch.is_some() {
+                    break;
+                }
+                tokio::time::sleep(RETRY_PAUSE * round).await;
             }
-            let refused = busy.len() + failures.len() + usize::from(mismatch.is_some());
-            if granted.len() >= quorum || n - refused < quorum {
-                break;
+            let ask: Vec<usize> = if round == 0 {
+                (0..n).collect()
+            } else {
+                busy.drain(..).map(|(i, _)| i).collect()
+            };
+            let mut replies = self.on_every("the acquire script", within, |i| ask.contains(&i), {
+                let keys = Arc::clone(keys);
+                move |mut conn| {
+                    let keys = Arc::clone(&keys);
+                    async move {
+                        scripts::acquire(
+                            &mut conn,
+                            &keys,
+                            token.as_bytes(),
+                            ttl_ms,
+                            &WaitInfo::default(),
+                        )
+                        .await
+                    }
+                }
+            });
+            while let Some((i, answer)) = replies.next().await {
+                answered[i] = answer.is_ok();
+                match answer {
+                    Ok(Acquired::Yes(fence)) => granted.push((i, fence)),
+                    Ok(Acquired::No(pttl)) => busy.push((i, pttl)),
+                    Ok(Acquired::LimitMismatch(theirs)) => mismatch = Some(theirs),
+                    Err(cause) => failures.push(self.failure(i, cause)),
+                }
+                let refused = busy.len() + failures.len() + usize::from(mismatch.is_some());
+                if granted.len() >= quorum || n - refused < quorum {
+                    break;
+                }
             }
+            // The masters still out finish in the background.
         }
-        // The masters still out finish in the background.
-        drop(replies);
         if granted.len() >= quorum {
             let valid_until = sent + ttl.saturating_sub(drift(ttl));
             let fence = granted.iter().map(|&(_, f)| f).max().unwrap_or(0);
@@ -395,7 +443,12 @@ impl Redlock {
         if !busy.is_empty() && n - failures.len() >= quorum {
             // Held elsewhere, or a split vote: the holder's release (or
             // the other contenders' giving back) wakes the waiters.
-            let pttl = busy.iter().copied().filter(|&p| p >= 0).min().unwrap_or(-1);
+            let pttl = busy
+                .iter()
+                .map(|&(_, p)| p)
+                .filter(|&p| p >= 0)
+                .min()
+                .unwrap_or(-1);
             return Ok(Acquire::Busy { pttl });
         }
         Err(ErrorKind::QuorumNotReached {
@@ -584,6 +637,101 @@ impl Redlock {
         .into())
     }
 
+    /// Hands `token`'s plain lease to `next` (a local waiter's token) on
+    /// every master at once, each master by the same script as on one
+    /// server: it gives the lease over where `token` holds it and no more
+    /// than `tolerated` other clients listen, and frees it (publishing
+    /// `freed_payload`) where others listen.
+    ///
+    /// Safe as a release followed by `next`'s acquire: on each master the
+    /// lease goes from one token to the other in one script, never free
+    /// in between, so no master is granted to anybody else meanwhile, and
+    /// `next` holds exactly the masters that handed over. It holds the
+    /// lease when a quorum did ([`HandoverReply::To`], its fence raised on
+    /// a majority as an acquire's); otherwise the lease was freed where it
+    /// was not handed, and `next`'s own attempt takes the masters it
+    /// holds already (the acquire script refreshes a key holding the
+    /// token) and the rest, or its giving up releases them.
+    pub(crate) async fn handover(
+        &self,
+        keys: &Arc<LeaseKeys>,
+        token: &Token,
+        (next, next_ttl, tolerated): (Token, Duration, u32),
+        freed_payload: &[u8],
+    ) -> Result<HandoverReply> {
+        let quorum = self.quorum(keys)?;
+        let n = self.members.len();
+        let within = self.within(next_ttl);
+        let token = *token;
+        let freed_payload: Arc<[u8]> = freed_payload.into();
+        let mut replies = self.on_every("the release script", within, |_| true, {
+            let keys = Arc::clone(keys);
+            move |mut conn| {
+                let keys = Arc::clone(&keys);
+                let freed = Arc::clone(&freed_payload);
+                async move {
+                    let next = scripts::Next {
+                        token: next.as_bytes(),
+                        ttl_ms: ttl_ms(next_ttl),
+                        tolerated,
+                    };
+                    scripts::handover(
+                        &mut conn,
+                        Pubsub::Classic,
+                        &keys,
+                        token.as_bytes(),
+                        next,
+                        &freed,
+                    )
+                    .await
+                }
+            }
+        });
+        let mut to: Vec<(usize, u64)> = Vec::new();
+        let (mut freed, mut not_held) = (0, 0);
+        let mut failures = Vec::new();
+        while let Some((i, answer)) = replies.next().await {
+            match answer {
+                Ok(HandoverReply::To(fence)) => to.push((i, fence)),
+                Ok(HandoverReply::Freed) => freed += 1,
+                Ok(HandoverReply::NotHeld) => not_held += 1,
+                Err(cause) => failures.push(self.failure(i, cause)),
+            }
+            // Decided: `next` holds a quorum; or it cannot any more and
+            // the lease was given up on a quorum; or `token` held no quorum.
+            let to_impossible = n - freed - not_held - failures.len() < quorum;
+            if to.len() >= quorum
+                || (to_impossible && to.len() + freed >= quorum)
+                || n - not_held < quorum
+            {
+                break;
+            }
+        }
+        drop(replies);
+        if to.len() >= quorum {
+            let fence = to.iter().map(|&(_, f)| f).max().unwrap_or(0);
+            if self.raise(keys, fence, &to, within).await.is_ok() {
+                return Ok(HandoverReply::To(fence));
+            }
+            // Held by `next` on a quorum, but its fence is not on a
+            // majority: not a grant. Its own attempt takes it again.
+            return Ok(HandoverReply::Freed);
+        }
+        if to.len() + freed >= quorum {
+            return Ok(HandoverReply::Freed);
+        }
+        if n - not_held < quorum {
+            return Ok(HandoverReply::NotHeld);
+        }
+        Err(ErrorKind::QuorumNotReached {
+            doing: "release",
+            needed: quorum,
+            got: to.len() + freed,
+            nodes: failures,
+        }
+        .into())
+    }
+
     /// Who holds a plain lease on most masters, for messages: a prefix (8
     /// characters) of its token.
     pub(crate) async fn holder(&self, keys: &LeaseKeys) -> Option<String> {
@@ -688,18 +836,124 @@ impl Redlock {
 /// answers still out, it leaves them to finish in a background task: a
 /// master that is slow or frozen is never waited for, and its command is
 /// still carried out (and its connection kept in order).
-struct Replies<T: Send + 'static> {
-    pending: FuturesUnordered<BoxFuture<'static, (usize, Result<T>)>>,
+struct Replies<T: Send + Unpin + 'static> {
+    pending: FuturesUnordered<Eager<T>>,
     runtime: tokio::runtime::Handle,
 }
 
-impl<T: Send + 'static> Replies<T> {
+impl<T: Send + Unpin + 'static> Replies<T> {
     async fn next(&mut self) -> Option<(usize, Result<T>)> {
         self.pending.next().await
     }
 }
 
-impl<T: Send + 'static> Drop for Replies<T> {
+/// One master's part of an operation, which can be polled once before
+/// anybody awaits it ([`Eager::kick`]), keeping its answer if it came
+/// at once.
+struct Eager<T> {
+    fut: BoxFuture<'static, (usize, Result<T>)>,
+    done: Option<(usize, Result<T>)>,
+}
+
+impl<T: Unpin> Eager<T> {
+    fn new(fut: BoxFuture<'static, (usize, Result<T>)>) -> Self {
+        Eager { fut, done: None }
+    }
+
+    fn kick(&mut self, cx: &mut Context<'_>) {
+        if self.done.is_none()
+            && let Poll::Ready(out) = self.fut.as_mut().poll(cx)
+        {
+            self.done = Some(out);
+        }
+    }
+}
+
+impl<T: Unpin> Future for Eager<T> {
+    type Output = (usize, Result<T>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.done.take() {
+            Some(out) => Poll::Ready(out),
+            None => self.fut.as_mut().poll(cx),
+        }
+    }
+}
+
+/// A master's connection as Redlock's operations use it: every command
+/// goes down the master's one connection, except EVAL, which our scripts
+/// send after an EVALSHA that found no script (the master restarted
+/// empty). An EVAL would be a second command that a later one, sent
+/// meanwhile, could overtake; so it is not sent: the script is loaded
+/// again and the operation fails on this master alone, with `TRYAGAIN`.
+#[derive(Clone)]
+pub(crate) struct Master(ConnectionManager);
+
+impl ConnectionLike for Master {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        let mut args = cmd.args_iter();
+        let eval =
+            matches!(args.next(), Some(redis::Arg::Simple(b)) if b.eq_ignore_ascii_case(b"EVAL"));
+        if !eval {
+            return self.0.req_packed_command(cmd);
+        }
+        let src = match args.next() {
+            Some(redis::Arg::Simple(b)) => b.to_vec(),
+            _ => Vec::new(),
+        };
+        let mut conn = self.0.clone();
+        Box::pin(async move {
+            let loaded = redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(src)
+                .query_async::<String>(&mut conn)
+                .await;
+            Err(redis::make_extension_error(
+                "TRYAGAIN".into(),
+                Some(match loaded {
+                    Ok(_) => {
+                        "the script was not loaded on this master (restarted empty?); it is now"
+                            .into()
+                    }
+                    Err(e) => format!(
+                        "the script was not loaded on this master, and loading it failed: {e}"
+                    ),
+                }),
+            ))
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        self.0.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}
+
+/// Connects to one master and loads the scripts Redlock runs there.
+async fn connect_master(url: &str, timeouts: Timeouts) -> Result<Node> {
+    let node = Node::connect(url, timeouts).await?;
+    let mut load = redis::pipe();
+    for script in scripts::redlock_scripts() {
+        load.cmd("SCRIPT").arg("LOAD").arg(script.src()).ignore();
+    }
+    load.exec_async(&mut node.conn())
+        .await
+        .map_err(|e| Error::redis("loading the scripts", node.addr(), e))?;
+    Ok(node)
+}
+
+impl<T: Send + Unpin + 'static> Drop for Replies<T> {
     fn drop(&mut self) {
         if self.pending.is_empty() {
             return;

@@ -155,7 +155,7 @@ impl Core {
         token: &Token,
     ) -> Result<bool> {
         let hub = &self.hub;
-        if let Some(offer) = (matches!(keys.family(), Family::Lease) && self.backend.hands_over())
+        if let Some(offer) = matches!(keys.family(), Family::Lease)
             .then(|| hub.offer(keys.wake()))
             .flatten()
         {

@@ -25,6 +25,17 @@ static EXTEND: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("extend.lu
 static HANDOVER: LazyLock<Waking> = LazyLock::new(|| waking!(fences, "handover.lua"));
 static RAISE_FENCE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("raise_fence.lua")));
 
+/// The plain lease's scripts that Redlock runs.
+pub(super) fn redlock_scripts() -> Vec<&'static Lua> {
+    vec![
+        &*ACQUIRE,
+        RELEASE.get(Pubsub::Classic),
+        &*EXTEND,
+        HANDOVER.get(Pubsub::Classic),
+        &*RAISE_FENCE,
+    ]
+}
+
 /// acquire(N, fence; token, ttl_ms) -> {1, fence} | {0, pttl}.
 pub(super) async fn acquire(
     conn: &mut impl ConnectionLike,

@@ -83,6 +83,17 @@ mod semaphore;
 pub(crate) use fair::fair_leave;
 pub(crate) use lease::{BatchOp, HandoverReply, Next, batch, batch_on_node, handover, raise_fence};
 
+/// Every script a Redlock master runs (plain leases and semaphores, their
+/// classic pub/sub flavour), to load on each master as it connects: there
+/// an EVALSHA that finds no script must not be followed by an EVAL, a
+/// second command that a later one could overtake (see
+/// `backend::redlock`).
+pub(crate) fn redlock_scripts() -> Vec<&'static Lua> {
+    let mut all = lease::redlock_scripts();
+    all.extend(semaphore::redlock_scripts());
+    all
+}
+
 /// How waiters listen for releases: classic pub/sub (one server), or
 /// sharded pub/sub (Redis Cluster: the channel lives on its slot's master,
 /// and `SPUBLISH` / `PUBSUB SHARDNUMSUB` reach it).
@@ -122,6 +133,11 @@ impl Lua {
         let src = src.into();
         let sha = redis::Script::new(&src).get_hash().to_owned();
         Lua { src, sha }
+    }
+
+    /// The script's source.
+    pub(crate) fn src(&self) -> &str {
+        &self.src
     }
 
     pub(crate) fn sha(&self) -> &str {

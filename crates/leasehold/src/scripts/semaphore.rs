@@ -17,6 +17,15 @@ static SEM_FAIR_ACQUIRE: LazyLock<Lua> =
 static SEM_FAIR_RELEASE: LazyLock<Waking> = LazyLock::new(|| waking!("sem_fair_release.lua"));
 static SEM_EXTEND: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("sem_extend.lua")));
 
+/// The plain semaphore's scripts that Redlock runs.
+pub(super) fn redlock_scripts() -> Vec<&'static Lua> {
+    vec![
+        &*SEM_ACQUIRE,
+        SEM_RELEASE.get(Pubsub::Classic),
+        &*SEM_EXTEND,
+    ]
+}
+
 /// The keys of a semaphore's permit, taken out of its `Family::Permit`.
 pub(super) struct Permit<'a> {
     /// For the fencing counter and the wake channel.

@@ -1,5 +1,6 @@
-//! The deployments the core suite runs on: one server, and a Redis Cluster
-//! of three masters. Each test gets its own, started fresh.
+//! The deployments the core suite runs on: one server, a Redis Cluster of
+//! three masters, and three independent masters (Redlock). Each test gets
+//! its own, started fresh.
 
 use leasehold::Client;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -10,6 +11,7 @@ use testkit::{ClusterOptions, RedisCluster, RedisServer};
 pub enum Deployment {
     Single(RedisServer),
     Cluster(RedisCluster),
+    Redlock(Vec<RedisServer>),
 }
 
 impl Deployment {
@@ -32,6 +34,15 @@ impl Deployment {
         Deployment::Cluster(cluster)
     }
 
+    /// Three independent masters.
+    pub async fn redlock() -> Deployment {
+        let masters = tokio::task::spawn_blocking(|| RedisServer::start_many(3))
+            .await
+            .unwrap()
+            .expect("start 3 redis-servers");
+        Deployment::Redlock(masters)
+    }
+
     /// A leasehold client of the deployment.
     pub async fn client(&self) -> Client {
         match self {
@@ -41,6 +52,11 @@ impl Deployment {
                 .connect()
                 .await
                 .expect("connect to the cluster"),
+            Deployment::Redlock(m) => Client::builder()
+                .redlock(m.iter().map(|s| s.url()))
+                .connect()
+                .await
+                .expect("connect to the masters"),
         }
     }
 
@@ -55,6 +71,13 @@ impl Deployment {
                     .await
                     .unwrap(),
             ),
+            Deployment::Redlock(m) => {
+                let mut conns = Vec::new();
+                for s in m {
+                    conns.push(raw_at(s.url()).await);
+                }
+                Raw::Masters(conns)
+            }
         }
     }
 }
@@ -72,6 +95,8 @@ async fn raw_at(url: String) -> MultiplexedConnection {
 pub enum Raw {
     Single(MultiplexedConnection),
     Cluster(ClusterConnection),
+    /// Each command to every master in turn; the first master's reply.
+    Masters(Vec<MultiplexedConnection>),
 }
 
 impl ConnectionLike for Raw {
@@ -82,6 +107,14 @@ impl ConnectionLike for Raw {
         match self {
             Raw::Single(c) => c.req_packed_command(cmd),
             Raw::Cluster(c) => c.req_packed_command(cmd),
+            Raw::Masters(conns) => Box::pin(async move {
+                let mut first = None;
+                for c in conns.iter_mut() {
+                    let r = c.req_packed_command(cmd).await;
+                    first.get_or_insert(r);
+                }
+                first.expect("at least one master")
+            }),
         }
     }
 
@@ -94,6 +127,14 @@ impl ConnectionLike for Raw {
         match self {
             Raw::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Raw::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Raw::Masters(conns) => Box::pin(async move {
+                let mut first = None;
+                for c in conns.iter_mut() {
+                    let r = c.req_packed_commands(pipeline, offset, count).await;
+                    first.get_or_insert(r);
+                }
+                first.expect("at least one master")
+            }),
         }
     }
 
@@ -102,31 +143,40 @@ impl ConnectionLike for Raw {
     }
 }
 
-/// Every test of the suite, once on each deployment: `mod single` and
-/// `mod cluster` get a test of the same name.
-macro_rules! on_both {
-    ($(async fn $name:ident($d:ident: &Deployment) $body:block)*) => {
-        $(
-            async fn $name($d: &Deployment) $body
-        )*
+/// Every test of the suite, once on each deployment: `mod single`,
+/// `mod cluster` and `mod redlock` get a test of the same name. The tests
+/// under `not_on_redlock` are of what Redlock refuses (fair order,
+/// read-write locks), checked to be refused in the Redlock suite.
+macro_rules! suite {
+    (
+        everywhere { $(async fn $a:ident($da:ident: &Deployment) $ba:block)* }
+        not_on_redlock { $(async fn $b:ident($db:ident: &Deployment) $bb:block)* }
+    ) => {
+        $( async fn $a($da: &Deployment) $ba )*
+        $( async fn $b($db: &Deployment) $bb )*
         mod single {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let d = crate::deploy::Deployment::single().await;
-                    super::$name(&d).await;
-                }
-            )*
+            $( crate::deploy::one_test!($a, single); )*
+            $( crate::deploy::one_test!($b, single); )*
         }
         mod cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let d = crate::deploy::Deployment::cluster().await;
-                    super::$name(&d).await;
-                }
-            )*
+            $( crate::deploy::one_test!($a, cluster); )*
+            $( crate::deploy::one_test!($b, cluster); )*
+        }
+        mod redlock {
+            $( crate::deploy::one_test!($a, redlock); )*
         }
     };
 }
-pub(crate) use on_both;
+pub(crate) use suite;
+
+/// One test of the suite on one deployment.
+macro_rules! one_test {
+    ($name:ident, $deployment:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let d = crate::deploy::Deployment::$deployment().await;
+            super::$name(&d).await;
+        }
+    };
+}
+pub(crate) use one_test;

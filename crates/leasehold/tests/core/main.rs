@@ -1,5 +1,7 @@
-//! The core suite, written once and run on one server and on a Redis
-//! Cluster (`single::*` and `cluster::*`): mutual exclusion, owner-only
+//! The core suite, written once and run on one server, on a Redis Cluster
+//! and over three independent masters (`single::*`, `cluster::*`,
+//! `redlock::*`; fair order and read-write locks not on Redlock, which
+//! refuses them): mutual exclusion, owner-only
 //! release and extend, renewal, `lost()`, wake-up, fair order, the
 //! semaphore bound, the rwlock, bad input; names spread over many slots,
 //! and names with their own hash tags or stray braces.
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use deploy::{Deployment, on_both};
+use deploy::{Deployment, suite};
 use tokio::time::Instant;
 
 fn ms(n: u64) -> Duration {
@@ -30,7 +32,8 @@ const NAMES: [&str; 8] = [
     "deploy/prod",
 ];
 
-on_both! {
+suite! {
+everywhere {
     async fn one_holder_at_a_time_on_every_name(d: &Deployment) {
         let client = d.client().await;
         let other = d.client().await;
@@ -132,36 +135,6 @@ on_both! {
         }
     }
 
-    async fn fair_waiters_get_it_in_arrival_order(d: &Deployment) {
-        let holder = d.client().await;
-        for name in ["printer", "{q}fair", "x}fair"] {
-            let g = holder.lease(name).fair(true).acquire().await.unwrap();
-            let order = Arc::new(std::sync::Mutex::new(Vec::new()));
-            let mut tasks = Vec::new();
-            for i in 0..3 {
-                let c = d.client().await;
-                let order = Arc::clone(&order);
-                tasks.push(tokio::spawn(async move {
-                    let g = c.lease(name).fair(true).wait(Duration::from_secs(20)).acquire().await.unwrap();
-                    order.lock().unwrap().push(i);
-                    tokio::time::sleep(ms(20)).await;
-                    g.release().await.unwrap();
-                }));
-                // Arrive one after the other: each queued in Redis first.
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while holder.status(name).await.unwrap().fair_waiters != Some(i as u64 + 1) {
-                    assert!(Instant::now() < deadline, "{name}: waiter {i} never queued");
-                    tokio::time::sleep(ms(5)).await;
-                }
-            }
-            g.release().await.unwrap();
-            for t in tasks {
-                t.await.unwrap();
-            }
-            assert_eq!(*order.lock().unwrap(), vec![0, 1, 2], "{name}");
-        }
-    }
-
     async fn a_semaphore_lets_k_in_at_most(d: &Deployment) {
         let client = d.client().await;
         for name in ["pool", "{db}:pool", "p}q"] {
@@ -188,22 +161,6 @@ on_both! {
             let most = most.load(Ordering::SeqCst);
             assert!(most <= 3, "{name}: {most} permits held at once");
             assert!(most >= 2, "{name}: never more than one permit used");
-        }
-    }
-
-    async fn readers_share_and_a_writer_is_alone(d: &Deployment) {
-        let client = d.client().await;
-        for name in ["config", "{cfg}:routing"] {
-            let rw = client.rwlock(name);
-            let r1 = rw.read().acquire().await.unwrap();
-            let r2 = rw.read().try_acquire().await.unwrap();
-            assert!(rw.write().try_acquire().await.unwrap_err().is_held(), "{name}");
-            r1.release().await.unwrap();
-            r2.release().await.unwrap();
-            let w = rw.write().try_acquire().await.unwrap();
-            assert!(rw.read().try_acquire().await.unwrap_err().is_held(), "{name}");
-            assert!(w.fence() > r2_fence_floor(), "{name}");
-            w.release().await.unwrap();
         }
     }
 
@@ -234,6 +191,56 @@ on_both! {
             g.release().await.unwrap();
         }
     }
+}
+not_on_redlock {
+    async fn fair_waiters_get_it_in_arrival_order(d: &Deployment) {
+        let holder = d.client().await;
+        for name in ["printer", "{q}fair", "x}fair"] {
+            let g = holder.lease(name).fair(true).acquire().await.unwrap();
+            let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let mut tasks = Vec::new();
+            for i in 0..3 {
+                let c = d.client().await;
+                let order = Arc::clone(&order);
+                tasks.push(tokio::spawn(async move {
+                    let g = c.lease(name).fair(true).wait(Duration::from_secs(20)).acquire().await.unwrap();
+                    order.lock().unwrap().push(i);
+                    tokio::time::sleep(ms(20)).await;
+                    g.release().await.unwrap();
+                }));
+                // Arrive one after the other: each queued in Redis first.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while holder.status(name).await.unwrap().fair_waiters != Some(i as u64 + 1) {
+                    assert!(Instant::now() < deadline, "{name}: waiter {i} never queued");
+                    tokio::time::sleep(ms(5)).await;
+                }
+            }
+            g.release().await.unwrap();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            assert_eq!(*order.lock().unwrap(), vec![0, 1, 2], "{name}");
+        }
+    }
+
+
+    async fn readers_share_and_a_writer_is_alone(d: &Deployment) {
+        let client = d.client().await;
+        for name in ["config", "{cfg}:routing"] {
+            let rw = client.rwlock(name);
+            let r1 = rw.read().acquire().await.unwrap();
+            let r2 = rw.read().try_acquire().await.unwrap();
+            assert!(rw.write().try_acquire().await.unwrap_err().is_held(), "{name}");
+            r1.release().await.unwrap();
+            r2.release().await.unwrap();
+            let w = rw.write().try_acquire().await.unwrap();
+            assert!(rw.read().try_acquire().await.unwrap_err().is_held(), "{name}");
+            assert!(w.fence() > r2_fence_floor(), "{name}");
+            w.release().await.unwrap();
+        }
+    }
+
+}
 }
 
 /// Fences are floored at the server's clock (ms × 1024): any fence is
