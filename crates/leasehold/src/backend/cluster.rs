@@ -164,6 +164,29 @@ impl Cluster {
         &self.addr
     }
 
+    /// Which master serves `key`, for an error's message: `host:port`
+    /// from the slot map (read again if older than a second, waiting at
+    /// most 200 ms for it; else the last one read), else the seeds.
+    pub(crate) async fn addr_of(&self, key: &[u8]) -> String {
+        let slot = key_slot(key);
+        let mut conn = self.conn();
+        let read = tokio::time::timeout(
+            Duration::from_millis(200),
+            self.slots.ranges(&mut conn, MAP_AGE),
+        );
+        // A map that cannot be read now (the node asked may be the one
+        // failing): the last one read, if any.
+        let ranges = match read.await {
+            Ok(Ok(ranges)) => Some(ranges),
+            _ => self.slots.last(),
+        };
+        match ranges.as_deref().map(|r| master_of(r, slot)) {
+            Some(Some((host, port))) => format!("{host}:{port}"),
+            Some(None) => format!("{} (slot {slot} has no master)", self.addr),
+            None => self.addr.clone(),
+        }
+    }
+
     /// The seeds, as given.
     pub(crate) fn seeds(&self) -> &[String] {
         &self.seeds
@@ -334,6 +357,12 @@ pub(crate) struct SlotMap {
 }
 
 impl SlotMap {
+    /// The ranges last read, however old.
+    fn last(&self) -> Option<Arc<[SlotRange]>> {
+        let r = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
+        r.as_ref().map(|(_, ranges)| Arc::clone(ranges))
+    }
+
     /// The ranges, read again (`CLUSTER SLOTS` of any node) when the last
     /// read is `max_age` old or more. A failed read is not kept.
     async fn ranges(

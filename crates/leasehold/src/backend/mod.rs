@@ -270,8 +270,11 @@ impl Backend {
             Backend::Single(s) => s.acquire(keys, token, ttl_ms(ttl), wait).await,
             Backend::Cluster(c) => c.acquire(keys, token, ttl_ms(ttl), wait).await,
             Backend::Redlock(r) => return r.acquire(keys, token, ttl).await,
-        }
-        .map_err(|e| Error::redis("the acquire script", self.addr(), e))?;
+        };
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => return Err(self.error("the acquire script", keys, e).await),
+        };
         Ok(match reply {
             Acquired::Yes(fence) => Acquire::Held(Held {
                 fence,
@@ -369,9 +372,10 @@ impl Backend {
         ttl: Duration,
     ) -> Result<Extended> {
         let sent = Instant::now();
-        let held = scripts::extend(&mut conn, keys, token.as_bytes(), ttl_ms(ttl))
-            .await
-            .map_err(|e| Error::redis("the extend script", self.addr(), e))?;
+        let held = match scripts::extend(&mut conn, keys, token.as_bytes(), ttl_ms(ttl)).await {
+            Ok(held) => held,
+            Err(e) => return Err(self.error("the extend script", keys, e).await),
+        };
         Ok(if held {
             Extended::Held {
                 sent,
@@ -382,18 +386,30 @@ impl Backend {
         })
     }
 
+    /// An error of `doing` on `keys`, naming the server: on a cluster the
+    /// master of the name's slot, not the seeds.
+    async fn error(&self, doing: &'static str, keys: &LeaseKeys, e: redis::RedisError) -> Error {
+        match self {
+            Backend::Cluster(c) => Error::redis(doing, &c.addr_of(keys.name()).await, e),
+            _ => Error::redis(doing, self.addr(), e),
+        }
+    }
+
     /// Runs the release script of `keys`' kind for `token`.
     ///
     /// # Cancel safety
     ///
     /// If dropped after the script was sent, the release still happens.
     pub(crate) async fn release(&self, keys: &Arc<LeaseKeys>, token: Token) -> Result<Released> {
-        match self {
+        let released = match self {
             Backend::Single(s) => s.release(keys, token).await,
             Backend::Cluster(c) => c.release(keys, token).await,
             Backend::Redlock(r) => return r.release(keys, token).await,
+        };
+        match released {
+            Ok(r) => Ok(r),
+            Err(e) => Err(self.error("the release script", keys, e).await),
         }
-        .map_err(|e| Error::redis("the release script", self.addr(), e))
     }
 
     /// Releases `token`'s plain lease and gives it, with a new fence and
@@ -419,7 +435,7 @@ impl Backend {
             ttl_ms: ttl_ms(next_ttl),
             tolerated,
         };
-        match self {
+        let reply = match self {
             Backend::Single(s) => {
                 scripts::handover(
                     &mut s.node.conn(),
@@ -447,8 +463,11 @@ impl Backend {
                     .handover(keys, token, (*next, next_ttl, tolerated), freed_payload)
                     .await;
             }
+        };
+        match reply {
+            Ok(r) => Ok(r),
+            Err(e) => Err(self.error("the release script", keys, e).await),
         }
-        .map_err(|e| Error::redis("the release script", self.addr(), e))
     }
 
     /// Takes the fair waiter `waiter_id` out of `keys`' queue; whether it
@@ -458,9 +477,10 @@ impl Backend {
             // No fair queues over Redlock: nobody is queued.
             return Ok(false);
         };
-        scripts::fair_leave(&mut conn, self.pubsub(), keys, waiter_id)
-            .await
-            .map_err(|e| Error::redis("leaving the fair queue", self.addr(), e))
+        match scripts::fair_leave(&mut conn, self.pubsub(), keys, waiter_id).await {
+            Ok(queued) => Ok(queued),
+            Err(e) => Err(self.error("leaving the fair queue", keys, e).await),
+        }
     }
 
     /// Who holds a plain or fair lease, for messages: a prefix (8

@@ -317,3 +317,27 @@ async fn a_held_lease_keeps_renewing_while_its_slot_moves() {
     );
     g.release().await.unwrap();
 }
+
+/// An error on a cluster names the master of the name's slot, not the
+/// seed list: that is the server to look at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_names_the_master_of_the_slot() {
+    let mut cluster = start(0).await;
+    let client = Client::builder()
+        .response_timeout(ms(300))
+        .cluster(cluster.seeds())
+        .connect()
+        .await
+        .expect("connect to the cluster");
+    // The listing reads the slot map.
+    client.list("*").await.unwrap();
+    let name = "jobs/nightly";
+    let slot = cluster.slot_of(name).unwrap();
+    let master = cluster.master_of_slot(slot);
+    let addr = format!("127.0.0.1:{}", cluster.node(master).port());
+    cluster.pause(master);
+    let err = client.lease(name).try_acquire().await.unwrap_err();
+    cluster.resume(master);
+    assert_eq!(err.addr(), Some(addr.as_str()), "{err}");
+    assert!(err.to_string().contains(&addr), "{err}");
+}
