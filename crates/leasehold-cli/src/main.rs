@@ -146,7 +146,7 @@ async fn dispatch(cli: Cli, address: cmd::Address) -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(e) => fail(&e),
+        Err(e) => fail(&e, &address),
     }
 }
 
@@ -165,9 +165,10 @@ async fn one(cli: &Cli, address: &cmd::Address, command: &Command) -> leasehold:
     }
 }
 
-/// Prints a library error once, on one line, and picks its exit code.
-fn fail(e: &leasehold::Error) -> ExitCode {
-    output::error(&e.to_string());
+/// Prints a library error once, on one line (with a cluster's own hints on
+/// a cluster: [`output::failure`]), and picks its exit code.
+fn fail(e: &leasehold::Error, address: &cmd::Address) -> ExitCode {
+    output::error(&output::failure(e, address.is_cluster()));
     Exit::of(e).into()
 }
 

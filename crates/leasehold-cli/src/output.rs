@@ -53,6 +53,48 @@ pub fn error(message: &str) {
     let _ = writeln!(std::io::stderr().lock(), "leasehold: {message}");
 }
 
+/// What to say on stderr for a library error. On one server that is the
+/// error's own message. On a cluster (`cluster`), the library's hints for
+/// connection failures ("check that the server runs there and that the URL
+/// is right") point at the wrong thing: the seeds were right once the
+/// topology was read, and a node that stops answering is a master down,
+/// paused or failing over, or a node this host cannot reach. So those
+/// errors, and the refusals a cluster gives while it fails over or moves
+/// slots (`CLUSTERDOWN`, `TRYAGAIN`, `MOVED`, `ASK`, `MASTERDOWN`), get a
+/// hint that says so and names where to look (`CLUSTER INFO`).
+pub fn failure(e: &leasehold::Error, cluster: bool) -> String {
+    use leasehold::ErrorKind as K;
+    if !cluster {
+        return e.to_string();
+    }
+    const LOOK: &str = "check `CLUSTER INFO` (cluster_state) and `CLUSTER NODES` on a seed";
+    match e.kind() {
+        K::Connect { addr, source } => format!(
+            "could not reach the Redis Cluster at {addr}: {source}; a master may be down or failing over, or a node unreachable from here: {LOOK}, and that the seeds (--url or LEASEHOLD_URL) are nodes of this cluster"
+        ),
+        K::ConnectTimeout { addr, after } => format!(
+            "could not connect to the Redis Cluster at {addr} within {}; a node may be paused or unreachable, or the cluster failing over: {LOOK}, or raise --connect-timeout",
+            human(Some(*after))
+        ),
+        K::Redis { source, .. } if fails_over(source) => {
+            format!("{e}; the cluster is failing over, moving slots or missing a master: {LOOK}")
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// A cluster's refusal while a master fails over or a slot moves.
+fn fails_over(e: &redis::RedisError) -> bool {
+    use redis::ServerErrorKind::{Ask, ClusterDown, Moved, TryAgain};
+    matches!(
+        e.code(),
+        Some("CLUSTERDOWN" | "TRYAGAIN" | "MOVED" | "ASK" | "MASTERDOWN")
+    ) || matches!(
+        e.kind(),
+        redis::ErrorKind::Server(Moved | Ask | TryAgain | ClusterDown)
+    )
+}
+
 /// A duration for people: `4.2s`, `350ms`, `2m5s`, or `-`.
 pub fn human(d: Option<std::time::Duration>) -> String {
     let Some(d) = d else {
@@ -67,5 +109,43 @@ pub fn human(d: Option<std::time::Duration>) -> String {
         format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1_000)
     } else {
         format!("{}h{}m", ms / 3_600_000, (ms % 3_600_000) / 60_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure;
+    use leasehold::ErrorKind;
+
+    /// A command that timed out on a node: what a master failing over
+    /// looks like to a client.
+    fn timed_out(addr: &str) -> leasehold::Error {
+        let source = std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
+        ErrorKind::Connect {
+            addr: addr.into(),
+            source: source.into(),
+        }
+        .into()
+    }
+
+    #[test]
+    fn a_cluster_timeout_points_at_the_cluster_one_server_at_its_url() {
+        let e = timed_out("redis://10.0.0.1:7000,redis://10.0.0.2:7000");
+        let cluster = failure(&e, true);
+        assert!(cluster.contains("10.0.0.2:7000"), "{cluster}");
+        assert!(cluster.contains("failing over"), "{cluster}");
+        assert!(cluster.contains("CLUSTER INFO"), "{cluster}");
+        assert!(!cluster.contains("URL (--url"), "{cluster}");
+
+        let e = timed_out("redis://10.0.0.1:6379");
+        let single = failure(&e, false);
+        assert_eq!(single, e.to_string());
+        assert!(single.contains("URL (--url"), "{single}");
+    }
+
+    #[test]
+    fn other_errors_are_told_as_they_are() {
+        let e: leasehold::Error = ErrorKind::LeaseLost { name: "x".into() }.into();
+        assert_eq!(failure(&e, true), e.to_string());
     }
 }

@@ -135,8 +135,7 @@ impl Fault {
     /// makes a master a replica), LOADING (its filler script would touch
     /// keys of other nodes' slots), the clock of one libfaketime server,
     /// the proxy (the cluster client connects to the nodes the cluster
-    /// names, not through a proxy), and `leasehold run` (the command line
-    /// has no `--cluster` yet).
+    /// names, not through a proxy).
     pub fn on_cluster(&self) -> bool {
         !matches!(
             self,
@@ -146,7 +145,6 @@ impl Fault {
                 | Fault::ProxyBlackhole(_)
                 | Fault::ReadOnly(_)
                 | Fault::Loading
-                | Fault::RunKill
                 | Fault::ClockJump(..)
         )
     }

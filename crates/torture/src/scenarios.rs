@@ -6,9 +6,10 @@
 //! client; the store, the checkers and the verdicts stay the same. A
 //! scenario runs there when each of its faults has a cluster counterpart
 //! ([`Fault::on_cluster`]) and it needs nothing of one server (a proxy, a
-//! file, a faked clock, a master to replicate, `leasehold run`): see
-//! [`Scenario::runs_on`]. The scenarios of slot moves, failovers and killed
-//! masters run only there.
+//! file, a faked clock, a master to replicate): see [`Scenario::runs_on`].
+//! `leasehold run` gets the cluster's seeds as a user gives them
+//! (`LEASEHOLD_URL` with commas and `LEASEHOLD_CLUSTER=1`). The scenarios
+//! of slot moves, failovers and killed masters run only there.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -102,7 +103,7 @@ impl Scenario {
         if !cluster {
             return !cluster_only;
         }
-        let one_server = self.proxy || self.aof || self.faketime || self.master || self.runs > 0;
+        let one_server = self.proxy || self.aof || self.faketime || self.master;
         !one_server && self.faults.iter().all(|s| s.fault.on_cluster())
     }
 
@@ -428,6 +429,7 @@ pub async fn run(
     }
     if let Some(runs) = &runs {
         runs.stop(Duration::from_secs(10)).await;
+        runs.check_granted()?;
     }
     let end = now();
 
@@ -569,6 +571,7 @@ mod tests {
                 "busy",
                 "holder-sigkill",
                 "holder-starve",
+                "run-sigkill",
                 "processes-chaos",
                 "control-chaos",
             ]

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -675,12 +675,19 @@ struct Slot {
 /// A command claims the lock from its start to its last heartbeat (it logs
 /// one every 5 ms while it works), so a command that outlives its
 /// supervisor past the ttl shows up as an overlap.
+///
+/// On a cluster the supervisor gets the seeds in `LEASEHOLD_URL` and
+/// `LEASEHOLD_CLUSTER=1`, as a user's would.
 pub struct RunWorkers {
     cfg: WorkerConfig,
     sink: Sink,
     /// The `leasehold` binary (built next to this one).
     leasehold: std::path::PathBuf,
     slots: Arc<Mutex<HashMap<String, Slot>>>,
+    /// Commands started under a lease (across slots and runs).
+    granted: Arc<AtomicUsize>,
+    /// How the last `leasehold run` that started no command exited.
+    last_refusal: Mutex<Option<std::process::ExitStatus>>,
     stop: Arc<AtomicBool>,
     loops: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
@@ -695,9 +702,6 @@ impl RunWorkers {
     /// When the `leasehold` binary is not next to this one (`cargo build
     /// --release -p leasehold-cli`; `cargo xtask torture` does it).
     pub fn start(cfg: WorkerConfig, n: usize, sink: Sink) -> Result<Arc<RunWorkers>, String> {
-        if cfg.cluster {
-            return Err("`leasehold run` has no --cluster yet".into());
-        }
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let leasehold = exe.with_file_name("leasehold");
         if !leasehold.is_file() {
@@ -711,6 +715,8 @@ impl RunWorkers {
             sink,
             leasehold,
             slots: Arc::default(),
+            granted: Arc::default(),
+            last_refusal: Mutex::default(),
             stop: Arc::default(),
             loops: Mutex::default(),
             readers: Arc::default(),
@@ -731,7 +737,17 @@ impl RunWorkers {
     async fn slot_loop(&self, slot: String, exe: std::path::PathBuf) {
         while !self.stop.load(Ordering::Relaxed) {
             let script = "\"$0\" hold --store \"$1\" --worker \"$2\" --work-ms \"$3\" & wait";
-            let spawned = tokio::process::Command::new(&self.leasehold)
+            let mut command = tokio::process::Command::new(&self.leasehold);
+            // On a cluster `lock_url` holds the seeds separated by commas,
+            // the form `LEASEHOLD_URL` takes with `LEASEHOLD_CLUSTER=1`; an
+            // inherited `LEASEHOLD_CLUSTER` must not turn one server's URL
+            // into a seed.
+            if self.cfg.cluster {
+                command.env("LEASEHOLD_CLUSTER", "1");
+            } else {
+                command.env_remove("LEASEHOLD_CLUSTER");
+            }
+            let spawned = command
                 .env("LEASEHOLD_URL", &self.cfg.lock_url)
                 .args(["run", &self.cfg.name])
                 .args(["--ttl", &format!("{}ms", self.cfg.ttl_ms)])
@@ -754,6 +770,7 @@ impl RunWorkers {
             self.set(&slot, |s| s.pid = child.id());
             let stdout = child.stdout.take().expect("piped");
             let (sink, slots, name) = (self.sink.clone(), Arc::clone(&self.slots), slot.clone());
+            let granted = Arc::clone(&self.granted);
             // Read until every writer is gone, the orphaned command too.
             let reader = tokio::spawn(async move {
                 let mut lines = tokio::io::BufReader::new(stdout).lines();
@@ -767,7 +784,10 @@ impl RunWorkers {
                         .get_mut(&name)
                     {
                         match (event.op, event.kind) {
-                            (Op::Acquire, Kind::Ok) => s.holding = true,
+                            (Op::Acquire, Kind::Ok) => {
+                                s.holding = true;
+                                granted.fetch_add(1, Ordering::Relaxed);
+                            }
                             (Op::Release, Kind::Invoke) => s.holding = false,
                             _ => {}
                         }
@@ -779,11 +799,16 @@ impl RunWorkers {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(reader);
-            let _ = child.wait().await;
+            let status = child.wait().await;
+            let mut started = false;
             self.set(&slot, |s| {
+                started = s.holding;
                 s.pid = None;
                 s.holding = false;
             });
+            if let (Ok(status), false) = (status, started) {
+                *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+            }
         }
     }
 
@@ -821,6 +846,19 @@ impl RunWorkers {
                 libc::kill(pid as libc::pid_t, libc::SIGKILL);
             }
         }
+    }
+
+    /// Fails when no `leasehold run` ever started its command: the
+    /// scenario then tested nothing (a command line the CLI refuses, say).
+    pub fn check_granted(&self) -> Result<(), String> {
+        if self.granted.load(Ordering::Relaxed) > 0 {
+            return Ok(());
+        }
+        let last = *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner());
+        Err(format!(
+            "no `leasehold run` started its command (last one: {})",
+            last.map_or("none exited".to_owned(), |s| s.to_string())
+        ))
     }
 
     /// Stops starting new runs, waits for the running ones and for every

@@ -49,6 +49,12 @@ impl Address {
             std::env::var(name).ok()
         })
     }
+
+    /// Whether it names a Redis Cluster (whose failures get their own
+    /// hints: [`crate::output::failure`]).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Address::Cluster(_) | Address::PrivateCluster)
+    }
 }
 
 /// [`Address::of`], with the environment as a function (for the tests).

@@ -72,7 +72,7 @@ pub async fn lease(
         })
         .await;
     match taken {
-        Ok(guard) => supervise(cli, args, guard?, signals).await,
+        Ok(guard) => supervise(cli, address.is_cluster(), args, guard?, signals).await,
         Err(sig) => Ok(Exit::Signal(sig).into()),
     }
 }
@@ -100,7 +100,7 @@ pub async fn semaphore(
         })
         .await;
     match taken {
-        Ok(guard) => supervise(cli, args, guard?, signals).await,
+        Ok(guard) => supervise(cli, address.is_cluster(), args, guard?, signals).await,
         Err(sig) => Ok(Exit::Signal(sig).into()),
     }
 }
@@ -165,9 +165,11 @@ enum Ended {
     Expiring,
 }
 
-/// Runs the command while `guard` holds, and says how it ended.
+/// Runs the command while `guard` holds, and says how it ended (`cluster`:
+/// the lease lives on a Redis Cluster, for the hint of a failed release).
 async fn supervise(
     cli: &Cli,
+    cluster: bool,
     args: &RunArgs,
     guard: Guard,
     signals: &mut Signals,
@@ -295,7 +297,10 @@ async fn supervise(
         }
         Err(e) => {
             // Could not release (Redis unreachable): the TTL ends it.
-            output::error(&format!("{e}; the lease ends when its TTL runs out"));
+            output::error(&format!(
+                "{}; the lease ends when its TTL runs out",
+                output::failure(&e, cluster)
+            ));
             Ok(ExitCode::from(code))
         }
     }

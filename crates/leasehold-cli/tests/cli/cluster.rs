@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::time::Duration;
 
 use testkit::{ClusterOptions, RedisCluster};
 
@@ -263,4 +264,81 @@ fn help_tells_how_to_reach_a_cluster() {
     ] {
         assert!(text.contains(needle), "--help lacks {needle}: {text}");
     }
+}
+
+#[test]
+fn a_failing_cluster_is_blamed_not_the_url() {
+    // The single-server hint points at the URL; on a cluster whose nodes
+    // stop answering (paused, failing over) the seeds are fine, and the
+    // message says where to look instead.
+    let mut cluster = start_cluster();
+    let seeds = cluster.seeds();
+    let cli = || {
+        let mut cmd = leasehold(None);
+        cmd.env("LEASEHOLD_URL", seeds.join(","))
+            .env("LEASEHOLD_CLUSTER", "1");
+        cmd
+    };
+    let blames_the_cluster = |err: &str| {
+        assert!(
+            err.contains("Redis Cluster") || err.contains("cluster is"),
+            "{err}"
+        );
+        assert!(err.contains("CLUSTER INFO"), "{err}");
+        assert!(!err.contains("the URL (--url"), "{err}");
+    };
+
+    // Every node paused: no answer within the connect timeout.
+    let nodes: Vec<usize> = (0..cluster.nodes().len()).collect();
+    for &node in &nodes {
+        cluster.pause(node);
+    }
+    let err = refused(
+        cli().args([
+            "--connect-timeout",
+            "1s",
+            "acquire",
+            "jobs/a",
+            "--wait",
+            "2s",
+        ]),
+        5,
+    );
+    for &node in &nodes {
+        cluster.resume(node);
+    }
+    blames_the_cluster(&err);
+
+    // A master gone without a replica: once the others mark it failed, the
+    // cluster refuses every command with CLUSTERDOWN.
+    let gone = cluster.masters()[2];
+    let _ = cluster.call(gone, &["SHUTDOWN", "NOSAVE"]);
+    let survivor = cluster.masters()[0];
+    eventually(Duration::from_secs(30), "cluster_state:fail", || {
+        matches!(
+            cluster.call(survivor, &["CLUSTER", "INFO"]),
+            Ok(testkit::Reply::Bulk(Some(info)))
+                if String::from_utf8_lossy(&info).contains("cluster_state:fail")
+        )
+    });
+    let err = refused(
+        cli().args(["--connect-timeout", "20s", "acquire", "jobs/a", "--no-wait"]),
+        5,
+    );
+    assert!(
+        err.contains("ClusterDown") || err.contains("CLUSTERDOWN"),
+        "{err}"
+    );
+    blames_the_cluster(&err);
+
+    // One server keeps its own hint.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", silent.local_addr().unwrap());
+    let err = one_line_error(
+        &["--url", &url, "--connect-timeout", "300ms", "acquire", "x"],
+        None,
+        5,
+    );
+    assert!(err.contains("check that the server runs there"), "{err}");
+    assert!(!err.contains("CLUSTER INFO"), "{err}");
 }
