@@ -11,8 +11,13 @@ use tokio::time::Instant;
 
 pub const SECOND: Duration = Duration::from_secs(1);
 
-/// The per-node timeout every client of these tests uses.
+/// The per-node timeout of the tests that time the quorum.
 pub const NODE_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The per-node timeout of the other tests: roomy, so that a loaded test
+/// machine does not make a live master miss its answer (at most a tenth
+/// of the ttl is used anyway).
+pub const ROOMY: Duration = Duration::from_millis(500);
 
 /// What a loaded test machine may add to a bound.
 pub const SLACK: Duration = Duration::from_millis(150);
@@ -44,16 +49,26 @@ pub fn urls(servers: &[RedisServer]) -> Vec<String> {
 
 /// A Redlock client on every master of `servers`.
 pub async fn client(servers: &[RedisServer]) -> Client {
-    connect(urls(servers))
+    client_with(servers, ROOMY).await
+}
+
+/// A Redlock client on every master of `servers`, waiting at most
+/// `node_timeout` for each.
+pub async fn client_with(servers: &[RedisServer], node_timeout: Duration) -> Client {
+    connect_with(urls(servers), node_timeout)
         .await
         .expect("connect to the masters")
 }
 
 pub async fn connect(urls: Vec<String>) -> leasehold::Result<Client> {
+    connect_with(urls, ROOMY).await
+}
+
+async fn connect_with(urls: Vec<String>, node_timeout: Duration) -> leasehold::Result<Client> {
     Client::builder()
         .connect_timeout(2 * SECOND)
         .redlock(urls)
-        .node_timeout(NODE_TIMEOUT)
+        .node_timeout(node_timeout)
         .connect()
         .await
 }
@@ -209,4 +224,20 @@ impl FencedStore {
             .await
             .unwrap()
     }
+}
+
+/// Waits until no master of `servers` has `key`. A release answers once a
+/// quorum released, so the others may still be at it; tests that freeze
+/// masters right after a release wait for it, so that a release still
+/// on its way (see `quorum::a_released_lease_is_at_once_free_for_the_next_taker`)
+/// is not frozen with its master.
+pub async fn wait_free(servers: &[RedisServer], key: &str, within: Duration) {
+    eventually(within, &format!("`{key}` free on every master"), || async {
+        let mut free = true;
+        for s in servers {
+            free &= get(s, key).await.is_none();
+        }
+        free
+    })
+    .await;
 }

@@ -22,6 +22,7 @@ async fn a_fence_drawn_on_one_master_is_raised_so_no_later_quorum_goes_back() {
         g.release().await.unwrap();
         f
     };
+    wait_free(&servers, NAME, 15 * SECOND).await;
     // Master 0's counter jumps ahead by far more than the floors move.
     let ahead = f0 + (1 << 40);
     let _: () = redis::cmd("SET")
@@ -43,7 +44,7 @@ async fn a_fence_drawn_on_one_master_is_raised_so_no_later_quorum_goes_back() {
     g.release().await.unwrap();
     servers[3].resume();
     servers[4].resume();
-    wait_free(&servers).await;
+    wait_free(&servers, NAME, 15 * SECOND).await;
 
     // Every quorum that leaves master 0 out: still higher.
     let mut last = high;
@@ -57,24 +58,11 @@ async fn a_fence_drawn_on_one_master_is_raised_so_no_later_quorum_goes_back() {
         for &i in &left_out {
             servers[i].resume();
         }
-        wait_free(&servers).await;
+        wait_free(&servers, NAME, 15 * SECOND).await;
         assert!(
             f > last,
             "fence {f} after {last} without masters {left_out:?}"
         );
         last = f;
     }
-}
-
-/// Resumed masters run the grant and the release queued for them while
-/// frozen; waits for both before the next round freezes others.
-async fn wait_free(servers: &[testkit::RedisServer]) {
-    eventually(5 * SECOND, "the lease free on every master", || async {
-        let mut free = true;
-        for s in servers {
-            free &= get(s, NAME).await.is_none();
-        }
-        free
-    })
-    .await;
 }

@@ -10,12 +10,13 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minority_frozen_costs_nothing_a_majority_frozen_fails_fast() {
     let servers = masters(5).await;
-    let c = client(&servers).await;
+    let c = client_with(&servers, NODE_TIMEOUT).await;
     let ttl = 2 * SECOND;
     let lease = c.lease("nightly").ttl(ttl);
     let g = lease.try_acquire().await.unwrap();
     let f1 = g.fence();
     g.release().await.unwrap();
+    wait_free(&servers, "nightly", ttl + SLACK).await;
 
     servers[3].pause();
     servers[4].pause();
@@ -28,6 +29,7 @@ async fn a_minority_frozen_costs_nothing_a_majority_frozen_fails_fast() {
     );
     assert!(g.fence() > f1);
     g.release().await.unwrap();
+    wait_free(&servers[..3], "nightly", ttl + SLACK).await;
 
     servers[2].pause();
     let t = Instant::now();
@@ -95,16 +97,7 @@ async fn a_quorum_answers_without_waiting_out_the_node_timeout() {
         .unwrap();
     let lease = c.lease("quick").ttl(Duration::from_secs(20));
     lease.try_acquire().await.unwrap().release().await.unwrap();
-    // The release answered once a quorum released; the other masters'
-    // releases are still under way. Let them land before freezing two.
-    eventually(5 * SECOND, "the lease free on every master", || async {
-        let mut free = true;
-        for s in &servers {
-            free &= get(s, "quick").await.is_none();
-        }
-        free
-    })
-    .await;
+    wait_free(&servers, "quick", 25 * SECOND).await;
     servers[0].pause();
     servers[1].pause();
     for round in 0..5 {
@@ -143,6 +136,7 @@ async fn a_majority_frozen_fails_within_one_node_timeout() {
         .unwrap();
     let lease = c.lease("slow").ttl(Duration::from_secs(20));
     lease.try_acquire().await.unwrap().release().await.unwrap();
+    wait_free(&servers, "slow", 25 * SECOND).await;
     for s in &servers[2..] {
         s.pause();
     }
@@ -185,4 +179,57 @@ async fn a_holder_whose_majority_freezes_is_told_within_its_validity() {
     for s in &servers[..3] {
         s.resume();
     }
+}
+
+/// A guard whose release answered `Ok` leaves its token on no master,
+/// so the next taker gets the lease at once, with two masters frozen or
+/// none.
+///
+/// INTERMITTENT, reported backend bug: under a loaded machine (the whole
+/// suite in parallel) this failed twice in about fifty runs: right after
+/// the two masters were frozen, the first `try_acquire` was refused as
+/// `Held` by a token that an earlier round's guard had been granted and
+/// had released with `Ok` (rounds 3 and 227 of the unfrozen phase), still
+/// on two of the live masters with a fresh ttl; once it was still there
+/// 1.5 s later, once it was gone 1.3 s after that round. Alone it has not
+/// failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_lease_is_at_once_free_for_the_next_taker() {
+    let servers = masters(5).await;
+    let c = client(&servers).await;
+    let lease = c.lease("next").ttl(Duration::from_secs(20));
+    let mut released: Vec<String> = Vec::new();
+    for frozen in [false, true] {
+        if frozen {
+            servers[0].pause();
+            servers[1].pause();
+        }
+        for round in 0..300 {
+            match lease.try_acquire().await {
+                Ok(g) => {
+                    released.push(g.token().as_str().to_owned());
+                    g.release().await.unwrap();
+                }
+                Err(e) => {
+                    let mut seen = Vec::new();
+                    for (i, s) in servers.iter().enumerate().skip(if frozen { 2 } else { 0 }) {
+                        let v = get(s, "next").await;
+                        let whose = v
+                            .as_ref()
+                            .and_then(|t| released.iter().position(|r| r == t));
+                        seen.push(format!(
+                            "master {i}: {v:?} (a guard released in round {whose:?}), pttl {}",
+                            pttl(s, "next").await
+                        ));
+                    }
+                    for s in &servers {
+                        s.resume();
+                    }
+                    panic!("frozen {frozen}, round {round}: {e}; {}", seen.join("; "));
+                }
+            }
+        }
+    }
+    servers[0].resume();
+    servers[1].resume();
 }

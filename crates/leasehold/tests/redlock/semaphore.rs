@@ -66,6 +66,21 @@ async fn a_permit_quorum_out_of_reach_fails_with_quorum_not_reached() {
     let c = client(&servers).await;
     let sem = c.semaphore("pool", 2).ttl(Duration::from_secs(5));
     sem.try_acquire().await.unwrap().release().await.unwrap();
+    // Its release answered once a quorum released: wait for the rest
+    // before freezing two (a permit is a member of a sorted set).
+    eventually(10 * SECOND, "no permit held on any master", || async {
+        let mut free = true;
+        for s in &servers {
+            let n: i64 = redis::cmd("ZCARD")
+                .arg("leasehold:{pool}:permits")
+                .query_async(&mut raw(s).await)
+                .await
+                .unwrap();
+            free &= n == 0;
+        }
+        free
+    })
+    .await;
     // A lease would still have its majority; K = 2 needs 4 of 5.
     servers[3].pause();
     servers[4].pause();
