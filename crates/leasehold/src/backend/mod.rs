@@ -44,6 +44,8 @@ pub(crate) use node::Timeouts;
 use redlock::Redlock;
 
 /// A deployment of Redis, as the primitives see it.
+// One per client, inside its `Core`: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
     /// One server (or a primary that Sentinel points at).
     Single(Single),

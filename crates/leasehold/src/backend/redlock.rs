@@ -309,7 +309,11 @@ impl Redlock {
             let fut: BoxFuture<'static, (usize, Result<T>)> = match m.node() {
                 Some(node) => {
                     let call = op(Master(node.conn()));
-                    Box::pin(async move {
+                    // Outside tokio's cooperative budget: a task whose
+                    // budget ran out would find the connection's queue
+                    // "not ready" at the first poll, and the command
+                    // would be queued later, after a later one.
+                    Box::pin(tokio::task::coop::unconstrained(async move {
                         let r = match tokio::time::timeout(within, call).await {
                             Ok(r) => r,
                             Err(_) => {
@@ -317,7 +321,7 @@ impl Redlock {
                             }
                         };
                         (i, r.map_err(|e| Error::redis(doing, &addr, e)))
-                    })
+                    }))
                 }
                 None => Box::pin(async move {
                     let e: redis::RedisError =
