@@ -139,6 +139,27 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Redlock: independent masters
+//!
+//! [`ClientBuilder::redlock`] connects to N independent masters. A lease
+//! holds when a majority granted it; every call goes to all masters at once
+//! and returns as soon as a quorum answered, so a minority down or frozen
+//! costs nothing. The fence is the highest of the granting quorum, raised
+//! on a majority before the guard is returned, so it never goes back. A
+//! semaphore of K permits needs `⌊N·K/(K+1)⌋ + 1` masters per permit (a
+//! majority would let more than K in). Fair leases, read-write locks and
+//! data commands fail with [`ErrorKind::Unsupported`] there.
+//!
+//! ```no_run
+//! # async fn f() -> leasehold::Result<()> {
+//! let client = leasehold::Client::builder()
+//!     .redlock(["redis://a:6379", "redis://b:6379", "redis://c:6379"])
+//!     .connect()
+//!     .await?;
+//! let guard = client.lease("reports/nightly").acquire().await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Crate features
 //!
 //! None yet. leasehold needs a tokio runtime (multi-threaded or not).
