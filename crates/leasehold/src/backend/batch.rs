@@ -13,8 +13,9 @@
 //! - past that, operations queue, and a flusher sends all that is queued
 //!   as one call of `batch.lua`, which runs them in order, each exactly as
 //!   `acquire.lua` or `release.lua` would. At most [`MAX_BATCHES`] calls
-//!   are in flight; what arrives meanwhile waits for the next one, so the
-//!   batches grow with the load.
+//!   are in flight (on a cluster, one per master: see `cluster`); what
+//!   arrives meanwhile waits for the next one, so the batches grow with
+//!   the load.
 //!
 //! An operation that raised an error inside the batch (a key of another
 //! type, say) is run again alone, so that its caller gets the same error
@@ -59,18 +60,26 @@ const MAX_OPS: usize = 256;
 pub(crate) type Abandoned = Box<dyn Fn(Arc<LeaseKeys>, Token) + Send + Sync>;
 
 /// The queue of one server's plain leases.
-#[derive(Default)]
 pub(crate) struct Batcher {
     /// Operations started and not yet answered, alone or queued.
-    in_flight: AtomicUsize,
+    in_flight: Arc<AtomicUsize>,
     shared: Arc<Shared>,
+    /// Flushers (batch calls in flight) at most.
+    max_batches: usize,
+}
+
+impl Default for Batcher {
+    fn default() -> Batcher {
+        Batcher::new(MAX_BATCHES)
+    }
 }
 
 /// What the flushers share with the callers.
 #[derive(Default)]
 struct Shared {
     queue: Mutex<Queue>,
-    abandoned: OnceLock<Abandoned>,
+    /// Shared with the batchers made by [`Batcher::sibling`].
+    abandoned: Arc<OnceLock<Abandoned>>,
 }
 
 #[derive(Default)]
@@ -106,7 +115,7 @@ pub(crate) enum Route<'a> {
 }
 
 /// Counts one operation as in flight until dropped.
-pub(crate) struct Counted<'a>(&'a AtomicUsize);
+pub(crate) struct Counted<'a>(Arc<AtomicUsize>, std::marker::PhantomData<&'a ()>);
 
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
@@ -115,15 +124,41 @@ impl Drop for Counted<'_> {
 }
 
 impl Batcher {
+    /// A batcher with at most `max_batches` flushers (at least one).
+    fn new(max_batches: usize) -> Batcher {
+        Batcher {
+            in_flight: Arc::default(),
+            shared: Arc::default(),
+            max_batches: max_batches.max(1),
+        }
+    }
+
+    /// A batcher with a queue of its own and at most `max_batches`
+    /// flushers, that shares this one's count of operations in flight
+    /// (whether an operation goes alone depends on the client's whole
+    /// load) and its release of abandoned grants: a cluster's batcher of
+    /// one master.
+    pub(crate) fn sibling(&self, max_batches: usize) -> Batcher {
+        Batcher {
+            in_flight: Arc::clone(&self.in_flight),
+            shared: Arc::new(Shared {
+                queue: Mutex::default(),
+                abandoned: Arc::clone(&self.shared.abandoned),
+            }),
+            max_batches: max_batches.max(1),
+        }
+    }
+
     /// Sets where abandoned grants go (once; later calls are ignored).
     pub(crate) fn on_abandoned(&self, release: Abandoned) {
         let _ = self.shared.abandoned.set(release);
     }
 
     /// Counts an operation in; says whether it goes alone.
-    fn enter(&self) -> (Counted<'_>, bool) {
+    fn enter(&self) -> (Counted<'static>, bool) {
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
-        (Counted(&self.in_flight), before < ALONE_BELOW)
+        let counted = Counted(Arc::clone(&self.in_flight), std::marker::PhantomData);
+        (counted, before < ALONE_BELOW)
     }
 
     /// Runs a plain lease's `op` in a batch if enough others are in
@@ -137,7 +172,7 @@ impl Batcher {
         sender: impl FnOnce() -> Sender,
         runtime: &tokio::runtime::Handle,
         publisher: Token,
-    ) -> RedisResult<Route<'_>> {
+    ) -> RedisResult<Route<'static>> {
         let (counted, alone) = self.enter();
         if !alone
             && let Answer::Done(a, b) = self
@@ -168,7 +203,7 @@ impl Batcher {
                 token,
                 reply,
             });
-            let start = q.flushers < MAX_BATCHES;
+            let start = q.flushers < self.max_batches;
             q.flushers += usize::from(start);
             start
         };
@@ -284,5 +319,32 @@ impl Flusher {
             // rather than a batch of one or two.
             tokio::task::yield_now().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::{ALONE_BELOW, Batcher};
+
+    #[test]
+    fn a_masters_batcher_shares_the_load_and_the_abandoned_release() {
+        let client = Batcher::default();
+        let master = client.sibling(1);
+        assert_eq!(master.max_batches, 1);
+        // Set on the client's batcher after the master's was made (as
+        // the engine does): the master's flushers see it too.
+        client.on_abandoned(Box::new(|_, _| {}));
+        assert!(master.shared.abandoned.get().is_some());
+        // Operations in flight on any master count towards going alone.
+        let held: Vec<_> = (0..ALONE_BELOW).map(|_| client.enter()).collect();
+        assert!(held.iter().all(|(_, alone)| *alone));
+        let (_counted, alone) = master.enter();
+        assert!(!alone, "the client's load is the masters' load");
+        drop(held);
+        assert_eq!(client.in_flight.load(Ordering::Relaxed), 1);
+        // Each has a queue of its own.
+        assert!(!std::sync::Arc::ptr_eq(&client.shared, &master.shared));
     }
 }

@@ -7,6 +7,7 @@
 //! cannot do for leasehold is done here: SCAN on every master (listing) and
 //! a dedicated connection to the master of a slot (WATCH).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,8 +29,12 @@ pub(crate) struct Cluster {
     slots: std::sync::Arc<SlotMap>,
     /// The runtime the cluster connection lives on (flushers run there).
     runtime: tokio::runtime::Handle,
-    /// Plain leases' scripts, gathered per node under load.
+    /// Plain leases' scripts, gathered under load: the batchers of the
+    /// masters share its count in flight and its release of abandoned
+    /// grants; it batches itself only what the slot map cannot place.
     pub(crate) batcher: super::batch::Batcher,
+    /// A batcher per master (`host`, `port`), made on first use.
+    masters: std::sync::Mutex<HashMap<(String, u16), Arc<super::batch::Batcher>>>,
     /// The seeds, as given (for connections of their own, and the
     /// subscriber's client).
     seeds: Vec<String>,
@@ -77,6 +82,7 @@ impl Cluster {
             runtime: tokio::runtime::Handle::current(),
             slots: Default::default(),
             batcher: Default::default(),
+            masters: Default::default(),
         })
     }
 
@@ -138,6 +144,30 @@ impl Cluster {
         if !matches!(keys.family(), crate::keys::Family::Lease) {
             return Ok(super::batch::Route::Alone(None));
         }
+        // The map as the flushers last read it, however old, and no read
+        // here: a batch groups its operations by a map of its own, so a
+        // stale one only puts an operation in another master's queue.
+        if let Some(ranges) = self.slots.cached()
+            && let Some(master) = master_of(&ranges, key_slot(keys.name()))
+        {
+            let batcher = Arc::clone(
+                self.masters
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(master)
+                    .or_insert_with(|| Arc::new(self.batcher.sibling(MASTER_BATCHES))),
+            );
+            return batcher
+                .route(
+                    op,
+                    keys,
+                    token,
+                    || self.sender(),
+                    &self.runtime,
+                    self.publisher,
+                )
+                .await;
+        }
         self.batcher
             .route(
                 op,
@@ -178,7 +208,7 @@ impl Cluster {
         // failing): the last one read, if any.
         let ranges = match read.await {
             Ok(Ok(ranges)) => Some(ranges),
-            _ => self.slots.last(),
+            _ => self.slots.cached(),
         };
         match ranges.as_deref().map(|r| master_of(r, slot)) {
             Some(Some((host, port))) => format!("{host}:{port}"),
@@ -344,6 +374,16 @@ fn slot_ranges(reply: &redis::Value) -> Vec<SlotRange> {
         .collect()
 }
 
+/// Batch calls in flight per master. A batch of the whole client split
+/// three ways (as many calls per batch as masters) paid each call's cost,
+/// in the client (a socket write that wakes the node) and in Redis (a
+/// request and a script call to set up), three times: 0.25 calls per W2
+/// cycle against 0.10 on one server. A queue per master with one call in
+/// flight lets each master's batch grow while its call runs, without
+/// waiting for the other masters: 0.11 calls per cycle, and W6's CPU per
+/// cycle 10–15 % lower, its throughput no lower.
+const MASTER_BATCHES: usize = 1;
+
 /// How old the slot map may be before a batch reads it again.
 const MAP_AGE: Duration = Duration::from_secs(1);
 
@@ -357,8 +397,8 @@ pub(crate) struct SlotMap {
 }
 
 impl SlotMap {
-    /// The ranges last read, however old.
-    fn last(&self) -> Option<Arc<[SlotRange]>> {
+    /// The ranges as last read (however old), if they ever were.
+    fn cached(&self) -> Option<Arc<[SlotRange]>> {
         let r = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
         r.as_ref().map(|(_, ranges)| Arc::clone(ranges))
     }
