@@ -341,3 +341,35 @@ async fn an_error_names_the_master_of_the_slot() {
     assert_eq!(err.addr(), Some(addr.as_str()), "{err}");
     assert!(err.to_string().contains(&addr), "{err}");
 }
+
+/// An acquire that starts right after its slot's master died waits out the
+/// failover (MOVED / CLUSTERDOWN / connection errors are retried within
+/// its wait) and gets the lease from the promoted replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acquire_waits_out_a_killed_master() {
+    let mut cluster = start(1).await;
+    let client = connect(&cluster).await;
+    let name = "jobs/after-kill";
+    // Known to the client's connection before the kill.
+    client
+        .lease(name)
+        .try_acquire()
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    let slot = cluster.slot_of(name).unwrap();
+    let master = cluster.master_of_slot(slot);
+    cluster.kill(master).unwrap();
+    let started = Instant::now();
+    let got = client
+        .lease(name)
+        .wait(Duration::from_secs(20))
+        .acquire()
+        .await;
+    let took = started.elapsed();
+    let g = got.unwrap_or_else(|e| panic!("after {took:?}: {e} ({e:?})"));
+    g.release().await.unwrap();
+    drop(cluster);
+}
