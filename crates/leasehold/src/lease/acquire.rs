@@ -133,10 +133,9 @@ impl Lease {
             pending.claim.join(w);
         }
         loop {
-            if try_now {
-                if let Some(w) = pending.claim.waiter() {
-                    w.begin_attempt();
-                }
+            // Not while a local release hands the lease to this waiter:
+            // it waits for the grant below.
+            if try_now && pending.claim.waiter().is_none_or(Waiter::begin_attempt) {
                 let patience =
                     deadline.map_or(MAX_TTL, |d| d.saturating_duration_since(Instant::now()));
                 // With no time left, a refusal ends the call: no intent, no queue.

@@ -110,6 +110,7 @@ impl WakeHub {
             step_back: AtomicBool::new(false),
             unsure: AtomicBool::new(false),
             missed_seen: AtomicU64::new(0),
+            trying: AtomicBool::new(false),
         });
         let confirmed;
         {
@@ -150,14 +151,26 @@ impl WakeHub {
     /// Takes the head of `channel`'s queue for a hand-over, if it can take
     /// one: this client is about to release the lease and may give it to
     /// that waiter in the same script. The waiter stays counted (as woken)
-    /// until the offer is settled.
+    /// until the offer is settled. Over Redlock, not while the head's own
+    /// attempt is out.
     pub(crate) fn offer(&self, channel: &Arc<[u8]>) -> Option<Offer> {
         if self.shared.waiters.load(Ordering::Acquire) == 0 {
             return None;
         }
         let mut channels = self.shared.lock();
         let ch = channels.get_mut(channel)?;
-        if ch.wake_all || ch.queue.front()?.handover.is_none() {
+        let head = ch.queue.front()?;
+        if ch.wake_all || head.handover.is_none() {
+            return None;
+        }
+        if matches!(self.shared.source, WakeSource::Masters(_))
+            && head.trying.load(Ordering::Acquire)
+        {
+            // Over independent masters a refused attempt gives back what
+            // it got on every master it asked, by its token: that release
+            // would undo a hand-over to the same token sent meanwhile. So a
+            // head whose attempt is out is passed by: the lease is freed,
+            // and the head hears of it when its attempt comes back.
             return None;
         }
         let slot = ch.queue.pop_front()?;

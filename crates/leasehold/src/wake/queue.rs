@@ -113,6 +113,13 @@ pub(super) struct Slot {
     ///
     /// [`Waiter::attempt_failed`]: super::Waiter::attempt_failed
     pub(super) missed_seen: AtomicU64,
+    /// Between [`Waiter::begin_attempt`] and [`Waiter::attempt_failed`]:
+    /// its acquire is out (see [`WakeHub::offer`]).
+    ///
+    /// [`Waiter::begin_attempt`]: super::Waiter::begin_attempt
+    /// [`Waiter::attempt_failed`]: super::Waiter::attempt_failed
+    /// [`WakeHub::offer`]: super::WakeHub::offer
+    pub(super) trying: AtomicBool,
 }
 
 #[derive(Default)]

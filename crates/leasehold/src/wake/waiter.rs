@@ -33,7 +33,19 @@ impl Waiter {
     }
 
     /// Call before trying the script: consumes a pending wake, if any.
-    pub(crate) fn begin_attempt(&self) {
+    /// False when a local release has the lease on its way to this waiter
+    /// (offered or granted): then it must not try, but wait for the grant.
+    /// Until [`attempt_failed`](Waiter::attempt_failed), the waiter counts
+    /// as trying (see [`WakeHub::offer`](super::WakeHub::offer)).
+    pub(crate) fn begin_attempt(&self) -> bool {
+        {
+            // Under the lock, against an offer taking it meanwhile.
+            let _channels = self.shared.lock();
+            if matches!(self.slot.state.load(), State::Offered | State::Granted) {
+                return false;
+            }
+            self.slot.trying.store(true, Ordering::Release);
+        }
         // The step back, if any, ends with this attempt.
         self.slot.step_back.store(false, Ordering::Release);
         if self.slot.state.advance(State::Woken, State::Out) {
@@ -47,6 +59,7 @@ impl Waiter {
                 }
             }
         }
+        true
     }
 
     /// A lease handed over to this waiter by a local release: its fence and
@@ -229,6 +242,7 @@ impl Waiter {
     /// back if the release was this client's freeing one.
     pub(crate) fn attempt_failed(&self) {
         let mut channels = self.shared.lock();
+        self.slot.trying.store(false, Ordering::Release);
         // Under the lock: a wake cannot slip in between the check and the move.
         if !self.slot.state.advance(State::Out, State::Queued) {
             return; // still queued (timer path), or woken again meanwhile

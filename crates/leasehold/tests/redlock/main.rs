@@ -7,6 +7,7 @@ mod common;
 mod clocks;
 mod connect;
 mod fences;
+mod handover;
 mod interop;
 mod kleppmann;
 mod quorum;
