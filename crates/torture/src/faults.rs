@@ -297,6 +297,9 @@ pub struct Lab {
     pub sink: Sink,
     /// Held by a fault on members while it lasts: one at a time.
     pub members_busy: tokio::sync::Mutex<()>,
+    /// The masters (by index) stopped or killed right now: the faults of
+    /// every master leave them out rather than wait for them.
+    pub members_down: Mutex<Vec<usize>>,
 }
 
 /// Why an admin command failed: its connection was cut, or anything else.
@@ -339,13 +342,18 @@ impl Lab {
     }
 
     /// Runs `args` on the server, the lease's master on a cluster, or
-    /// every master of a Redlock deployment (all of them tried; the first
-    /// error returned).
+    /// every running master of a Redlock deployment (all of them tried;
+    /// the first error returned).
     async fn command_each(&self, args: &[&str]) -> Result<redis::Value, String> {
         let Lock::Redlock { ports, .. } = &self.lock else {
             return self.command(args).await;
         };
-        let all = ports.iter().map(|p| self.command_on(*p, args));
+        let down = self.down().clone();
+        let all = ports
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !down.contains(i))
+            .map(|(_, p)| self.command_on(*p, args));
         let replies = futures_util::future::join_all(all).await;
         let mut last = Ok(redis::Value::Nil);
         for r in replies {
@@ -362,6 +370,19 @@ impl Lab {
         match &self.lock {
             Lock::Redlock { masters, .. } => Ok(masters),
             _ => Err("needs independent masters (--redlock)".into()),
+        }
+    }
+
+    fn down(&self) -> std::sync::MutexGuard<'_, Vec<usize>> {
+        self.members_down.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks masters down (`true`) or up again.
+    fn mark(&self, members: &[usize], down: bool) {
+        let mut list = self.down();
+        list.retain(|i| !members.contains(i));
+        if down {
+            list.extend_from_slice(members);
         }
     }
 
@@ -755,6 +776,7 @@ impl Lab {
             }
             Fault::MemberStop(n, d) => {
                 let chosen = self.draw(n)?;
+                self.mark(&chosen, true);
                 for &i in &chosen {
                     self.member(i)?.pause();
                 }
@@ -762,18 +784,22 @@ impl Lab {
                 for &i in &chosen {
                     self.member(i)?.resume();
                 }
+                self.mark(&chosen, false);
                 Ok(true)
             }
             Fault::MemberKill(n, d) => {
                 let chosen = self.draw(n)?;
+                self.mark(&chosen, true);
                 let killed = chosen.iter().map(|&i| self.kill_member(i, d));
                 let restarted = futures_util::future::join_all(killed).await;
+                self.mark(&chosen, false);
                 restarted.into_iter().collect::<Result<Vec<()>, _>>()?;
                 Ok(true)
             }
             Fault::BareQuorumRestart(d) => {
                 let chosen = self.draw(3)?;
                 let (stopped, restarted) = (&chosen[..2], chosen[2]);
+                self.mark(&chosen, true);
                 for &i in stopped {
                     self.member(i)?.pause();
                 }
@@ -782,6 +808,7 @@ impl Lab {
                 for &i in stopped {
                     self.member(i)?.resume();
                 }
+                self.mark(&chosen, false);
                 result.map(|()| true)
             }
             Fault::MemberClockJump(secs, d) => {

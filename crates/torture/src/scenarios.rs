@@ -541,6 +541,7 @@ pub async fn run(
         runs: runs.clone(),
         sink: sink.clone(),
         members_busy: tokio::sync::Mutex::default(),
+        members_down: Mutex::default(),
     });
 
     let stop_workers = Arc::new(AtomicBool::new(false));
