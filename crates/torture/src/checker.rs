@@ -19,7 +19,8 @@
 //! - **C6 quorum** (Redlock): no acquire sent and answered while a
 //!   majority of the masters was stopped (a grant then would have come
 //!   from a minority), and while only a minority was, grants go on: each
-//!   such stop of [`MINORITY_WINDOW`] or more saw one.
+//!   such stop of [`MINORITY_WINDOW`] or more saw one (when no other fault
+//!   overlapped it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -50,7 +51,7 @@ pub struct Params {
     /// C6: when a majority of Redlock's masters was stopped (monotonic ns,
     /// start and end of each fault).
     pub no_quorum: Vec<(u64, u64)>,
-    /// C6: when only a minority of them was.
+    /// C6: when only a minority of them was, and no other fault meanwhile.
     pub minority_stopped: Vec<(u64, u64)>,
 }
 

@@ -636,9 +636,21 @@ pub async fn run(
             .map(|e| (e.t, e.valid_until.unwrap_or(e.t)))
             .collect()
     };
+    // Grants must go on while a minority is stopped, unless another fault
+    // (every master's scripts flushed, say) stood in their way meanwhile.
+    let faults: Vec<(u64, u64)> = events
+        .iter()
+        .filter(|e| e.op == Op::Fault)
+        .map(|e| (e.t, e.valid_until.unwrap_or(e.t)))
+        .collect();
+    let alone = |&(from, to): &(u64, u64)| {
+        faults
+            .iter()
+            .all(|&(a, b)| (a, b) == (from, to) || b < from || a > to)
+    };
     let params = Params {
         no_quorum: stops(true),
-        minority_stopped: stops(false),
+        minority_stopped: stops(false).into_iter().filter(alone).collect(),
         ttl: scenario.ttl,
         fallback_cap: Duration::from_millis(cfg.backoff_max_ms),
         slack: Duration::from_millis(1500),
