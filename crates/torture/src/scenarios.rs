@@ -596,8 +596,21 @@ pub async fn run(
     }
     let end = now();
 
-    // C5: after the last ttl, nothing of the lease may be left held.
-    tokio::time::sleep(scenario.ttl + Duration::from_millis(300)).await;
+    // C5: after the last ttl, nothing of the lease may be left held. A
+    // clock that jumped ahead and back stepped back by the jump: a key set
+    // meanwhile expires that much later by its master's clock.
+    let stepped_back = scenario
+        .faults
+        .iter()
+        .filter_map(|s| match s.fault {
+            Fault::ClockJump(secs, _) | Fault::MemberClockJump(secs, _) => {
+                Some(Duration::from_secs(secs.unsigned_abs()))
+            }
+            _ => None,
+        })
+        .max()
+        .unwrap_or_default();
+    tokio::time::sleep(scenario.ttl + stepped_back + Duration::from_millis(300)).await;
     let leftovers = leftovers(&lab, &cfg.name).await?;
     let store = Store::connect(&store_server.url(), &cfg.name)
         .await
