@@ -135,17 +135,16 @@ fn main() -> ExitCode {
     if cli.list {
         for s in all.iter().filter(|s| s.runs_on(backend)) {
             let quick = if s.quick { " (quick)" } else { "" };
-            let mut where_ = Vec::new();
-            if !s.runs_on(Backend::Single) {
-                where_.push("not on one server");
-            }
-            if s.runs_on(Backend::Cluster) {
-                where_.push("cluster");
-            }
-            if s.runs_on(Backend::Redlock) {
-                where_.push("redlock");
-            }
-            println!("{}{quick} ({})", s.name, where_.join(", "));
+            let runs_on: Vec<&str> = [
+                (Backend::Single, "one server"),
+                (Backend::Cluster, "cluster"),
+                (Backend::Redlock, "redlock"),
+            ]
+            .into_iter()
+            .filter(|(b, _)| s.runs_on(*b))
+            .map(|(_, name)| name)
+            .collect();
+            println!("{}{quick} (on {})", s.name, runs_on.join(", "));
         }
         return ExitCode::SUCCESS;
     }
