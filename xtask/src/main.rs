@@ -9,7 +9,9 @@
 //! - `layers`: the library's modules import downward only, never in a
 //!   cycle (see [`layers`]): `[--json | --dot] [--src DIR]`.
 //! - `torture`: setup, then the fault suite (`leasehold-torture`, release
-//!   build): `[--quick] [--scenario NAME] [--soak 10m] [--json]`.
+//!   build): `[--quick] [--scenario NAME] [--soak 10m] [--json]
+//!   [--cluster | --redlock]` (a 3-master cluster, or 5 independent
+//!   masters with faults on them: on demand, not in `test`).
 //! - `demo`: setup, then `leasehold demo` (it starts its own throwaway Redis).
 //! - `bench`: setup, then `leasehold bench` built with `--release` on a private
 //!   redis-server, then the peers of `../shared/peers` on the same server.
@@ -73,8 +75,8 @@ enum Task {
     /// updates, stale writes, slow recovery and leftovers.
     ///
     /// `cargo xtask torture [--quick] [--scenario NAME] [--soak 10m]
-    /// [--json] [--list] [--history DIR]`. Exits non-zero when a scenario
-    /// breaches (or the control arm does not).
+    /// [--json] [--list] [--history DIR] [--cluster | --redlock]`. Exits
+    /// non-zero when a scenario breaches (or the control arm does not).
     Torture {
         /// Arguments for `leasehold-torture`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

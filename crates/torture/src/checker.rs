@@ -16,6 +16,11 @@
 //!   machine).
 //! - **C5 nothing left held**: counted by the scenario after the last TTL
 //!   (lease keys without a TTL, or still there) and passed in.
+//! - **C6 quorum** (Redlock): no acquire sent and answered while a
+//!   majority of the masters was stopped (a grant then would have come
+//!   from a minority), and while only a minority was, grants go on: each
+//!   such stop of [`MINORITY_WINDOW`] or more saw one (when no other fault
+//!   overlapped it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -43,7 +48,20 @@ pub struct Params {
     pub leftovers: usize,
     /// When the workers stopped (monotonic ns); C4 gives up there.
     pub end: u64,
+    /// C6: when a majority of Redlock's masters was stopped (monotonic ns,
+    /// start and end of each fault).
+    pub no_quorum: Vec<(u64, u64)>,
+    /// C6: when only a minority of them was, and no other fault meanwhile.
+    pub minority_stopped: Vec<(u64, u64)>,
 }
+
+/// C6: a minority stop at least this long must see a grant.
+pub const MINORITY_WINDOW: Duration = Duration::from_millis(500);
+
+/// C6: how long after a stop begins, and before it ends, an acquire's send
+/// and answer must fall to count as made while it lasted (the signals go
+/// out right after the fault's start and right before its end).
+const STOP_MARGIN: Duration = Duration::from_millis(20);
 
 /// One holding: an acquire that succeeded, until it was let go or ran out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +109,11 @@ pub struct Findings {
     pub slow_recoveries: usize,
     /// C5: lease keys left held after the last TTL.
     pub leftovers: usize,
+    /// C6: acquires sent and granted while a majority of masters was
+    /// stopped.
+    pub grants_without_quorum: usize,
+    /// C6: stops of a minority of masters during which no grant came.
+    pub starved_minority_stops: usize,
     /// Faults the scheduler injected.
     pub faults: usize,
     /// Operations cancelled on purpose (a timeout around the future).
@@ -118,6 +141,9 @@ impl Findings {
         }
         if self.leftovers > 0 {
             out.push("C5");
+        }
+        if self.grants_without_quorum > 0 || self.starved_minority_stops > 0 {
+            out.push("C6");
         }
         out
     }
@@ -306,6 +332,44 @@ pub fn check(events: &[Event], params: &Params) -> Findings {
         }
     }
     f.worst_recovery_ms = worst.map(ms);
+
+    // C6: each acquire's send (the worker's last invoke before it) and
+    // answer; `leasehold run` commands log no send and are left out.
+    let mut sent: HashMap<&str, u64> = HashMap::new();
+    let mut acquires: Vec<(u64, u64)> = Vec::new();
+    for e in &events {
+        match (e.op, e.kind) {
+            (Op::Acquire, Kind::Invoke) => {
+                sent.insert(&e.worker, e.t);
+            }
+            (Op::Acquire, Kind::Ok) => {
+                if let Some(s) = sent.remove(e.worker.as_str()) {
+                    acquires.push((s, e.t));
+                }
+            }
+            (Op::Acquire, _) => {
+                sent.remove(e.worker.as_str());
+            }
+            _ => {}
+        }
+    }
+    let margin = STOP_MARGIN.as_nanos() as u64;
+    f.grants_without_quorum = acquires
+        .iter()
+        .filter(|(s, t)| {
+            params
+                .no_quorum
+                .iter()
+                .any(|(from, to)| *s > from + margin && *t + margin < *to)
+        })
+        .count();
+    let window = MINORITY_WINDOW.as_nanos() as u64;
+    f.starved_minority_stops = params
+        .minority_stopped
+        .iter()
+        .filter(|(from, to)| to.saturating_sub(*from) >= window)
+        .filter(|(from, to)| !acquires.iter().any(|(_, t)| t > from && t < to))
+        .count();
     f
 }
 
@@ -391,6 +455,8 @@ mod tests {
             final_counter,
             leftovers: 0,
             end: 10_000 * MS,
+            no_quorum: Vec::new(),
+            minority_stopped: Vec::new(),
         }
     }
 
@@ -434,6 +500,36 @@ mod tests {
         events.push(renewed);
         events.extend(cycle("b", 2, 2, 20, 100, 10, 1, true));
         assert_eq!(check(&events, &params(2)).overlaps, 1);
+    }
+
+    #[test]
+    fn a_grant_while_a_majority_is_stopped_is_caught() {
+        // a's acquire is sent at 100 ms and granted at 103 ms, inside a
+        // stop of a majority from 50 to 300 ms; b's was sent before it.
+        let mut events = cycle("b", 2, 1, 20, 25, 10, 0, true);
+        events.extend(cycle("a", 1, 2, 100, 50, 10, 1, true));
+        let mut p = params(2);
+        p.no_quorum = vec![(50 * MS, 300 * MS)];
+        let f = check(&events, &p);
+        assert_eq!(f.grants_without_quorum, 1, "{f:?}");
+        assert_eq!(f.breaches(), ["C6"]);
+        // The same history with the stop ended before a's acquire: clean.
+        p.no_quorum = vec![(30 * MS, 90 * MS)];
+        assert_eq!(check(&events, &p).breaches(), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_minority_stop_without_a_grant_is_caught() {
+        let events = cycle("a", 1, 1, 100, 50, 10, 0, true);
+        let mut p = params(1);
+        // 1 s with no grant, then one with a's grant inside.
+        p.minority_stopped = vec![(200 * MS, 1200 * MS), (0, 600 * MS)];
+        let f = check(&events, &p);
+        assert_eq!(f.starved_minority_stops, 1, "{f:?}");
+        assert_eq!(f.breaches(), ["C6"]);
+        // Shorter than the window: not held against the lock.
+        p.minority_stopped = vec![(200 * MS, 400 * MS)];
+        assert_eq!(check(&events, &p).breaches(), Vec::<&str>::new());
     }
 
     #[test]

@@ -14,6 +14,14 @@
 //! failover, and a killed master whose replica takes over. The faults that
 //! need one server's process or a proxy in front of it have no counterpart
 //! ([`Fault::on_cluster`]).
+//!
+//! With `--redlock` the lock is 5 independent masters. `SCRIPT FLUSH`,
+//! `CLIENT KILL` and `CLIENT PAUSE` hit every master at once; the faults of
+//! one process hit some of them, drawn at random ([`Fault::MemberStop`],
+//! [`Fault::MemberKill`], [`Fault::BareQuorumRestart`],
+//! [`Fault::MemberClockJump`]). Faults on members run one at a time (see
+//! [`Lab::inject`]), so two of them never add up to a majority by chance:
+//! a scenario stops a majority only when it says so.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,6 +103,23 @@ pub enum Fault {
     /// node is restarted empty and rejoins as the new master's replica.
     /// Writes not yet replicated are lost, as after `restart-volatile`.
     MasterKill,
+    /// Redlock only: SIGSTOP of that many masters (drawn at random) for
+    /// the duration, then SIGCONT.
+    MemberStop(usize, Duration),
+    /// Redlock only: SIGKILL of that many masters, down for the duration,
+    /// then restarted: with their data under `aof` (`appendfsync always`),
+    /// empty without.
+    MemberKill(usize, Duration),
+    /// Redlock only, Kleppmann's restart: two masters stopped; after the
+    /// duration (a holder then has a bare quorum of the other three) one of
+    /// the three is killed and restarted at once (empty without `aof`), and
+    /// the two resume: a quorum of it and the two can grant the lease again
+    /// while the first holder still believes it holds.
+    BareQuorumRestart(Duration),
+    /// Redlock only: the wall clock of one master (the first, run under
+    /// libfaketime) jumps forward that many seconds for the duration, then
+    /// back.
+    MemberClockJump(i64, Duration),
 }
 
 impl Fault {
@@ -123,6 +148,13 @@ impl Fault {
             Fault::SlotMove(_) => "slot-move",
             Fault::Failover => "failover",
             Fault::MasterKill => "master-kill",
+            Fault::MemberStop(1, _) => "member-sigstop-1",
+            Fault::MemberStop(2, _) => "member-sigstop-2",
+            Fault::MemberStop(3, _) => "member-sigstop-3",
+            Fault::MemberStop(..) => "member-sigstop-n",
+            Fault::MemberKill(..) => "member-sigkill",
+            Fault::BareQuorumRestart(_) => "bare-quorum-restart",
+            Fault::MemberClockJump(..) => "member-clock-jump",
         }
     }
 
@@ -146,7 +178,7 @@ impl Fault {
                 | Fault::ReadOnly(_)
                 | Fault::Loading
                 | Fault::ClockJump(..)
-        )
+        ) && !self.redlock_only()
     }
 
     /// Whether the fault needs a Redis Cluster.
@@ -155,6 +187,56 @@ impl Fault {
             self,
             Fault::SlotMove(_) | Fault::Failover | Fault::MasterKill
         )
+    }
+
+    /// Whether the fault can be injected into independent masters
+    /// (Redlock): the faults of the workers' processes, the commands that
+    /// then hit every master, and the faults of members.
+    ///
+    /// Not there: the faults of *the* server (a stop, a restart, a clock:
+    /// their counterparts pick members), of a proxy, and those that need
+    /// one server's memory, role or script engine (OOM, eviction,
+    /// READONLY, BUSY, LOADING), which on one member of five are a member
+    /// failing, as a stop already is.
+    pub fn on_redlock(&self) -> bool {
+        matches!(
+            self,
+            Fault::ScriptFlush
+                | Fault::KillNormal
+                | Fault::KillPubsub
+                | Fault::ClientPause(_)
+                | Fault::HolderStop(_)
+                | Fault::HolderKill
+                | Fault::RunKill
+                | Fault::HolderStarve(_)
+        ) || self.redlock_only()
+    }
+
+    /// Whether the fault needs independent masters (Redlock).
+    pub fn redlock_only(&self) -> bool {
+        self.on_members()
+    }
+
+    /// Whether the fault stops, kills or skews members of a Redlock
+    /// deployment (one such fault at a time).
+    fn on_members(&self) -> bool {
+        matches!(
+            self,
+            Fault::MemberStop(..)
+                | Fault::MemberKill(..)
+                | Fault::BareQuorumRestart(_)
+                | Fault::MemberClockJump(..)
+        )
+    }
+
+    /// Whether it leaves fewer than `quorum` of `masters` answering while
+    /// it lasts (no grant can then be made), or only a minority silent
+    /// (grants must go on).
+    pub fn stops(&self, masters: usize, quorum: usize) -> Option<bool> {
+        match self {
+            Fault::MemberStop(n, _) => Some(masters - n < quorum),
+            _ => None,
+        }
     }
 
     /// Whether the fault fails a master over (the cluster then needs a
@@ -190,6 +272,13 @@ pub enum Lock {
         /// When each master (by node index) was last failed over.
         failed_over: Mutex<HashMap<usize, Instant>>,
     },
+    /// Independent masters (Redlock). Std mutexes, as for one server.
+    Redlock {
+        /// The masters, in the order the workers are given them.
+        masters: Vec<Arc<Mutex<testkit::RedisServer>>>,
+        /// Their ports (the same across restarts).
+        ports: Vec<u16>,
+    },
 }
 
 /// Everything a fault may act on.
@@ -206,6 +295,11 @@ pub struct Lab {
     pub runs: Option<Arc<crate::workers::RunWorkers>>,
     /// Where fault events go.
     pub sink: Sink,
+    /// Held by a fault on members while it lasts: one at a time.
+    pub members_busy: tokio::sync::Mutex<()>,
+    /// The masters (by index) stopped or killed right now: the faults of
+    /// every master leave them out rather than wait for them.
+    pub members_down: Mutex<Vec<usize>>,
 }
 
 /// Why an admin command failed: its connection was cut, or anything else.
@@ -227,6 +321,7 @@ impl Lab {
                 let cluster = cluster.lock().await;
                 cluster.node(cluster.master_of_slot(*slot)).port()
             }
+            Lock::Redlock { ports, .. } => ports[0],
         }
     }
 
@@ -242,7 +337,83 @@ impl Lab {
                     .map(|m| cluster.node(m).port())
                     .collect()
             }
+            Lock::Redlock { ports, .. } => ports.clone(),
         }
+    }
+
+    /// Runs `args` on the server, the lease's master on a cluster, or
+    /// every running master of a Redlock deployment (all of them tried;
+    /// the first error returned).
+    async fn command_each(&self, args: &[&str]) -> Result<redis::Value, String> {
+        let Lock::Redlock { ports, .. } = &self.lock else {
+            return self.command(args).await;
+        };
+        let down = self.down().clone();
+        let all = ports
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !down.contains(i))
+            .map(|(_, p)| self.command_on(*p, args));
+        let replies = futures_util::future::join_all(all).await;
+        let mut last = Ok(redis::Value::Nil);
+        for r in replies {
+            match r {
+                Err(e) => return Err(e),
+                ok => last = ok,
+            }
+        }
+        last
+    }
+
+    /// The masters of a Redlock deployment.
+    fn members(&self) -> Result<&[Arc<Mutex<testkit::RedisServer>>], String> {
+        match &self.lock {
+            Lock::Redlock { masters, .. } => Ok(masters),
+            _ => Err("needs independent masters (--redlock)".into()),
+        }
+    }
+
+    fn down(&self) -> std::sync::MutexGuard<'_, Vec<usize>> {
+        self.members_down.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks masters down (`true`) or up again.
+    fn mark(&self, members: &[usize], down: bool) {
+        let mut list = self.down();
+        list.retain(|i| !members.contains(i));
+        if down {
+            list.extend_from_slice(members);
+        }
+    }
+
+    /// `n` masters drawn at random, by index.
+    fn draw(&self, n: usize) -> Result<Vec<usize>, String> {
+        let count = self.members()?.len();
+        if n > count {
+            return Err(format!("{n} masters asked, {count} there"));
+        }
+        Ok(rand::seq::index::sample(&mut rand::rng(), count, n).into_vec())
+    }
+
+    fn member(&self, i: usize) -> Result<std::sync::MutexGuard<'_, testkit::RedisServer>, String> {
+        Ok(self.members()?[i].lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Kills master `i` at once and restarts it after `down` (on a
+    /// blocking thread: a restart waits for its PING).
+    async fn kill_member(&self, i: usize, down: Duration) -> Result<(), String> {
+        self.member(i)?.kill();
+        tokio::time::sleep(down).await;
+        let server = Arc::clone(&self.members()?[i]);
+        tokio::task::spawn_blocking(move || {
+            server
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .restart()
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 
     /// A fresh connection straight to the node at `port` (never through the
@@ -296,6 +467,7 @@ impl Lab {
         match &self.lock {
             Lock::Server { server, .. } => Ok(server),
             Lock::Cluster { .. } => Err("not on a cluster".into()),
+            Lock::Redlock { .. } => Err("not on independent masters".into()),
         }
     }
 
@@ -344,7 +516,16 @@ impl Lab {
 
     /// Injects `fault` and undoes it; logs it. `Ok(false)`: nothing to do
     /// (no holder to stop, say).
+    ///
+    /// Faults on members wait for the one before to end, and their start
+    /// is taken after that wait: the checkers read when a majority was
+    /// stopped from it.
     pub async fn inject(&self, fault: Fault) -> Result<bool, String> {
+        let _one_at_a_time = if fault.on_members() {
+            Some(self.members_busy.lock().await)
+        } else {
+            None
+        };
         let start = now();
         let done = self.apply(fault).await;
         if matches!(done, Ok(true)) {
@@ -359,17 +540,17 @@ impl Lab {
 
     async fn apply(&self, fault: Fault) -> Result<bool, String> {
         match fault {
-            Fault::ScriptFlush => self.command(&["SCRIPT", "FLUSH"]).await.map(|_| true),
+            Fault::ScriptFlush => self.command_each(&["SCRIPT", "FLUSH"]).await.map(|_| true),
             Fault::KillNormal => self
-                .command(&["CLIENT", "KILL", "TYPE", "normal"])
+                .command_each(&["CLIENT", "KILL", "TYPE", "normal"])
                 .await
                 .map(|_| true),
             Fault::KillPubsub => self
-                .command(&["CLIENT", "KILL", "TYPE", "pubsub"])
+                .command_each(&["CLIENT", "KILL", "TYPE", "pubsub"])
                 .await
                 .map(|_| true),
             Fault::ClientPause(d) => {
-                self.command(&["CLIENT", "PAUSE", &d.as_millis().to_string(), "ALL"])
+                self.command_each(&["CLIENT", "PAUSE", &d.as_millis().to_string(), "ALL"])
                     .await?;
                 tokio::time::sleep(d).await;
                 Ok(true)
@@ -593,6 +774,54 @@ impl Lab {
                 .await?;
                 Ok(true)
             }
+            Fault::MemberStop(n, d) => {
+                let chosen = self.draw(n)?;
+                self.mark(&chosen, true);
+                for &i in &chosen {
+                    self.member(i)?.pause();
+                }
+                tokio::time::sleep(d).await;
+                for &i in &chosen {
+                    self.member(i)?.resume();
+                }
+                self.mark(&chosen, false);
+                Ok(true)
+            }
+            Fault::MemberKill(n, d) => {
+                let chosen = self.draw(n)?;
+                self.mark(&chosen, true);
+                let killed = chosen.iter().map(|&i| self.kill_member(i, d));
+                let restarted = futures_util::future::join_all(killed).await;
+                self.mark(&chosen, false);
+                restarted.into_iter().collect::<Result<Vec<()>, _>>()?;
+                Ok(true)
+            }
+            Fault::BareQuorumRestart(d) => {
+                let chosen = self.draw(3)?;
+                let (stopped, restarted) = (&chosen[..2], chosen[2]);
+                self.mark(&chosen, true);
+                for &i in stopped {
+                    self.member(i)?.pause();
+                }
+                tokio::time::sleep(d).await;
+                let result = self.kill_member(restarted, Duration::ZERO).await;
+                for &i in stopped {
+                    self.member(i)?.resume();
+                }
+                self.mark(&chosen, false);
+                result.map(|()| true)
+            }
+            Fault::MemberClockJump(secs, d) => {
+                let jump = |offset| {
+                    self.member(0)?
+                        .shift_clock(offset)
+                        .map_err(|e| e.to_string())
+                };
+                jump(secs)?;
+                tokio::time::sleep(d).await;
+                jump(0)?;
+                Ok(true)
+            }
         }
     }
 
@@ -626,6 +855,19 @@ impl Lab {
                 })
                 .await;
             let _ = self.command(&["CONFIG", "SET", "maxmemory", "0"]).await;
+            return;
+        }
+        if let Lock::Redlock { masters, .. } = &self.lock {
+            for (i, server) in masters.iter().enumerate() {
+                let down = {
+                    let server = server.lock().unwrap_or_else(|e| e.into_inner());
+                    server.resume();
+                    server.pid().is_none()
+                };
+                if down {
+                    let _ = self.kill_member(i, Duration::ZERO).await;
+                }
+            }
             return;
         }
         let _ = self.with_server(|s| s.resume());

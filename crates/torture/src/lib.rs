@@ -8,6 +8,10 @@
 //! scenarios that apply against a 3-master Redis Cluster instead of one
 //! server, plus slot moves, failovers and killed masters (on demand only:
 //! `cargo xtask test` does not); `--list` says which run where.
+//! `--redlock` runs them against 5 independent masters with Redlock
+//! clients, plus faults on the masters: a minority or a majority frozen,
+//! killed and restarted with or without their data, Kleppmann's bare
+//! quorum, one master's clock jumping (on demand too).
 //!
 //! # Layout
 //!
@@ -21,7 +25,8 @@
 //!   scheduler that draws them at random.
 //! - [`checker`]: C1 (no lost update), C2 (no overlapping validity), C3
 //!   (fences rise, stale writes refused), C4 (recovery after a holder dies),
-//!   C5 (nothing left held).
+//!   C5 (nothing left held), C6 (Redlock: no grant without a quorum of
+//!   masters, grants go on with a minority stopped).
 //! - [`scenarios`]: the quick and full sets, and running one to a verdict.
 //! - [`report`]: the table and `--json`.
 //!

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use torture::report::{self, Verdict};
+use torture::scenarios::Backend;
 use torture::{scenarios, workers};
 
 /// The fault suite of leasehold.
@@ -28,13 +29,18 @@ struct Cli {
     /// Write each scenario's history (JSON Lines) into this directory.
     #[arg(long, value_name = "DIR")]
     history: Option<std::path::PathBuf>,
-    /// List the scenarios and exit (with --cluster: those that run there).
+    /// List the scenarios and exit (with --cluster or --redlock: those
+    /// that run there).
     #[arg(long)]
     list: bool,
     /// Run the scenarios that apply against a 3-master Redis Cluster (one
     /// replica each where masters fail over) instead of one server.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "redlock")]
     cluster: bool,
+    /// Run the scenarios that apply against 5 independent masters
+    /// (Redlock clients, and faults on the masters) instead of one server.
+    #[arg(long)]
+    redlock: bool,
     #[command(subcommand)]
     worker: Option<Worker>,
 }
@@ -121,36 +127,47 @@ fn main() -> ExitCode {
         };
     }
     let all = scenarios::all();
+    let backend = match (cli.cluster, cli.redlock) {
+        (true, _) => Backend::Cluster,
+        (_, true) => Backend::Redlock,
+        _ => Backend::Single,
+    };
     if cli.list {
-        for s in all.iter().filter(|s| !cli.cluster || s.runs_on(true)) {
+        for s in all.iter().filter(|s| s.runs_on(backend)) {
             let quick = if s.quick { " (quick)" } else { "" };
-            let cluster = match (s.runs_on(false), s.runs_on(true)) {
-                (true, true) => " (cluster too)",
-                (false, true) => " (cluster only)",
-                _ => "",
-            };
-            println!("{}{quick}{cluster}", s.name);
+            let runs_on: Vec<&str> = [
+                (Backend::Single, "one server"),
+                (Backend::Cluster, "cluster"),
+                (Backend::Redlock, "redlock"),
+            ]
+            .into_iter()
+            .filter(|(b, _)| s.runs_on(*b))
+            .map(|(_, name)| name)
+            .collect();
+            println!("{}{quick} (on {})", s.name, runs_on.join(", "));
         }
         return ExitCode::SUCCESS;
     }
     let chosen: Vec<_> = if cli.scenarios.is_empty() {
         all.iter()
-            .filter(|s| (s.quick || !cli.quick) && s.runs_on(cli.cluster))
+            .filter(|s| (s.quick || !cli.quick) && s.runs_on(backend))
             .cloned()
             .collect()
     } else {
         let mut chosen = Vec::new();
         for name in &cli.scenarios {
             match all.iter().find(|s| s.name == name) {
-                Some(s) if s.runs_on(cli.cluster) => chosen.push(s.clone()),
-                Some(_) => {
-                    let (here, there) = if cli.cluster {
-                        ("on a cluster", "without --cluster")
-                    } else {
-                        ("on one server", "with --cluster")
-                    };
+                Some(s) if s.runs_on(backend) => chosen.push(s.clone()),
+                Some(s) => {
+                    let there: Vec<&str> = [Backend::Single, Backend::Cluster, Backend::Redlock]
+                        .into_iter()
+                        .filter(|b| s.runs_on(*b))
+                        .map(Backend::flag)
+                        .collect();
                     eprintln!(
-                        "leasehold-torture: scenario `{name}` does not run {here}; run it {there} (--list shows where each runs)"
+                        "leasehold-torture: scenario `{name}` does not run {}; run it {} (--list shows where each runs)",
+                        backend.flag(),
+                        there.join(" or ")
                     );
                     return ExitCode::from(2);
                 }
@@ -177,7 +194,7 @@ fn main() -> ExitCode {
             match runtime.block_on(scenarios::run(
                 scenario,
                 cli.quick,
-                cli.cluster,
+                backend,
                 &progress,
                 cli.history.as_deref(),
             )) {
@@ -228,7 +245,7 @@ fn main() -> ExitCode {
             "{}",
             report::json_line(
                 "summary",
-                &serde_json::json!({"scenarios": rows.len(), "failed": failed, "not_run": not_run, "cluster": cli.cluster, "seconds": started.elapsed().as_secs_f64()})
+                &serde_json::json!({"scenarios": rows.len(), "failed": failed, "not_run": not_run, "cluster": cli.cluster, "redlock": cli.redlock, "seconds": started.elapsed().as_secs_f64()})
             )
         );
     } else {
@@ -236,11 +253,7 @@ fn main() -> ExitCode {
         println!(
             "{} scenario runs{}, {failed} failed, {:.0} s",
             rows.len(),
-            if cli.cluster {
-                " on a 3-master Redis Cluster"
-            } else {
-                ""
-            },
+            backend.label(),
             started.elapsed().as_secs_f64()
         );
     }

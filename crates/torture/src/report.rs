@@ -7,7 +7,8 @@
 //! - `{"type":"scenario","data":{...}}`: one per scenario run, the fields of
 //!   [`Row`] (`findings` holds every figure of [`Findings`]);
 //! - `{"type":"summary","data":{"scenarios":N,"failed":N,"not_run":N,"seconds":S}}`:
-//!   last (`not_run`: scenarios whose servers or workers could not start).
+//!   last (`not_run`: scenarios whose servers or workers could not start;
+//!   also `cluster` and `redlock`: the backend the run used).
 
 use serde::Serialize;
 
@@ -48,6 +49,8 @@ pub struct Row {
     pub scenario: String,
     /// It ran on a Redis Cluster (`--cluster`), not on one server.
     pub cluster: bool,
+    /// It ran on independent masters (`--redlock`), not on one server.
+    pub redlock: bool,
     /// The lock under test.
     pub arm: Arm,
     /// How long the scenario took, set-up and checks included.

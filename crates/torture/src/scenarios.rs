@@ -10,6 +10,17 @@
 //! `leasehold run` gets the cluster's seeds as a user gives them
 //! (`LEASEHOLD_URL` with commas and `LEASEHOLD_CLUSTER=1`). The scenarios
 //! of slot moves, failovers and killed masters run only there.
+//!
+//! With `--redlock` the lock is 5 independent masters and the workers use
+//! Redlock clients (`leasehold run` gets the masters in `LEASEHOLD_URL`,
+//! commas, without `LEASEHOLD_CLUSTER`); `aof` applies to every master,
+//! `faketime` to the first. A scenario runs there when each of its faults
+//! has a Redlock counterpart ([`Fault::on_redlock`]) and it needs no proxy
+//! and no master to replicate. The faults of members (stopped, killed,
+//! restarted empty, a clock jump) run only there. The control arm takes
+//! its `SET NX` on the first master. Redlock adds a check, C6 (see
+//! [`checker`]): no grant while a majority of masters is stopped, and
+//! grants go on while only a minority is.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::checker::{self, Params};
 use crate::faults::{self, Fault, Lab, Lock, Schedule};
-use crate::history::{Sink, now};
+use crate::history::{Op, Sink, now};
 use crate::report::{Row, Verdict};
 use crate::store::Store;
 use crate::workers::{self, Arm, Processes, RunWorkers, WorkerConfig};
@@ -29,6 +40,9 @@ pub struct Scenario {
     pub name: &'static str,
     /// In the `--quick` set.
     pub quick: bool,
+    /// Runs on this backend alone, whatever its faults (those of every
+    /// server, aimed at Redlock's masters).
+    pub only: Option<Backend>,
     /// The lock under test.
     pub arm: Arm,
     /// Outside what a lock on one server (or on a cluster's asynchronous
@@ -67,6 +81,40 @@ pub struct Scenario {
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
+/// The masters of a Redlock deployment.
+pub const REDLOCK_MASTERS: usize = 5;
+
+/// Where the lock lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// One redis-server.
+    Single,
+    /// A 3-master Redis Cluster (`--cluster`).
+    Cluster,
+    /// [`REDLOCK_MASTERS`] independent masters (`--redlock`).
+    Redlock,
+}
+
+impl Backend {
+    /// How the summary names it (empty for one server).
+    pub fn label(self) -> &'static str {
+        match self {
+            Backend::Single => "",
+            Backend::Cluster => " on a 3-master Redis Cluster",
+            Backend::Redlock => " on Redlock over 5 independent masters",
+        }
+    }
+
+    /// The flag that selects it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Backend::Single => "without --cluster or --redlock",
+            Backend::Cluster => "with --cluster",
+            Backend::Redlock => "with --redlock",
+        }
+    }
+}
+
 fn every(fault: Fault, ms: u64) -> Schedule {
     Schedule {
         fault,
@@ -79,6 +127,7 @@ impl Scenario {
         Scenario {
             name,
             quick: false,
+            only: None,
             arm: Arm::Leasehold,
             documented: false,
             tasks: (2, 8),
@@ -97,14 +146,20 @@ impl Scenario {
         }
     }
 
-    /// Whether it runs on a Redis Cluster (`cluster`) or on one server.
-    pub fn runs_on(&self, cluster: bool) -> bool {
-        let cluster_only = self.faults.iter().any(|s| s.fault.cluster_only());
-        if !cluster {
-            return !cluster_only;
+    /// Whether it runs on `backend`.
+    pub fn runs_on(&self, backend: Backend) -> bool {
+        let faults = || self.faults.iter().map(|s| s.fault);
+        if self.only.is_some_and(|only| only != backend) {
+            return false;
         }
-        let one_server = self.proxy || self.aof || self.faketime || self.master;
-        !one_server && self.faults.iter().all(|s| s.fault.on_cluster())
+        match backend {
+            Backend::Single => !faults().any(|f| f.cluster_only() || f.redlock_only()),
+            Backend::Cluster => {
+                let one_server = self.proxy || self.aof || self.faketime || self.master;
+                !one_server && faults().all(|f| f.on_cluster())
+            }
+            Backend::Redlock => !self.proxy && !self.master && faults().all(|f| f.on_redlock()),
+        }
     }
 
     /// Whether its cluster needs a replica of each master.
@@ -190,6 +245,58 @@ pub fn all() -> Vec<Scenario> {
             s.secs = (10, 30);
             s.faults = vec![every(Fault::MasterKill, 2000)];
         }),
+        // Redlock only, from here to `client-pause`. A minority of the 5
+        // masters frozen past the ttl: a quorum of the rest keeps granting
+        // (C6 checks that it does), holders on them keep renewing.
+        Scenario::base("members-sigstop-minority")
+            .quick()
+            .with(|s| {
+                s.faults = vec![
+                    every(Fault::MemberStop(1, MS(700)), 900),
+                    every(Fault::MemberStop(2, MS(900)), 1200),
+                ];
+            }),
+        // A majority frozen: no grant while they are (C6), holders lose
+        // their lease at their next renewal, and nobody overlaps.
+        Scenario::base("members-sigstop-majority")
+            .quick()
+            .with(|s| {
+                s.faults = vec![every(Fault::MemberStop(3, MS(800)), 1500)];
+            }),
+        // Kleppmann's objection, on purpose: a holder with a bare quorum
+        // loses one of its masters to an empty restart, and a quorum of it
+        // and the two it lacked grants again. A README Limit: C2 may fire,
+        // the fences must keep the counter right (C1, C3).
+        Scenario::base("members-restart-empty").quick().with(|s| {
+            s.documented = true;
+            s.work_ms = 30;
+            s.faults = vec![
+                every(Fault::MemberKill(1, MS(0)), 1500),
+                every(Fault::BareQuorumRestart(MS(200)), 2500),
+            ];
+        }),
+        // Everything at once on the masters, each fault one a Redlock must
+        // survive: a minority frozen or killed (with `appendfsync always`),
+        // a majority frozen for a while, scripts and connections gone
+        // everywhere, one master's clock jumping; and cancelled calls.
+        Scenario::base("members-chaos").quick().with(|s| {
+            s.tasks = (2, 12);
+            s.cancel = 0.2;
+            s.work_ms = 15;
+            s.aof = true;
+            s.faketime = true;
+            s.secs = (10, 20);
+            s.faults = vec![
+                every(Fault::ScriptFlush, 150),
+                every(Fault::KillNormal, 400),
+                every(Fault::KillPubsub, 1000),
+                every(Fault::MemberStop(2, MS(600)), 1000),
+                every(Fault::MemberKill(2, MS(100)), 1500),
+                every(Fault::MemberStop(3, MS(400)), 3000),
+                every(Fault::BareQuorumRestart(MS(200)), 2500),
+                every(Fault::MemberClockJump(5, MS(150)), 2000),
+            ];
+        }),
         Scenario::base("client-pause").with(|s| {
             s.faults = vec![every(Fault::ClientPause(MS(700)), 1500)];
         }),
@@ -254,6 +361,33 @@ pub fn all() -> Vec<Scenario> {
             s.work_ms = 60;
             s.faults = vec![every(Fault::ClockJump(5, MS(100)), 700)];
         }),
+        // Redlock only: killed masters come back with their data.
+        Scenario::base("members-restart-aof").with(|s| {
+            s.aof = true;
+            s.faults = vec![
+                every(Fault::MemberKill(1, MS(100)), 1000),
+                every(Fault::MemberKill(2, MS(300)), 1500),
+            ];
+        }),
+        // Redlock only: every master's scripts flushed, over and over; each
+        // master loads them again and answers TRYAGAIN meanwhile.
+        Scenario::base("members-script-flush").with(|s| {
+            s.only = Some(Backend::Redlock);
+            s.faults = vec![every(Fault::ScriptFlush, 40)];
+        }),
+        // Redlock only: every master cuts its connections, commands and
+        // subscribers.
+        Scenario::base("members-client-kill").with(|s| {
+            s.only = Some(Backend::Redlock);
+            s.faults = vec![every(Fault::KillNormal, 150), every(Fault::KillPubsub, 500)];
+        }),
+        // Redlock only: one master of five jumps ahead and expires its keys
+        // early; it counts as one master lost, so this must pass.
+        Scenario::base("members-clock-jump").with(|s| {
+            s.faketime = true;
+            s.work_ms = 60;
+            s.faults = vec![every(Fault::MemberClockJump(5, MS(100)), 700)];
+        }),
         // The tutorials' classic: work that sometimes outlasts the ttl, and
         // a DEL that frees whoever holds the lock by then.
         Scenario::base("control-chaos").with(|s| {
@@ -273,7 +407,7 @@ pub fn all() -> Vec<Scenario> {
 pub async fn run(
     scenario: &Scenario,
     quick: bool,
-    cluster: bool,
+    backend: Backend,
     progress: &indicatif::ProgressBar,
     history: Option<&std::path::Path>,
 ) -> Result<Row, String> {
@@ -286,6 +420,7 @@ pub async fn run(
     let run_for = Duration::from_secs(secs);
     let name = format!("torture/{}", scenario.name);
     let store_server = testkit::RedisServer::start().map_err(|e| e.to_string())?;
+    let cluster = backend == Backend::Cluster;
     let (lock, direct_url) = if cluster {
         progress.set_message(format!("{}: starting a cluster", scenario.name));
         let opts = testkit::ClusterOptions {
@@ -311,6 +446,31 @@ pub async fn run(
             },
             seeds,
         )
+    } else if backend == Backend::Redlock {
+        progress.set_message(format!("{}: starting 5 masters", scenario.name));
+        let (aof, faketime) = (scenario.aof, scenario.faketime);
+        let masters = tokio::task::spawn_blocking(move || {
+            (0..REDLOCK_MASTERS)
+                .map(|i| {
+                    testkit::RedisServer::start_with(testkit::ServerOptions {
+                        aof,
+                        // The first master's clock is the one that jumps.
+                        faketime: faketime && i == 0,
+                        ..Default::default()
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let urls: Vec<String> = masters.iter().map(testkit::RedisServer::url).collect();
+        let ports = masters.iter().map(testkit::RedisServer::port).collect();
+        let masters = masters
+            .into_iter()
+            .map(|m| Arc::new(Mutex::new(m)))
+            .collect();
+        (Lock::Redlock { masters, ports }, urls.join(","))
     } else {
         let server = testkit::RedisServer::start_with(testkit::ServerOptions {
             aof: scenario.aof,
@@ -339,6 +499,7 @@ pub async fn run(
         arm: scenario.arm,
         lock_url,
         cluster,
+        redlock: backend == Backend::Redlock,
         store_url: store_server.url(),
         name,
         ttl_ms: scenario.ttl.as_millis() as u64,
@@ -379,6 +540,8 @@ pub async fn run(
         procs: procs.clone(),
         runs: runs.clone(),
         sink: sink.clone(),
+        members_busy: tokio::sync::Mutex::default(),
+        members_down: Mutex::default(),
     });
 
     let stop_workers = Arc::new(AtomicBool::new(false));
@@ -433,8 +596,21 @@ pub async fn run(
     }
     let end = now();
 
-    // C5: after the last ttl, nothing of the lease may be left held.
-    tokio::time::sleep(scenario.ttl + Duration::from_millis(300)).await;
+    // C5: after the last ttl, nothing of the lease may be left held. A
+    // clock that jumped ahead and back stepped back by the jump: a key set
+    // meanwhile expires that much later by its master's clock.
+    let stepped_back = scenario
+        .faults
+        .iter()
+        .filter_map(|s| match s.fault {
+            Fault::ClockJump(secs, _) | Fault::MemberClockJump(secs, _) => {
+                Some(Duration::from_secs(secs.unsigned_abs()))
+            }
+            _ => None,
+        })
+        .max()
+        .unwrap_or_default();
+    tokio::time::sleep(scenario.ttl + stepped_back + Duration::from_millis(300)).await;
     let leftovers = leftovers(&lab, &cfg.name).await?;
     let store = Store::connect(&store_server.url(), &cfg.name)
         .await
@@ -447,13 +623,47 @@ pub async fn run(
             .iter()
             .map(|e| serde_json::to_string(e).expect("events serialize"))
             .collect();
-        let backend = if cluster { ".cluster" } else { "" };
-        let path = dir.join(format!("{}{backend}.jsonl", scenario.name));
+        let suffix = match backend {
+            Backend::Single => "",
+            Backend::Cluster => ".cluster",
+            Backend::Redlock => ".redlock",
+        };
+        let path = dir.join(format!("{}{suffix}.jsonl", scenario.name));
         std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(&path, lines.join("\n") + "\n"))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
+    // C6 (Redlock): when a majority of the masters was stopped, and when
+    // only a minority was, from the faults' own events.
+    let quorum = REDLOCK_MASTERS / 2 + 1;
+    let stops = |majority: bool| -> Vec<(u64, u64)> {
+        let names: Vec<&str> = scenario
+            .faults
+            .iter()
+            .filter(|s| s.fault.stops(REDLOCK_MASTERS, quorum) == Some(majority))
+            .map(|s| s.fault.name())
+            .collect();
+        events
+            .iter()
+            .filter(|e| e.op == Op::Fault && e.why.as_deref().is_some_and(|w| names.contains(&w)))
+            .map(|e| (e.t, e.valid_until.unwrap_or(e.t)))
+            .collect()
+    };
+    // Grants must go on while a minority is stopped, unless another fault
+    // (every master's scripts flushed, say) stood in their way meanwhile.
+    let faults: Vec<(u64, u64)> = events
+        .iter()
+        .filter(|e| e.op == Op::Fault)
+        .map(|e| (e.t, e.valid_until.unwrap_or(e.t)))
+        .collect();
+    let alone = |&(from, to): &(u64, u64)| {
+        faults
+            .iter()
+            .all(|&(a, b)| (a, b) == (from, to) || b < from || a > to)
+    };
     let params = Params {
+        no_quorum: stops(true),
+        minority_stopped: stops(false).into_iter().filter(alone).collect(),
         ttl: scenario.ttl,
         fallback_cap: Duration::from_millis(cfg.backoff_max_ms),
         slack: Duration::from_millis(1500),
@@ -488,6 +698,7 @@ pub async fn run(
     Ok(Row {
         scenario: scenario.name.to_owned(),
         cluster,
+        redlock: backend == Backend::Redlock,
         arm: scenario.arm,
         seconds: started.elapsed().as_secs_f64(),
         findings,
@@ -545,10 +756,10 @@ async fn leftovers_on(lab: &Lab, node: u16, name: &str) -> Result<usize, String>
 mod tests {
     use super::*;
 
-    fn names(cluster: bool) -> Vec<&'static str> {
+    fn names(backend: Backend) -> Vec<&'static str> {
         all()
             .into_iter()
-            .filter(|s| s.runs_on(cluster))
+            .filter(|s| s.runs_on(backend))
             .map(|s| s.name)
             .collect()
     }
@@ -556,7 +767,7 @@ mod tests {
     #[test]
     fn the_cluster_runs_what_applies_and_its_own_faults() {
         assert_eq!(
-            names(true),
+            names(Backend::Cluster),
             [
                 "chaos",
                 "holder-sigstop",
@@ -576,18 +787,66 @@ mod tests {
                 "control-chaos",
             ]
         );
-        let single = names(false);
+        let single = names(Backend::Single);
         for own in ["slot-move", "failover", "master-kill"] {
             assert!(!single.contains(&own), "{own} needs a cluster");
         }
-        assert_eq!(single.len(), all().len() - 3);
+        let redlock_only = names(Backend::Redlock)
+            .into_iter()
+            .filter(|n| n.starts_with("members-"))
+            .count();
+        assert_eq!(single.len(), all().len() - 3 - redlock_only);
+    }
+
+    #[test]
+    fn redlock_runs_the_client_faults_and_its_members_faults() {
+        assert_eq!(
+            names(Backend::Redlock),
+            [
+                "chaos",
+                "holder-sigstop",
+                "control",
+                "members-sigstop-minority",
+                "members-sigstop-majority",
+                "members-restart-empty",
+                "members-chaos",
+                "client-pause",
+                "holder-sigkill",
+                "holder-starve",
+                "run-sigkill",
+                "processes-chaos",
+                "members-restart-aof",
+                "members-script-flush",
+                "members-client-kill",
+                "members-clock-jump",
+                "control-chaos",
+            ]
+        );
+        for s in all() {
+            let members = s.name.starts_with("members-");
+            assert_eq!(
+                members,
+                !s.runs_on(Backend::Single)
+                    && !s.runs_on(Backend::Cluster)
+                    && s.runs_on(Backend::Redlock),
+                "{}: only the members' scenarios are Redlock's alone",
+                s.name
+            );
+        }
+        // Only an empty restart (a README Limit) may overlap there.
+        let documented: Vec<_> = all()
+            .into_iter()
+            .filter(|s| s.runs_on(Backend::Redlock) && s.documented)
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(documented, ["members-restart-empty"]);
     }
 
     #[test]
     fn a_cluster_has_replicas_only_where_masters_fail_over() {
         let replicas: Vec<_> = all()
             .into_iter()
-            .filter(|s| s.runs_on(true) && s.fails_over())
+            .filter(|s| s.runs_on(Backend::Cluster) && s.fails_over())
             .map(|s| s.name)
             .collect();
         assert_eq!(replicas, ["failover", "master-kill"]);

@@ -10,7 +10,10 @@
 //!   order grants.
 //!
 //! With `--cluster` both connect to the cluster's seeds with a cluster
-//! client (leasehold's, or redis-rs's for the control arm).
+//! client (leasehold's, or redis-rs's for the control arm). With
+//! `--redlock` leasehold's clients are Redlock clients over every master;
+//! the control arm takes its `SET NX` on the first master alone, as the
+//! tutorials would.
 //!
 //! Random cancellation wraps acquire and release in a timeout of a few
 //! hundred microseconds, so they are dropped at whatever await point they
@@ -50,6 +53,10 @@ pub struct WorkerConfig {
     /// client (leasehold's, or redis-rs's for the control arm).
     #[serde(default)]
     pub cluster: bool,
+    /// `lock_url` holds independent masters, separated by commas: the
+    /// workers are Redlock clients.
+    #[serde(default)]
+    pub redlock: bool,
     /// The fenced store's server.
     pub store_url: String,
     /// The lease's name.
@@ -81,7 +88,8 @@ impl WorkerConfig {
         Duration::from_millis(self.ttl_ms)
     }
 
-    /// The cluster's seeds (with `cluster`).
+    /// The cluster's seeds (with `cluster`), or the masters (with
+    /// `redlock`).
     fn seeds(&self) -> Vec<&str> {
         self.lock_url.split(',').collect()
     }
@@ -160,6 +168,8 @@ impl Locker {
                     .response_timeout(timeout);
                 let client = if cfg.cluster {
                     builder.cluster(cfg.seeds()).connect().await
+                } else if cfg.redlock {
+                    builder.redlock(cfg.seeds()).connect().await
                 } else {
                     builder.connect(&cfg.lock_url).await
                 }
@@ -269,7 +279,7 @@ impl RawConn {
                 .build()?;
             return Ok(RawConn::Cluster(client.get_async_connection().await?));
         }
-        let client = redis::Client::open(cfg.lock_url.as_str())?;
+        let client = redis::Client::open(cfg.seeds()[0])?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(timeout))
             .set_connection_timeout(Some(connect_timeout));
@@ -677,7 +687,8 @@ struct Slot {
 /// supervisor past the ttl shows up as an overlap.
 ///
 /// On a cluster the supervisor gets the seeds in `LEASEHOLD_URL` and
-/// `LEASEHOLD_CLUSTER=1`, as a user's would.
+/// `LEASEHOLD_CLUSTER=1`, as a user's would; on Redlock the masters in
+/// `LEASEHOLD_URL`, without `LEASEHOLD_CLUSTER`.
 pub struct RunWorkers {
     cfg: WorkerConfig,
     sink: Sink,
@@ -741,7 +752,7 @@ impl RunWorkers {
             // On a cluster `lock_url` holds the seeds separated by commas,
             // the form `LEASEHOLD_URL` takes with `LEASEHOLD_CLUSTER=1`; an
             // inherited `LEASEHOLD_CLUSTER` must not turn one server's URL
-            // into a seed.
+            // into a seed, nor Redlock's masters into seeds.
             if self.cfg.cluster {
                 command.env("LEASEHOLD_CLUSTER", "1");
             } else {
