@@ -93,7 +93,8 @@ enum Task {
     /// server, and the ratio leasehold / best peer.
     ///
     /// xtask's own flags: --no-peers (leasehold only), --quick-peers (the
-    /// peers' W2/W3 cut to 2 s), --peers-work DIR (where the peers are
+    /// peers' W2/W3 cut to 2 s), --peers DIR (the peers' scripts; default
+    /// ../shared/peers beside the workspace), --peers-work DIR (where the peers are
     /// copied and set up; default a directory under the system's temporary
     /// one). With --url URL, that server is used instead of a private one.
     ///
@@ -171,10 +172,12 @@ fn bench(args: Vec<OsString>) -> Result<(), Failure> {
     let mut bench_args: Vec<OsString> = Vec::new();
     let mut url: Option<OsString> = None;
     let mut redlock = false;
+    let mut peers_dir: Option<PathBuf> = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--redlock") => redlock = true,
+            Some("--peers") => peers_dir = args.next().map(PathBuf::from),
             Some("--peers-work") => {
                 peers_flags.push("--work".into());
                 peers_flags.extend(args.next());
@@ -206,7 +209,7 @@ fn bench(args: Vec<OsString>) -> Result<(), Failure> {
         "--bins",
     ]))?;
     if redlock {
-        return bench_redlock(peers_flags, bench_args, url);
+        return bench_redlock(peers_flags, bench_args, url, peers_dir);
     }
     let server;
     let url = match url {
@@ -257,7 +260,7 @@ fn bench(args: Vec<OsString>) -> Result<(), Failure> {
         .arg("--url")
         .arg(&url)
         .arg("--peers")
-        .arg(workspace_root().join("../shared/peers"))
+        .arg(peers_dir.unwrap_or_else(default_peers))
         .args(&peers_flags);
     let compared = run(&mut compare);
     let _ = std::fs::remove_file(&rows);
@@ -274,11 +277,12 @@ fn bench_redlock(
     peers_flags: Vec<OsString>,
     bench_args: Vec<OsString>,
     url: Option<OsString>,
+    peers_dir: Option<PathBuf>,
 ) -> Result<(), Failure> {
     if url.is_some() || !bench_args.iter().all(|a| a == "--json") {
         return Err(Failure {
             message: format!(
-                "bench --redlock starts its own 5 masters and takes only --quick-peers, --no-peers, --peers-work DIR, --json and --node-timeout-ms N; not {}",
+                "bench --redlock starts its own 5 masters and takes only --quick-peers, --no-peers, --peers DIR, --peers-work DIR, --json and --node-timeout-ms N; not {}",
                 bench_args
                     .iter()
                     .filter(|a| *a != "--json")
@@ -303,9 +307,14 @@ fn bench_redlock(
     ]);
     compare
         .arg("--peers")
-        .arg(workspace_root().join("../shared/peers"))
+        .arg(peers_dir.unwrap_or_else(default_peers))
         .args(&peers_flags);
     run(&mut compare)
+}
+
+/// The peers' scripts: `../shared/peers` beside the workspace.
+fn default_peers() -> PathBuf {
+    workspace_root().join("../shared/peers")
 }
 
 /// `cargo xtask layers`: checks the library's source in `src` (by default

@@ -261,9 +261,9 @@ fn redlock(args: &Args) -> ExitCode {
         report.push_str(&format!(
             "\n## peers' Redlock harness (same 5 masters, same run; R4's node timeout {} ms where settable)\n\n{}\n## leasehold (median of its passes) / best peer (leasehold's node timeout: {})\n\n{}",
             args.node_timeout_ms,
+            peers::format_redlock_peer_table(&lines),
             args.leasehold_node_timeout_ms
                 .map_or("the library's default".to_owned(), |ms| format!("{ms} ms")),
-            peers::format_redlock_peer_table(&lines),
             peers::format_comparison(&peers::compare_redlock(&medians, &lines)),
         ));
     }
