@@ -15,6 +15,8 @@
 //! - `demo`: setup, then `leasehold demo` (it starts its own throwaway Redis).
 //! - `bench`: setup, then `leasehold bench` built with `--release` on a private
 //!   redis-server, then the peers of `../shared/peers` on the same server.
+//!   `bench --redlock`: R1 to R4 instead, leasehold's and the peers' Redlock
+//!   harness's, interleaved on 5 private masters.
 //!
 //! xtask's own messages go to stderr so `demo` and `bench` output stays clean.
 
@@ -93,8 +95,19 @@ enum Task {
     /// server, and the ratio leasehold / best peer.
     ///
     /// xtask's own flags: --no-peers (leasehold only), --quick-peers (the
-    /// peers' W2/W3 cut to 2 s). With --url URL, that server is used
-    /// instead of a private one.
+    /// peers' W2/W3 cut to 2 s), --peers DIR (the peers' scripts; default
+    /// ../shared/peers beside the workspace), --peers-work DIR (where the peers are
+    /// copied and set up; default a directory under the system's temporary
+    /// one). With --url URL, that server is used instead of a private one.
+    ///
+    /// --redlock: R1 to R4 (Redlock over 5 masters) instead: leasehold's
+    /// and the peers' Redlock harness (`run-redlock.sh`'s scripts) on the
+    /// same 5 private masters, leasehold before each peer library and after
+    /// the last, then one table with the ratio of leasehold's median to the
+    /// best peer (about 4 minutes; with --quick-peers about 2, leasehold's
+    /// R2/R3 cut to 2 s too). --node-timeout-ms N (default 50) is R4's
+    /// per-node timeout for the peers that let one be set, as in
+    /// `run-redlock.sh`; leasehold runs with its default.
     Bench {
         /// Arguments for `leasehold bench`: [W1|..|W6|all] [--json]
         /// [--duration D] [--workers N] [--url URL] [--cluster-url URL]...
@@ -160,9 +173,21 @@ fn bench(args: Vec<OsString>) -> Result<(), Failure> {
     let mut peers_flags: Vec<OsString> = Vec::new();
     let mut bench_args: Vec<OsString> = Vec::new();
     let mut url: Option<OsString> = None;
+    let mut redlock = false;
+    let mut peers_dir: Option<PathBuf> = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.to_str() {
+            Some("--redlock") => redlock = true,
+            Some("--peers") => peers_dir = args.next().map(PathBuf::from),
+            Some("--peers-work") => {
+                peers_flags.push("--work".into());
+                peers_flags.extend(args.next());
+            }
+            Some("--node-timeout-ms") => {
+                peers_flags.push(arg);
+                peers_flags.extend(args.next());
+            }
             Some("--no-peers") => peers_flags.push("--no-peers".into()),
             Some("--quick-peers") => peers_flags.push("--quick".into()),
             Some("--json") => {
@@ -185,6 +210,9 @@ fn bench(args: Vec<OsString>) -> Result<(), Failure> {
         "leasehold-bench",
         "--bins",
     ]))?;
+    if redlock {
+        return bench_redlock(peers_flags, bench_args, url, peers_dir);
+    }
     let server;
     let url = match url {
         Some(url) => url,
@@ -234,11 +262,61 @@ fn bench(args: Vec<OsString>) -> Result<(), Failure> {
         .arg("--url")
         .arg(&url)
         .arg("--peers")
-        .arg(workspace_root().join("../shared/peers"))
+        .arg(peers_dir.unwrap_or_else(default_peers))
         .args(&peers_flags);
     let compared = run(&mut compare);
     let _ = std::fs::remove_file(&rows);
     measured.and(compared)
+}
+
+/// `cargo xtask bench --redlock`: `leasehold-bench-peers --redlock`,
+/// which starts the 5 masters, runs leasehold's R1 to R4 (through the bench
+/// library, as `leasehold bench redlock` does) interleaved with the peers'
+/// Redlock harness on them, and prints the comparison. `run-redlock.sh`
+/// starts masters of its own on fixed ports, so its scripts are run with
+/// the environment it would give them, on the shared masters.
+fn bench_redlock(
+    peers_flags: Vec<OsString>,
+    bench_args: Vec<OsString>,
+    url: Option<OsString>,
+    peers_dir: Option<PathBuf>,
+) -> Result<(), Failure> {
+    if url.is_some() || !bench_args.iter().all(|a| a == "--json") {
+        return Err(Failure {
+            message: format!(
+                "bench --redlock starts its own 5 masters and takes only --quick-peers, --no-peers, --peers DIR, --peers-work DIR, --json and --node-timeout-ms N; not {}",
+                bench_args
+                    .iter()
+                    .filter(|a| *a != "--json")
+                    .map(|a| a.to_string_lossy())
+                    .chain(url.iter().map(|_| "--url".into()))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            code: 2,
+        });
+    }
+    let mut compare = cargo([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "leasehold-bench",
+        "--bin",
+        "leasehold-bench-peers",
+        "--",
+        "--redlock",
+    ]);
+    compare
+        .arg("--peers")
+        .arg(peers_dir.unwrap_or_else(default_peers))
+        .args(&peers_flags);
+    run(&mut compare)
+}
+
+/// The peers' scripts: `../shared/peers` beside the workspace.
+fn default_peers() -> PathBuf {
+    workspace_root().join("../shared/peers")
 }
 
 /// `cargo xtask layers`: checks the library's source in `src` (by default

@@ -34,6 +34,8 @@
 //!   because `leasehold demo` shows them too.
 //! - `waiters`: W5, 10,000 tasks waiting on one name.
 //! - `cluster`: W6, W2 and W3 on a Redis Cluster beside the one server.
+//! - `redlock`: R1 to R4, leasehold over 5 independent masters (Redlock),
+//!   as the peers' Redlock harness defines them.
 //! - [`Target`]: one server or a cluster, and the harness's connections
 //!   there.
 //! - `workload`: [`Workload`] and [`WorkloadArg`], the names the command
@@ -65,12 +67,14 @@
 //!
 //! # Binaries
 //!
-//! - `leasehold-bench [W1|..|W6|all] [--json] [--duration D] [--workers N]
-//!   [--url URL] [--cluster-url URL]...`: the flags of `leasehold bench`, until the CLI calls
+//! - `leasehold-bench [W1|..|W6|all|R1|..|R4|redlock] [--json] [--duration D] [--workers N]
+//!   [--url URL] [--cluster-url URL]... [--master URL]...`: the flags of `leasehold bench`, until the CLI calls
 //!   [`run`] itself.
 //! - `leasehold-bench-peers --rows FILE --url URL --peers DIR`: prints a
 //!   run's rows, then runs the peers on the same server and compares (see
 //!   [`peers`]). `cargo xtask bench` runs both against one private server.
+//!   `leasehold-bench-peers --redlock --peers DIR`: R1 to R4 of leasehold
+//!   and of the peers' Redlock harness on the same 5 masters, interleaved.
 
 #![deny(missing_docs)]
 
@@ -81,6 +85,7 @@ pub mod flash_sale;
 pub mod peers;
 mod physical;
 mod progress;
+mod redlock;
 mod report;
 mod stats;
 mod target;
@@ -119,10 +124,18 @@ pub struct Options {
     /// Seeds of the Redis Cluster W6 runs on; `None` starts a private
     /// 3-master loopback cluster (testkit) for W6 and stops it after.
     pub cluster: Option<Vec<String>>,
-    /// Overrides how long W3 runs (10 s; 5 s per leg in W6) and W2's time
-    /// cap (10 s).
+    /// Redlock's independent masters R1 to R4 run on; `None` starts 5
+    /// private `redis-server`s (testkit) for them and stops them after.
+    /// R4 freezes the last two with SIGSTOP, so given masters must run on
+    /// this machine for R4.
+    pub redlock: Option<Vec<String>>,
+    /// The per-node timeout of R1 to R4's Redlock client; `None` is the
+    /// library's default.
+    pub node_timeout: Option<Duration>,
+    /// Overrides how long W3 and R3 run (10 s; 5 s per leg in W6) and W2's
+    /// and R2's time caps (10 s).
     pub duration: Option<Duration>,
-    /// Overrides the number of workers of W2 (64) and W3 (16).
+    /// Overrides the number of workers of W2 and R2 (64), W3 and R3 (16).
     pub workers: Option<usize>,
     /// Draw a progress bar per workload on stderr (only if it is a terminal).
     pub progress: bool,
@@ -164,6 +177,26 @@ pub struct Sizes {
     /// W6: how long W3 runs on each side (5 s), so that W6 stays short
     /// enough for `all`. W2's sizes are W2's.
     pub w6_w3_duration: Duration,
+    /// R1: warm-up cycles (100).
+    pub r1_warmup: u64,
+    /// R1: timed cycles (2,000).
+    pub r1_cycles: u64,
+    /// R2: tasks, each on its own name (64).
+    pub r2_workers: usize,
+    /// R2: stop after this many cycles in all (20,000) ...
+    pub r2_max_cycles: u64,
+    /// ... or after this long (10 s), whichever comes first.
+    pub r2_max_duration: Duration,
+    /// R3: workers on the one name (16).
+    pub r3_workers: usize,
+    /// R3: how long workers keep starting acquires (10 s).
+    pub r3_duration: Duration,
+    /// R4: warm-up cycles with every master up, on a name of their own (100).
+    pub r4_warmup: u64,
+    /// R4: cycles with two masters frozen (500) ...
+    pub r4_cycles: u64,
+    /// ... or for this long (20 s; the peers' QUICK: 5 s).
+    pub r4_max_duration: Duration,
 }
 
 impl Default for Sizes {
@@ -183,6 +216,16 @@ impl Default for Sizes {
             w4_cap: Duration::from_secs(25),
             w5_waiters: 10_000,
             w6_w3_duration: Duration::from_secs(5),
+            r1_warmup: 100,
+            r1_cycles: 2_000,
+            r2_workers: 64,
+            r2_max_cycles: 20_000,
+            r2_max_duration: Duration::from_secs(10),
+            r3_workers: 16,
+            r3_duration: Duration::from_secs(10),
+            r4_warmup: 100,
+            r4_cycles: 500,
+            r4_max_duration: Duration::from_secs(20),
         }
     }
 }
@@ -219,12 +262,13 @@ impl Ctx<'_> {
 }
 
 /// Runs the chosen workloads and hands each [`Row`] to `sink` as soon as it
-/// is measured (W0's first, when one of W1 to W4 runs).
+/// is measured (W0's first, when one of W1 to W4 runs; R1 to R4 last).
 ///
 /// Without [`Options::url`], a private `redis-server` is started for the run
 /// (found as testkit finds it: `$LEASEHOLD_REDIS_SERVER`, else `PATH`) and
 /// stopped when `run` returns; without [`Options::cluster`], W6 starts a
-/// private 3-master cluster the same way. Keys written start with
+/// private 3-master cluster the same way, and without [`Options::redlock`]
+/// R1 to R4 start 5 private masters. Keys written start with
 /// [`KEY_PREFIX`].
 ///
 /// # Errors
@@ -244,6 +288,8 @@ pub async fn run(opts: Options, sink: &mut dyn FnMut(Row)) -> Result<(), Error> 
         sizes.w2_max_duration = d;
         sizes.w3_duration = d;
         sizes.w6_w3_duration = d;
+        sizes.r2_max_duration = d;
+        sizes.r3_duration = d;
     }
     if let Some(n) = opts.workers {
         if n == 0 {
@@ -251,15 +297,55 @@ pub async fn run(opts: Options, sink: &mut dyn FnMut(Row)) -> Result<(), Error> 
         }
         sizes.w2_workers = n;
         sizes.w3_workers = n;
+        sizes.r2_workers = n;
+        sizes.r3_workers = n;
     }
     let workloads = if opts.workloads.is_empty() {
         Workload::ALL.to_vec()
     } else {
         opts.workloads.clone()
     };
+    let (redlock, workloads): (Vec<Workload>, Vec<Workload>) =
+        workloads.into_iter().partition(|w| w.is_redlock());
+    let progress = progress::Progress::new(opts.progress);
+    if !workloads.is_empty() {
+        single(
+            opts.url,
+            opts.cluster,
+            workloads,
+            sizes.clone(),
+            progress,
+            sink,
+        )
+        .await?;
+    }
+    if !redlock.is_empty() {
+        redlock::run(
+            &redlock,
+            opts.redlock,
+            opts.node_timeout,
+            sizes,
+            progress,
+            sink,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// W1 to W6: on the one server (`url`, else a private one), W6 beside a
+/// cluster.
+async fn single(
+    url: Option<String>,
+    cluster: Option<Vec<String>>,
+    workloads: Vec<Workload>,
+    sizes: Sizes,
+    progress: progress::Progress,
+    sink: &mut dyn FnMut(Row),
+) -> Result<(), Error> {
     // Declared before the client, so it is dropped after it.
     let server;
-    let url = match opts.url {
+    let url = match url {
         Some(url) => url,
         None => {
             server = tokio::task::spawn_blocking(testkit::RedisServer::start).await??;
@@ -267,7 +353,6 @@ pub async fn run(opts: Options, sink: &mut dyn FnMut(Row)) -> Result<(), Error> 
         }
     };
     let client = leasehold::Client::connect(&url).await?;
-    let progress = progress::Progress::new(opts.progress);
     let mut ctx = Ctx {
         target: Target::Server(url.clone()),
         url,
@@ -291,7 +376,8 @@ pub async fn run(opts: Options, sink: &mut dyn FnMut(Row)) -> Result<(), Error> 
             Workload::W3 => contended::w3(&mut ctx).await?,
             Workload::W4 => flash_sale::w4(&mut ctx).await?,
             Workload::W5 => waiters::w5(&mut ctx).await?,
-            Workload::W6 => cluster::w6(&mut ctx, opts.cluster.clone()).await?,
+            Workload::W6 => cluster::w6(&mut ctx, cluster.clone()).await?,
+            Workload::R1 | Workload::R2 | Workload::R3 | Workload::R4 => {}
         }
     }
     Ok(())

@@ -1,6 +1,8 @@
-//! [`Workload`]: W1 to W6 of BENCH.md, and [`WorkloadArg`], the way the
-//! command line names them (`W1` to `W6`, or `all`). Both are clap value
-//! enums, so `--help` lists the names and clap refuses any other.
+//! [`Workload`]: W1 to W6 of BENCH.md and R1 to R4 (Redlock over 5
+//! masters), and [`WorkloadArg`], the way the command line names them (`W1`
+//! to `W6`, `R1` to `R4`, `all` for W1 to W6, `redlock` for R1 to R4). Both
+//! are clap value enums, so `--help` lists the names and clap refuses any
+//! other.
 
 use std::fmt;
 use std::str::FromStr;
@@ -35,6 +37,21 @@ pub enum Workload {
     /// one server (about 15 s, the cluster's start included).
     #[value(name = "W6")]
     W6,
+    /// Redlock, uncontended latency: one worker, acquire + release cycles
+    /// on one name over 5 independent masters; the keys left on masters.
+    #[value(name = "R1")]
+    R1,
+    /// Redlock, uncontended throughput: 64 tasks, each on its own name.
+    #[value(name = "R2")]
+    R2,
+    /// Redlock, contended: 16 workers on one name, a non-atomic counter on
+    /// master 1 under the lease.
+    #[value(name = "R3")]
+    R3,
+    /// Redlock, minority down: masters 4 and 5 frozen (SIGSTOP), one
+    /// worker on a fresh name.
+    #[value(name = "R4")]
+    R4,
 }
 
 impl Workload {
@@ -48,7 +65,29 @@ impl Workload {
         Workload::W6,
     ];
 
-    /// `"W1"` to `"W6"`.
+    /// R1 to R4, in order: what `redlock` runs.
+    pub const REDLOCK: [Workload; 4] = [Workload::R1, Workload::R2, Workload::R3, Workload::R4];
+
+    /// Every workload, W1 to W6 then R1 to R4.
+    pub const EVERY: [Workload; 10] = [
+        Workload::W1,
+        Workload::W2,
+        Workload::W3,
+        Workload::W4,
+        Workload::W5,
+        Workload::W6,
+        Workload::R1,
+        Workload::R2,
+        Workload::R3,
+        Workload::R4,
+    ];
+
+    /// Whether it runs over Redlock's independent masters (R1 to R4).
+    pub fn is_redlock(self) -> bool {
+        Workload::REDLOCK.contains(&self)
+    }
+
+    /// `"W1"` to `"W6"`, `"R1"` to `"R4"`.
     pub fn name(self) -> &'static str {
         match self {
             Workload::W1 => "W1",
@@ -57,15 +96,21 @@ impl Workload {
             Workload::W4 => "W4",
             Workload::W5 => "W5",
             Workload::W6 => "W6",
+            Workload::R1 => "R1",
+            Workload::R2 => "R2",
+            Workload::R3 => "R3",
+            Workload::R4 => "R4",
         }
     }
 
-    /// Parses a list: `all`, or names separated by commas (`W1,W3`);
-    /// case does not matter. The same names as [`WorkloadArg`] takes.
+    /// Parses a list: `all`, `redlock`, or names separated by commas
+    /// (`W1,W3`); case does not matter. The same names as [`WorkloadArg`]
+    /// takes.
     ///
     /// ```
     /// use leasehold_bench::Workload;
     /// assert_eq!(Workload::parse_list("all")?, Workload::ALL.to_vec());
+    /// assert_eq!(Workload::parse_list("redlock")?, Workload::REDLOCK.to_vec());
     /// assert_eq!(Workload::parse_list("w3,W1")?, vec![Workload::W1, Workload::W3]);
     /// assert!(Workload::parse_list("W9").is_err());
     /// # Ok::<(), leasehold_bench::Error>(())
@@ -84,15 +129,15 @@ impl Workload {
 /// The refusal of a name that is not a workload, listing the valid ones.
 fn unknown(s: &str) -> Error {
     Error::Invalid(format!(
-        "`{s}` is not a workload: use W1, W2, W3, W4, W5, W6 or all"
+        "`{s}` is not a workload: use W1 to W6, all (W1 to W6), R1 to R4 or redlock (R1 to R4)"
     ))
 }
 
 impl FromStr for Workload {
     type Err = Error;
 
-    /// `W1` to `W6` (or `w1` to `w6`); use [`Workload::parse_list`] for
-    /// `all`.
+    /// `W1` to `W6`, `R1` to `R4` (any case); use [`Workload::parse_list`]
+    /// for `all` and `redlock`.
     fn from_str(s: &str) -> Result<Workload, Error> {
         <Workload as ValueEnum>::from_str(s.trim(), true).map_err(|_| unknown(s))
     }
@@ -104,7 +149,8 @@ impl fmt::Display for Workload {
     }
 }
 
-/// A workload as the command line names it: one of `W1` to `W6`, or `all`.
+/// A workload as the command line names it: one of `W1` to `W6` or `R1` to
+/// `R4`, `all` (W1 to W6) or `redlock` (R1 to R4).
 /// A clap value enum; the binaries take it case-insensitively, as a list
 /// that may also be comma-separated (`W1,W3`).
 ///
@@ -120,6 +166,8 @@ pub enum WorkloadArg {
     One(Workload),
     /// W1 to W6.
     All,
+    /// R1 to R4.
+    Redlock,
 }
 
 impl WorkloadArg {
@@ -132,6 +180,7 @@ impl WorkloadArg {
             match arg {
                 WorkloadArg::One(w) => out.push(*w),
                 WorkloadArg::All => out.extend(Workload::ALL),
+                WorkloadArg::Redlock => out.extend(Workload::REDLOCK),
             }
         }
         out.sort();
@@ -150,6 +199,11 @@ impl ValueEnum for WorkloadArg {
             WorkloadArg::One(Workload::W5),
             WorkloadArg::One(Workload::W6),
             WorkloadArg::All,
+            WorkloadArg::One(Workload::R1),
+            WorkloadArg::One(Workload::R2),
+            WorkloadArg::One(Workload::R3),
+            WorkloadArg::One(Workload::R4),
+            WorkloadArg::Redlock,
         ]
     }
 
@@ -157,6 +211,7 @@ impl ValueEnum for WorkloadArg {
         match self {
             WorkloadArg::One(w) => w.to_possible_value(),
             WorkloadArg::All => Some(PossibleValue::new("all").help("W1 to W6")),
+            WorkloadArg::Redlock => Some(PossibleValue::new("redlock").help("R1 to R4")),
         }
     }
 }
@@ -168,8 +223,8 @@ mod tests {
     /// clap's names are the ones `name()` prints (the rows' `workload`).
     #[test]
     fn clap_names_are_the_printed_names() {
-        assert_eq!(Workload::value_variants(), Workload::ALL);
-        for w in Workload::ALL {
+        assert_eq!(Workload::value_variants(), Workload::EVERY);
+        for w in Workload::EVERY {
             assert_eq!(w.to_possible_value().unwrap().get_name(), w.name());
             assert_eq!(
                 WorkloadArg::from_str(&w.name().to_lowercase(), true),
@@ -177,5 +232,11 @@ mod tests {
             );
         }
         assert_eq!(WorkloadArg::from_str("ALL", true), Ok(WorkloadArg::All));
+        assert_eq!(
+            WorkloadArg::from_str("Redlock", true),
+            Ok(WorkloadArg::Redlock)
+        );
+        assert!(Workload::REDLOCK.iter().all(|w| w.is_redlock()));
+        assert!(!Workload::ALL.iter().any(|w| w.is_redlock()));
     }
 }

@@ -23,6 +23,16 @@ fn tiny() -> Sizes {
         w4_cap: Duration::from_secs(5),
         w5_waiters: 300,
         w6_w3_duration: Duration::from_millis(300),
+        r1_warmup: 10,
+        r1_cycles: 100,
+        r2_workers: 8,
+        r2_max_cycles: 400,
+        r2_max_duration: Duration::from_secs(2),
+        r3_workers: 4,
+        r3_duration: Duration::from_millis(300),
+        r4_warmup: 10,
+        r4_cycles: 50,
+        r4_max_duration: Duration::from_secs(5),
     }
 }
 
@@ -122,6 +132,68 @@ async fn every_workload_reports_sane_rows() {
 
     let table = leasehold_bench::format_table(&rows);
     assert!(table.contains("handoffs_per_s"));
+}
+
+/// R1 to R4 on 5 private masters: every row, sane values, 0 lost updates,
+/// and R4 ran with two masters frozen and thawed them (a master that stayed
+/// stopped would not answer the check after the run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redlock_workloads_report_sane_rows() {
+    let masters = testkit::RedisServer::start_many(5).unwrap();
+    let urls: Vec<String> = masters.iter().map(|m| m.url()).collect();
+    let opts = Options {
+        workloads: Workload::REDLOCK.to_vec(),
+        redlock: Some(urls.clone()),
+        node_timeout: Some(Duration::from_millis(50)),
+        sizes: tiny(),
+        ..Options::default()
+    };
+    let mut rows = Vec::new();
+    leasehold_bench::run(opts, &mut |r| rows.push(r))
+        .await
+        .unwrap();
+    assert!(rows.iter().all(|r| r.workload.starts_with('R')), "{rows:?}");
+    for r in &rows {
+        assert!(r.value.is_finite() && r.value >= 0.0, "{r:?}");
+    }
+    let r1 = by_figure(&rows, "R1");
+    assert!(r1["cycles_per_s"].value > 0.0);
+    assert!(r1["cycle_p99_us"].value >= r1["cycle_p50_us"].value);
+    assert!(r1["keys_left_on_masters"].value <= 5.0);
+    let r2 = by_figure(&rows, "R2");
+    assert!(r2["cycles_per_s"].value > 0.0);
+    let r3 = by_figure(&rows, "R3");
+    assert_eq!(r3["lost_updates"].value, 0.0, "{:?}", r3["lost_updates"]);
+    assert!(r3["acquisitions_per_s"].value >= r3["handoffs_per_s"].value);
+    assert!(r3["per_worker_min_max_ratio"].value <= 1.0);
+    let r4 = by_figure(&rows, "R4");
+    assert_eq!(r4["stalled"].value, 0.0);
+    assert!(r4["cycles_per_s"].value > 0.0);
+    assert!(r4["cycle_p50_over_r1"].value > 0.0);
+    assert!(
+        r4["cycles_per_s"]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("masters 4, 5"),
+        "{:?}",
+        r4["cycles_per_s"]
+    );
+    for url in &urls {
+        let mut conn = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let pong: String = tokio::time::timeout(
+            Duration::from_secs(5),
+            redis::cmd("PING").query_async(&mut conn),
+        )
+        .await
+        .expect("every master answers after R4")
+        .unwrap();
+        assert_eq!(pong, "PONG");
+    }
 }
 
 #[tokio::test]

@@ -253,15 +253,19 @@ pub enum Command {
     /// Example: leasehold demo paused-holder; leasehold demo --cluster
     Demo(DemoArgs),
 
-    /// The benchmark workloads W1-W6 of BENCH.md, beside the physical limit.
+    /// The benchmark workloads W1-W6 of BENCH.md, beside the physical
+    /// limit, and R1-R4 (Redlock over 5 masters).
     ///
     /// Without --url, starts a private, throwaway redis-server. W6 runs W2
     /// and W3 on a Redis Cluster beside that server: --cluster-url SEED
     /// (repeatable), or --cluster --url SEED... (then the server is a
-    /// private one), else a private 3-master loopback cluster. With --json,
-    /// one row per line: {"type": "figure", "data": {"workload", "figure", "value", "unit", "limit", "share", ...}}.
+    /// private one), else a private 3-master loopback cluster. R1-R4
+    /// (`redlock`) run on the masters of several --url (R4 freezes the last
+    /// two with SIGSTOP, so they must run on this machine), else on 5
+    /// private ones, with --node-timeout. With --json, one row per line:
+    /// {"type": "figure", "data": {"workload", "figure", "value", "unit", "limit", "share", ...}}.
     ///
-    /// Example: leasehold bench W3 --duration 5s
+    /// Example: leasehold bench W3 --duration 5s; leasehold bench redlock
     Bench(BenchArgs),
 }
 
@@ -393,11 +397,11 @@ pub struct DemoArgs {
 pub struct BenchArgs {
     /// Workloads to run; case does not matter, commas may separate them.
     /// `all` is W1 to W6 (W6 takes about 15 s, its cluster's start
-    /// included).
+    /// included); `redlock` is R1 to R4 (about 25 s).
     #[arg(default_value = "all", ignore_case = true, value_delimiter = ',')]
     pub workloads: Vec<leasehold_bench::WorkloadArg>,
 
-    /// Length of the timed workloads (W2, W3; each W3 leg of W6)
+    /// Length of the timed workloads (W2, W3, R2, R3; each W3 leg of W6)
     /// [default: BENCH.md's 10s; 5s per W6 leg].
     #[arg(long, value_name = "D", value_parser = dur)]
     pub duration: Option<Duration>,
@@ -407,7 +411,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "URL")]
     pub cluster_url: Vec<String>,
 
-    /// Workers for W2 and W3 [default: BENCH.md's 64 and 16].
+    /// Workers for W2 and R2, W3 and R3 [default: BENCH.md's 64 and 16].
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
 }

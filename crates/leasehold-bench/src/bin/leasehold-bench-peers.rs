@@ -5,13 +5,25 @@
 //!
 //! ```text
 //! leasehold-bench-peers --rows ROWS.jsonl --url URL --peers DIR [--work DIR] [--quick] [--json]
+//! leasehold-bench-peers --redlock --peers DIR [--work DIR] [--quick] [--json] [--node-timeout-ms 50]
 //! ```
+//!
+//! With `--redlock`: starts 5 private masters, and on them runs leasehold's
+//! R1 to R4 (in this process, through `leasehold_bench::run`) before each
+//! library of the peers' Redlock harness and once more at the end
+//! (leasehold, pottery, leasehold, node-redlock, leasehold, rslock,
+//! leasehold), the masters flushed before each step; then prints
+//! leasehold's passes and their median, the peers' figures, and the median
+//! over the best peer. `run-redlock.sh` itself starts masters of its own
+//! on fixed ports, so its scripts are run here with the environment it
+//! would give them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
-use leasehold_bench::peers;
+use leasehold_bench::{Options, Row, Sizes, Workload, peers};
 
 /// Compares a leasehold bench run with the peer libraries on the same server.
 ///
@@ -21,11 +33,23 @@ use leasehold_bench::peers;
 #[command(name = "leasehold-bench-peers", args_override_self = true)]
 struct Args {
     /// leasehold's rows, as `leasehold bench --json` printed them.
-    #[arg(long)]
-    rows: PathBuf,
+    #[arg(long, required_unless_present = "redlock")]
+    rows: Option<PathBuf>,
     /// The server leasehold was measured on.
+    #[arg(long, required_unless_present = "redlock")]
+    url: Option<String>,
+    /// Redlock mode: R1 to R4 of leasehold and of the peers' Redlock
+    /// harness on 5 private masters, interleaved.
+    #[arg(long, conflicts_with_all = ["rows", "url"])]
+    redlock: bool,
+    /// Redlock mode: R4's per-node timeout for the peers that let one be
+    /// set (`NODE_TIMEOUT_MS`, as in `run-redlock.sh`).
+    #[arg(long, default_value_t = 50)]
+    node_timeout_ms: u64,
+    /// Redlock mode: leasehold's per-node timeout [default: the library's,
+    /// what its users get].
     #[arg(long)]
-    url: String,
+    leasehold_node_timeout_ms: Option<u64>,
     /// The peers' scripts (shared/peers/); read only, copied to --work.
     #[arg(long)]
     peers: PathBuf,
@@ -33,7 +57,8 @@ struct Args {
     /// system's temporary directory, kept between runs].
     #[arg(long)]
     work: Option<PathBuf>,
-    /// QUICK=1 for the peers: W2 and W3 cut to 2 s.
+    /// QUICK=1 for the peers: W2 and W3 (R2 and R3) cut to 2 s, R4 to 5 s;
+    /// leasehold's the same.
     #[arg(long)]
     quick: bool,
     /// Print leasehold's rows as JSON lines instead of a table.
@@ -46,13 +71,16 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let text = match std::fs::read_to_string(&args.rows) {
+    if args.redlock {
+        return redlock(&args);
+    }
+    let (Some(rows), Some(url)) = (&args.rows, &args.url) else {
+        unreachable!("clap requires --rows and --url without --redlock");
+    };
+    let text = match std::fs::read_to_string(rows) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!(
-                "leasehold-bench-peers: cannot read {}: {e}",
-                args.rows.display()
-            );
+            eprintln!("leasehold-bench-peers: cannot read {}: {e}", rows.display());
             return ExitCode::FAILURE;
         }
     };
@@ -78,9 +106,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let work = args
-        .work
-        .unwrap_or_else(|| std::env::temp_dir().join("leasehold-bench-peers"));
+    let work = work_dir(&args);
     let mut problems = match peers::prepare(&args.peers, &work) {
         Ok(p) => p,
         Err(e) => {
@@ -88,7 +114,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    let run = peers::run_all(&work, &args.url, args.quick);
+    let run = peers::run_all(&work, url, args.quick);
     problems.extend(run.problems.iter().cloned());
     // The peers' rows are kept next to their copy, for a later look.
     let _ = std::fs::write(work.join("last-run.jsonl"), run.lines.join("\n") + "\n");
@@ -112,4 +138,167 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn work_dir(args: &Args) -> PathBuf {
+    args.work
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("leasehold-bench-peers"))
+}
+
+/// Prints `text` on stdout, or on stderr with `--json` (stdout is rows).
+fn say(args: &Args, text: &str) {
+    if args.json {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+}
+
+/// `--redlock`: see the crate's docs above.
+fn redlock(args: &Args) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("leasehold-bench-peers: cannot start a tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let work = work_dir(args);
+    let mut problems = Vec::new();
+    let have_peers = args.peers.is_dir() && !args.no_peers;
+    if have_peers {
+        match peers::prepare(&args.peers, &work) {
+            Ok(p) => problems.extend(p),
+            Err(e) => problems.push(format!("could not copy {}: {e}", args.peers.display())),
+        }
+    } else if !args.no_peers {
+        problems.push(format!(
+            "{} not found; no comparison with the peer libraries",
+            args.peers.display()
+        ));
+    }
+    let servers = match testkit::RedisServer::start_many(5) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("leasehold-bench-peers: cannot start 5 redis-servers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let masters = peers::RedlockMasters {
+        ports: servers.iter().map(|s| s.port()).collect(),
+        pids: servers.iter().filter_map(|s| s.pid()).collect(),
+        node_timeout_ms: args.node_timeout_ms,
+        quick: args.quick,
+    };
+    let urls: Vec<String> = servers.iter().map(|s| s.url()).collect();
+    eprintln!(
+        "peers: 5 private masters on ports {:?}, pids {:?}",
+        masters.ports, masters.pids
+    );
+    let libraries = if have_peers {
+        peers::redlock_peers()
+    } else {
+        Vec::new()
+    };
+    let mut passes: Vec<Vec<Row>> = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
+    // leasehold before each library and once after the last.
+    for step in 0..=libraries.len() {
+        flush(&urls);
+        eprintln!(
+            "peers: running leasehold (Redlock, R1-R4), pass {}",
+            step + 1
+        );
+        let mut rows = Vec::new();
+        let opts = Options {
+            workloads: Workload::REDLOCK.to_vec(),
+            redlock: Some(urls.clone()),
+            node_timeout: args.leasehold_node_timeout_ms.map(Duration::from_millis),
+            duration: args.quick.then_some(Duration::from_secs(2)),
+            sizes: Sizes {
+                r4_max_duration: Duration::from_secs(if args.quick { 5 } else { 20 }),
+                ..Sizes::default()
+            },
+            ..Options::default()
+        };
+        let result = runtime.block_on(leasehold_bench::run(opts, &mut |r| rows.push(r)));
+        thaw(&masters.pids);
+        if let Err(e) = result {
+            problems.push(format!("leasehold, pass {}: {e}", step + 1));
+        }
+        passes.push(rows);
+        if let Some(library) = libraries.get(step) {
+            flush(&urls);
+            let run = peers::run_redlock(&work, library, &masters);
+            thaw(&masters.pids);
+            problems.extend(run.problems);
+            lines.extend(run.lines);
+        }
+    }
+    let _ = std::fs::write(work.join("last-redlock-run.jsonl"), lines.join("\n") + "\n");
+    if args.json {
+        for (i, pass) in passes.iter().enumerate() {
+            for row in pass {
+                let mut row = row.clone();
+                let pass_note = format!("pass {} of {}", i + 1, passes.len());
+                row.note = Some(match row.note {
+                    Some(n) => format!("{pass_note}; {n}"),
+                    None => pass_note,
+                });
+                println!("{}", leasehold_bench::row_json(&row));
+            }
+        }
+    }
+    let (table, medians) = peers::format_passes(&passes);
+    let mut report = format!(
+        "## leasehold R1-R4 on 5 masters, pass by pass (one before each peer library and one after the last)\n\n{table}"
+    );
+    if !libraries.is_empty() {
+        report.push_str(&format!(
+            "\n## peers' Redlock harness (same 5 masters, same run; R4's node timeout {} ms where settable)\n\n{}\n## leasehold (median of its passes) / best peer (leasehold's node timeout: {})\n\n{}",
+            args.node_timeout_ms,
+            peers::format_redlock_peer_table(&lines),
+            args.leasehold_node_timeout_ms
+                .map_or("the library's default".to_owned(), |ms| format!("{ms} ms")),
+            peers::format_comparison(&peers::compare_redlock(&medians, &lines)),
+        ));
+    }
+    say(args, &report);
+    if !problems.is_empty() {
+        let list: String = problems.iter().map(|p| format!("  - {p}\n")).collect();
+        say(
+            args,
+            &format!("\nsteps that could not be set up or run (the others went on):\n{list}"),
+        );
+    }
+    drop(servers);
+    ExitCode::SUCCESS
+}
+
+/// FLUSHALL on every master, so that each step starts from the same state.
+fn flush(urls: &[String]) {
+    for url in urls {
+        let done = redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("FLUSHALL").query::<()>(&mut c));
+        if let Err(e) = done {
+            eprintln!("peers: FLUSHALL on {url} failed: {e}");
+        }
+    }
+}
+
+/// SIGCONT to every master, in case a step was stopped while two were
+/// frozen (the scripts and leasehold's R4 thaw them themselves).
+fn thaw(pids: &[u32]) {
+    for &pid in pids {
+        // SAFETY: kill(2) has no memory effects; the pids are our own
+        // children's (the masters started above).
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGCONT);
+        }
+    }
 }

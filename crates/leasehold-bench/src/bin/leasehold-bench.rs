@@ -2,8 +2,8 @@
 //! the flags of `leasehold bench` (which will call the same library).
 //!
 //! ```text
-//! leasehold-bench [W1|W2|W3|W4|W5|W6|all]... [--json] [--duration D] [--workers N] [--url URL]
-//!                 [--cluster-url URL]...
+//! leasehold-bench [W1|..|W6|all|R1|..|R4|redlock]... [--json] [--duration D] [--workers N]
+//!                 [--url URL] [--cluster-url URL]... [--master URL]... [--node-timeout D]
 //! ```
 
 use std::io::Write;
@@ -18,8 +18,8 @@ use leasehold_bench::{Options, WorkloadArg};
 #[derive(Parser)]
 #[command(name = "leasehold-bench")]
 struct Args {
-    /// Workloads to run: W1 to W6, or all (the default: W1 to W6); case
-    /// does not matter, commas may separate them.
+    /// Workloads to run: W1 to W6, all (the default: W1 to W6), R1 to R4,
+    /// redlock (R1 to R4); case does not matter, commas may separate them.
     #[arg(value_name = "WORKLOAD", ignore_case = true, value_delimiter = ',')]
     workloads: Vec<WorkloadArg>,
     /// Print one JSON object per figure and line instead of a table.
@@ -38,6 +38,14 @@ struct Args {
     /// per seed); without it W6 starts a private 3-master cluster.
     #[arg(long, value_name = "URL")]
     cluster_url: Vec<String>,
+    /// R1 to R4: a Redlock master (once per master); without it R1 to R4
+    /// start 5 private masters.
+    #[arg(long, value_name = "URL")]
+    master: Vec<String>,
+    /// R1 to R4: the per-node timeout of the Redlock client [default: the
+    /// library's].
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    node_timeout: Option<Duration>,
     /// No progress bars on stderr.
     #[arg(long)]
     no_progress: bool,
@@ -88,6 +96,8 @@ async fn run(args: Args) -> ExitCode {
     let opts = Options {
         url: args.url,
         cluster: (!args.cluster_url.is_empty()).then_some(args.cluster_url),
+        redlock: (!args.master.is_empty()).then_some(args.master),
+        node_timeout: args.node_timeout,
         workloads: WorkloadArg::expand(&args.workloads),
         duration: args.duration,
         workers: args.workers,

@@ -18,7 +18,7 @@ pub enum Direction {
 /// leasehold against the best peer on one figure.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
-    /// `W1` to `W4`.
+    /// `W1` to `W4`, `R1` to `R4`.
     pub workload: String,
     /// leasehold's figure name.
     pub figure: String,
@@ -50,6 +50,82 @@ struct Pick {
     /// BENCH.md's target on the ratio leasehold / peer.
     target: Option<Bound>,
 }
+
+/// R1 to R4: the figures of the peers' Redlock harness.
+const REDLOCK_PICKS: [Pick; 9] = [
+    Pick {
+        workload: "R1",
+        figure: "cycles_per_s",
+        direction: Direction::Higher,
+        only: None,
+        value: |v| num(v, "cycles_per_s"),
+        target: Some(Bound::AtLeast(1.2)),
+    },
+    Pick {
+        workload: "R1",
+        figure: "cycle_p50_us",
+        direction: Direction::Lower,
+        only: None,
+        value: |v| num(v, "p50_us"),
+        target: None,
+    },
+    Pick {
+        workload: "R2",
+        figure: "cycles_per_s",
+        direction: Direction::Higher,
+        only: None,
+        value: |v| num(v, "cycles_per_s"),
+        target: None,
+    },
+    Pick {
+        workload: "R3",
+        figure: "acquisitions_per_s",
+        direction: Direction::Higher,
+        only: None,
+        value: |v| num(v, "acq_per_s"),
+        target: None,
+    },
+    Pick {
+        workload: "R3",
+        figure: "handoffs_per_s",
+        direction: Direction::Higher,
+        only: None,
+        value: |v| num(v, "handoffs_per_s"),
+        target: Some(Bound::AtLeast(2.0)),
+    },
+    Pick {
+        workload: "R3",
+        figure: "per_worker_min_max_ratio",
+        direction: Direction::Higher,
+        only: None,
+        value: |v| num(v, "min_max_ratio"),
+        target: None,
+    },
+    Pick {
+        workload: "R3",
+        figure: "wait_p99_ms",
+        direction: Direction::Lower,
+        only: None,
+        value: |v| Some(num(v, "wait_p99_us")? / 1e3),
+        target: None,
+    },
+    Pick {
+        workload: "R4",
+        figure: "cycles_per_s",
+        direction: Direction::Higher,
+        only: None,
+        value: |v| num(v, "cycles_per_s"),
+        target: None,
+    },
+    Pick {
+        workload: "R4",
+        figure: "cycle_p50_us",
+        direction: Direction::Lower,
+        only: None,
+        value: |v| num(v, "p50_us"),
+        target: None,
+    },
+];
 
 /// A target on a ratio.
 #[derive(Clone, Copy)]
@@ -208,9 +284,46 @@ const PICKS: [Pick; 16] = [
 /// assert_eq!(vs_rslock.met, Some(true));
 /// ```
 pub fn compare(rows: &[Row], peer_lines: &[impl AsRef<str>]) -> Vec<Comparison> {
+    compare_with(rows, peer_lines, &PICKS, "lib")
+}
+
+/// R1 to R4 of leasehold against the lines of the peers' Redlock harness
+/// (`library`, `workload`, `variant`, figures): the best peer over every
+/// library and variant, and BENCH.md's targets on the ratio (R1 cycles/s
+/// at least 1.2, R3 handoffs/s at least 2). Lines a library `skipped`
+/// take no part.
+///
+/// ```
+/// use leasehold_bench::{Row, peers};
+/// let row = |figure: &str, value| Row {
+///     workload: "R3".into(), figure: figure.into(), value,
+///     unit: "1/s".into(), limit: None, limit_of: None, share: None,
+///     target: None, met: None, note: None,
+/// };
+/// let lines = [
+///     r#"{"library":"rslock","workload":"R3","variant":"aggressive","handoffs_per_s":1300.0}"#,
+///     r#"{"library":"node-redlock","workload":"R3","variant":"default","handoffs_per_s":27.0}"#,
+/// ];
+/// let c = peers::compare_redlock(&[row("handoffs_per_s", 3250.0)], &lines);
+/// assert_eq!(c[0].peer.as_deref(), Some("rslock aggressive"));
+/// assert_eq!(c[0].ratio, Some(2.5));
+/// assert_eq!(c[0].met, Some(true));
+/// ```
+pub fn compare_redlock(rows: &[Row], peer_lines: &[impl AsRef<str>]) -> Vec<Comparison> {
+    compare_with(rows, peer_lines, &REDLOCK_PICKS, "library")
+}
+
+/// [`compare`] with a table of picks; `lib_key` names the library in the
+/// peers' lines.
+fn compare_with(
+    rows: &[Row],
+    peer_lines: &[impl AsRef<str>],
+    picks: &[Pick],
+    lib_key: &str,
+) -> Vec<Comparison> {
     let records = records(peer_lines);
     let mut out = Vec::new();
-    for pick in &PICKS {
+    for pick in picks {
         let Some(ours) = rows
             .iter()
             .find(|r| r.workload == pick.workload && r.figure == pick.figure)
@@ -218,10 +331,10 @@ pub fn compare(rows: &[Row], peer_lines: &[impl AsRef<str>]) -> Vec<Comparison> 
             continue;
         };
         let candidates = records.iter().filter_map(|v| {
-            if v.get("workload")?.as_str()? != pick.workload {
+            if v.get("workload")?.as_str()? != pick.workload || v.get("skipped").is_some() {
                 return None;
             }
-            let lib = v.get("lib")?.as_str()?;
+            let lib = v.get(lib_key)?.as_str()?;
             let variant = v.get("variant").and_then(Value::as_str).unwrap_or("");
             if let Some((want_lib, want_variant)) = pick.only
                 && (lib != want_lib || want_variant.is_some_and(|w| !variant.starts_with(w)))

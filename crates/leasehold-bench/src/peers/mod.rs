@@ -14,6 +14,13 @@
 //! `variant` and its figures); [`compare`] picks the best peer for each of
 //! leasehold's headline figures.
 //!
+//! Redlock mode (R1 to R4 over 5 masters): [`run_redlock`] runs one
+//! library of the peers' Redlock harness (`run-redlock.sh` without its own
+//! masters: the caller's, shared with leasehold's run, so that the two can
+//! be interleaved on the same masters), [`compare_redlock`] and
+//! [`format_redlock_peer_table`] read its lines (`library`, `workload`,
+//! `variant`, figures).
+//!
 //! # Layout
 //!
 //! - `setup`: [`prepare`]: the copy out of `shared/peers/` and the set-up.
@@ -26,9 +33,9 @@ mod format;
 mod run;
 mod setup;
 
-pub use compare::{Comparison, Direction, compare};
-pub use format::{format_comparison, format_peer_table};
-pub use run::{PeerRun, run_all};
+pub use compare::{Comparison, Direction, compare, compare_redlock};
+pub use format::{format_comparison, format_passes, format_peer_table, format_redlock_peer_table};
+pub use run::{PeerRun, RedlockMasters, redlock_peers, run_all, run_redlock};
 pub use setup::prepare;
 
 use serde_json::Value;

@@ -59,6 +59,104 @@ const STEPS: [Step; 7] = [
     },
 ];
 
+/// The peers' Redlock harness (`run-redlock.sh` runs these three), by
+/// library name, in the order the script runs them.
+const REDLOCK_STEPS: [Step; 3] = [
+    Step {
+        name: "pottery",
+        program: ".venv/bin/python",
+        args: &["python/redlock_pottery.py"],
+        timeout: Duration::from_secs(300),
+    },
+    Step {
+        name: "node-redlock",
+        program: "node",
+        args: &["node/redlock_multi.js"],
+        timeout: Duration::from_secs(300),
+    },
+    Step {
+        name: "rslock",
+        program: "rust/target/release/peers-rslock-redlock",
+        args: &[],
+        timeout: Duration::from_secs(300),
+    },
+];
+
+/// The libraries of the peers' Redlock harness, in the order it runs them.
+pub fn redlock_peers() -> Vec<&'static str> {
+    REDLOCK_STEPS.iter().map(|s| s.name).collect()
+}
+
+/// Where the Redlock peers run: the masters `run-redlock.sh` would start,
+/// here started by the caller and shared with leasehold's R1 to R4.
+#[derive(Debug, Clone)]
+pub struct RedlockMasters {
+    /// Loopback ports, in master order (master 1 holds R3's counter).
+    pub ports: Vec<u16>,
+    /// The masters' pids, in the same order: R4 SIGSTOPs the last two by
+    /// pid and SIGCONTs them.
+    pub pids: Vec<u32>,
+    /// R4's per-node timeout where a library lets one be set
+    /// (`NODE_TIMEOUT_MS`, 50 in the peers' runs).
+    pub node_timeout_ms: u64,
+    /// `QUICK=1`: R2/R3 cut to 2 s, R4 to 5 s.
+    pub quick: bool,
+}
+
+/// Runs one library of the peers' Redlock harness (`pottery`,
+/// `node-redlock` or `rslock`, see [`redlock_peers`]) in `work` (as
+/// [`prepare`](super::prepare) left it) on `masters`, with the environment
+/// `run-redlock.sh` gives it (`REDLOCK_PORTS`, `REDLOCK_PIDS`,
+/// `NODE_TIMEOUT_MS`, `QUICK`). The script SIGCONTs the masters it
+/// stopped; the caller should too, in case it was killed.
+pub fn run_redlock(work: &Path, library: &str, masters: &RedlockMasters) -> PeerRun {
+    let mut out = PeerRun::default();
+    let Some(step) = REDLOCK_STEPS.iter().find(|s| s.name == library) else {
+        out.problems
+            .push(format!("{library}: not a library of the Redlock harness"));
+        return out;
+    };
+    let program = if step.program.contains('/') {
+        work.join(step.program)
+    } else {
+        PathBuf::from(step.program)
+    };
+    if step.program.contains('/') && !program.exists() {
+        out.problems.push(format!(
+            "{}: not set up ({} is missing)",
+            step.name, step.program
+        ));
+        return out;
+    }
+    let join = |v: Vec<String>, sep: &str| v.join(sep);
+    eprintln!("peers: running {} (Redlock, R1-R4)", step.name);
+    let mut cmd = Command::new(&program);
+    cmd.args(step.args)
+        .current_dir(work)
+        .env(
+            "REDLOCK_PORTS",
+            join(masters.ports.iter().map(u16::to_string).collect(), ","),
+        )
+        .env(
+            "REDLOCK_PIDS",
+            join(masters.pids.iter().map(u32::to_string).collect(), " "),
+        )
+        .env("NODE_TIMEOUT_MS", masters.node_timeout_ms.to_string());
+    if masters.quick {
+        cmd.env("QUICK", "1");
+    }
+    match run_capturing(&mut cmd, step.timeout) {
+        Ok(stdout) => out.lines.extend(
+            stdout
+                .lines()
+                .filter(|l| l.trim_start().starts_with('{'))
+                .map(str::to_owned),
+        ),
+        Err(why) => out.problems.push(format!("{}: {why}", step.name)),
+    }
+    out
+}
+
 /// What [`run_all`] collected.
 #[derive(Debug, Clone, Default)]
 pub struct PeerRun {
