@@ -278,7 +278,10 @@ pub fn all() -> Vec<Scenario> {
         // Everything at once on the masters, each fault one a Redlock must
         // survive: a minority frozen or killed (with `appendfsync always`),
         // a majority frozen for a while, scripts and connections gone
-        // everywhere, one master's clock jumping; and cancelled calls.
+        // everywhere; and cancelled calls. (Not a clock jump: a master
+        // whose keys expire early is a master that restarted empty, which
+        // can let a second holder in beside one whose quorum was bare, as
+        // minority stops make them: members-clock-jump, documented.)
         Scenario::base("members-chaos").quick().with(|s| {
             s.tasks = (2, 12);
             s.cancel = 0.2;
@@ -294,7 +297,6 @@ pub fn all() -> Vec<Scenario> {
                 every(Fault::MemberKill(2, MS(100)), 1500),
                 every(Fault::MemberStop(3, MS(400)), 3000),
                 every(Fault::BareQuorumRestart(MS(200)), 2500),
-                every(Fault::MemberClockJump(5, MS(150)), 2000),
             ];
         }),
         Scenario::base("client-pause").with(|s| {
@@ -383,7 +385,13 @@ pub fn all() -> Vec<Scenario> {
         }),
         // Redlock only: one master of five jumps ahead and expires its keys
         // early; it counts as one master lost, so this must pass.
+        // One master's clock jumps forward past the ttl: its keys expire
+        // early, as if it restarted empty. A holder whose quorum was bare
+        // (a straggler master had not granted yet) can then overlap with
+        // the next (C2, documented in the README's Limits); its late
+        // writes are still refused by the fence (C1, C3 must hold).
         Scenario::base("members-clock-jump").with(|s| {
+            s.documented = true;
             s.faketime = true;
             s.work_ms = 60;
             s.faults = vec![every(Fault::MemberClockJump(5, MS(100)), 700)];
@@ -833,13 +841,14 @@ mod tests {
                 s.name
             );
         }
-        // Only an empty restart (a README Limit) may overlap there.
+        // Only a master that loses its keys (restarted empty, or its clock
+        // jumped: README Limits) may let two holders overlap there.
         let documented: Vec<_> = all()
             .into_iter()
             .filter(|s| s.runs_on(Backend::Redlock) && s.documented)
             .map(|s| s.name)
             .collect();
-        assert_eq!(documented, ["members-restart-empty"]);
+        assert_eq!(documented, ["members-restart-empty", "members-clock-jump"]);
     }
 
     #[test]
