@@ -42,15 +42,7 @@ pub(crate) struct Node {
 impl Node {
     /// Connects to `url` and checks the server answers (one PING).
     pub(crate) async fn connect(url: &str, timeouts: Timeouts) -> Result<Node> {
-        let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| {
-            Error::invalid(
-                "url",
-                format!(
-                    "`{}` is not a Redis URL ({e}); use redis://host:port, rediss://host:port or unix:///path",
-                    redact(url)
-                ),
-            )
-        })?;
+        let info = parse_url(url)?;
         // Small commands, sent as soon as they are made: Nagle's algorithm
         // would hold a command back while an earlier one is unacknowledged,
         // which is most of the time when many tasks share the connection.
@@ -202,6 +194,20 @@ pub(crate) async fn connect_and_probe<C: redis::aio::ConnectionLike + Clone>(
         .await
         .map_err(|e| Error::redis("the connection check (PING)", addr, e))?;
     Ok(conn)
+}
+
+/// Reads `url` as Redis's connection settings, or says why it is no
+/// Redis URL (never printing its password).
+pub(crate) fn parse_url(url: &str) -> Result<redis::ConnectionInfo> {
+    redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| {
+        Error::invalid(
+            "url",
+            format!(
+                "`{}` is not a Redis URL ({e}); use redis://host:port, rediss://host:port or unix:///path",
+                redact(url)
+            ),
+        )
+    })
 }
 
 /// Hides the password of a URL for messages.

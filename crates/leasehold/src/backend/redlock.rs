@@ -55,7 +55,7 @@ use redis::aio::{ConnectionLike, ConnectionManager};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::node::{Node, Timeouts, redact};
+use super::node::{Node, Timeouts, parse_url};
 use super::{Acquire, Extended, HandoverReply, Held, Released, drift, ttl_ms};
 use crate::error::{Error, ErrorKind, NodeFailure, Result};
 use crate::keys::{Family, LeaseKeys};
@@ -131,17 +131,7 @@ impl Redlock {
         }
         let mut addrs: Vec<String> = Vec::with_capacity(urls.len());
         for url in urls {
-            let addr = redis::Client::open(url.as_str())
-                .map(|c| c.get_connection_info().addr().to_string())
-                .map_err(|e| {
-                    Error::invalid(
-                        "url",
-                        format!(
-                            "`{}` is not a Redis URL ({e}); use redis://host:port, rediss://host:port or unix:///path",
-                            redact(url)
-                        ),
-                    )
-                })?;
+            let addr = parse_url(url)?.addr().to_string();
             if addrs.contains(&addr) {
                 return Err(Error::invalid(
                     "Redlock masters",
