@@ -549,11 +549,7 @@ impl Backend {
         match self {
             Backend::Single(s) => Ok(Conn::Single(s.node.conn())),
             Backend::Cluster(c) => Ok(Conn::Cluster(c.conn())),
-            Backend::Redlock(_) => Err(Error::unsupported(
-                "a data command (your script, a transaction, single-flight's cache)",
-                redlock::REDLOCK,
-                "the masters are independent, so none of them is where your data lives; keep the data in its own store and pass the guard's fence along with each write",
-            )),
+            Backend::Redlock(_) => Err(redlock::no_data_commands()),
         }
     }
 
@@ -564,7 +560,7 @@ impl Backend {
         match self {
             Backend::Single(s) => s.node.dedicated("opening a transaction connection").await,
             Backend::Cluster(c) => c.dedicated(key).await,
-            Backend::Redlock(_) => Err(self.conn().err().expect("no data connection on Redlock")),
+            Backend::Redlock(_) => Err(redlock::no_data_commands()),
         }
     }
 
@@ -585,7 +581,7 @@ impl Backend {
                     .map_err(|e| Error::redis(doing, self.addr(), e))?;
                 Ok(split(replies, &sizes))
             }
-            Backend::Redlock(_) => Err(self.conn().err().expect("no data connection on Redlock")),
+            Backend::Redlock(_) => Err(redlock::no_data_commands()),
             Backend::Cluster(c) => {
                 let runs = pipes.into_iter().map(|p| {
                     let mut conn = c.conn();

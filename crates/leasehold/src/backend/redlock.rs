@@ -958,6 +958,16 @@ impl<T: Send + Unpin + 'static> Drop for Replies<T> {
     }
 }
 
+/// Why data commands (your scripts, transactions, single-flight's cache,
+/// WATCH) are refused over independent masters.
+pub(crate) fn no_data_commands() -> Error {
+    Error::unsupported(
+        "a data command (your script, a transaction, single-flight's cache)",
+        REDLOCK,
+        "the masters are independent, so none of them is where your data lives; keep the data in its own store and pass the guard's fence along with each write",
+    )
+}
+
 /// A majority of `n` masters.
 pub(crate) fn majority(n: usize) -> usize {
     n / 2 + 1
