@@ -42,13 +42,7 @@ pub(crate) struct Node {
 impl Node {
     /// Connects to `url` and checks the server answers (one PING).
     pub(crate) async fn connect(url: &str, timeouts: Timeouts) -> Result<Node> {
-        let info = parse_url(url)?;
-        // Small commands, sent as soon as they are made: Nagle's algorithm
-        // would hold a command back while an earlier one is unacknowledged,
-        // which is most of the time when many tasks share the connection.
-        let tcp = info.tcp_settings().clone().set_nodelay(true);
-        let redis = redis::Client::open(info.set_tcp_settings(tcp))
-            .map_err(|e| Error::redis("the connection settings", &redact(url), e))?;
+        let redis = open(url)?;
         let addr = redis.get_connection_info().addr().to_string();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeouts.connect))
@@ -194,6 +188,17 @@ pub(crate) async fn connect_and_probe<C: redis::aio::ConnectionLike + Clone>(
         .await
         .map_err(|e| Error::redis("the connection check (PING)", addr, e))?;
     Ok(conn)
+}
+
+/// The client for `url`, its commands sent as soon as they are made.
+pub(crate) fn open(url: &str) -> Result<redis::Client> {
+    let info = parse_url(url)?;
+    // Nagle's algorithm would hold a small command back while an earlier
+    // one is unacknowledged, which is most of the time when many tasks
+    // share the connection.
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    redis::Client::open(info.set_tcp_settings(tcp))
+        .map_err(|e| Error::redis("the connection settings", &redact(url), e))
 }
 
 /// Reads `url` as Redis's connection settings, or says why it is no

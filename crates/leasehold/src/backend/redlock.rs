@@ -42,20 +42,22 @@
 //! read-write locks are refused with [`ErrorKind::Unsupported`], as are
 //! your scripts and transactions (on which master would the data live?).
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::node::{Node, Timeouts, parse_url};
+use super::node::{Timeouts, connect_and_probe, open, parse_url};
 use super::{Acquire, Extended, HandoverReply, Held, Released, drift, ttl_ms};
 use crate::error::{Error, ErrorKind, NodeFailure, Result};
 use crate::keys::{Family, LeaseKeys};
@@ -73,39 +75,141 @@ pub(crate) const NODE_TIMEOUT: Duration = Duration::from_millis(100);
 const RETRY_BUSY: u32 = 3;
 const RETRY_PAUSE: Duration = Duration::from_micros(500);
 
-/// Reconnect back-off for a master that could not be reached at start.
-const RECONNECT_MIN: Duration = Duration::from_millis(100);
+/// How often a held lease asks the masters that refused it again (see
+/// [`Redlock::top_up`]), and the pause before the first time (doubled
+/// each time after).
+const TOP_UP_ROUNDS: u32 = 4;
+const TOP_UP_PAUSE: Duration = Duration::from_millis(1);
+
+/// Reconnect back-off for a master whose connection is down.
+const RECONNECT_MIN: Duration = Duration::from_millis(20);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
-/// N independent masters.
-pub(crate) struct Redlock {
-    members: Arc<[Member]>,
+/// Commands a master's connection takes before its writer drains them:
+/// never reached, so that a command is on the connection when it is
+/// first polled (a full queue would let later commands overtake).
+const QUEUE: usize = 1 << 24;
+
+/// N independent masters (a cheap handle: background work keeps one).
+pub(crate) struct Redlock(Arc<Inner>);
+
+pub(crate) struct Inner {
+    masters: Arc<Masters>,
     /// Printable: every master, comma-separated.
     addr: String,
     node_timeout: Duration,
-    timeouts: Timeouts,
     publisher: Token,
+    /// The plain leases this client holds, each until when, for
+    /// [`Redlock::top_up`]: a top-up is sent only while its token is
+    /// here, and a release (or hand-over) takes the token out under the
+    /// same lock as it sends, so on each master a top-up never comes
+    /// after the release of its token.
+    held: Mutex<HashMap<Token, Instant>>,
+    /// This, for the top-ups' background tasks.
+    me: std::sync::Weak<Inner>,
+}
+
+impl Deref for Redlock {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The masters' connections, shared with their reconnect tasks.
+struct Masters {
+    members: Vec<Member>,
+    timeouts: Timeouts,
     runtime: tokio::runtime::Handle,
     /// Stops the reconnect tasks when the client goes.
     closed: CancellationToken,
 }
 
-/// One master: connected, or being retried in the background.
+/// One master and its one connection for operations.
 struct Member {
-    url: String,
     addr: String,
-    node: RwLock<Option<Arc<Node>>>,
+    client: redis::Client,
+    link: Mutex<Link>,
 }
 
-impl Member {
-    fn node(&self) -> Option<Arc<Node>> {
-        self.node.read().unwrap_or_else(|e| e.into_inner()).clone()
+/// A master's connection, or none while it is being made again.
+///
+/// Operations never wait for a connection: while it is down they fail on
+/// this master at once. A command waiting for a reconnect could be sent
+/// after a later one that waited too (they are woken in no set order),
+/// and a release overtaken by a later acquire of the same token would
+/// delete the grant that acquire counted.
+enum Link {
+    Up {
+        conn: MultiplexedConnection,
+        epoch: u64,
+    },
+    Down {
+        epoch: u64,
+    },
+}
+
+impl Masters {
+    /// Member `i`'s connection, and which one it is.
+    fn link(&self, i: usize) -> Option<(MultiplexedConnection, u64)> {
+        match &*lock(&self.members[i].link) {
+            Link::Up { conn, epoch } => Some((conn.clone(), *epoch)),
+            Link::Down { .. } => None,
+        }
     }
+
+    /// Member `i`'s connection `epoch` broke: it is made again in the
+    /// background (once, whoever notices first).
+    fn broken(self: &Arc<Self>, i: usize, epoch: u64) {
+        {
+            let mut link = lock(&self.members[i].link);
+            match *link {
+                Link::Up { epoch: e, .. } if e == epoch => *link = Link::Down { epoch },
+                _ => return,
+            }
+        }
+        tracing::warn!(
+            master = self.members[i].addr,
+            "leasehold: lost the connection to a Redlock master; it counts as failed until it is made again"
+        );
+        self.reconnect_in_background(i, Duration::ZERO);
+    }
+
+    fn reconnect_in_background(self: &Arc<Self>, i: usize, first: Duration) {
+        let masters = Arc::clone(self);
+        let closed = self.closed.clone();
+        self.runtime.spawn(async move {
+            let m = &masters.members[i];
+            let mut backoff = first;
+            loop {
+                tokio::select! {
+                    _ = closed.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                if let Ok(conn) = connect_link(&m.client, &m.addr, masters.timeouts).await {
+                    let mut link = lock(&m.link);
+                    let epoch = match *link {
+                        Link::Down { epoch } | Link::Up { epoch, .. } => epoch + 1,
+                    };
+                    *link = Link::Up { conn, epoch };
+                    drop(link);
+                    tracing::info!(master = m.addr, "leasehold: Redlock master reached");
+                    return;
+                }
+                backoff = (backoff * 2).clamp(RECONNECT_MIN, RECONNECT_MAX);
+            }
+        });
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for Redlock {
     fn drop(&mut self) {
-        self.closed.cancel();
+        self.masters.closed.cancel();
     }
 }
 
@@ -129,10 +233,10 @@ impl Redlock {
         if node_timeout.is_zero() {
             return Err(Error::invalid("node timeout", "must be more than zero"));
         }
-        let mut addrs: Vec<String> = Vec::with_capacity(urls.len());
+        let mut clients: Vec<(redis::Client, String)> = Vec::with_capacity(urls.len());
         for url in urls {
             let addr = parse_url(url)?.addr().to_string();
-            if addrs.contains(&addr) {
+            if clients.iter().any(|(_, a)| *a == addr) {
                 return Err(Error::invalid(
                     "Redlock masters",
                     format!(
@@ -140,27 +244,31 @@ impl Redlock {
                     ),
                 ));
             }
-            addrs.push(addr);
+            clients.push((open(url)?, addr));
         }
-        let connected =
-            futures_util::future::join_all(urls.iter().map(|u| connect_master(u, timeouts))).await;
+        let connected = futures_util::future::join_all(
+            clients
+                .iter()
+                .map(|(client, addr)| connect_link(client, addr, timeouts)),
+        )
+        .await;
         let mut failures = Vec::new();
-        let members: Arc<[Member]> = urls
+        let members: Vec<Member> = urls
             .iter()
-            .zip(addrs)
+            .zip(clients)
             .zip(connected)
-            .map(|((url, addr), node)| Member {
-                url: url.clone(),
-                node: RwLock::new(match node {
-                    Ok(n) => Some(Arc::new(n)),
+            .map(|((_, (client, addr)), conn)| Member {
+                link: Mutex::new(match conn {
+                    Ok(conn) => Link::Up { conn, epoch: 0 },
                     Err(cause) => {
                         failures.push(NodeFailure {
                             addr: addr.clone(),
                             cause,
                         });
-                        None
+                        Link::Down { epoch: 0 }
                     }
                 }),
+                client,
                 addr,
             })
             .collect();
@@ -175,19 +283,17 @@ impl Redlock {
             }
             .into());
         }
-        let redlock = Redlock {
-            addr: members
-                .iter()
-                .map(|m| m.addr.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
+        let addr = members
+            .iter()
+            .map(|m| m.addr.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let masters = Arc::new(Masters {
             members,
-            node_timeout,
             timeouts,
-            publisher,
             runtime: tokio::runtime::Handle::current(),
             closed: CancellationToken::new(),
-        };
+        });
         for f in failures {
             tracing::warn!(
                 master = f.addr,
@@ -196,35 +302,22 @@ impl Redlock {
             );
         }
         for i in 0..n {
-            if redlock.members[i].node().is_none() {
-                redlock.reconnect_in_background(i);
+            if masters.link(i).is_none() {
+                masters.reconnect_in_background(i, RECONNECT_MIN);
             }
         }
-        Ok(redlock)
+        Ok(Redlock(Arc::new_cyclic(|me| Inner {
+            masters,
+            addr,
+            node_timeout,
+            publisher,
+            held: Mutex::new(HashMap::new()),
+            me: me.clone(),
+        })))
     }
+}
 
-    fn reconnect_in_background(&self, i: usize) {
-        let members = Arc::clone(&self.members);
-        let closed = self.closed.clone();
-        let timeouts = self.timeouts;
-        self.runtime.spawn(async move {
-            let m = &members[i];
-            let mut backoff = RECONNECT_MIN;
-            loop {
-                tokio::select! {
-                    _ = closed.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                if let Ok(node) = connect_master(&m.url, timeouts).await {
-                    *m.node.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(node));
-                    tracing::info!(master = m.addr, "leasehold: Redlock master reached");
-                    return;
-                }
-                backoff = (backoff * 2).min(RECONNECT_MAX);
-            }
-        });
-    }
-
+impl Inner {
     /// Every master, comma-separated.
     pub(crate) fn addr(&self) -> &str {
         &self.addr
@@ -232,25 +325,26 @@ impl Redlock {
 
     /// How many masters.
     pub(crate) fn len(&self) -> usize {
-        self.members.len()
+        self.masters.members.len()
     }
 
     /// The client for each master, for the subscribers.
     pub(crate) fn redis_clients(&self) -> Vec<redis::Client> {
-        self.members
+        self.masters
+            .members
             .iter()
-            .filter_map(|m| redis::Client::open(m.url.as_str()).ok())
+            .map(|m| m.client.clone())
             .collect()
     }
 
     /// How long one command waits for its reply.
     pub(crate) fn response_timeout(&self) -> Duration {
-        self.timeouts.response
+        self.masters.timeouts.response
     }
 
     /// How many masters must agree for `keys`, or why it cannot be done here.
     pub(crate) fn quorum(&self, keys: &LeaseKeys) -> Result<usize> {
-        let n = self.members.len();
+        let n = self.masters.members.len();
         match keys.family() {
             Family::Lease => Ok(majority(n)),
             Family::Permit {
@@ -291,20 +385,25 @@ impl Redlock {
         Fut: Future<Output = redis::RedisResult<T>> + Send + 'static,
     {
         let mut pending = FuturesUnordered::new();
-        for (i, m) in self.members.iter().enumerate() {
+        for (i, m) in self.masters.members.iter().enumerate() {
             if !on(i) {
                 continue;
             }
             let addr = m.addr.clone();
-            let fut: BoxFuture<'static, (usize, Result<T>)> = match m.node() {
-                Some(node) => {
-                    let call = op(Master(node.conn()));
+            let fut: BoxFuture<'static, (usize, Result<T>)> = match self.masters.link(i) {
+                Some((conn, epoch)) => {
+                    let call = op(Master(conn));
+                    let masters = Arc::clone(&self.masters);
                     // Outside tokio's cooperative budget: a task whose
                     // budget ran out would find the connection's queue
                     // "not ready" at the first poll, and the command
                     // would be queued later, after a later one.
                     Box::pin(tokio::task::coop::unconstrained(async move {
                         let r = match tokio::time::timeout(within, call).await {
+                            Ok(Err(e)) if e.is_unrecoverable_error() => {
+                                masters.broken(i, epoch);
+                                Err(e)
+                            }
                             Ok(r) => r,
                             Err(_) => {
                                 Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into())
@@ -330,7 +429,7 @@ impl Redlock {
         }
         Replies {
             pending,
-            runtime: self.runtime.clone(),
+            runtime: self.masters.runtime.clone(),
         }
     }
 
@@ -347,7 +446,7 @@ impl Redlock {
         ttl: Duration,
     ) -> Result<Acquire> {
         let quorum = self.quorum(keys)?;
-        let n = self.members.len();
+        let n = self.masters.members.len();
         let within = self.within(ttl);
         let ttl_ms = ttl_ms(ttl);
         let sent = Instant::now();
@@ -356,6 +455,7 @@ impl Redlock {
         let mut busy: Vec<(usize, i64)> = Vec::new();
         let mut mismatch = None;
         let mut failures = Vec::new();
+        let mut replies = None;
         // Round 0 asks every master. While some granted but too few, and
         // the rest said "held": a release is likely under way (a waiter
         // woken by the first master's copy of it, whose other copies are
@@ -378,23 +478,9 @@ impl Redlock {
             } else {
                 busy.drain(..).map(|(i, _)| i).collect()
             };
-            let mut replies = self.on_every("the acquire script", within, |i| ask.contains(&i), {
-                let keys = Arc::clone(keys);
-                move |mut conn| {
-                    let keys = Arc::clone(&keys);
-                    async move {
-                        scripts::acquire(
-                            &mut conn,
-                            &keys,
-                            token.as_bytes(),
-                            ttl_ms,
-                            &WaitInfo::default(),
-                        )
-                        .await
-                    }
-                }
-            });
-            while let Some((i, answer)) = replies.next().await {
+            let round_replies =
+                replies.insert(self.acquire_on(keys, token, ttl_ms, within, |i| ask.contains(&i)));
+            while let Some((i, answer)) = round_replies.next().await {
                 answered[i] = answer.is_ok();
                 match answer {
                     Ok(Acquired::Yes(fence)) => granted.push((i, fence)),
@@ -414,6 +500,13 @@ impl Redlock {
             let fence = granted.iter().map(|&(_, f)| f).max().unwrap_or(0);
             match self.raise(keys, fence, &granted, within).await {
                 Ok(()) if Instant::now() < valid_until => {
+                    if matches!(keys.family(), Family::Lease) {
+                        self.hold(token, sent + ttl);
+                        let refused = busy.iter().map(|&(i, _)| i).collect();
+                        self.top_up(keys, token, ttl, refused, replies, |a| {
+                            matches!(a, Acquired::No(_))
+                        });
+                    }
                     return Ok(Acquire::Held(Held {
                         fence,
                         sent,
@@ -454,6 +547,118 @@ impl Redlock {
         .into())
     }
 
+    /// Runs the acquire script for `token` on the masters `on` picks.
+    fn acquire_on(
+        &self,
+        keys: &Arc<LeaseKeys>,
+        token: Token,
+        ttl_ms: u64,
+        within: Duration,
+        on: impl Fn(usize) -> bool,
+    ) -> Replies<Acquired> {
+        self.on_every("the acquire script", within, on, {
+            let keys = Arc::clone(keys);
+            move |mut conn| {
+                let keys = Arc::clone(&keys);
+                async move {
+                    scripts::acquire(
+                        &mut conn,
+                        &keys,
+                        token.as_bytes(),
+                        ttl_ms,
+                        &WaitInfo::default(),
+                    )
+                    .await
+                }
+            }
+        })
+    }
+
+    /// `token` holds a plain lease through this client, until `until` at
+    /// the latest (when its keys expire if not extended).
+    fn hold(&self, token: Token, until: Instant) {
+        let mut held = lock(&self.held);
+        if held.len() >= 64 {
+            // Leases whose guards were detached are never released here.
+            let now = Instant::now();
+            held.retain(|_, &mut u| u > now);
+        }
+        held.insert(token, until);
+    }
+
+    /// Whether `token` still holds its lease through this client (not
+    /// released meanwhile); if so, until `until` now.
+    fn still_held(&self, token: Token, until: Instant) -> bool {
+        match lock(&self.held).get_mut(&token) {
+            Some(u) => {
+                *u = until;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Asks the masters that refused `token`'s held lease (`refused`, and
+    /// those of `rest`'s late answers that `refusal` says are) to take it,
+    /// a few times, in the background, for as long as it is held.
+    ///
+    /// A lease held on a bare quorum is one master away from being lost:
+    /// a master restarting empty or whose clock jumps would let another
+    /// quorum in. The masters that were busy at the acquire were mostly
+    /// still carrying out the previous holder's release, and the ones
+    /// whose copy expired are free again; taking them keeps the lease
+    /// on as many masters as will have it. Safe as any acquire: a master
+    /// grants it only where nobody holds it, and the guard's validity
+    /// still comes from the quorum of its acquire or renewal alone. The
+    /// release of the token can never be overtaken by a top-up (see
+    /// [`Inner::held`]).
+    fn top_up<T: Send + Unpin + 'static>(
+        &self,
+        keys: &Arc<LeaseKeys>,
+        token: Token,
+        ttl: Duration,
+        mut refused: Vec<usize>,
+        rest: Option<Replies<T>>,
+        refusal: fn(&T) -> bool,
+    ) {
+        let Some(me) = self.me.upgrade() else { return };
+        if refused.is_empty() && rest.as_ref().is_none_or(|r| r.pending.is_empty()) {
+            return;
+        }
+        let keys = Arc::clone(keys);
+        let within = self.within(ttl);
+        self.masters.runtime.spawn(async move {
+            if let Some(mut rest) = rest {
+                while let Some((i, answer)) = rest.next().await {
+                    if answer.as_ref().is_ok_and(refusal) {
+                        refused.push(i);
+                    }
+                }
+            }
+            for round in 0..TOP_UP_ROUNDS {
+                if refused.is_empty() {
+                    return;
+                }
+                if round > 0 {
+                    tokio::time::sleep(TOP_UP_PAUSE * (1 << (round - 1))).await;
+                }
+                let mut replies = {
+                    let held = lock(&me.held);
+                    if held.get(&token).is_none_or(|&u| u <= Instant::now()) {
+                        return;
+                    }
+                    me.acquire_on(&keys, token, ttl_ms(ttl), within, |i| refused.contains(&i))
+                };
+                refused.clear();
+                while let Some((i, answer)) = replies.next().await {
+                    if matches!(answer, Ok(Acquired::No(_))) {
+                        refused.push(i);
+                    }
+                }
+            }
+        });
+    }
+
     /// Makes sure a majority of masters has `keys`' fencing counter at
     /// `fence` or above: the granting masters that drew `fence` have, the
     /// rest are raised.
@@ -464,7 +669,7 @@ impl Redlock {
         granted: &[(usize, u64)],
         within: Duration,
     ) -> std::result::Result<(), Vec<NodeFailure>> {
-        let needed = majority(self.members.len());
+        let needed = majority(self.masters.members.len());
         let at: Vec<usize> = granted
             .iter()
             .filter(|&&(_, f)| f == fence)
@@ -521,6 +726,10 @@ impl Redlock {
         within: Duration,
     ) -> Replies<Released> {
         let publisher = self.publisher;
+        // Out of `held`, and sent, under one lock: a top-up of `token` is
+        // on each master's connection before this release, or never sent.
+        let mut held = lock(&self.held);
+        held.remove(&token);
         self.on_every("the release script", within, |_| true, {
             let keys = Arc::clone(keys);
             move |mut conn| {
@@ -552,7 +761,7 @@ impl Redlock {
         ttl: Duration,
     ) -> Result<Extended> {
         let quorum = self.quorum(keys)?;
-        let n = self.members.len();
+        let n = self.masters.members.len();
         let ttl_ms = ttl_ms(ttl);
         let token = *token;
         let sent = Instant::now();
@@ -563,22 +772,30 @@ impl Redlock {
                 async move { scripts::extend(&mut conn, &keys, token.as_bytes(), ttl_ms).await }
             }
         });
-        let (mut extended, mut gone) = (0, 0);
+        let mut extended = 0;
+        // The masters where the token holds it no more.
+        let mut refused = Vec::new();
         let mut failures = Vec::new();
         while let Some((i, answer)) = replies.next().await {
             match answer {
                 Ok(true) => extended += 1,
-                Ok(false) => gone += 1,
+                Ok(false) => refused.push(i),
                 Err(cause) => failures.push(self.failure(i, cause)),
             }
             if extended >= quorum {
+                if self.still_held(token, sent + ttl) {
+                    self.top_up(keys, token, ttl, refused, Some(replies), |&extended| {
+                        !extended
+                    });
+                }
                 return Ok(Extended::Held {
                     sent,
                     valid_until: sent + ttl.saturating_sub(drift(ttl)),
                 });
             }
-            if n - gone < quorum {
+            if n - refused.len() < quorum {
                 // Too few masters still have it to ever make a quorum.
+                lock(&self.held).remove(&token);
                 return Ok(Extended::Gone);
             }
         }
@@ -600,7 +817,7 @@ impl Redlock {
     /// If dropped after the scripts were sent, the releases still happen.
     pub(crate) async fn release(&self, keys: &Arc<LeaseKeys>, token: Token) -> Result<Released> {
         let quorum = self.quorum(keys)?;
-        let n = self.members.len();
+        let n = self.masters.members.len();
         let mut replies = self.release_on_all(keys, token, self.node_timeout);
         let (mut released, mut not_held) = (0, 0);
         let mut failures = Vec::new();
@@ -654,33 +871,38 @@ impl Redlock {
         freed_payload: &[u8],
     ) -> Result<HandoverReply> {
         let quorum = self.quorum(keys)?;
-        let n = self.members.len();
+        let n = self.masters.members.len();
         let within = self.within(next_ttl);
         let token = *token;
         let freed_payload: Arc<[u8]> = freed_payload.into();
-        let mut replies = self.on_every("the release script", within, |_| true, {
-            let keys = Arc::clone(keys);
-            move |mut conn| {
-                let keys = Arc::clone(&keys);
-                let freed = Arc::clone(&freed_payload);
-                async move {
-                    let next = scripts::Next {
-                        token: next.as_bytes(),
-                        ttl_ms: ttl_ms(next_ttl),
-                        tolerated,
-                    };
-                    scripts::handover(
-                        &mut conn,
-                        Pubsub::Classic,
-                        &keys,
-                        token.as_bytes(),
-                        next,
-                        &freed,
-                    )
-                    .await
+        // As a release (see `release_on_all`).
+        let mut replies = {
+            let mut held = lock(&self.held);
+            held.remove(&token);
+            self.on_every("the release script", within, |_| true, {
+                let keys = Arc::clone(keys);
+                move |mut conn| {
+                    let keys = Arc::clone(&keys);
+                    let freed = Arc::clone(&freed_payload);
+                    async move {
+                        let next = scripts::Next {
+                            token: next.as_bytes(),
+                            ttl_ms: ttl_ms(next_ttl),
+                            tolerated,
+                        };
+                        scripts::handover(
+                            &mut conn,
+                            Pubsub::Classic,
+                            &keys,
+                            token.as_bytes(),
+                            next,
+                            &freed,
+                        )
+                        .await
+                    }
                 }
-            }
-        });
+            })
+        };
         let mut to: Vec<(usize, u64)> = Vec::new();
         let (mut freed, mut not_held) = (0, 0);
         let mut failures = Vec::new();
@@ -705,6 +927,7 @@ impl Redlock {
         if to.len() >= quorum {
             let fence = to.iter().map(|&(_, f)| f).max().unwrap_or(0);
             if self.raise(keys, fence, &to, within).await.is_ok() {
+                self.hold(next, Instant::now() + next_ttl);
                 return Ok(HandoverReply::To(fence));
             }
             // Held by `next` on a quorum, but its fence is not on a
@@ -762,26 +985,20 @@ impl Redlock {
     pub(crate) async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>> {
         let mut all = std::collections::BTreeSet::new();
         let mut failures = Vec::new();
-        for m in self.members.iter() {
-            match m.node() {
-                Some(node) => match node.scan(pattern).await {
-                    Ok(keys) => all.extend(keys),
-                    Err(cause) => failures.push(NodeFailure {
-                        addr: m.addr.clone(),
-                        cause,
-                    }),
-                },
-                None => failures.push(NodeFailure {
+        for (i, m) in self.masters.members.iter().enumerate() {
+            let scanned = match self.masters.link(i) {
+                Some((mut conn, _)) => scan(&mut conn, pattern).await,
+                None => Err(std::io::Error::from(std::io::ErrorKind::NotConnected).into()),
+            };
+            match scanned {
+                Ok(keys) => all.extend(keys),
+                Err(e) => failures.push(NodeFailure {
                     addr: m.addr.clone(),
-                    cause: Error::redis(
-                        "scanning for leases",
-                        &m.addr,
-                        std::io::Error::from(std::io::ErrorKind::NotConnected).into(),
-                    ),
+                    cause: Error::redis("scanning for leases", &m.addr, e),
                 }),
             }
         }
-        let n = self.members.len();
+        let n = self.masters.members.len();
         if n - failures.len() < majority(n) {
             return Err(ErrorKind::QuorumNotReached {
                 doing: "scan",
@@ -804,14 +1021,14 @@ impl Redlock {
         let pipe = Arc::new(pipe);
         let mut replies = self.on_every(
             doing,
-            self.timeouts.response,
+            self.masters.timeouts.response,
             |_| true,
             move |mut conn| {
                 let pipe = Arc::clone(&pipe);
                 async move { pipe.query_async::<Vec<redis::Value>>(&mut conn).await }
             },
         );
-        let mut out = vec![None; self.members.len()];
+        let mut out = vec![None; self.masters.members.len()];
         while let Some((i, answer)) = replies.next().await {
             out[i] = answer.ok();
         }
@@ -820,7 +1037,7 @@ impl Redlock {
 
     fn failure(&self, i: usize, cause: Error) -> NodeFailure {
         NodeFailure {
-            addr: self.members[i].addr.clone(),
+            addr: self.masters.members[i].addr.clone(),
             cause,
         }
     }
@@ -881,7 +1098,7 @@ impl<T: Unpin> Future for Eager<T> {
 /// meanwhile, could overtake; so it is not sent: the script is loaded
 /// again and the operation fails on this master alone, with `TRYAGAIN`.
 #[derive(Clone)]
-pub(crate) struct Master(ConnectionManager);
+pub(crate) struct Master(MultiplexedConnection);
 
 impl ConnectionLike for Master {
     fn req_packed_command<'a>(
@@ -935,16 +1152,51 @@ impl ConnectionLike for Master {
 }
 
 /// Connects to one master and loads the scripts Redlock runs there.
-async fn connect_master(url: &str, timeouts: Timeouts) -> Result<Node> {
-    let node = Node::connect(url, timeouts).await?;
+async fn connect_link(
+    client: &redis::Client,
+    addr: &str,
+    timeouts: Timeouts,
+) -> Result<MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeouts.connect))
+        .set_response_timeout(Some(timeouts.response))
+        .set_pipeline_buffer_size(QUEUE);
+    let mut conn = connect_and_probe(
+        client.get_multiplexed_async_connection_with_config(&config),
+        "the connection",
+        addr,
+        timeouts.connect,
+    )
+    .await?;
     let mut load = redis::pipe();
     for script in scripts::redlock_scripts() {
         load.cmd("SCRIPT").arg("LOAD").arg(script.src()).ignore();
     }
-    load.exec_async(&mut node.conn())
+    load.exec_async(&mut conn)
         .await
-        .map_err(|e| Error::redis("loading the scripts", node.addr(), e))?;
-    Ok(node)
+        .map_err(|e| Error::redis("loading the scripts", addr, e))?;
+    Ok(conn)
+}
+
+/// Every key of one master matching `pattern`, by SCAN.
+async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> redis::RedisResult<Vec<Vec<u8>>> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            return Ok(keys);
+        }
+    }
 }
 
 impl<T: Send + Unpin + 'static> Drop for Replies<T> {
@@ -1020,5 +1272,104 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A master's commands reach it in the order they were made, even when
+    /// its connection broke just before: with a connection that reconnects by
+    /// itself, commands that wait for the reconnect are sent in the order
+    /// their tasks wake, and a release sent after an acquire could land
+    /// before it (deleting the grant that acquire counted).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_masters_commands_keep_their_order_across_a_broken_connection() {
+        use super::Redlock;
+        use crate::backend::node::Timeouts;
+        use std::time::Duration;
+        let servers = tokio::task::spawn_blocking(|| testkit::RedisServer::start_many(3))
+            .await
+            .unwrap()
+            .expect("start redis-server (apt-get install redis-server)");
+        let urls: Vec<String> = servers.iter().map(|s| s.url()).collect();
+        let second = Duration::from_secs(2);
+        let timeouts = Timeouts {
+            connect: second,
+            response: second,
+        };
+        let redlock = Redlock::connect(&urls, timeouts, second, crate::Token::random())
+            .await
+            .unwrap();
+        let mut admin = redis::Client::open(urls[0].as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let set = |v: String| {
+            move |mut c: super::Master| {
+                let v = v.clone();
+                async move {
+                    redis::cmd("SET")
+                        .arg("k")
+                        .arg(v)
+                        .query_async::<()>(&mut c)
+                        .await
+                }
+            }
+        };
+        let (mut reversed, mut both) = (0, 0);
+        for round in 0..100 {
+            redis::cmd("CLIENT")
+                .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+                .exec_async(&mut admin)
+                .await
+                .unwrap();
+            // A command finds the connection broken (and it is being made
+            // again), then two more are made, one after the other.
+            let mut probe = redlock.on_every(
+                "probe",
+                second,
+                |i| i == 0,
+                |mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await },
+            );
+            let _ = probe.next().await;
+            let mut a = redlock.on_every("a", second, |i| i == 0, set(format!("a{round}")));
+            let mut b = redlock.on_every("b", second, |i| i == 0, set(format!("b{round}")));
+            // Each awaited by a task of its own, as a release left to the
+            // background and the next acquire are.
+            let a = tokio::spawn(async move { a.next().await.unwrap().1.is_ok() });
+            let b = tokio::spawn(async move { b.next().await.unwrap().1.is_ok() });
+            let (a_ok, b_ok) = (a.await.unwrap(), b.await.unwrap());
+            let now: Option<String> = redis::cmd("GET")
+                .arg("k")
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+            if a_ok && b_ok {
+                both += 1;
+            }
+            if b_ok && now == Some(format!("a{round}")) {
+                reversed += 1;
+            }
+            // Until the master is reached again.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let mut ping = redlock.on_every(
+                    "ping",
+                    second,
+                    |i| i == 0,
+                    |mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await },
+                );
+                if ping.next().await.unwrap().1.is_ok() {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "master 0 never reached again"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        assert_eq!(
+            reversed, 0,
+            "{reversed} of 100 rounds: the later SET landed first ({both} rounds had both sent)"
+        );
     }
 }

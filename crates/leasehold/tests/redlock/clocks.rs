@@ -69,6 +69,53 @@ async fn a_clock_jump_on_one_master_of_five_lets_nobody_else_in() {
     g3.release().await.unwrap();
 }
 
+/// The harder case: the holder got a bare quorum (two masters were still
+/// held by somebody else when it asked), so one master losing its copy
+/// would leave it on two of five. It takes the other two as soon as they
+/// are free (its renewal asks the masters that refused it again), and a
+/// clock jump on one master then lets nobody in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_on_a_bare_quorum_takes_the_rest_so_a_clock_jump_lets_nobody_in() {
+    let mut servers = masters_with(1, faketime()).await;
+    servers.extend(masters(4).await);
+    let (c1, c2) = (client(&servers).await, client(&servers).await);
+    // Masters 3 and 4 still hold a previous holder's copy, for a moment.
+    for s in &servers[3..] {
+        redis::cmd("SET")
+            .arg(NAME)
+            .arg("previous")
+            .arg("PX")
+            .arg(300)
+            .exec_async(&mut raw(s).await)
+            .await
+            .unwrap();
+    }
+    let ttl = 3 * SECOND;
+    let g1 = c1.lease(NAME).ttl(ttl).try_acquire().await.unwrap();
+    let token = g1.token().as_str().to_owned();
+    assert!(holding(&servers, NAME, &token).await >= 3);
+    // Within a renewal period (ttl/3) of their copies expiring.
+    eventually(3 * SECOND, "the holder to hold all five masters", || async {
+        holding(&servers, NAME, &token).await == 5
+    })
+    .await;
+
+    servers[0].shift_clock(10 * ttl.as_secs() as i64).unwrap();
+    eventually(SECOND, "the key to expire on the jumped master", || async {
+        get(&servers[0], NAME).await.is_none()
+    })
+    .await;
+    let other = c2.lease(NAME).ttl(ttl).auto_renew(false);
+    for _ in 0..10 {
+        let err = other.try_acquire().await.expect_err("a second holder");
+        assert!(err.is_held(), "{err}");
+        tokio::time::sleep(ms(20)).await;
+    }
+    assert!(!g1.is_lost());
+    g1.release().await.unwrap();
+    servers[0].shift_clock(0).unwrap();
+}
+
 /// The documented limit of one server: its clock jumping forward ends
 /// the lease early, and a second holder gets it while the first still
 /// believes it holds. The fence keeps the first holder's late write out.
