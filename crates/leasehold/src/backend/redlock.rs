@@ -32,11 +32,19 @@
 //! the next operation of the same token, or a late release could delete a
 //! later grant. Each master's commands go down its one connection in the
 //! order they are first polled, so every command is polled once as soon as
-//! it is made ([`Replies`]), and an operation is always one command: our
+//! it is made ([`Replies`]); a connection never makes a command wait (its
+//! queue is unbounded, and while it is down, commands fail on that master
+//! at once: see [`Link`]); and an operation is always one command: our
 //! scripts are loaded on each master when it connects, and an EVALSHA that
 //! finds none (a master restarted empty) is not followed by an EVAL, which
 //! a later command could overtake; it fails for that master alone
 //! (`TRYAGAIN`) while the script is loaded again ([`Master`]).
+//!
+//! **Top-ups.** A lease granted by a bare quorum is one lost master away
+//! from a second holder (a master restarting empty, or whose clock jumps
+//! and expires its copy early). So a holder asks the masters that refused
+//! it again, at once after the acquire and at every renewal, until they
+//! grant or it lets go ([`Inner::top_up`]).
 //!
 //! Fair leases and semaphores (their queue lives on one server) and
 //! read-write locks are refused with [`ErrorKind::Unsupported`], as are
@@ -76,7 +84,7 @@ const RETRY_BUSY: u32 = 3;
 const RETRY_PAUSE: Duration = Duration::from_micros(500);
 
 /// How often a held lease asks the masters that refused it again (see
-/// [`Redlock::top_up`]), and the pause before the first time (doubled
+/// [`Inner::top_up`]), and the pause before the first time (doubled
 /// each time after).
 const TOP_UP_ROUNDS: u32 = 4;
 const TOP_UP_PAUSE: Duration = Duration::from_millis(1);
@@ -100,7 +108,7 @@ pub(crate) struct Inner {
     node_timeout: Duration,
     publisher: Token,
     /// The plain leases this client holds, each until when, for
-    /// [`Redlock::top_up`]: a top-up is sent only while its token is
+    /// [`Inner::top_up`]: a top-up is sent only while its token is
     /// here, and a release (or hand-over) takes the token out under the
     /// same lock as it sends, so on each master a top-up never comes
     /// after the release of its token.

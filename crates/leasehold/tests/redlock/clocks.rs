@@ -95,9 +95,11 @@ async fn a_holder_on_a_bare_quorum_takes_the_rest_so_a_clock_jump_lets_nobody_in
     let token = g1.token().as_str().to_owned();
     assert!(holding(&servers, NAME, &token).await >= 3);
     // Within a renewal period (ttl/3) of their copies expiring.
-    eventually(3 * SECOND, "the holder to hold all five masters", || async {
-        holding(&servers, NAME, &token).await == 5
-    })
+    eventually(
+        3 * SECOND,
+        "the holder to hold all five masters",
+        || async { holding(&servers, NAME, &token).await == 5 },
+    )
     .await;
 
     servers[0].shift_clock(10 * ttl.as_secs() as i64).unwrap();
