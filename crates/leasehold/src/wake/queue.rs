@@ -148,10 +148,11 @@ pub(super) struct Channel {
     pub(super) others_idle_until: Option<Instant>,
     /// Releases that found nobody queued to wake, or to step back (see
     /// [`Offer::requeue`]), and over independent masters the later copies
-    /// of a release (see [`Shared::on_copy`]). A woken waiter is out of the queue while its
-    /// attempt is in flight: an attempt refused in Redis just before such a
-    /// release freed the lease would otherwise go back to the queue and
-    /// sleep through its fallback timer (see [`Waiter::attempt_failed`]).
+    /// of a release (see [`Shared::on_copy`]). A woken waiter is out of
+    /// the queue while its attempt is in flight: an attempt refused in
+    /// Redis just before such a release freed the lease would otherwise go
+    /// back to the queue and sleep through its fallback timer (see
+    /// [`Waiter::attempt_failed`]).
     ///
     /// [`Offer::requeue`]: super::handover::Offer::requeue
     /// [`Waiter::attempt_failed`]: super::Waiter::attempt_failed
@@ -269,9 +270,7 @@ impl Shared {
             self.wake(ch);
         }
     }
-}
 
-impl Shared {
     /// Over independent masters: another master's copy of a release
     /// already heard (or a master that subscribed after it may have
     /// missed one; see `masters::Seen`). The first copy woke a waiter,
