@@ -2,8 +2,13 @@
 //! connection per master, all subscribed to the same wake channels.
 //!
 //! A release publishes on every master it reaches, so a waiter wakes on
-//! the first copy to arrive and the copies from the other masters are
-//! dropped ([`Seen`]): one release wakes one waiter, not one per master. A
+//! the first copy to arrive ([`Seen`] tells it from the copies the other
+//! masters deliver): one release wakes one waiter, not one per master. The
+//! later copies are for that waiter alone: its attempt may have reached
+//! their masters before the release did, and been refused, so each copy
+//! has it try again once refused (see `Shared::on_copy`). A master that
+//! subscribes after a release was heard elsewhere may have published its
+//! copy before it listened: its subscription stands for that copy. A
 //! master that is down or frozen must not hold the others back: each
 //! master has a link task of its own, which opens its connection (within
 //! [`CONNECT_TIMEOUT`]), subscribes and reconnects with back-off alone;
@@ -213,8 +218,9 @@ async fn open<L: Listener>(
 /// each; so master `m`'s k-th message with a payload on a channel stands
 /// for the k-th such release, and a message is news when it takes its
 /// master's count past every other master's. (A release that reached
-/// only some masters can make a later one look like a copy: the waiters'
-/// fallback timers cover that.)
+/// only some masters can make a later one look like a copy, which still
+/// wakes the waiter the last release woke, if it is back at the head;
+/// the waiters' fallback timers cover the rest.)
 #[derive(Default)]
 pub(super) struct Seen {
     /// Per channel, per payload: how many messages each master delivered.
@@ -260,15 +266,17 @@ impl Seen {
 
     /// `master` (re)subscribed `channel`: what it missed while it was not
     /// subscribed will never come, so it starts level with the others.
-    pub(super) fn level(&mut self, master: usize, channel: &[u8]) {
-        for counts in self
-            .counts
-            .get_mut(channel)
-            .into_iter()
-            .flat_map(HashMap::values_mut)
-        {
-            counts[master] = counts.iter().copied().max().unwrap_or(0);
+    /// Returns the payloads of which it missed copies.
+    pub(super) fn level(&mut self, master: usize, channel: &[u8]) -> Vec<Box<[u8]>> {
+        let mut missed = Vec::new();
+        for (payload, counts) in self.counts.get_mut(channel).into_iter().flatten() {
+            let most = counts.iter().copied().max().unwrap_or(0);
+            if counts[master] < most {
+                counts[master] = most;
+                missed.push(payload.clone());
+            }
         }
+        missed
     }
 
     /// `channel` is no longer subscribed anywhere.
@@ -338,8 +346,9 @@ impl Listener for Hub {
                 // wake. Waiting for all masters would keep every waiter on
                 // its fallback timer while one master is down. Only the
                 // first master's subscription wakes the head: a release may
-                // have come before it; later ones add no release that the
-                // first did not hear.
+                // have come before it. A later one adds no release that
+                // the first did not hear, only perhaps a copy it missed
+                // (below).
                 let first = ch.masters.is_empty();
                 ch.masters.insert(master);
                 ch.confirmed = true;
@@ -349,9 +358,17 @@ impl Listener for Hub {
             }
         }
         drop(channels);
-        let mut seen = self.seen();
-        for c in names {
-            seen.level(master, c);
+        let missed: Vec<_> = {
+            let mut seen = self.seen();
+            names
+                .iter()
+                .flat_map(|c| seen.level(master, c).into_iter().map(move |p| (c, p)))
+                .collect()
+        };
+        // A release heard from other masters that this one may have
+        // published before it listened: as good as its copy.
+        for (c, payload) in missed {
+            self.shared.on_copy(c, &payload);
         }
     }
 
@@ -363,10 +380,11 @@ impl Listener for Hub {
     }
 
     fn message(&self, master: usize, channel: &[u8], payload: &[u8]) {
-        if !self.seen().first(self.masters, master, channel, payload) {
-            return;
+        if self.seen().first(self.masters, master, channel, payload) {
+            self.shared.on_message(channel, payload);
+        } else {
+            self.shared.on_copy(channel, payload);
         }
-        self.shared.on_message(channel, payload);
     }
 
     fn dirty(&self) -> &Notify {

@@ -67,9 +67,15 @@
 //! Over independent masters (Redlock) the client has one pub/sub
 //! connection per master, each opening, subscribing and reconnecting on its
 //! own, so that a master down or frozen holds back no other. A release
-//! publishes on every master; the first copy wakes, the others are
-//! dropped. A channel counts as confirmed once one master listens, and
-//! only that first subscription wakes its head (see `masters`).
+//! publishes on every master; the first copy wakes the head. The others
+//! wake nobody new, but the woken waiter may have reached their masters
+//! before the release did, and been refused: each later copy has it try
+//! again (at once if it is back at the head, else once its attempt is
+//! refused), so it gets the lease when the release reaches a quorum, not
+//! when its timer fires. A channel counts as confirmed once one master
+//! listens, and only that first subscription wakes its head; a later one
+//! counts as the copies that master may have published before it
+//! listened (see `masters`).
 //!
 //! # Layout
 //!

@@ -147,10 +147,12 @@ pub(super) struct Channel {
     /// took the lease (their subscriptions only linger).
     pub(super) others_idle_until: Option<Instant>,
     /// Releases that found nobody queued to wake, or to step back (see
-    /// [`Offer::requeue`]). A woken waiter is out of the queue while its
-    /// attempt is in flight: an attempt refused in Redis just before such a
-    /// release freed the lease would otherwise go back to the queue and
-    /// sleep through its fallback timer (see [`Waiter::attempt_failed`]).
+    /// [`Offer::requeue`]), and over independent masters the later copies
+    /// of a release (see [`Shared::on_copy`]). A woken waiter is out of
+    /// the queue while its attempt is in flight: an attempt refused in
+    /// Redis just before such a release freed the lease would otherwise go
+    /// back to the queue and sleep through its fallback timer (see
+    /// [`Waiter::attempt_failed`]).
     ///
     /// [`Offer::requeue`]: super::handover::Offer::requeue
     /// [`Waiter::attempt_failed`]: super::Waiter::attempt_failed
@@ -158,6 +160,10 @@ pub(super) struct Channel {
     /// The last missed release was this client's freeing one: the waiter
     /// that missed it steps back rather than trying at once.
     pub(super) missed_freed: bool,
+    /// The waiter the last wake went to. Over independent masters, the
+    /// later copies of a release are for it alone (see
+    /// [`Shared::on_copy`]).
+    pub(super) last_woken: Option<Arc<Slot>>,
 }
 
 impl Channel {
@@ -204,6 +210,7 @@ impl Shared {
             }
             // Queued -> woken: still counted in `waiters`.
             ch.woken += 1;
+            ch.last_woken = Some(Arc::clone(&slot));
             slot.state.store(State::Woken);
             slot.notify.notify_one();
             if !ch.busy() {
@@ -261,6 +268,40 @@ impl Shared {
             }
         } else {
             self.wake(ch);
+        }
+    }
+
+    /// Over independent masters: another master's copy of a release
+    /// already heard (or a master that subscribed after it may have
+    /// missed one; see `masters::Seen`). The first copy woke a waiter,
+    /// whose attempt may have reached this master before the release did
+    /// and been refused: the copy says this master is free now. So it is
+    /// for that waiter alone (waking the next one would only split the
+    /// vote): while its attempt is out, the copy counts as a release it
+    /// missed (see [`Waiter::attempt_failed`]); back at the head after a
+    /// refusal, it is woken again. Each master's copy can wake it once:
+    /// at most one attempt per master per release.
+    ///
+    /// [`Waiter::attempt_failed`]: super::Waiter::attempt_failed
+    pub(super) fn on_copy(&self, channel: &[u8], payload: &[u8]) {
+        if payload == &*self.own_id || payload == &*self.freed_id {
+            // Our own release woke its waiter once a quorum had freed it.
+            return;
+        }
+        let mut channels = self.lock();
+        let Some(ch) = channels.get_mut(channel) else {
+            return;
+        };
+        ch.missed += 1;
+        ch.missed_freed = false;
+        let again = ch.woken == 0
+            && ch
+                .queue
+                .front()
+                .zip(ch.last_woken.as_ref())
+                .is_some_and(|(head, last)| Arc::ptr_eq(head, last));
+        if again {
+            self.wake_head(ch);
         }
     }
 }

@@ -520,26 +520,9 @@ fn over_masters_the_first_subscription_and_the_first_copy_wake() {
         || {
             use std::collections::HashSet;
 
-            use super::masters::{Hub, Listener};
+            use super::masters::Listener;
 
-            let clients = (0..3)
-                .map(|_| redis::Client::open("redis://127.0.0.1:1").unwrap())
-                .collect();
-            let hub = WakeHub::new(
-                crate::backend::WakeSource::Masters(clients),
-                b"client",
-                RUNTIME.handle().clone(),
-            );
-            hub.shared.started.call_once(|| {});
-            assert_eq!(hub.subscriber_connections(), 3, "one per master");
-            let links = Hub {
-                shared: Arc::clone(&hub.shared),
-                masters: 3,
-                seen: Default::default(),
-            };
-            let channel: Arc<[u8]> = Arc::from(&b"leasehold:{model}:wake"[..]);
-            let first = hub.register(&channel, false, "", None).0;
-            let second = hub.register(&channel, false, "", None).0;
+            let (hub, links, channel, first, second) = over_masters();
             for m in 0..3 {
                 let (to_sub, _, _) = links.plan(m, &HashSet::new());
                 assert_eq!(to_sub, vec![Arc::clone(&channel)], "master {m}");
@@ -577,6 +560,99 @@ fn over_masters_the_first_subscription_and_the_first_copy_wake() {
             assert!(hub.is_subscribed(&channel), "master 0 still listens");
             links.lost(0);
             assert!(!hub.is_subscribed(&channel));
+        },
+        None,
+    );
+}
+
+/// Over three independent masters, the hub and its links (started by
+/// hand: no link runs), with two waiters queued on the returned channel.
+fn over_masters() -> (WakeHub, super::masters::Hub, Arc<[u8]>, Waiter, Waiter) {
+    let clients = (0..3)
+        .map(|_| redis::Client::open("redis://127.0.0.1:1").unwrap())
+        .collect();
+    let hub = WakeHub::new(
+        crate::backend::WakeSource::Masters(clients),
+        b"client",
+        RUNTIME.handle().clone(),
+    );
+    hub.shared.started.call_once(|| {});
+    assert_eq!(hub.subscriber_connections(), 3, "one per master");
+    let links = super::masters::Hub {
+        shared: Arc::clone(&hub.shared),
+        masters: 3,
+        seen: Default::default(),
+    };
+    let channel: Arc<[u8]> = Arc::from(&b"leasehold:{model}:wake"[..]);
+    let first = hub.register(&channel, false, "", None).0;
+    let second = hub.register(&channel, false, "", None).0;
+    (hub, links, channel, first, second)
+}
+
+// Over independent masters, the later copies of a release are for the
+// waiter its first copy woke, whose attempt may have reached their
+// masters before the release did, and been refused: a copy that comes
+// while the attempt is out has it try again once refused; one that comes
+// after it, or a master that subscribes after the release was heard (it
+// may have published before it listened), wakes it again at the head.
+// None wakes the next waiter; copies of this client's own release wake
+// nobody.
+// Failed in CI as a waiter woken by its timer 5-7 s after the release.
+#[test]
+fn over_masters_a_later_copy_wakes_the_waiter_the_first_copy_woke() {
+    shuttle::check_dfs(
+        || {
+            use super::masters::Listener;
+
+            let (_hub, links, channel, first, second) = over_masters();
+            let on = |m| links.subscribed(m, &[Arc::clone(&channel)]);
+            on(0);
+            on(1);
+            assert!(first.begin_attempt(), "woken by the first subscription");
+            first.attempt_failed();
+            assert_eq!(first.slot.state.load(), State::Queued);
+            links.message(0, &channel, b"another client");
+            assert_eq!(first.slot.state.load(), State::Woken);
+            first.begin_attempt();
+            // Master 1 frees the lease after the attempt was refused there.
+            links.message(1, &channel, b"another client");
+            first.attempt_failed();
+            assert_eq!(
+                first.slot.state.load(),
+                State::Woken,
+                "a copy during the refused attempt was dropped"
+            );
+            assert_eq!(second.slot.state.load(), State::Queued);
+            first.begin_attempt();
+            first.attempt_failed();
+            assert_eq!(first.slot.state.load(), State::Queued, "no copy came");
+            // Master 2 listens only now: it may have freed the lease before.
+            on(2);
+            assert_eq!(
+                first.slot.state.load(),
+                State::Woken,
+                "a late subscription's missed copy was dropped"
+            );
+            assert_eq!(second.slot.state.load(), State::Queued);
+            first.begin_attempt();
+            first.attempt_failed();
+            // This client's own release woke its waiter when it returned.
+            links.message(2, &channel, b"client");
+            links.message(1, &channel, b"client");
+            assert_eq!(first.slot.state.load(), State::Queued);
+            // Another release: while its waiter's attempt is out, a copy
+            // wakes nobody else (two attempts would split the vote).
+            links.message(0, &channel, b"third");
+            assert_eq!(first.slot.state.load(), State::Woken);
+            first.begin_attempt();
+            links.message(1, &channel, b"third");
+            assert_eq!(
+                second.slot.state.load(),
+                State::Queued,
+                "a copy woke the next waiter"
+            );
+            first.attempt_failed();
+            assert_eq!(first.slot.state.load(), State::Woken);
         },
         None,
     );

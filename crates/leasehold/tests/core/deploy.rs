@@ -146,8 +146,7 @@ impl ConnectionLike for Raw {
 /// Every test of the suite, once on each deployment: `mod single`,
 /// `mod cluster` and `mod redlock` get a test of the same name. The tests
 /// under `not_on_redlock` are of what Redlock refuses (fair order,
-/// read-write locks), checked to be refused in the Redlock suite, and one
-/// that is not reliable there yet (see its comment).
+/// read-write locks), checked to be refused in the Redlock suite.
 macro_rules! suite {
     (
         everywhere { $(async fn $a:ident($da:ident: &Deployment) $ba:block)* }

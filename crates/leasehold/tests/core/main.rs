@@ -109,6 +109,32 @@ everywhere {
         }
     }
 
+    async fn a_release_wakes_another_clients_waiter(d: &Deployment) {
+        let holder = d.client().await;
+        let waiter = d.client().await;
+        for name in NAMES {
+            let g = holder.lease(name).ttl(Duration::from_secs(30)).acquire().await.unwrap();
+            // The fallback timer is far: only the release can wake it in time.
+            let lease = waiter
+                .lease(name)
+                .wait(Duration::from_secs(20))
+                .backoff(Duration::from_secs(10), Duration::from_secs(10));
+            let task = tokio::spawn(async move { lease.acquire().await.map(|g| (g, Instant::now())) });
+            // Until the waiter's subscription is in Redis: the release's
+            // publish is what must wake it.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while holder.status(name).await.unwrap().waiting_clients == 0 {
+                assert!(Instant::now() < deadline, "{name}: the waiter never subscribed");
+                tokio::time::sleep(ms(5)).await;
+            }
+            g.release().await.unwrap();
+            let released = Instant::now();
+            let (got, at) = task.await.unwrap().unwrap();
+            assert!(at - released < Duration::from_secs(3), "{name}: woken after {:?}, by the timer", at - released);
+            got.release().await.unwrap();
+        }
+    }
+
     async fn a_semaphore_lets_k_in_at_most(d: &Deployment) {
         let client = d.client().await;
         for name in ["pool", "{db}:pool", "p}q"] {
@@ -167,38 +193,6 @@ everywhere {
     }
 }
 not_on_redlock {
-    // On Redlock this failed once in CI (woken by its 10 s timer after 7 s,
-    // under the parallel suite's load), cause not found yet: a suspect is
-    // the subscriber dropping the other masters' copies of a release as
-    // duplicates while the woken attempt found the lease still held. Issue
-    // 14 keeps it open; until then it runs on one server and the cluster.
-    async fn a_release_wakes_another_clients_waiter(d: &Deployment) {
-        let holder = d.client().await;
-        let waiter = d.client().await;
-        for name in NAMES {
-            let g = holder.lease(name).ttl(Duration::from_secs(30)).acquire().await.unwrap();
-            // The fallback timer is far: only the release can wake it in time.
-            let lease = waiter
-                .lease(name)
-                .wait(Duration::from_secs(20))
-                .backoff(Duration::from_secs(10), Duration::from_secs(10));
-            let task = tokio::spawn(async move { lease.acquire().await.map(|g| (g, Instant::now())) });
-            // Until the waiter's subscription is in Redis: the release's
-            // publish is what must wake it.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while holder.status(name).await.unwrap().waiting_clients == 0 {
-                assert!(Instant::now() < deadline, "{name}: the waiter never subscribed");
-                tokio::time::sleep(ms(5)).await;
-            }
-            g.release().await.unwrap();
-            let released = Instant::now();
-            let (got, at) = task.await.unwrap().unwrap();
-            assert!(at - released < Duration::from_secs(3), "{name}: woken after {:?}, by the timer", at - released);
-            got.release().await.unwrap();
-        }
-    }
-
-
     async fn fair_waiters_get_it_in_arrival_order(d: &Deployment) {
         let holder = d.client().await;
         for name in ["printer", "{q}fair", "x}fair"] {

@@ -13,3 +13,4 @@ mod kleppmann;
 mod quorum;
 mod refusals;
 mod semaphore;
+mod wakeup;
