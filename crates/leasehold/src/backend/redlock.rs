@@ -115,6 +115,7 @@ pub(crate) struct Inner {
     held: Mutex<HashMap<Token, Instant>>,
     /// This, for the top-ups' background tasks.
     me: std::sync::Weak<Inner>,
+    limbo: Arc<Limbo>,
 }
 
 impl Deref for Redlock {
@@ -321,6 +322,10 @@ impl Redlock {
             publisher,
             held: Mutex::new(HashMap::new()),
             me: me.clone(),
+            limbo: Arc::new(Limbo {
+                kept: Mutex::default(),
+                grace: node_timeout.max(Duration::from_millis(100)),
+            }),
         })))
     }
 }
@@ -393,12 +398,11 @@ impl Inner {
         Fut: Future<Output = redis::RedisResult<T>> + Send + 'static,
     {
         let mut pending = FuturesUnordered::new();
-        for (i, m) in self.masters.members.iter().enumerate() {
+        for i in 0..self.masters.members.len() {
             if !on(i) {
                 continue;
             }
-            let addr = m.addr.clone();
-            let fut: BoxFuture<'static, (usize, Result<T>)> = match self.masters.link(i) {
+            let fut: BoxFuture<'static, redis::RedisResult<T>> = match self.masters.link(i) {
                 Some((conn, epoch)) => {
                     let call = op(Master(conn));
                     let masters = Arc::clone(&self.masters);
@@ -407,26 +411,21 @@ impl Inner {
                     // "not ready" at the first poll, and the command
                     // would be queued later, after a later one.
                     Box::pin(tokio::task::coop::unconstrained(async move {
-                        let r = match tokio::time::timeout(within, call).await {
-                            Ok(Err(e)) if e.is_unrecoverable_error() => {
-                                masters.broken(i, epoch);
-                                Err(e)
-                            }
-                            Ok(r) => r,
-                            Err(_) => {
-                                Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into())
-                            }
-                        };
-                        (i, r.map_err(|e| Error::redis(doing, &addr, e)))
+                        let r = call.await;
+                        if let Err(e) = &r
+                            && e.is_unrecoverable_error()
+                        {
+                            masters.broken(i, epoch);
+                        }
+                        r
                     }))
                 }
-                None => Box::pin(async move {
-                    let e: redis::RedisError =
-                        std::io::Error::from(std::io::ErrorKind::NotConnected).into();
-                    (i, Err(Error::redis(doing, &addr, e)))
-                }),
+                None => Box::pin(std::future::ready(Err(std::io::Error::from(
+                    std::io::ErrorKind::NotConnected,
+                )
+                .into()))),
             };
-            pending.push(Eager::new(fut));
+            pending.push(Eager::new(i, fut));
         }
         // Polled once now: each command is queued on its connection in
         // the order the operations were made, whether or not its answer
@@ -437,7 +436,12 @@ impl Inner {
         }
         Replies {
             pending,
-            runtime: self.masters.runtime.clone(),
+            timed_out: Vec::new(),
+            deadline: Instant::now() + within,
+            timer: None,
+            doing,
+            masters: Arc::clone(&self.masters),
+            limbo: Arc::clone(&self.limbo),
         }
     }
 
@@ -1051,18 +1055,84 @@ impl Inner {
     }
 }
 
-/// Answers of an operation on many masters, as they come. Dropped with
-/// answers still out, it leaves them to finish in a background task: a
-/// master that is slow or frozen is never waited for, and its command is
-/// still carried out (and its connection kept in order).
+/// Answers of an operation on many masters, as they come, each master's
+/// within the operation's per-node timeout. Dropped with answers still
+/// out, it leaves them in [`Limbo`]: every command is on its master's
+/// connection from the moment it was made (see [`Inner::on_every`]), so
+/// it is still carried out, in order, and a master that is slow or frozen
+/// costs neither a wait nor a task nor a timer.
 struct Replies<T: Send + Unpin + 'static> {
     pending: FuturesUnordered<Eager<T>>,
-    runtime: tokio::runtime::Handle,
+    /// The masters that missed the deadline, still to be told.
+    timed_out: Vec<usize>,
+    deadline: Instant,
+    /// One timer for the whole operation, made when first waited on.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    doing: &'static str,
+    masters: Arc<Masters>,
+    limbo: Arc<Limbo>,
 }
 
 impl<T: Send + Unpin + 'static> Replies<T> {
     async fn next(&mut self) -> Option<(usize, Result<T>)> {
-        self.pending.next().await
+        if self.timed_out.is_empty() && !self.pending.is_empty() {
+            let answer = std::future::poll_fn(|cx| {
+                if let Poll::Ready(answer) = self.pending.poll_next_unpin(cx) {
+                    return Poll::Ready(answer);
+                }
+                let deadline = self.deadline;
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await;
+            if let Some((i, answer)) = answer {
+                return Some((i, answer.map_err(|e| self.error(i, e))));
+            }
+            // The deadline: every master still out missed it.
+            self.timed_out = self.pending.iter().map(|e| e.i).collect();
+            self.limbo.keep(Box::new(std::mem::take(&mut self.pending)));
+        }
+        let i = self.timed_out.pop()?;
+        let e = std::io::Error::from(std::io::ErrorKind::TimedOut).into();
+        Some((i, Err(self.error(i, e))))
+    }
+
+    fn error(&self, i: usize, e: redis::RedisError) -> Error {
+        Error::redis(self.doing, &self.masters.members[i].addr, e)
+    }
+}
+
+impl<T: Send + Unpin + 'static> Drop for Replies<T> {
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            self.limbo.keep(Box::new(std::mem::take(&mut self.pending)));
+        }
+    }
+}
+
+/// Operations whose answers nobody awaits any more, kept unpolled for a
+/// while. A command that its connection has not written yet is skipped
+/// once the receiver of its reply is gone (redis-rs sheds such load): a
+/// release dropped that way would leave its key behind. So each is kept
+/// until its connection has surely taken it: one per-node timeout.
+struct Limbo {
+    kept: Mutex<std::collections::VecDeque<(Instant, Box<dyn Send>)>>,
+    grace: Duration,
+}
+
+impl Limbo {
+    fn keep(&self, pending: Box<dyn Send>) {
+        let now = Instant::now();
+        let mut kept = lock(&self.kept);
+        while kept.front().is_some_and(|(at, _)| now - *at > self.grace) {
+            kept.pop_front();
+        }
+        kept.push_back((now, pending));
     }
 }
 
@@ -1070,13 +1140,15 @@ impl<T: Send + Unpin + 'static> Replies<T> {
 /// anybody awaits it ([`Eager::kick`]), keeping its answer if it came
 /// at once.
 struct Eager<T> {
-    fut: BoxFuture<'static, (usize, Result<T>)>,
-    done: Option<(usize, Result<T>)>,
+    /// Which master.
+    i: usize,
+    fut: BoxFuture<'static, redis::RedisResult<T>>,
+    done: Option<redis::RedisResult<T>>,
 }
 
 impl<T: Unpin> Eager<T> {
-    fn new(fut: BoxFuture<'static, (usize, Result<T>)>) -> Self {
-        Eager { fut, done: None }
+    fn new(i: usize, fut: BoxFuture<'static, redis::RedisResult<T>>) -> Self {
+        Eager { i, fut, done: None }
     }
 
     fn kick(&mut self, cx: &mut Context<'_>) {
@@ -1089,12 +1161,13 @@ impl<T: Unpin> Eager<T> {
 }
 
 impl<T: Unpin> Future for Eager<T> {
-    type Output = (usize, Result<T>);
+    type Output = (usize, redis::RedisResult<T>);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let i = self.i;
         match self.done.take() {
-            Some(out) => Poll::Ready(out),
-            None => self.fut.as_mut().poll(cx),
+            Some(out) => Poll::Ready((i, out)),
+            None => self.fut.as_mut().poll(cx).map(|out| (i, out)),
         }
     }
 }
@@ -1204,17 +1277,6 @@ async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> redis::RedisRe
         if cursor == 0 {
             return Ok(keys);
         }
-    }
-}
-
-impl<T: Send + Unpin + 'static> Drop for Replies<T> {
-    fn drop(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let mut rest = std::mem::take(&mut self.pending);
-        self.runtime
-            .spawn(async move { while rest.next().await.is_some() {} });
     }
 }
 
