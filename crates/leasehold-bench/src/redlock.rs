@@ -601,24 +601,34 @@ async fn r4(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     let frozen = Frozen::new(pids);
     let started = Instant::now();
     let deadline = started + cap;
-    let mut hist = Hist::new();
-    let mut stalled = false;
-    let mut failed = Failures::default();
-    while hist.len() + failed.count < cycles && Instant::now() < deadline {
-        let t = Instant::now();
-        let limit = (deadline + R4_GRACE).saturating_duration_since(t);
-        match tokio::time::timeout(limit, cycle(&lease)).await {
-            Ok(Ok(())) => {
-                hist.record(t.elapsed());
-                bar.inc(1);
+    // A task of the runtime, as R1's worker.
+    let worker = {
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            let mut hist = Hist::new();
+            let mut stalled = false;
+            let mut failed = Failures::default();
+            while hist.len() + failed.count < cycles && Instant::now() < deadline {
+                let t = Instant::now();
+                let limit = (deadline + R4_GRACE).saturating_duration_since(t);
+                match tokio::time::timeout(limit, cycle(&lease)).await {
+                    Ok(Ok(())) => {
+                        hist.record(t.elapsed());
+                        bar.inc(1);
+                    }
+                    Ok(Err(e)) => failed.add(e),
+                    Err(_) => {
+                        stalled = true;
+                        break;
+                    }
+                }
             }
-            Ok(Err(e)) => failed.add(e),
-            Err(_) => {
-                stalled = true;
-                break;
-            }
-        }
-    }
+            (hist, failed, stalled)
+        })
+    };
+    let (hist, failed, stalled) = worker
+        .await
+        .map_err(|e| Error::Invalid(format!("R4's worker failed: {e}")))?;
     let secs = started.elapsed().as_secs_f64();
     drop(frozen);
     bar.finish_and_clear();

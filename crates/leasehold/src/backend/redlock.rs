@@ -89,6 +89,13 @@ const RETRY_PAUSE: Duration = Duration::from_micros(500);
 const TOP_UP_ROUNDS: u32 = 4;
 const TOP_UP_PAUSE: Duration = Duration::from_millis(1);
 
+/// Probes of a silent master: the first pause, and the longest.
+const PROBE_MIN: Duration = Duration::from_millis(5);
+const PROBE_MAX: Duration = Duration::from_millis(500);
+
+/// Releases owed to one master, at most (beyond, their keys expire).
+const OWED_MAX: usize = 100_000;
+
 /// Reconnect back-off for a master whose connection is down.
 const RECONNECT_MIN: Duration = Duration::from_millis(20);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
@@ -106,7 +113,6 @@ pub(crate) struct Inner {
     /// Printable: every master, comma-separated.
     addr: String,
     node_timeout: Duration,
-    publisher: Token,
     /// The plain leases this client holds, each until when, for
     /// [`Inner::top_up`]: a top-up is sent only while its token is
     /// here, and a release (or hand-over) takes the token out under the
@@ -115,7 +121,6 @@ pub(crate) struct Inner {
     held: Mutex<HashMap<Token, Instant>>,
     /// This, for the top-ups' background tasks.
     me: std::sync::Weak<Inner>,
-    limbo: Arc<Limbo>,
 }
 
 impl Deref for Redlock {
@@ -126,12 +131,17 @@ impl Deref for Redlock {
     }
 }
 
-/// The masters' connections, shared with their reconnect tasks.
+/// The masters' connections, shared with their background tasks.
 struct Masters {
     members: Vec<Member>,
     timeouts: Timeouts,
+    /// How long one master may take to answer, at most.
+    node_timeout: Duration,
+    /// Our id, published by releases.
+    publisher: Token,
+    limbo: Arc<Limbo>,
     runtime: tokio::runtime::Handle,
-    /// Stops the reconnect tasks when the client goes.
+    /// Stops the background tasks when the client goes.
     closed: CancellationToken,
 }
 
@@ -142,29 +152,96 @@ struct Member {
     link: Mutex<Link>,
 }
 
-/// A master's connection, or none while it is being made again.
+/// A master's connection, and whether commands are sent to it.
 ///
-/// Operations never wait for a connection: while it is down they fail on
-/// this master at once. A command waiting for a reconnect could be sent
-/// after a later one that waited too (they are woken in no set order),
-/// and a release overtaken by a later acquire of the same token would
-/// delete the grant that acquire counted.
-enum Link {
-    Up {
-        conn: MultiplexedConnection,
-        epoch: u64,
-    },
-    Down {
-        epoch: u64,
-    },
+/// Operations never wait for a master: while its connection is down, or
+/// it is silent (it let an operation's deadline pass, and has not
+/// answered a probe since), commands to it fail at once, unsent. A
+/// command waiting for a reconnect could be sent after a later one that
+/// waited too (they are woken in no set order), and a release overtaken
+/// by a later acquire of the same token would delete the grant that
+/// acquire counted; and a frozen master would cost every operation the
+/// sending of commands it will not answer in time.
+///
+/// Releases are the exception: one not sent is owed, and owed releases
+/// go first when the master is back (their acquire may have reached it
+/// before it went away), before anything else is sent to it.
+struct Link {
+    /// None while the connection is being made again.
+    conn: Option<MultiplexedConnection>,
+    /// Which connection (a broken one is only replaced once).
+    epoch: u64,
+    silent: bool,
+    owed: Vec<(Arc<LeaseKeys>, Token)>,
+}
+
+/// What an operation does on a master, for when it cannot be sent.
+#[derive(Clone)]
+enum Sending {
+    /// Asks, and only the answer matters: not sent is failed.
+    Ask,
+    /// Gives back `token`'s hold: not sent is owed.
+    Release(Arc<LeaseKeys>, Token),
 }
 
 impl Masters {
-    /// Member `i`'s connection, and which one it is.
-    fn link(&self, i: usize) -> Option<(MultiplexedConnection, u64)> {
-        match &*lock(&self.members[i].link) {
-            Link::Up { conn, epoch } => Some((conn.clone(), *epoch)),
-            Link::Down { .. } => None,
+    /// Member `i`'s connection and which one it is, if commands go to it
+    /// now; otherwise a release is owed.
+    fn link(&self, i: usize, send: &Sending) -> Option<(MultiplexedConnection, u64)> {
+        let mut link = lock(&self.members[i].link);
+        match (&link.conn, link.silent) {
+            (Some(conn), false) => Some((conn.clone(), link.epoch)),
+            _ => {
+                if let Sending::Release(keys, token) = send
+                    && link.owed.len() < OWED_MAX
+                {
+                    link.owed.push((Arc::clone(keys), *token));
+                }
+                None
+            }
+        }
+    }
+
+    /// Sends member `i`'s owed releases on `link`'s connection (under its
+    /// lock: before anything else). Gives the masters that went silent
+    /// meanwhile, to be marked once the lock is let go.
+    #[must_use]
+    fn pay(&self, link: &mut Link) -> Vec<(usize, u64)> {
+        let Some(conn) = &link.conn else {
+            return Vec::new();
+        };
+        if link.owed.is_empty() {
+            return Vec::new();
+        }
+        let publisher = self.publisher;
+        let pending = FuturesUnordered::new();
+        for (keys, token) in link.owed.drain(..) {
+            let mut conn = Master(conn.clone());
+            let fut: BoxFuture<'static, redis::RedisResult<Released>> =
+                Box::pin(tokio::task::coop::unconstrained(async move {
+                    scripts::release(
+                        &mut conn,
+                        Pubsub::Classic,
+                        &keys,
+                        token.as_bytes(),
+                        publisher.as_bytes(),
+                    )
+                    .await
+                }));
+            let mut e = Eager::new(0, link.epoch, fut);
+            e.kick(&mut Context::from_waker(
+                futures_util::task::noop_waker_ref(),
+            ));
+            pending.push(e);
+        }
+        self.limbo.keep(false, Instant::now(), Box::new(pending))
+    }
+
+    /// Keeps what is still out of an operation (see [`Limbo`]); the
+    /// masters that missed an older one's deadline go silent.
+    fn linger(self: &Arc<Self>, answered: bool, deadline: Instant, rest: Box<dyn Lingering>) {
+        for (i, epoch) in self.limbo.keep(answered, deadline, rest) {
+            self.silent(i, epoch);
         }
     }
 
@@ -173,16 +250,77 @@ impl Masters {
     fn broken(self: &Arc<Self>, i: usize, epoch: u64) {
         {
             let mut link = lock(&self.members[i].link);
-            match *link {
-                Link::Up { epoch: e, .. } if e == epoch => *link = Link::Down { epoch },
-                _ => return,
+            if link.epoch != epoch || link.conn.is_none() {
+                return;
             }
+            link.conn = None;
         }
         tracing::warn!(
             master = self.members[i].addr,
             "leasehold: lost the connection to a Redlock master; it counts as failed until it is made again"
         );
         self.reconnect_in_background(i, Duration::ZERO);
+    }
+
+    /// Member `i` let an operation's deadline pass on connection `epoch`:
+    /// nothing is sent to it until it answers a probe (once, whoever
+    /// notices first).
+    fn silent(self: &Arc<Self>, i: usize, epoch: u64) {
+        let conn = {
+            let mut link = lock(&self.members[i].link);
+            if link.epoch != epoch || link.silent {
+                return;
+            }
+            let Some(conn) = link.conn.clone() else {
+                return;
+            };
+            link.silent = true;
+            conn
+        };
+        tracing::debug!(
+            master = self.members[i].addr,
+            "leasehold: a Redlock master missed the node timeout; it counts as failed until it answers a probe"
+        );
+        let masters = Arc::clone(self);
+        self.runtime.spawn(async move {
+            let mut conn = conn;
+            let mut pause = PROBE_MIN;
+            loop {
+                tokio::select! {
+                    _ = masters.closed.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                // Its answer comes after everything sent before it.
+                let ping = redis::cmd("PING");
+                let answered = tokio::time::timeout(
+                    masters.node_timeout,
+                    ping.query_async::<String>(&mut conn),
+                )
+                .await;
+                let mut link = lock(&masters.members[i].link);
+                if link.epoch != epoch || link.conn.is_none() {
+                    // A new connection: the reconnect clears the silence.
+                    return;
+                }
+                match answered {
+                    Ok(Ok(_)) => {
+                        let missed = masters.pay(&mut link);
+                        link.silent = false;
+                        drop(link);
+                        for (i, epoch) in missed {
+                            masters.silent(i, epoch);
+                        }
+                        return;
+                    }
+                    Ok(Err(e)) if e.is_unrecoverable_error() => {
+                        drop(link);
+                        masters.broken(i, epoch);
+                        return;
+                    }
+                    _ => pause = (pause * 2).min(PROBE_MAX),
+                }
+            }
+        });
     }
 
     fn reconnect_in_background(self: &Arc<Self>, i: usize, first: Duration) {
@@ -198,11 +336,14 @@ impl Masters {
                 }
                 if let Ok(conn) = connect_link(&m.client, &m.addr, masters.timeouts).await {
                     let mut link = lock(&m.link);
-                    let epoch = match *link {
-                        Link::Down { epoch } | Link::Up { epoch, .. } => epoch + 1,
-                    };
-                    *link = Link::Up { conn, epoch };
+                    link.conn = Some(conn);
+                    link.epoch += 1;
+                    link.silent = false;
+                    let missed = masters.pay(&mut link);
                     drop(link);
+                    for (i, epoch) in missed {
+                        masters.silent(i, epoch);
+                    }
                     tracing::info!(master = m.addr, "leasehold: Redlock master reached");
                     return;
                 }
@@ -267,15 +408,20 @@ impl Redlock {
             .zip(clients)
             .zip(connected)
             .map(|((_, (client, addr)), conn)| Member {
-                link: Mutex::new(match conn {
-                    Ok(conn) => Link::Up { conn, epoch: 0 },
-                    Err(cause) => {
-                        failures.push(NodeFailure {
-                            addr: addr.clone(),
-                            cause,
-                        });
-                        Link::Down { epoch: 0 }
-                    }
+                link: Mutex::new(Link {
+                    conn: match conn {
+                        Ok(conn) => Some(conn),
+                        Err(cause) => {
+                            failures.push(NodeFailure {
+                                addr: addr.clone(),
+                                cause,
+                            });
+                            None
+                        }
+                    },
+                    epoch: 0,
+                    silent: false,
+                    owed: Vec::new(),
                 }),
                 client,
                 addr,
@@ -300,6 +446,12 @@ impl Redlock {
         let masters = Arc::new(Masters {
             members,
             timeouts,
+            node_timeout,
+            publisher,
+            limbo: Arc::new(Limbo {
+                kept: Mutex::default(),
+                grace: node_timeout.max(Duration::from_millis(100)),
+            }),
             runtime: tokio::runtime::Handle::current(),
             closed: CancellationToken::new(),
         });
@@ -311,7 +463,7 @@ impl Redlock {
             );
         }
         for i in 0..n {
-            if masters.link(i).is_none() {
+            if lock(&masters.members[i].link).conn.is_none() {
                 masters.reconnect_in_background(i, RECONNECT_MIN);
             }
         }
@@ -319,13 +471,8 @@ impl Redlock {
             masters,
             addr,
             node_timeout,
-            publisher,
             held: Mutex::new(HashMap::new()),
             me: me.clone(),
-            limbo: Arc::new(Limbo {
-                kept: Mutex::default(),
-                grace: node_timeout.max(Duration::from_millis(100)),
-            }),
         })))
     }
 }
@@ -389,6 +536,7 @@ impl Inner {
     fn on_every<T, Fut>(
         &self,
         doing: &'static str,
+        sending: &Sending,
         within: Duration,
         on: impl Fn(usize) -> bool,
         op: impl Fn(Master) -> Fut,
@@ -402,8 +550,11 @@ impl Inner {
             if !on(i) {
                 continue;
             }
-            let fut: BoxFuture<'static, redis::RedisResult<T>> = match self.masters.link(i) {
-                Some((conn, epoch)) => {
+            let mut epoch = 0;
+            let fut: BoxFuture<'static, redis::RedisResult<T>> = match self.masters.link(i, sending)
+            {
+                Some((conn, at)) => {
+                    epoch = at;
                     let call = op(Master(conn));
                     let masters = Arc::clone(&self.masters);
                     // Outside tokio's cooperative budget: a task whose
@@ -425,7 +576,7 @@ impl Inner {
                 )
                 .into()))),
             };
-            pending.push(Eager::new(i, fut));
+            pending.push(Eager::new(i, epoch, fut));
         }
         // Polled once now: each command is queued on its connection in
         // the order the operations were made, whether or not its answer
@@ -437,11 +588,11 @@ impl Inner {
         Replies {
             pending,
             timed_out: Vec::new(),
+            answered: false,
             deadline: Instant::now() + within,
             timer: None,
             doing,
             masters: Arc::clone(&self.masters),
-            limbo: Arc::clone(&self.limbo),
         }
     }
 
@@ -568,7 +719,7 @@ impl Inner {
         within: Duration,
         on: impl Fn(usize) -> bool,
     ) -> Replies<Acquired> {
-        self.on_every("the acquire script", within, on, {
+        self.on_every("the acquire script", &Sending::Ask, within, on, {
             let keys = Arc::clone(keys);
             move |mut conn| {
                 let keys = Arc::clone(&keys);
@@ -691,13 +842,19 @@ impl Inner {
         if have >= needed {
             return Ok(());
         }
-        let mut replies = self.on_every("raising the fence", within, |i| !at.contains(&i), {
-            let keys = Arc::clone(keys);
-            move |mut conn| {
-                let keys = Arc::clone(&keys);
-                async move { scripts::raise_fence(&mut conn, &keys, fence).await }
-            }
-        });
+        let mut replies = self.on_every(
+            "raising the fence",
+            &Sending::Ask,
+            within,
+            |i| !at.contains(&i),
+            {
+                let keys = Arc::clone(keys);
+                move |mut conn| {
+                    let keys = Arc::clone(&keys);
+                    async move { scripts::raise_fence(&mut conn, &keys, fence).await }
+                }
+            },
+        );
         let mut failures = Vec::new();
         while let Some((i, answer)) = replies.next().await {
             match answer {
@@ -737,27 +894,33 @@ impl Inner {
         token: Token,
         within: Duration,
     ) -> Replies<Released> {
-        let publisher = self.publisher;
+        let publisher = self.masters.publisher;
         // Out of `held`, and sent, under one lock: a top-up of `token` is
         // on each master's connection before this release, or never sent.
         let mut held = lock(&self.held);
         held.remove(&token);
-        self.on_every("the release script", within, |_| true, {
-            let keys = Arc::clone(keys);
-            move |mut conn| {
-                let keys = Arc::clone(&keys);
-                async move {
-                    scripts::release(
-                        &mut conn,
-                        Pubsub::Classic,
-                        &keys,
-                        token.as_bytes(),
-                        publisher.as_bytes(),
-                    )
-                    .await
+        self.on_every(
+            "the release script",
+            &Sending::Release(Arc::clone(keys), token),
+            within,
+            |_| true,
+            {
+                let keys = Arc::clone(keys);
+                move |mut conn| {
+                    let keys = Arc::clone(&keys);
+                    async move {
+                        scripts::release(
+                            &mut conn,
+                            Pubsub::Classic,
+                            &keys,
+                            token.as_bytes(),
+                            publisher.as_bytes(),
+                        )
+                        .await
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 
     /// Resets `token`'s lease to `ttl` where it holds it: held while a
@@ -777,13 +940,19 @@ impl Inner {
         let ttl_ms = ttl_ms(ttl);
         let token = *token;
         let sent = Instant::now();
-        let mut replies = self.on_every("the extend script", self.within(ttl), |_| true, {
-            let keys = Arc::clone(keys);
-            move |mut conn| {
-                let keys = Arc::clone(&keys);
-                async move { scripts::extend(&mut conn, &keys, token.as_bytes(), ttl_ms).await }
-            }
-        });
+        let mut replies = self.on_every(
+            "the extend script",
+            &Sending::Ask,
+            self.within(ttl),
+            |_| true,
+            {
+                let keys = Arc::clone(keys);
+                move |mut conn| {
+                    let keys = Arc::clone(&keys);
+                    async move { scripts::extend(&mut conn, &keys, token.as_bytes(), ttl_ms).await }
+                }
+            },
+        );
         let mut extended = 0;
         // The masters where the token holds it no more.
         let mut refused = Vec::new();
@@ -891,29 +1060,35 @@ impl Inner {
         let mut replies = {
             let mut held = lock(&self.held);
             held.remove(&token);
-            self.on_every("the release script", within, |_| true, {
-                let keys = Arc::clone(keys);
-                move |mut conn| {
-                    let keys = Arc::clone(&keys);
-                    let freed = Arc::clone(&freed_payload);
-                    async move {
-                        let next = scripts::Next {
-                            token: next.as_bytes(),
-                            ttl_ms: ttl_ms(next_ttl),
-                            tolerated,
-                        };
-                        scripts::handover(
-                            &mut conn,
-                            Pubsub::Classic,
-                            &keys,
-                            token.as_bytes(),
-                            next,
-                            &freed,
-                        )
-                        .await
+            self.on_every(
+                "the release script",
+                &Sending::Release(Arc::clone(keys), token),
+                within,
+                |_| true,
+                {
+                    let keys = Arc::clone(keys);
+                    move |mut conn| {
+                        let keys = Arc::clone(&keys);
+                        let freed = Arc::clone(&freed_payload);
+                        async move {
+                            let next = scripts::Next {
+                                token: next.as_bytes(),
+                                ttl_ms: ttl_ms(next_ttl),
+                                tolerated,
+                            };
+                            scripts::handover(
+                                &mut conn,
+                                Pubsub::Classic,
+                                &keys,
+                                token.as_bytes(),
+                                next,
+                                &freed,
+                            )
+                            .await
+                        }
                     }
-                }
-            })
+                },
+            )
         };
         let mut to: Vec<(usize, u64)> = Vec::new();
         let (mut freed, mut not_held) = (0, 0);
@@ -967,6 +1142,7 @@ impl Inner {
         let name: Arc<[u8]> = keys.name().into();
         let mut replies = self.on_every(
             "reading the holder",
+            &Sending::Ask,
             self.node_timeout,
             |_| true,
             move |mut conn| {
@@ -998,7 +1174,7 @@ impl Inner {
         let mut all = std::collections::BTreeSet::new();
         let mut failures = Vec::new();
         for (i, m) in self.masters.members.iter().enumerate() {
-            let scanned = match self.masters.link(i) {
+            let scanned = match self.masters.link(i, &Sending::Ask) {
                 Some((mut conn, _)) => scan(&mut conn, pattern).await,
                 None => Err(std::io::Error::from(std::io::ErrorKind::NotConnected).into()),
             };
@@ -1033,6 +1209,7 @@ impl Inner {
         let pipe = Arc::new(pipe);
         let mut replies = self.on_every(
             doing,
+            &Sending::Ask,
             self.masters.timeouts.response,
             |_| true,
             move |mut conn| {
@@ -1065,12 +1242,13 @@ struct Replies<T: Send + Unpin + 'static> {
     pending: FuturesUnordered<Eager<T>>,
     /// The masters that missed the deadline, still to be told.
     timed_out: Vec<usize>,
+    /// Whether any master answered.
+    answered: bool,
     deadline: Instant,
     /// One timer for the whole operation, made when first waited on.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     doing: &'static str,
     masters: Arc<Masters>,
-    limbo: Arc<Limbo>,
 }
 
 impl<T: Send + Unpin + 'static> Replies<T> {
@@ -1091,11 +1269,22 @@ impl<T: Send + Unpin + 'static> Replies<T> {
             })
             .await;
             if let Some((i, answer)) = answer {
+                self.answered = true;
                 return Some((i, answer.map_err(|e| self.error(i, e))));
             }
-            // The deadline: every master still out missed it.
+            // The deadline: every master still out missed it, and is
+            // silent until it answers a probe. (Unless none answered: the
+            // fault is more likely ours, a stalled process or network,
+            // and the masters are not to be shunned for it.)
             self.timed_out = self.pending.iter().map(|e| e.i).collect();
-            self.limbo.keep(Box::new(std::mem::take(&mut self.pending)));
+            if self.answered {
+                for e in self.pending.iter() {
+                    self.masters.silent(e.i, e.epoch);
+                }
+            }
+            let deadline = self.deadline;
+            self.masters
+                .linger(false, deadline, Box::new(std::mem::take(&mut self.pending)));
         }
         let i = self.timed_out.pop()?;
         let e = std::io::Error::from(std::io::ErrorKind::TimedOut).into();
@@ -1110,7 +1299,12 @@ impl<T: Send + Unpin + 'static> Replies<T> {
 impl<T: Send + Unpin + 'static> Drop for Replies<T> {
     fn drop(&mut self) {
         if !self.pending.is_empty() {
-            self.limbo.keep(Box::new(std::mem::take(&mut self.pending)));
+            let (answered, deadline) = (self.answered, self.deadline);
+            self.masters.linger(
+                answered,
+                deadline,
+                Box::new(std::mem::take(&mut self.pending)),
+            );
         }
     }
 }
@@ -1119,20 +1313,80 @@ impl<T: Send + Unpin + 'static> Drop for Replies<T> {
 /// while. A command that its connection has not written yet is skipped
 /// once the receiver of its reply is gone (redis-rs sheds such load): a
 /// release dropped that way would leave its key behind. So each is kept
-/// until its connection has surely taken it: one per-node timeout.
+/// until its connection has surely taken it: a per-node timeout or more.
+/// Then the masters that have still not answered missed their deadline,
+/// and are silent (see [`Link`]).
 struct Limbo {
-    kept: Mutex<std::collections::VecDeque<(Instant, Box<dyn Send>)>>,
+    kept: Mutex<Kept>,
     grace: Duration,
 }
 
+#[derive(Default)]
+struct Kept {
+    ops: std::collections::VecDeque<Lingered>,
+    /// How many of the first have had their deadline checked.
+    checked: usize,
+}
+
+struct Lingered {
+    at: Instant,
+    deadline: Instant,
+    /// Whether any master answered the operation (else the fault is more
+    /// likely ours than the masters').
+    answered: bool,
+    rest: Box<dyn Lingering>,
+}
+
+/// The answers of an operation still out.
+trait Lingering: Send {
+    /// Takes the answers that came; the masters (and their connections)
+    /// still out.
+    fn still_out(&mut self) -> Vec<(usize, u64)>;
+}
+
+impl<T: Send + Unpin + 'static> Lingering for FuturesUnordered<Eager<T>> {
+    fn still_out(&mut self) -> Vec<(usize, u64)> {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        while let Poll::Ready(Some(_)) = self.poll_next_unpin(&mut cx) {}
+        self.iter().map(|e| (e.i, e.epoch)).collect()
+    }
+}
+
 impl Limbo {
-    fn keep(&self, pending: Box<dyn Send>) {
+    /// Keeps `rest`; gives the masters that missed the deadline of the
+    /// operations kept before, as their deadlines pass.
+    fn keep(
+        &self,
+        answered: bool,
+        deadline: Instant,
+        rest: Box<dyn Lingering>,
+    ) -> Vec<(usize, u64)> {
         let now = Instant::now();
+        let mut missed = Vec::new();
         let mut kept = lock(&self.kept);
-        while kept.front().is_some_and(|(at, _)| now - *at > self.grace) {
-            kept.pop_front();
+        let Kept { ops, checked } = &mut *kept;
+        while let Some(op) = ops.get_mut(*checked)
+            && op.deadline <= now
+        {
+            if op.answered {
+                missed.extend(op.rest.still_out());
+            }
+            *checked += 1;
         }
-        kept.push_back((now, pending));
+        while ops.front().is_some_and(|op| now - op.at > self.grace) {
+            ops.pop_front();
+            *checked = checked.saturating_sub(1);
+        }
+        ops.push_back(Lingered {
+            at: now,
+            deadline,
+            answered,
+            rest,
+        });
+        drop(kept);
+        missed.sort_unstable();
+        missed.dedup();
+        missed
     }
 }
 
@@ -1140,15 +1394,21 @@ impl Limbo {
 /// anybody awaits it ([`Eager::kick`]), keeping its answer if it came
 /// at once.
 struct Eager<T> {
-    /// Which master.
+    /// Which master, on which of its connections.
     i: usize,
+    epoch: u64,
     fut: BoxFuture<'static, redis::RedisResult<T>>,
     done: Option<redis::RedisResult<T>>,
 }
 
 impl<T: Unpin> Eager<T> {
-    fn new(i: usize, fut: BoxFuture<'static, redis::RedisResult<T>>) -> Self {
-        Eager { i, fut, done: None }
+    fn new(i: usize, epoch: u64, fut: BoxFuture<'static, redis::RedisResult<T>>) -> Self {
+        Eager {
+            i,
+            epoch,
+            fut,
+            done: None,
+        }
     }
 
     fn kick(&mut self, cx: &mut Context<'_>) {
@@ -1395,13 +1655,26 @@ mod tests {
             // again), then two more are made, one after the other.
             let mut probe = redlock.on_every(
                 "probe",
+                &super::Sending::Ask,
                 second,
                 |i| i == 0,
                 |mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await },
             );
             let _ = probe.next().await;
-            let mut a = redlock.on_every("a", second, |i| i == 0, set(format!("a{round}")));
-            let mut b = redlock.on_every("b", second, |i| i == 0, set(format!("b{round}")));
+            let mut a = redlock.on_every(
+                "a",
+                &super::Sending::Ask,
+                second,
+                |i| i == 0,
+                set(format!("a{round}")),
+            );
+            let mut b = redlock.on_every(
+                "b",
+                &super::Sending::Ask,
+                second,
+                |i| i == 0,
+                set(format!("b{round}")),
+            );
             // Each awaited by a task of its own, as a release left to the
             // background and the next acquire are.
             let a = tokio::spawn(async move { a.next().await.unwrap().1.is_ok() });
@@ -1423,6 +1696,7 @@ mod tests {
             loop {
                 let mut ping = redlock.on_every(
                     "ping",
+                    &super::Sending::Ask,
                     second,
                     |i| i == 0,
                     |mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await },

@@ -227,3 +227,77 @@ async fn a_released_lease_is_at_once_free_for_the_next_taker() {
     servers[0].resume();
     servers[1].resume();
 }
+
+/// Acquires granted on `server` so far: each draws a fence, and only
+/// drawing one calls TIME (`INFO commandstats`).
+async fn grants(server: &testkit::RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut raw(server).await)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_time:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// A frozen master is not sent every operation: once it missed a
+/// deadline it is skipped (its releases owed) until it answers a probe;
+/// then it is paid its releases, nothing is left behind, and it takes
+/// part again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_master_is_skipped_until_it_answers_and_then_owed_nothing() {
+    let servers = masters(5).await;
+    let c = client_with(&servers, ms(200)).await;
+    let lease = c
+        .lease("skip")
+        .ttl(Duration::from_secs(30))
+        .auto_renew(false);
+    let before = grants(&servers[4]).await;
+    servers[3].pause();
+    servers[4].pause();
+    // Cycles for 1.5 s: about the first 200 ms of them (one node
+    // timeout) reach the frozen masters.
+    let (started, mut cycles) = (Instant::now(), 0u64);
+    while started.elapsed() < Duration::from_millis(1500) {
+        lease.try_acquire().await.unwrap().release().await.unwrap();
+        cycles += 1;
+    }
+    servers[3].resume();
+    servers[4].resume();
+    let g = {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let g = lease.try_acquire().await.unwrap();
+            if holding(&servers, "skip", g.token().as_str()).await == 5 {
+                break g;
+            }
+            g.release().await.unwrap();
+            assert!(
+                Instant::now() < deadline,
+                "the thawed masters never took part again"
+            );
+            tokio::time::sleep(ms(10)).await;
+        }
+    };
+    g.release().await.unwrap();
+    // Of the cycles' acquires, only those before its first missed
+    // deadline reached it (every one did before; the thawed master
+    // granted them all, each after the release before it).
+    let sent = grants(&servers[4]).await - before;
+    assert!(
+        sent <= cycles / 2,
+        "{sent} acquires of {cycles} reached a master frozen all along"
+    );
+    for s in &servers {
+        assert_eq!(get(s, "skip").await, None, "a key left on {}", s.url());
+    }
+}
