@@ -105,7 +105,8 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// first polled (a full queue would let later commands overtake).
 const QUEUE: usize = 1 << 24;
 
-/// N independent masters (a cheap handle: background work keeps one).
+/// N independent masters. Dropped, it stops the background tasks
+/// (reconnects, probes); top-ups hold it weakly.
 pub(crate) struct Redlock(Arc<Inner>);
 
 pub(crate) struct Inner {
@@ -139,7 +140,7 @@ struct Masters {
     node_timeout: Duration,
     /// Our id, published by releases.
     publisher: Token,
-    limbo: Arc<Limbo>,
+    limbo: Limbo,
     runtime: tokio::runtime::Handle,
     /// Stops the background tasks when the client goes.
     closed: CancellationToken,
@@ -448,10 +449,10 @@ impl Redlock {
             timeouts,
             node_timeout,
             publisher,
-            limbo: Arc::new(Limbo {
+            limbo: Limbo {
                 kept: Mutex::default(),
                 grace: node_timeout.max(Duration::from_millis(100)),
-            }),
+            },
             runtime: tokio::runtime::Handle::current(),
             closed: CancellationToken::new(),
         });
