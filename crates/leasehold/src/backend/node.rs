@@ -96,25 +96,9 @@ impl Node {
 
     /// Every key of this server matching `pattern`, by SCAN.
     pub(crate) async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>> {
-        let mut conn = self.conn();
-        let mut keys = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| Error::redis("scanning for leases", &self.addr, e))?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 {
-                return Ok(keys);
-            }
-        }
+        scan_keys(&mut self.conn(), pattern)
+            .await
+            .map_err(|e| Error::redis("scanning for leases", &self.addr, e))
     }
 
     /// A new connection used by nobody else, that waits for the connection
@@ -188,6 +172,30 @@ pub(crate) async fn connect_and_probe<C: redis::aio::ConnectionLike + Clone>(
         .await
         .map_err(|e| Error::redis("the connection check (PING)", addr, e))?;
     Ok(conn)
+}
+
+/// Every key matching `pattern` on the server behind `conn`, by SCAN.
+pub(crate) async fn scan_keys(
+    conn: &mut impl redis::aio::ConnectionLike,
+    pattern: &str,
+) -> redis::RedisResult<Vec<Vec<u8>>> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            return Ok(keys);
+        }
+    }
 }
 
 /// The client for `url`, its commands sent as soon as they are made.

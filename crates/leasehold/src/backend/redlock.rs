@@ -65,7 +65,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::node::{Timeouts, connect_and_probe, open, parse_url};
+use super::node::{Timeouts, connect_and_probe, open, parse_url, scan_keys};
 use super::{Acquire, Extended, HandoverReply, Held, Released, drift, ttl_ms};
 use crate::error::{Error, ErrorKind, NodeFailure, Result};
 use crate::keys::{Family, LeaseKeys};
@@ -896,8 +896,38 @@ impl Inner {
         within: Duration,
     ) -> Replies<Released> {
         let publisher = self.masters.publisher;
-        // Out of `held`, and sent, under one lock: a top-up of `token` is
-        // on each master's connection before this release, or never sent.
+        self.giving_up(keys, token, within, {
+            let keys = Arc::clone(keys);
+            move |mut conn| {
+                let keys = Arc::clone(&keys);
+                async move {
+                    scripts::release(
+                        &mut conn,
+                        Pubsub::Classic,
+                        &keys,
+                        token.as_bytes(),
+                        publisher.as_bytes(),
+                    )
+                    .await
+                }
+            }
+        })
+    }
+
+    /// Runs `op`, which gives up `token`'s hold of `keys`, on every
+    /// master. Out of `held`, and sent, under one lock: a top-up of
+    /// `token` is on each master's connection before it, or never sent.
+    fn giving_up<T, Fut>(
+        &self,
+        keys: &Arc<LeaseKeys>,
+        token: Token,
+        within: Duration,
+        op: impl Fn(Master) -> Fut,
+    ) -> Replies<T>
+    where
+        T: Send + Unpin + 'static,
+        Fut: Future<Output = redis::RedisResult<T>> + Send + 'static,
+    {
         let mut held = lock(&self.held);
         held.remove(&token);
         self.on_every(
@@ -905,22 +935,7 @@ impl Inner {
             &Sending::Release(Arc::clone(keys), token),
             within,
             |_| true,
-            {
-                let keys = Arc::clone(keys);
-                move |mut conn| {
-                    let keys = Arc::clone(&keys);
-                    async move {
-                        scripts::release(
-                            &mut conn,
-                            Pubsub::Classic,
-                            &keys,
-                            token.as_bytes(),
-                            publisher.as_bytes(),
-                        )
-                        .await
-                    }
-                }
-            },
+            op,
         )
     }
 
@@ -1057,40 +1072,29 @@ impl Inner {
         let within = self.within(next_ttl);
         let token = *token;
         let freed_payload: Arc<[u8]> = freed_payload.into();
-        // As a release (see `release_on_all`).
-        let mut replies = {
-            let mut held = lock(&self.held);
-            held.remove(&token);
-            self.on_every(
-                "the release script",
-                &Sending::Release(Arc::clone(keys), token),
-                within,
-                |_| true,
-                {
-                    let keys = Arc::clone(keys);
-                    move |mut conn| {
-                        let keys = Arc::clone(&keys);
-                        let freed = Arc::clone(&freed_payload);
-                        async move {
-                            let next = scripts::Next {
-                                token: next.as_bytes(),
-                                ttl_ms: ttl_ms(next_ttl),
-                                tolerated,
-                            };
-                            scripts::handover(
-                                &mut conn,
-                                Pubsub::Classic,
-                                &keys,
-                                token.as_bytes(),
-                                next,
-                                &freed,
-                            )
-                            .await
-                        }
-                    }
-                },
-            )
-        };
+        let mut replies = self.giving_up(keys, token, within, {
+            let keys = Arc::clone(keys);
+            move |mut conn| {
+                let keys = Arc::clone(&keys);
+                let freed = Arc::clone(&freed_payload);
+                async move {
+                    let next = scripts::Next {
+                        token: next.as_bytes(),
+                        ttl_ms: ttl_ms(next_ttl),
+                        tolerated,
+                    };
+                    scripts::handover(
+                        &mut conn,
+                        Pubsub::Classic,
+                        &keys,
+                        token.as_bytes(),
+                        next,
+                        &freed,
+                    )
+                    .await
+                }
+            }
+        });
         let mut to: Vec<(usize, u64)> = Vec::new();
         let (mut freed, mut not_held) = (0, 0);
         let mut failures = Vec::new();
@@ -1176,7 +1180,7 @@ impl Inner {
         let mut failures = Vec::new();
         for (i, m) in self.masters.members.iter().enumerate() {
             let scanned = match self.masters.link(i, &Sending::Ask) {
-                Some((mut conn, _)) => scan(&mut conn, pattern).await,
+                Some((mut conn, _)) => scan_keys(&mut conn, pattern).await,
                 None => Err(std::io::Error::from(std::io::ErrorKind::NotConnected).into()),
             };
             match scanned {
@@ -1518,27 +1522,6 @@ async fn connect_link(
         .await
         .map_err(|e| Error::redis("loading the scripts", addr, e))?;
     Ok(conn)
-}
-
-/// Every key of one master matching `pattern`, by SCAN.
-async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> redis::RedisResult<Vec<Vec<u8>>> {
-    let mut keys = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        keys.extend(batch);
-        cursor = next;
-        if cursor == 0 {
-            return Ok(keys);
-        }
-    }
 }
 
 /// Why data commands (your scripts, transactions, single-flight's cache,

@@ -241,3 +241,28 @@ pub async fn wait_free(servers: &[RedisServer], key: &str, within: Duration) {
     })
     .await;
 }
+
+/// How often `server` ran the commands `names` (lower case, scripts'
+/// inner calls included), by `INFO commandstats`.
+pub async fn calls(server: &RedisServer, names: &[&str]) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut raw(server).await)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| {
+            l.strip_prefix("cmdstat_")
+                .and_then(|l| l.split(':').next())
+                .is_some_and(|name| names.contains(&name))
+        })
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
