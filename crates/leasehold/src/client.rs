@@ -133,10 +133,14 @@ impl ClientBuilder {
     }
 
     /// Connects to `url`: `redis://[user:password@]host[:port][/db]`,
-    /// `rediss://...` for TLS, or `unix:///path/to/redis.sock`.
+    /// `rediss://...` for TLS, or `unix:///path/to/redis.sock`. Over TLS
+    /// the server's certificate is verified against the system's roots, or
+    /// the CA of [`tls_ca_file`](Self::tls_ca_file).
     ///
-    /// Fails with [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a malformed URL,
+    /// Fails with [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a malformed URL
+    /// or an unreadable certificate file (or certificates given with a URL that is not `rediss://`),
     /// [`ErrorKind::Connect`](crate::ErrorKind::Connect) when the server refuses or cannot be reached,
+    /// or its TLS certificate cannot be verified,
     /// [`ErrorKind::ConnectTimeout`](crate::ErrorKind::ConnectTimeout) past the connect timeout, and
     /// [`ErrorKind::Redis`](crate::ErrorKind::Redis) when it answers with an error (a wrong password,
     /// say).
