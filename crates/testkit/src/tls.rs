@@ -2,6 +2,8 @@
 //! it, and a client certificate for servers that require one.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -49,7 +51,11 @@ impl TlsFiles {
         let tls = |e: rcgen::Error| Error::Tls(e.to_string());
 
         let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(tls)?;
-        ca.distinguished_name.push(DnType::CommonName, "testkit CA");
+        // A name of its own, so that another call's CA is not even taken
+        // for this one's issuer: a wrong CA is an unknown issuer, as in
+        // real life, rather than a bad signature.
+        ca.distinguished_name
+            .push(DnType::CommonName, format!("testkit CA {}", unique()));
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca_key = KeyPair::generate().map_err(tls)?;
@@ -109,4 +115,17 @@ impl TlsFiles {
     pub fn client_key(&self) -> PathBuf {
         self.dir.join("client.key")
     }
+}
+
+/// Different at each call, and across processes.
+fn unique() -> String {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    )
 }

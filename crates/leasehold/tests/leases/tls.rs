@@ -88,6 +88,7 @@ async fn a_wrong_ca_fails_saying_the_certificate_could_not_be_verified() {
             .contains("could not verify the TLS certificate"),
         "{err}"
     );
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
     assert!(err.is_connection(), "{err:?}");
 }
 
