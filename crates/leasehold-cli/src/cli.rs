@@ -1,6 +1,7 @@
 //! The command line, as clap parses it.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -89,6 +90,21 @@ pub struct Cli {
     /// How long to try to reach Redis.
     #[arg(long, global = true, value_name = "D", default_value = "5s", value_parser = dur)]
     pub connect_timeout: Duration,
+
+    /// PEM file of the CA to trust for rediss:// URLs, instead of the system's.
+    ///
+    /// For a server whose certificate a private CA signed. Single server
+    /// only for now.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// PEM file of a client certificate, for a rediss:// server that requires one.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file of the private key of --tls-cert.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// What to do.
     #[command(subcommand)]

@@ -6,10 +6,11 @@
 //! wraps, so that the data layer can take a `&Client` without depending on
 //! this file.)
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::backend::Backend;
-use crate::backend::node::Timeouts;
+use crate::backend::node::{Timeouts, Tls};
 use crate::data::{Optimistic, SingleFlight};
 use crate::engine::{Client, Core};
 use crate::error::{Error, Result};
@@ -19,7 +20,8 @@ use crate::rwlock::RwLock;
 use crate::semaphore::Semaphore;
 use crate::token::Token;
 
-/// How to connect: timeouts. Built by [`Client::builder`].
+/// How to connect: timeouts and TLS certificates. Built by
+/// [`Client::builder`].
 ///
 /// ```no_run
 /// # async fn f() -> leasehold::Result<()> {
@@ -36,6 +38,7 @@ use crate::token::Token;
 pub struct ClientBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
+    tls: Tls,
 }
 
 impl Default for ClientBuilder {
@@ -43,6 +46,7 @@ impl Default for ClientBuilder {
         ClientBuilder {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
+            tls: Tls::default(),
         }
     }
 }
@@ -61,6 +65,47 @@ impl ClientBuilder {
     /// ```
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.connect_timeout = d;
+        self
+    }
+
+    /// Trusts the CA certificate(s) in the PEM file at `path` for
+    /// `rediss://` URLs, instead of the system's roots: for a server whose
+    /// certificate a private CA signed. The file is read at connect, and
+    /// an error names it.
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasehold::Result<()> {
+    /// let client = leasehold::Client::builder()
+    ///     .tls_ca_file("/etc/redis/tls/ca.pem")
+    ///     .connect("rediss://redis.internal:6380")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.ca = Some(path.into());
+        self
+    }
+
+    /// Shows the client certificate in the PEM file `cert`, with its
+    /// private key in `key`, to a `rediss://` server that asks for one
+    /// (`tls-auth-clients yes`). Both files are read at connect, and an
+    /// error names the one that cannot be read.
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasehold::Result<()> {
+    /// let client = leasehold::Client::builder()
+    ///     .tls_ca_file("/etc/redis/tls/ca.pem")
+    ///     .tls_client_cert_files("/etc/leasehold/client.pem", "/etc/leasehold/client.key")
+    ///     .connect("rediss://redis.internal:6380")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn tls_client_cert_files(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls.client = Some((cert.into(), key.into()));
         self
     }
 
@@ -88,10 +133,14 @@ impl ClientBuilder {
     }
 
     /// Connects to `url`: `redis://[user:password@]host[:port][/db]`,
-    /// `rediss://...` for TLS, or `unix:///path/to/redis.sock`.
+    /// `rediss://...` for TLS, or `unix:///path/to/redis.sock`. Over TLS
+    /// the server's certificate is verified against the system's roots, or
+    /// the CA of [`tls_ca_file`](Self::tls_ca_file).
     ///
-    /// Fails with [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a malformed URL,
+    /// Fails with [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a malformed URL
+    /// or an unreadable certificate file (or certificates given with a URL that is not `rediss://`),
     /// [`ErrorKind::Connect`](crate::ErrorKind::Connect) when the server refuses or cannot be reached,
+    /// or its TLS certificate cannot be verified,
     /// [`ErrorKind::ConnectTimeout`](crate::ErrorKind::ConnectTimeout) past the connect timeout, and
     /// [`ErrorKind::Redis`](crate::ErrorKind::Redis) when it answers with an error (a wrong password,
     /// say).
@@ -113,7 +162,7 @@ impl ClientBuilder {
     pub async fn connect(self, url: &str) -> Result<Client> {
         let timeouts = self.timeouts()?;
         let id = Token::random();
-        let backend = Backend::single(url, timeouts, id).await?;
+        let backend = Backend::single(url, timeouts, &self.tls, id).await?;
         Ok(Client {
             core: Core::new(backend, id),
         })
@@ -121,6 +170,20 @@ impl ClientBuilder {
 }
 
 impl ClientBuilder {
+    /// Refuses certificates given for a backend that cannot use them yet,
+    /// rather than connecting without them.
+    fn no_tls_files(&self, on: &'static str) -> Result<()> {
+        if self.tls.is_default() {
+            Ok(())
+        } else {
+            Err(Error::unsupported(
+                "TLS CA and client certificate files",
+                on,
+                "only a single server takes them for now; rediss:// URLs with the system's roots work",
+            ))
+        }
+    }
+
     fn timeouts(&self) -> Result<Timeouts> {
         if self.connect_timeout.is_zero() {
             return Err(Error::invalid("connect timeout", "must be more than zero"));
@@ -253,6 +316,7 @@ impl RedlockBuilder {
     /// Dropping the future drops the half-made connections.
     pub async fn connect(self) -> Result<Client> {
         let timeouts = self.options.timeouts()?;
+        self.options.no_tls_files("Redlock")?;
         let id = Token::random();
         let backend = Backend::redlock(&self.masters, timeouts, self.node_timeout, id).await?;
         Ok(Client {
@@ -290,6 +354,7 @@ impl ClusterBuilder {
     /// Dropping the future drops the half-made connections.
     pub async fn connect(self) -> Result<Client> {
         let timeouts = self.options.timeouts()?;
+        self.options.no_tls_files("Redis Cluster")?;
         let id = Token::random();
         let backend = Backend::cluster(&self.seeds, timeouts, id).await?;
         Ok(Client {

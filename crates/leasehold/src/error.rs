@@ -419,6 +419,16 @@ pub(crate) fn human(d: Duration) -> String {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &*self.0 {
+            // rustls's words for a server certificate that no trusted CA
+            // signed, or that names another host.
+            ErrorKind::Connect { addr, source }
+                if source.to_string().contains("invalid peer certificate") =>
+            {
+                write!(
+                    f,
+                    "could not verify the TLS certificate of Redis at {addr}: {source}; check that the CA you trust (--tls-ca, ClientBuilder::tls_ca_file, else the system's) signed the server's certificate and that it names the host of the URL"
+                )
+            }
             ErrorKind::Connect { addr, source } => write!(
                 f,
                 "could not reach Redis at {addr}: {source}; check that the server runs there and that the URL (--url, LEASEHOLD_URL or REDIS_URL) is right"

@@ -55,6 +55,10 @@ pub enum Error {
         log: String,
     },
 
+    /// The certificates of a TLS server could not be generated.
+    #[error("could not generate the TLS certificates: {0}")]
+    Tls(String),
+
     /// libfaketime, needed for [`ServerOptions::faketime`], was not found.
     ///
     /// [`ServerOptions::faketime`]: crate::ServerOptions::faketime

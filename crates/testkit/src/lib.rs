@@ -48,6 +48,9 @@
 //!   stopped half-way for `ASK`), fails a master over (`CLUSTER FAILOVER`),
 //!   kills, pauses and restarts nodes; each change waits until every node
 //!   agrees on the new slot map.
+//! - `tls`: [`TlsFiles`], a private CA and the server and client
+//!   certificates it signs (rcgen), for servers started with
+//!   [`ServerOptions::tls`].
 //! - `resp`: a blocking RESP2 exchange (one command per connection) and its
 //!   [`Reply`], with which `cluster` drives the nodes and tests inspect them.
 //! - `probe`: a raw-TCP `PING` used to decide when a server is ready; no
@@ -78,6 +81,7 @@ mod probe;
 mod proxy;
 mod resp;
 mod server;
+mod tls;
 
 pub use binary::redis_server_binary;
 pub use cluster::{ClusterNode, ClusterOptions, RedisCluster, SLOTS};
@@ -86,3 +90,4 @@ pub use faketime::library as libfaketime;
 pub use proxy::FaultProxy;
 pub use resp::Reply;
 pub use server::{RedisServer, ServerOptions};
+pub use tls::{ClientAuth, TlsFiles};

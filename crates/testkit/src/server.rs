@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::{Error, probe, redis_server_binary};
+use crate::{ClientAuth, Error, TlsFiles, probe, redis_server_binary};
 
 /// How long a server may take to answer `PING` after it is spawned. Generous
 /// because CI machines are slow and replaying an append-only file takes time;
@@ -76,6 +76,12 @@ pub struct ServerOptions {
     /// key, and refuse a command or script whose keys are in different
     /// slots: `CROSSSLOT`).
     pub cluster: bool,
+    /// Also listens for TLS (`--tls-port`) on a free port of its own
+    /// ([`RedisServer::tls_url`]), with certificates testkit generates in
+    /// the server's directory ([`RedisServer::tls_files`]) and this client
+    /// authentication. The plain port stays open for testkit's own probes
+    /// and for tests that inspect the server.
+    pub tls: Option<ClientAuth>,
 }
 
 /// One `redis-server` child process on a free loopback port.
@@ -105,6 +111,8 @@ pub struct RedisServer {
     /// with `port` rather than Redis's default `port + 10000`, which does not
     /// exist for ports above 55535 (Redis then refuses to start).
     bus_port: u16,
+    /// The TLS port and certificates with [`ServerOptions::tls`].
+    tls: Option<(u16, TlsFiles)>,
     /// `None` while killed. Only an un-reaped `Child` is ever signalled, so
     /// its pid cannot have been reused by an unrelated process.
     child: Option<Child>,
@@ -140,14 +148,21 @@ impl RedisServer {
             opts,
             port: 0,
             bus_port: 0,
+            tls: None,
             child: None,
             dir,
         };
+        if server.opts.tls.is_some() {
+            server.tls = Some((0, TlsFiles::generate(server.dir.path())?));
+        }
         let mut attempt = 1;
         loop {
             server.port = free_port()?;
             if server.opts.cluster {
                 server.bus_port = free_port()?;
+            }
+            if let Some((port, _)) = &mut server.tls {
+                *port = free_port()?;
             }
             match server.launch() {
                 Err(e) if port_taken(&e) && attempt < PORT_ATTEMPTS => attempt += 1,
@@ -169,6 +184,21 @@ impl RedisServer {
     /// `redis://127.0.0.1:PORT`. The same across [`restart`](Self::restart).
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT` with [`ServerOptions::tls`], else
+    /// `None`. The server's certificate is signed by
+    /// [`tls_files`](Self::tls_files)' CA, which a client must be told to
+    /// trust.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .map(|(port, _)| format!("rediss://127.0.0.1:{port}"))
+    }
+
+    /// The CA and certificates of a [`ServerOptions::tls`] server.
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref().map(|(_, files)| files)
     }
 
     /// The loopback port it listens on.
@@ -314,6 +344,23 @@ impl RedisServer {
                 .args(["--cluster-enabled", "yes", "--cluster-config-file"])
                 .arg(dir.join("nodes.conf"))
                 .args(["--cluster-port", &self.bus_port.to_string()]);
+        }
+        if let (Some((port, files)), Some(auth)) = (&self.tls, self.opts.tls) {
+            command
+                .args(["--tls-port", &port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(files.server_cert())
+                .arg("--tls-key-file")
+                .arg(files.server_key())
+                .arg("--tls-ca-cert-file")
+                .arg(files.ca())
+                .args([
+                    "--tls-auth-clients",
+                    match auth {
+                        ClientAuth::Optional => "optional",
+                        ClientAuth::Required => "yes",
+                    },
+                ]);
         }
         if self.opts.faketime {
             let library = crate::faketime::library()?;

@@ -168,7 +168,13 @@ fn redact(url: &str) -> String {
 ///
 /// Dropping the future leaves nothing behind.
 pub async fn connect(cli: &Cli, address: &Address) -> leasehold::Result<Client> {
-    let builder = Client::builder().connect_timeout(cli.connect_timeout);
+    let mut builder = Client::builder().connect_timeout(cli.connect_timeout);
+    if let Some(ca) = &cli.tls_ca {
+        builder = builder.tls_ca_file(ca);
+    }
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        builder = builder.tls_client_cert_files(cert, key);
+    }
     match address {
         Address::Unset => builder.connect(DEFAULT_URL).await,
         Address::Server(url) => builder.connect(url).await,

@@ -11,4 +11,5 @@ mod names;
 mod redlock;
 mod run;
 mod sem;
+mod tls;
 mod tokens;

@@ -39,8 +39,8 @@ pub(crate) use crate::scripts::{HandoverReply, Pubsub, Released, WaitInfo};
 use crate::token::Token;
 use batch::{Batcher, Route};
 use cluster::Cluster;
-use node::Node;
 pub(crate) use node::Timeouts;
+use node::{Node, Tls};
 use redlock::Redlock;
 
 /// A deployment of Redis, as the primitives see it.
@@ -176,9 +176,14 @@ const MIN_PATIENCE: Duration = Duration::from_millis(50);
 
 impl Backend {
     /// One server at `url`.
-    pub(crate) async fn single(url: &str, timeouts: Timeouts, publisher: Token) -> Result<Backend> {
+    pub(crate) async fn single(
+        url: &str,
+        timeouts: Timeouts,
+        tls: &Tls,
+        publisher: Token,
+    ) -> Result<Backend> {
         Ok(Backend::Single(Single {
-            node: Node::connect(url, timeouts).await?,
+            node: Node::connect(url, timeouts, tls).await?,
             batcher: Batcher::default(),
             publisher,
         }))

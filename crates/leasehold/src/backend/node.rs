@@ -1,6 +1,7 @@
 //! One Redis server: the shared connection, connections of their own, and
 //! the address every error from it carries.
 
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -41,8 +42,8 @@ pub(crate) struct Node {
 
 impl Node {
     /// Connects to `url` and checks the server answers (one PING).
-    pub(crate) async fn connect(url: &str, timeouts: Timeouts) -> Result<Node> {
-        let redis = open(url)?;
+    pub(crate) async fn connect(url: &str, timeouts: Timeouts, tls: &Tls) -> Result<Node> {
+        let redis = open_with(url, tls)?;
         let addr = redis.get_connection_info().addr().to_string();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeouts.connect))
@@ -200,13 +201,75 @@ pub(crate) async fn scan_keys(
 
 /// The client for `url`, its commands sent as soon as they are made.
 pub(crate) fn open(url: &str) -> Result<redis::Client> {
+    open_with(url, &Tls::default())
+}
+
+/// The certificates a `rediss://` connection uses instead of the system's
+/// (see [`ClientBuilder::tls_ca_file`](crate::ClientBuilder::tls_ca_file)).
+/// Paths, read at each connect, so that renewed files are picked up.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tls {
+    /// PEM file of the CA(s) to trust, instead of the system's roots.
+    pub(crate) ca: Option<PathBuf>,
+    /// PEM files of the client certificate and its private key.
+    pub(crate) client: Option<(PathBuf, PathBuf)>,
+}
+
+impl Tls {
+    /// True when no certificate was given: the system's roots, no client
+    /// certificate.
+    pub(crate) fn is_default(&self) -> bool {
+        self.ca.is_none() && self.client.is_none()
+    }
+
+    /// Reads the files, each error naming its file.
+    fn certificates(&self) -> Result<redis::TlsCertificates> {
+        let client_tls = match &self.client {
+            Some((cert, key)) => Some(redis::ClientTlsConfig {
+                client_cert: read_pem("TLS client certificate", cert)?,
+                client_key: read_pem("TLS client key", key)?,
+            }),
+            None => None,
+        };
+        let root_cert = match &self.ca {
+            Some(ca) => Some(read_pem("TLS CA", ca)?),
+            None => None,
+        };
+        Ok(redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        })
+    }
+}
+
+fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| Error::invalid(what, format!("cannot read {}: {e}", path.display())))
+}
+
+/// [`open`] with the certificates of `tls`, which need a `rediss://` URL.
+pub(crate) fn open_with(url: &str, tls: &Tls) -> Result<redis::Client> {
     let info = parse_url(url)?;
     // Nagle's algorithm would hold a small command back while an earlier
     // one is unacknowledged, which is most of the time when many tasks
     // share the connection.
     let tcp = info.tcp_settings().clone().set_nodelay(true);
-    redis::Client::open(info.set_tcp_settings(tcp))
-        .map_err(|e| Error::redis("the connection settings", &redact(url), e))
+    let info = info.set_tcp_settings(tcp);
+    let opened = if tls.is_default() {
+        redis::Client::open(info)
+    } else {
+        if !matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            return Err(Error::invalid(
+                "url",
+                format!(
+                    "`{}` is no TLS URL, but TLS certificates are given; use rediss://host:port",
+                    redact(url)
+                ),
+            ));
+        }
+        redis::Client::build_with_tls(info, tls.certificates()?)
+    };
+    opened.map_err(|e| Error::redis("the connection settings", &redact(url), e))
 }
 
 /// Reads `url` as Redis's connection settings, or says why it is no

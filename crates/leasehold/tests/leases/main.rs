@@ -20,5 +20,6 @@ mod renewal;
 mod rwlock;
 mod scripts;
 mod semaphore;
+mod tls;
 mod txn;
 mod wakeup;
