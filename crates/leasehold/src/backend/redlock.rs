@@ -113,7 +113,6 @@ pub(crate) struct Inner {
     masters: Arc<Masters>,
     /// Printable: every master, comma-separated.
     addr: String,
-    node_timeout: Duration,
     /// The plain leases this client holds, each until when, for
     /// [`Inner::top_up`]: a top-up is sent only while its token is
     /// here, and a release (or hand-over) takes the token out under the
@@ -207,7 +206,7 @@ impl Masters {
     /// lock: before anything else). Gives the masters that went silent
     /// meanwhile, to be marked once the lock is let go.
     #[must_use]
-    fn pay(&self, link: &mut Link) -> Vec<(usize, u64)> {
+    fn pay(&self, i: usize, link: &mut Link) -> Vec<(usize, u64)> {
         let Some(conn) = &link.conn else {
             return Vec::new();
         };
@@ -217,19 +216,14 @@ impl Masters {
         let publisher = self.publisher;
         let pending = FuturesUnordered::new();
         for (keys, token) in link.owed.drain(..) {
-            let mut conn = Master(conn.clone());
             let fut: BoxFuture<'static, redis::RedisResult<Released>> =
-                Box::pin(tokio::task::coop::unconstrained(async move {
-                    scripts::release(
-                        &mut conn,
-                        Pubsub::Classic,
-                        &keys,
-                        token.as_bytes(),
-                        publisher.as_bytes(),
-                    )
-                    .await
-                }));
-            let mut e = Eager::new(0, link.epoch, fut);
+                Box::pin(tokio::task::coop::unconstrained(release(
+                    Master(conn.clone()),
+                    keys,
+                    token,
+                    publisher,
+                )));
+            let mut e = Eager::new(i, link.epoch, fut);
             e.kick(&mut Context::from_waker(
                 futures_util::task::noop_waker_ref(),
             ));
@@ -305,7 +299,7 @@ impl Masters {
                 }
                 match answered {
                     Ok(Ok(_)) => {
-                        let missed = masters.pay(&mut link);
+                        let missed = masters.pay(i, &mut link);
                         link.silent = false;
                         drop(link);
                         for (i, epoch) in missed {
@@ -340,7 +334,7 @@ impl Masters {
                     link.conn = Some(conn);
                     link.epoch += 1;
                     link.silent = false;
-                    let missed = masters.pay(&mut link);
+                    let missed = masters.pay(i, &mut link);
                     drop(link);
                     for (i, epoch) in missed {
                         masters.silent(i, epoch);
@@ -471,7 +465,6 @@ impl Redlock {
         Ok(Redlock(Arc::new_cyclic(|me| Inner {
             masters,
             addr,
-            node_timeout,
             held: Mutex::new(HashMap::new()),
             me: me.clone(),
         })))
@@ -526,7 +519,8 @@ impl Inner {
 
     /// The per-node timeout for an operation with `ttl`: small against it.
     fn within(&self, ttl: Duration) -> Duration {
-        self.node_timeout
+        self.masters
+            .node_timeout
             .min(ttl / 10)
             .max(Duration::from_millis(1))
     }
@@ -742,8 +736,9 @@ impl Inner {
     /// the latest (when its keys expire if not extended).
     fn hold(&self, token: Token, until: Instant) {
         let mut held = lock(&self.held);
-        if held.len() >= 64 {
-            // Leases whose guards were detached are never released here.
+        if held.len() >= 64 && held.len().is_power_of_two() {
+            // Leases whose guards were detached are never released here:
+            // dropped once expired, now and then (at each power of two).
             let now = Instant::now();
             held.retain(|_, &mut u| u > now);
         }
@@ -898,19 +893,7 @@ impl Inner {
         let publisher = self.masters.publisher;
         self.giving_up(keys, token, within, {
             let keys = Arc::clone(keys);
-            move |mut conn| {
-                let keys = Arc::clone(&keys);
-                async move {
-                    scripts::release(
-                        &mut conn,
-                        Pubsub::Classic,
-                        &keys,
-                        token.as_bytes(),
-                        publisher.as_bytes(),
-                    )
-                    .await
-                }
-            }
+            move |conn| release(conn, Arc::clone(&keys), token, publisher)
         })
     }
 
@@ -1015,7 +998,7 @@ impl Inner {
     pub(crate) async fn release(&self, keys: &Arc<LeaseKeys>, token: Token) -> Result<Released> {
         let quorum = self.quorum(keys)?;
         let n = self.masters.members.len();
-        let mut replies = self.release_on_all(keys, token, self.node_timeout);
+        let mut replies = self.release_on_all(keys, token, self.masters.node_timeout);
         let (mut released, mut not_held) = (0, 0);
         let mut failures = Vec::new();
         while let Some((i, answer)) = replies.next().await {
@@ -1148,7 +1131,7 @@ impl Inner {
         let mut replies = self.on_every(
             "reading the holder",
             &Sending::Ask,
-            self.node_timeout,
+            self.masters.node_timeout,
             |_| true,
             move |mut conn| {
                 let name = Arc::clone(&name);
@@ -1522,6 +1505,23 @@ async fn connect_link(
         .await
         .map_err(|e| Error::redis("loading the scripts", addr, e))?;
     Ok(conn)
+}
+
+/// The release script for `token` on one master (publishing `publisher`).
+async fn release(
+    mut conn: Master,
+    keys: Arc<LeaseKeys>,
+    token: Token,
+    publisher: Token,
+) -> redis::RedisResult<Released> {
+    scripts::release(
+        &mut conn,
+        Pubsub::Classic,
+        &keys,
+        token.as_bytes(),
+        publisher.as_bytes(),
+    )
+    .await
 }
 
 /// Why data commands (your scripts, transactions, single-flight's cache,
