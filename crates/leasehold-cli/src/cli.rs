@@ -106,6 +106,20 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Hold a lease only once N replicas of the master acknowledged it (Redis's WAIT).
+    ///
+    /// Redis replicates asynchronously: a master that fails over right after
+    /// granting a lease may be replaced by a replica that never saw it, and
+    /// a second holder could then take it. With --replicas, each acquire
+    /// waits up to --replicas-timeout for N replicas; when fewer answer, the
+    /// lease is given back and the command exits 5. Not with Redlock.
+    #[arg(long, global = true, value_name = "N")]
+    pub replicas: Option<u32>,
+
+    /// How long --replicas waits for the replicas' acknowledgement.
+    #[arg(long, global = true, value_name = "D", default_value = "1s", value_parser = dur, requires = "replicas")]
+    pub replicas_timeout: Duration,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -65,7 +65,8 @@ impl Exit {
             K::Connect { .. }
             | K::ConnectTimeout { .. }
             | K::Redis { .. }
-            | K::QuorumNotReached { .. } => Exit::Redis,
+            | K::QuorumNotReached { .. }
+            | K::ReplicasNotReached { .. } => Exit::Redis,
             _ => Exit::Failure,
         }
     }

@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::backend::Backend;
 use crate::backend::node::{Timeouts, Tls};
+use crate::backend::{Backend, Replicas};
 use crate::data::{Optimistic, SingleFlight};
 use crate::engine::{Client, Core};
 use crate::error::{Error, Result};
@@ -39,6 +39,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     tls: Tls,
+    replicas: Option<Replicas>,
 }
 
 impl Default for ClientBuilder {
@@ -47,6 +48,7 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
             tls: Tls::default(),
+            replicas: None,
         }
     }
 }
@@ -132,6 +134,40 @@ impl ClientBuilder {
         self
     }
 
+    /// Returns a guard only once `count` replicas of the master acknowledged
+    /// the grant (Redis's `WAIT count timeout`), for every lease,
+    /// semaphore permit and lock of the client; off by default.
+    ///
+    /// Redis replicates asynchronously: a master that fails right after
+    /// granting a lease may be replaced (by Sentinel or the cluster) by a
+    /// replica that never saw the grant, and a second holder can then take
+    /// it. Waiting for the replicas closes that window for the holders
+    /// that got their guard. It costs a round trip to the master and the
+    /// replicas' acknowledgement per acquire, on a connection of its own
+    /// (never the shared one, which WAIT would block).
+    ///
+    /// When fewer than `count` acknowledge within `timeout`, the acquire
+    /// gives the lease back and fails with
+    /// [`ErrorKind::ReplicasNotReached`](crate::ErrorKind::ReplicasNotReached).
+    /// `count` 0 turns it off. Refused over Redlock, whose masters are
+    /// independent.
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let client = leasehold::Client::builder()
+    ///     .replicas(1, Duration::from_millis(200))
+    ///     .connect("redis://127.0.0.1:6379")
+    ///     .await?;
+    /// let guard = client.lease("payments/settle").acquire().await?; // on a replica too
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn replicas(mut self, count: u32, timeout: Duration) -> Self {
+        self.replicas = (count > 0).then_some(Replicas { count, timeout });
+        self
+    }
+
     /// Connects to `url`: `redis://[user:password@]host[:port][/db]`,
     /// `rediss://...` for TLS, or `unix:///path/to/redis.sock`. Over TLS
     /// the server's certificate is verified against the system's roots, or
@@ -164,7 +200,7 @@ impl ClientBuilder {
         let id = Token::random();
         let backend = Backend::single(url, timeouts, &self.tls, id).await?;
         Ok(Client {
-            core: Core::new(backend, id),
+            core: Core::new(backend, id, self.replicas),
         })
     }
 }
@@ -317,10 +353,13 @@ impl RedlockBuilder {
     pub async fn connect(self) -> Result<Client> {
         let timeouts = self.options.timeouts()?;
         self.options.no_tls_files("Redlock")?;
+        if self.options.replicas.is_some() {
+            return Err(crate::backend::redlock::no_replicas());
+        }
         let id = Token::random();
         let backend = Backend::redlock(&self.masters, timeouts, self.node_timeout, id).await?;
         Ok(Client {
-            core: Core::new(backend, id),
+            core: Core::new(backend, id, None),
         })
     }
 }
@@ -358,7 +397,7 @@ impl ClusterBuilder {
         let id = Token::random();
         let backend = Backend::cluster(&self.seeds, timeouts, id).await?;
         Ok(Client {
-            core: Core::new(backend, id),
+            core: Core::new(backend, id, self.options.replicas),
         })
     }
 }

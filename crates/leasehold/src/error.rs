@@ -84,6 +84,20 @@ pub enum ErrorKind {
         /// Each master that did not grant it, with what it said.
         nodes: Vec<NodeFailure>,
     },
+    /// Too few replicas acknowledged an acquire in time (see
+    /// [`ClientBuilder::replicas`](crate::ClientBuilder::replicas)): the
+    /// master granted it, but a failover now could lose it, so it was
+    /// given back.
+    ReplicasNotReached {
+        /// The name (printable form).
+        name: String,
+        /// Replicas that acknowledged the grant.
+        acknowledged: u32,
+        /// Replicas asked for.
+        needed: u32,
+        /// How long it waited for them.
+        waited: Duration,
+    },
     /// An optimistic transaction met a conflict on every attempt.
     TooManyConflicts {
         /// Attempts made.
@@ -479,6 +493,16 @@ impl fmt::Display for Error {
                 }
                 write!(f, "; check that a majority of the masters is reachable")
             }
+            ErrorKind::ReplicasNotReached {
+                name,
+                acknowledged,
+                needed,
+                waited,
+            } => write!(
+                f,
+                "`{name}` was granted, but only {acknowledged} of the {needed} replicas asked for acknowledged it within {}, so it was given back (a failover now could lose it); check the replicas with INFO replication, or ask for fewer",
+                human(*waited)
+            ),
             ErrorKind::TooManyConflicts { attempts } => write!(
                 f,
                 "optimistic transaction gave up after {attempts} attempts: other clients kept changing the watched keys; raise max_attempts, or use a Lua script or a lease for this hot key"

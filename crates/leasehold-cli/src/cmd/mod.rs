@@ -175,6 +175,9 @@ pub async fn connect(cli: &Cli, address: &Address) -> leasehold::Result<Client> 
     if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
         builder = builder.tls_client_cert_files(cert, key);
     }
+    if let Some(count) = cli.replicas {
+        builder = builder.replicas(count, cli.replicas_timeout);
+    }
     match address {
         Address::Unset => builder.connect(DEFAULT_URL).await,
         Address::Server(url) => builder.connect(url).await,

@@ -9,6 +9,7 @@ mod inputs;
 mod inspect;
 mod names;
 mod redlock;
+mod replicas;
 mod run;
 mod sem;
 mod tls;

@@ -300,6 +300,11 @@ impl Cluster {
         Ok(keys)
     }
 
+    /// How long one command waits for its reply.
+    pub(crate) fn response_timeout(&self) -> Duration {
+        self.timeouts.response
+    }
+
     /// A connection of its own to the master that owns `key`'s slot (WATCH
     /// belongs to one connection on one node).
     pub(crate) async fn dedicated(&self, key: &[u8]) -> Result<MultiplexedConnection> {

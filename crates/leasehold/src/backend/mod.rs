@@ -64,6 +64,16 @@ pub(crate) struct Single {
     publisher: Token,
 }
 
+/// How many replicas must acknowledge a grant, and how long to wait for
+/// them (`WAIT count timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Replicas {
+    /// Replicas that must acknowledge.
+    pub(crate) count: u32,
+    /// How long Redis waits for them.
+    pub(crate) timeout: Duration,
+}
+
 /// What an acquire found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Acquire {
@@ -597,6 +607,43 @@ impl Backend {
                     .map_err(|e| Error::redis(doing, self.addr(), e))
             }
         }
+    }
+
+    /// How many replicas of the master holding `keys` acknowledged every
+    /// write before this call, waiting for `want.count` of them at most
+    /// `want.timeout` (`WAIT`).
+    ///
+    /// On a connection of its own, since WAIT blocks the connection it is
+    /// sent on. WAIT counts the replicas that acknowledged the *sending
+    /// connection's* last write, and a fresh connection has written
+    /// nothing (every replica counts at once): so a write that changes
+    /// nothing (`INCRBY` of the fence by 0) goes first on it. Sent after the
+    /// grant's reply came back, it follows the grant in the replication
+    /// stream, and a replica that acknowledged it has the grant too.
+    pub(crate) async fn replicated(&self, keys: &LeaseKeys, want: Replicas) -> Result<u32> {
+        const DOING: &str = "waiting for replicas to acknowledge the grant (WAIT)";
+        let (mut conn, response) = match self {
+            Backend::Single(s) => (s.node.dedicated(DOING).await?, s.node.response_timeout()),
+            Backend::Cluster(c) => (c.dedicated(keys.fence()).await?, c.response_timeout()),
+            Backend::Redlock(_) => return Err(redlock::no_replicas()),
+        };
+        // The reply comes when Redis stops waiting.
+        conn.set_response_timeout(want.timeout + response);
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCRBY")
+            .arg(keys.fence())
+            .arg(0)
+            .ignore()
+            .cmd("WAIT")
+            .arg(want.count)
+            .arg(ttl_ms(want.timeout));
+        let (acked,): (u32,) = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| Error::redis(DOING, self.addr(), e))?;
+        conn.set_response_timeout(response);
+        self.give_back(conn);
+        Ok(acked)
     }
 
     /// Over Redlock: how many masters there are.

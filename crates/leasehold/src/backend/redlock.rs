@@ -1534,6 +1534,16 @@ pub(crate) fn no_data_commands() -> Error {
     )
 }
 
+/// Why [`ClientBuilder::replicas`](crate::ClientBuilder::replicas) is
+/// refused over Redlock.
+pub(crate) fn no_replicas() -> Error {
+    Error::unsupported(
+        "waiting for replicas (`replicas`)",
+        REDLOCK,
+        "the masters are independent and a lease lives on a majority of them, which is what survives the loss of one; WAIT would count one master's replicas only",
+    )
+}
+
 /// A majority of `n` masters.
 pub(crate) fn majority(n: usize) -> usize {
     n / 2 + 1

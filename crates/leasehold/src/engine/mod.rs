@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::backend::{Backend, HandoverReply};
+use crate::backend::{Backend, HandoverReply, Replicas};
 use crate::error::Result;
 use crate::keys::{Family, LeaseKeys};
 use crate::token::Token;
@@ -73,11 +73,14 @@ pub(crate) struct Core {
     /// Where background work (releases of dropped guards) runs, whatever
     /// runtime the dropping code is on.
     pub(crate) runtime: tokio::runtime::Handle,
+    /// How many replicas must acknowledge a grant before its guard is
+    /// returned ([`ClientBuilder::replicas`](crate::ClientBuilder::replicas)).
+    pub(crate) replicas: Option<Replicas>,
 }
 
 impl Core {
     /// The engine over `backend`, whose releases publish `id`.
-    pub(crate) fn new(backend: Backend, id: Token) -> Arc<Core> {
+    pub(crate) fn new(backend: Backend, id: Token, replicas: Option<Replicas>) -> Arc<Core> {
         let runtime = tokio::runtime::Handle::current();
         let hub = WakeHub::new(backend.wake_source(), id.as_bytes(), runtime.clone());
         let core = Arc::new(Core {
@@ -85,6 +88,7 @@ impl Core {
             hub,
             renewals: Schedule::new(runtime.clone()),
             runtime,
+            replicas,
         });
         // A plain lease taken by an acquire whose caller gave up while its
         // batch was out is released as any other (and may be handed over).

@@ -50,7 +50,7 @@ impl Lease {
         match self.attempt(&mut pending, None).await? {
             Attempt::Got(fence, sent) => {
                 let won = pending.claim.won(fence, sent);
-                Ok(pending.into_guard(won))
+                self.replicated(pending.into_guard(won)).await
             }
             Attempt::Held(pttl) => Err(ErrorKind::Held {
                 name: self.keys.display().to_owned(),
@@ -151,7 +151,7 @@ impl Lease {
                         // A hand-over to this token that raced the attempt
                         // is this very lease (see `Claim::won`).
                         let won = pending.claim.won(fence, sent);
-                        return Ok(pending.into_guard(won));
+                        return self.replicated(pending.into_guard(won)).await;
                     }
                     Ok(Attempt::Held(p)) => {
                         pttl = p;
@@ -219,7 +219,7 @@ impl Lease {
             // Settles the claim: an earlier attempt that failed on the wire
             // left it armed, and must not release this lease.
             if let Some(won) = pending.claim.take_grant() {
-                return Ok(pending.into_guard(won));
+                return self.replicated(pending.into_guard(won)).await;
             }
             // While a local release hands the lease over, wait for it.
             try_now = !pending.claim.waiter().is_some_and(Waiter::is_offered);
@@ -282,6 +282,36 @@ impl Lease {
                 ));
             }
         })
+    }
+
+    /// `guard`, once the replicas the client asks for acknowledged its
+    /// grant ([`ClientBuilder::replicas`](crate::ClientBuilder::replicas));
+    /// else it is given back, and the error says how many did.
+    ///
+    /// Dropped while it waits: the guard's drop releases the lease.
+    async fn replicated(&self, guard: Guard) -> Result<Guard> {
+        let Some(want) = self.core.replicas else {
+            return Ok(guard);
+        };
+        let error = match self.core.backend.replicated(&self.keys, want).await {
+            Ok(acknowledged) if acknowledged >= want.count => return Ok(guard),
+            Ok(acknowledged) => ErrorKind::ReplicasNotReached {
+                name: self.keys.display().to_owned(),
+                acknowledged,
+                needed: want.count,
+                waited: want.timeout,
+            }
+            .into(),
+            Err(e) => e,
+        };
+        if let Err(e) = guard.release().await {
+            tracing::warn!(
+                lease = self.keys.display(),
+                error = %e,
+                "leasehold: giving back a grant the replicas did not acknowledge failed; it ends when its TTL runs out"
+            );
+        }
+        Err(error)
     }
 
     async fn timeout_error(&self, waited: Duration, pttl: i64) -> Error {

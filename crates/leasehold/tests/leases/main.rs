@@ -17,6 +17,7 @@ mod oom;
 mod ownership;
 mod regressions;
 mod renewal;
+mod replicas;
 mod rwlock;
 mod scripts;
 mod semaphore;

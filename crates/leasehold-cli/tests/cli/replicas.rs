@@ -1,0 +1,67 @@
+//! `--replicas N`: a command runs only once N replicas acknowledged its
+//! lease (WAIT), against a master with a real replica.
+
+use testkit::ServerOptions;
+
+use crate::common::*;
+
+/// A master and one replica of it, in sync.
+fn master_and_replica() -> (RedisServer, RedisServer) {
+    let master = RedisServer::start().expect("start the master");
+    let replica = RedisServer::start_with(ServerOptions {
+        extra_args: vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master.port().to_string(),
+        ],
+        ..Default::default()
+    })
+    .expect("start the replica");
+    eventually(10 * SECOND, "the replica to be in sync", || {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut redis(&master))
+            .unwrap();
+        info.contains("state=online")
+    });
+    (master, replica)
+}
+
+#[test]
+fn run_waits_for_the_replica_and_refuses_when_it_does_not_answer() {
+    let (master, replica) = master_and_replica();
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let o = output(
+        leasehold(Some(&master))
+            .args(["--replicas", "1", "run", "jobs/a", "--", "touch"])
+            .arg(&ran),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(exists(&ran));
+
+    // A frozen replica acknowledges nothing: exit 5, the command never
+    // ran, and the lease was given back.
+    replica.pause();
+    let skipped = dir.path().join("skipped");
+    let err = refused(
+        leasehold(Some(&master))
+            .args(["--replicas", "1", "--replicas-timeout", "200ms"])
+            .args(["run", "jobs/b", "--", "touch"])
+            .arg(&skipped),
+        5,
+    );
+    replica.resume();
+    assert!(err.contains("0 of the 1 replicas"), "{err}");
+    assert!(
+        !exists(&skipped),
+        "the command ran without the replica's acknowledgement"
+    );
+    assert!(!key_exists(&master, "jobs/b"), "the lease was left behind");
+}
+
+#[test]
+fn replicas_timeout_alone_is_a_usage_error() {
+    let err = one_line_error(&["--replicas-timeout", "1s", "status", "x"], None, 2);
+    assert!(err.contains("--replicas"), "{err}");
+}
