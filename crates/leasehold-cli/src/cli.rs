@@ -245,7 +245,16 @@ pub enum Command {
 
     /// Release a lease, if TOKEN still holds it (else exit 4, and the lease is left alone).
     ///
+    /// With --force --reason WHY instead of TOKEN: end the lease whoever
+    /// holds it, for a holder that is gone for good (a dead host). The
+    /// fence moves on, so the old holder's fenced writes are refused, and
+    /// its guard or `leasehold run` sees the lease lost at its next
+    /// renewal. WHY is logged and published on the channel
+    /// `leasehold:forced`. Exit 4 when nobody held it (or it changed hands
+    /// meanwhile: the new holder is left alone). Plain and fair leases only.
+    ///
     /// Example: leasehold release deploy "$token"
+    /// Example: leasehold release --force deploy --reason "web-3 is dead"
     Release(ReleaseArgs),
 
     /// Show a name: kind (lease, semaphore, rwlock, fair), held or free, holders (token prefix, TTL), fence, waiting clients.
@@ -374,7 +383,14 @@ pub struct ReleaseArgs {
     #[command(flatten)]
     pub name: Name,
     /// The token `leasehold acquire` printed.
-    pub token: String,
+    #[arg(required_unless_present = "force")]
+    pub token: Option<String>,
+    /// End the lease whoever holds it (needs --reason; no TOKEN).
+    #[arg(long, conflicts_with = "token", requires = "reason")]
+    pub force: bool,
+    /// Why the lease is forced: logged and published on `leasehold:forced`.
+    #[arg(long, value_name = "WHY", requires = "force")]
+    pub reason: Option<String>,
 }
 
 /// `status`.

@@ -145,11 +145,31 @@ impl<'a> Extended<'a> {
 }
 
 /// `released`: the token held the lease, which is free now.
+///
+/// With `--force`, also `forced: true`, `holder` (the prefix of the token
+/// whose hold was ended), `fence` (the fencing counter after the bump)
+/// and `reason`.
 #[derive(Serialize, Debug)]
 pub struct Released<'a> {
     /// The lease's name.
     #[serde(flatten)]
     pub name: Name<'a>,
+    /// `release --force` only.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub forced: Option<Forced<'a>>,
+}
+
+/// What `release --force` ended.
+#[derive(Serialize, Debug)]
+pub struct Forced<'a> {
+    /// Always true.
+    pub forced: bool,
+    /// Prefix of the token whose hold was ended.
+    pub holder: &'a str,
+    /// The fencing counter now.
+    pub fence: u64,
+    /// Why, as given.
+    pub reason: &'a str,
 }
 
 impl<'a> Released<'a> {
@@ -157,6 +177,20 @@ impl<'a> Released<'a> {
     pub fn new(name: &'a [u8]) -> Self {
         Released {
             name: Name::of(name),
+            forced: None,
+        }
+    }
+
+    /// The record of `name`'s hold by `holder` ended by force.
+    pub fn forced(name: &'a [u8], holder: &'a str, fence: u64, reason: &'a str) -> Self {
+        Released {
+            name: Name::of(name),
+            forced: Some(Forced {
+                forced: true,
+                holder,
+                fence,
+                reason,
+            }),
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::backend::{Backend, Replicas};
 use crate::data::{Optimistic, SingleFlight};
 use crate::engine::{Client, Core};
 use crate::error::{Error, Result};
-use crate::inspect::{self, LeaseStatus};
+use crate::inspect::{self, ForcedRelease, LeaseStatus};
 use crate::lease::Lease;
 use crate::rwlock::RwLock;
 use crate::semaphore::Semaphore;
@@ -544,6 +544,46 @@ impl Client {
     /// Read-only: dropping the future changes nothing.
     pub async fn status(&self, name: impl AsRef<[u8]>) -> Result<LeaseStatus> {
         inspect::status(&self.core, name.as_ref()).await
+    }
+
+    /// Ends the lease `name` whoever holds it, for an operator whose holder
+    /// is gone for good (a dead host) and who cannot wait for its TTL.
+    ///
+    /// The hold seen is released by its own token, as its holder would
+    /// (waiters are woken; a fair lease goes to its queue's head), then the
+    /// fencing counter moves on as a grant would, so every fence granted
+    /// before is below the next one. The holder, if it is alive after all,
+    /// sees its lease gone at its next renewal ([`Guard::lost`](crate::Guard::lost)
+    /// fires; `leasehold run` stops its command) and its lease-scoped
+    /// writes are refused at once. `reason` is logged (`tracing`, at
+    /// warn) and published on [`FORCED_CHANNEL`](crate::FORCED_CHANNEL).
+    ///
+    /// Nothing is forced when the name is free, or changed hands while it
+    /// was read (then [`ForcedRelease::holder`] is `None`). Plain and fair
+    /// leases only: a semaphore or read-write lock, a lease set by a client
+    /// that is not leasehold, or an empty reason is refused with
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument);
+    /// Redlock with [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// let forced = client.force_release("deploy", "host web-3 is dead").await?;
+    /// if let Some(holder) = forced.holder {
+    ///     println!("ended {holder}…'s hold; fences now start above {}", forced.fence);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped after the release was sent, the lease is gone but the
+    /// fence may not have moved and the reason not been published.
+    pub async fn force_release(
+        &self,
+        name: impl AsRef<[u8]>,
+        reason: &str,
+    ) -> Result<ForcedRelease> {
+        inspect::force_release(&self.core, name.as_ref(), reason).await
     }
 
     /// The statuses of every lease name that matches the glob `pattern`

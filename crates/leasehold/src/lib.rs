@@ -191,7 +191,7 @@ pub use data::{
 pub use engine::Client;
 pub use error::{Error, ErrorKind, NodeFailure, Result};
 pub use hold::{Detached, Guard};
-pub use inspect::{Holder, LeaseKind, LeaseStatus, Quorum, Role};
+pub use inspect::{FORCED_CHANNEL, ForcedRelease, Holder, LeaseKind, LeaseStatus, Quorum, Role};
 pub use keys::MAX_NAME_LEN;
 pub use lease::{Lease, MAX_TTL, MIN_TTL};
 pub use rwlock::{RwLock, RwSide};

@@ -64,7 +64,11 @@ pub async fn release(
     client: &Client,
     args: &ReleaseArgs,
 ) -> leasehold::Result<ExitCode> {
-    let token = Token::parse(&args.token)?;
+    let Some(token) = &args.token else {
+        let reason = args.reason.as_deref().unwrap_or_default();
+        return force(cli, client, args, reason).await;
+    };
+    let token = Token::parse(token)?;
     if !client
         .lease(args.name.bytes())
         .release_by_token(&token)
@@ -78,6 +82,39 @@ pub async fn release(
     }
     if cli.json {
         Record::Released(Released::new(args.name.bytes())).print();
+    }
+    Ok(Exit::Success.into())
+}
+
+/// `release --force NAME --reason WHY`.
+async fn force(
+    cli: &Cli,
+    client: &Client,
+    args: &ReleaseArgs,
+    reason: &str,
+) -> leasehold::Result<ExitCode> {
+    let forced = client.force_release(args.name.bytes(), reason).await?;
+    let Some(holder) = &forced.holder else {
+        output::error(&format!(
+            "`{}` is not held (or changed hands while it was read): nothing was forced",
+            args.name.shown()
+        ));
+        return Ok(Exit::Lost.into());
+    };
+    if cli.json {
+        Record::Released(Released::forced(
+            args.name.bytes(),
+            holder,
+            forced.fence,
+            reason,
+        ))
+        .print();
+    } else {
+        output::line(&format!(
+            "released `{}` by force: ended {holder}…'s hold, fence now {} ({reason})",
+            args.name.shown(),
+            forced.fence
+        ));
     }
     Ok(Exit::Success.into())
 }

@@ -12,7 +12,11 @@ use std::time::Duration;
 
 use redis::Value;
 
+mod force;
 mod read;
+
+pub(crate) use force::force_release;
+pub use force::{FORCED_CHANNEL, ForcedRelease};
 
 pub(crate) use read::{list, status};
 

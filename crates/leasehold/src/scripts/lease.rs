@@ -24,6 +24,7 @@ static BATCH_NODE: LazyLock<Lua> = LazyLock::new(|| {
 static EXTEND: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("extend.lua")));
 static HANDOVER: LazyLock<Waking> = LazyLock::new(|| waking!(fences, "handover.lua"));
 static RAISE_FENCE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("raise_fence.lua")));
+static BUMP_FENCE: LazyLock<Lua> = LazyLock::new(|| Lua::new(with_fences!("bump_fence.lua")));
 
 /// The plain lease's scripts that Redlock runs.
 pub(super) fn redlock_scripts() -> Vec<&'static Lua> {
@@ -100,6 +101,16 @@ pub(crate) async fn raise_fence(
         })
         .await?;
     Ok(())
+}
+
+/// bump_fence(fence counter): moves `keys`' fencing counter past every
+/// fence granted so far, as a grant would; answers the counter now. Any
+/// kind of name.
+pub(crate) async fn bump_fence(
+    conn: &mut impl ConnectionLike,
+    keys: &LeaseKeys,
+) -> RedisResult<u64> {
+    BUMP_FENCE.call(conn, &[keys.fence()], |_| {}).await
 }
 
 /// What the handover script did.

@@ -81,7 +81,9 @@ mod rwlock;
 mod semaphore;
 
 pub(crate) use fair::fair_leave;
-pub(crate) use lease::{BatchOp, HandoverReply, Next, batch, batch_on_node, handover, raise_fence};
+pub(crate) use lease::{
+    BatchOp, HandoverReply, Next, batch, batch_on_node, bump_fence, handover, raise_fence,
+};
 
 /// Every script a Redlock master runs (plain leases and semaphores, their
 /// classic pub/sub flavour), to load on each master as it connects: there
