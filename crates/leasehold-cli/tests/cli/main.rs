@@ -13,3 +13,4 @@ mod run;
 mod sem;
 mod tls;
 mod tokens;
+mod top;
