@@ -92,6 +92,14 @@ fn row<'a>(screen: &'a str, name: &str) -> Option<Vec<&'a str>> {
         .find(|cells| cells.first() == Some(&name))
 }
 
+/// The names but `top/busy` (whose fence keeps rising).
+fn without_busy(screen: &str) -> Vec<&str> {
+    names(screen)
+        .into_iter()
+        .filter(|n| *n != "top/busy")
+        .collect()
+}
+
 /// The names of the table's rows, top to bottom.
 fn names(screen: &str) -> Vec<&str> {
     screen
@@ -223,12 +231,6 @@ fn top_shows_live_leases_filters_sorts_and_quits_cleanly() {
             v.reverse();
         }
         v.into_iter().map(|(n, _)| n).collect::<Vec<_>>()
-    };
-    let without_busy = |s: &str| {
-        names(s)
-            .into_iter()
-            .filter(|n| *n != "top/busy")
-            .collect::<Vec<_>>()
     };
     tmux.keys("f", false);
     let screen = tmux.wait_for(within, "sorted by fence", |s| s.contains("FENCE▼"));
