@@ -24,7 +24,6 @@ use ratatui::DefaultTerminal;
 use ratatui::crossterm::event::{self, Event};
 use tokio::sync::mpsc;
 
-
 use super::Address;
 use crate::cli::{Cli, TopArgs};
 use crate::exit::Exit;
@@ -70,7 +69,11 @@ fn source(address: &Address) -> String {
         Address::Server(url) => super::redact(url),
         Address::Cluster(seeds) => format!(
             "cluster {}",
-            seeds.iter().map(|u| super::redact(u)).collect::<Vec<_>>().join(" ")
+            seeds
+                .iter()
+                .map(|u| super::redact(u))
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
         Address::Redlock(masters) => format!("Redlock over {} masters", masters.len()),
         Address::PrivateCluster => "private cluster".to_string(),
@@ -225,7 +228,11 @@ async fn snapshot(client: &Client, args: &TopArgs) -> leasehold::Result<ExitCode
         let new = s
             .holders()
             .into_iter()
-            .filter(|(_, h)| before.get(s.name.as_slice()).is_none_or(|b| !b.contains(&h.token)))
+            .filter(|(_, h)| {
+                before
+                    .get(s.name.as_slice())
+                    .is_none_or(|b| !b.contains(&h.token))
+            })
             .count();
         Record::Top(json::Top {
             lease: json::Lease::new(s),

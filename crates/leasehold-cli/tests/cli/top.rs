@@ -177,7 +177,11 @@ fn top_shows_live_leases_filters_sorts_and_quits_cleanly() {
     assert_eq!(r[1..4], ["semaphore", "2/3", "permits"], "{screen}");
     assert_eq!(r[5], p1.fence().max(p2.fence()).to_string(), "{screen}");
     let r = row(&screen, "top/fair").unwrap();
-    assert_eq!(r[2], format!("{}…", fair_holder.token().prefix()), "{screen}");
+    assert_eq!(
+        r[2],
+        format!("{}…", fair_holder.token().prefix()),
+        "{screen}"
+    );
     assert_eq!(r[4], fair_holder.fence().to_string(), "{screen}");
     assert_eq!(r[5], "1", "one fair waiter queued: {screen}");
     assert!(!screen.contains("elsewhere"), "{screen}");
@@ -237,16 +241,22 @@ fn top_shows_live_leases_filters_sorts_and_quits_cleanly() {
     assert_eq!(without_busy(&screen), by_fence(true), "{screen}");
     assert!(screen.contains("sorted by fence"), "{screen}");
     tmux.keys("f", false);
-    let screen = tmux.wait_for(within, "sorted by fence, reversed", |s| s.contains("FENCE▲"));
+    let screen = tmux.wait_for(within, "sorted by fence, reversed", |s| {
+        s.contains("FENCE▲")
+    });
     assert_eq!(without_busy(&screen), by_fence(false), "{screen}");
     // The busy name was taken last: the largest fence, at the bottom.
     assert_eq!(names(&screen).last(), Some(&"top/busy"), "{screen}");
 
     // The help, and any key closes it.
     tmux.keys("?", false);
-    tmux.wait_for(within, "the help", |s| s.contains("ACQ/s: new holders seen per second"));
+    tmux.wait_for(within, "the help", |s| {
+        s.contains("ACQ/s: new holders seen per second")
+    });
     tmux.keys("x", false);
-    tmux.wait_for(within, "the help closed", |s| !s.contains("ACQ/s: new holders"));
+    tmux.wait_for(within, "the help closed", |s| {
+        !s.contains("ACQ/s: new holders")
+    });
 
     // A released lease goes: its holder and TTL are gone at the next refresh.
     let prefix = plain.token().prefix().to_string();
@@ -257,14 +267,20 @@ fn top_shows_live_leases_filters_sorts_and_quits_cleanly() {
     });
     assert!(!screen.contains(&prefix), "{screen}");
     // Its fence stays: the name is known, free.
-    assert_eq!(row(&screen, "top/plain").unwrap()[4], plain_fence.to_string());
+    assert_eq!(
+        row(&screen, "top/plain").unwrap()[4],
+        plain_fence.to_string()
+    );
 
     // q quits: exit 0, the terminal as it was.
     tmux.keys("q", false);
     let screen = tmux.wait_for(within, "top to exit", |s| s.contains("top exited with"));
     assert!(screen.contains("top exited with 0"), "{screen}");
     assert!(screen.contains("terminal restored"), "{screen}");
-    assert!(!screen.contains("ACQ/s"), "the alternate screen is gone: {screen}");
+    assert!(
+        !screen.contains("ACQ/s"),
+        "the alternate screen is gone: {screen}"
+    );
     assert!(!screen.contains("panicked"), "{screen}");
 
     stop.store(true, Ordering::Relaxed);
@@ -279,7 +295,8 @@ fn top_json_prints_one_snapshot_with_the_rate() {
     let server = RedisServer::start().unwrap();
     let o = output(leasehold(Some(&server)).args(["acquire", "snap/a", "--ttl", "40s"]));
     let token = stdout(&o).split_whitespace().next().unwrap().to_string();
-    let o = output(leasehold(Some(&server)).args(["top", "snap/*", "--json", "--interval", "300ms"]));
+    let o =
+        output(leasehold(Some(&server)).args(["top", "snap/*", "--json", "--interval", "300ms"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let rows: Vec<serde_json::Value> = stdout(&o)
         .lines()

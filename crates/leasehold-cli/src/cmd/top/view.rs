@@ -239,10 +239,7 @@ impl App {
                 }
                 SortKey::Fence => a.status.fence.cmp(&b.status.fence),
                 SortKey::Waiters => a.waiters().cmp(&b.waiters()),
-                SortKey::Rate => a
-                    .rate
-                    .unwrap_or(0.0)
-                    .total_cmp(&b.rate.unwrap_or(0.0)),
+                SortKey::Rate => a.rate.unwrap_or(0.0).total_cmp(&b.rate.unwrap_or(0.0)),
             };
             let by = if self.descending { by.reverse() } else { by };
             by.then_with(|| a.status.name.cmp(&b.status.name))
@@ -458,16 +455,24 @@ impl App {
             Line::from("Keys").bold(),
             Line::from("  q, Esc, Ctrl-C   quit"),
             Line::from("  ↑ ↓ PgUp PgDn    scroll (Home, End: first, last)"),
-            Line::from("  /                filter: type a part of the name; Enter keeps it, Esc clears it"),
+            Line::from(
+                "  /                filter: type a part of the name; Enter keeps it, Esc clears it",
+            ),
             Line::from("  s                sort by the next column"),
-            Line::from("  n t f w r        sort by name, TTL, fence, waiters, rate; again: reverse"),
+            Line::from(
+                "  n t f w r        sort by name, TTL, fence, waiters, rate; again: reverse",
+            ),
             Line::from("  ?                this help (any key closes it)"),
             Line::from(""),
             Line::from("Columns").bold(),
             Line::from("  KIND     lease, fair (fair waiters queued), semaphore, rwlock"),
-            Line::from("  HOLDER   a token's first 8 digits; a semaphore's permits taken/limit; w or r×N"),
+            Line::from(
+                "  HOLDER   a token's first 8 digits; a semaphore's permits taken/limit; w or r×N",
+            ),
             Line::from("  TTL      time left, counted down between refreshes; - when free"),
-            Line::from("  FENCE    the fence of the latest acquisition (floored at the server's clock)"),
+            Line::from(
+                "  FENCE    the fence of the latest acquisition (floored at the server's clock)",
+            ),
             Line::from("  WAITERS  fair tasks queued, else clients waiting on the wake channel"),
             Line::from(format!("  {RATE_MEANING}")),
             Line::from(""),
