@@ -109,22 +109,23 @@ struct Rates {
 }
 
 impl Rates {
-    /// Takes in one refresh; returns each name's rate (`None` on the first).
-    fn update(&mut self, statuses: &[LeaseStatus], at: Instant) -> Vec<Option<f64>> {
+    /// Takes in one refresh: each name with the tokens holding it, read
+    /// at `at`. Returns each name's rate, in order (`None` on the first
+    /// refresh).
+    fn update(&mut self, names: Vec<(Vec<u8>, HashSet<String>)>, at: Instant) -> Vec<Option<f64>> {
         let elapsed = self
             .last
             .map(|last| at.saturating_duration_since(last).as_secs_f64());
         self.last = Some(at);
-        let mut holders = HashMap::with_capacity(statuses.len());
-        let mut window = HashMap::with_capacity(statuses.len());
-        let mut rates = Vec::with_capacity(statuses.len());
-        for s in statuses {
-            let now: HashSet<String> = s.holders().into_iter().map(|(_, h)| h.token).collect();
-            let mut w = self.window.remove(&s.name).unwrap_or_default();
+        let mut holders = HashMap::with_capacity(names.len());
+        let mut window = HashMap::with_capacity(names.len());
+        let mut rates = Vec::with_capacity(names.len());
+        for (name, now) in names {
+            let mut w = self.window.remove(&name).unwrap_or_default();
             let rate = match elapsed {
                 Some(dt) if dt > 0.0 => {
                     // A name not seen before had nobody before.
-                    let before = self.holders.get(&s.name);
+                    let before = self.holders.get(&name);
                     let new = now
                         .iter()
                         .filter(|t| before.is_none_or(|b| !b.contains(*t)))
@@ -141,8 +142,8 @@ impl Rates {
                 _ => None,
             };
             rates.push(rate);
-            holders.insert(s.name.clone(), now);
-            window.insert(s.name.clone(), w);
+            holders.insert(name.clone(), now);
+            window.insert(name, w);
         }
         self.holders = holders;
         self.window = window;
@@ -202,7 +203,14 @@ impl App {
     pub fn refreshed(&mut self, read: leasehold::Result<Vec<LeaseStatus>>, at: Instant) {
         match read {
             Ok(statuses) => {
-                let rates = self.rates.update(&statuses, at);
+                let names = statuses
+                    .iter()
+                    .map(|s| {
+                        let tokens = s.holders().into_iter().map(|(_, h)| h.token).collect();
+                        (s.name.clone(), tokens)
+                    })
+                    .collect();
+                let rates = self.rates.update(names, at);
                 self.rows = statuses
                     .into_iter()
                     .zip(rates)
@@ -510,5 +518,93 @@ fn holder_cell(s: &LeaseStatus) -> String {
             .holder
             .as_deref()
             .map_or("-".to_string(), |h| format!("{h}…")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::time::{Duration, Instant};
+
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    use super::{Action, App, Rates, SortKey};
+
+    fn holders(pairs: &[(&str, &[&str])]) -> Vec<(Vec<u8>, HashSet<String>)> {
+        pairs
+            .iter()
+            .map(|(n, t)| {
+                (
+                    n.as_bytes().to_vec(),
+                    t.iter().map(|t| t.to_string()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_rate_counts_new_holders_over_the_last_refreshes() {
+        let mut rates = Rates::default();
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        assert_eq!(rates.update(holders(&[("a", &["x"])]), t0), [None]);
+        // Same holder: nothing new. A new name's holder is new.
+        assert_eq!(
+            rates.update(holders(&[("a", &["x"]), ("b", &["p", "q"])]), t0 + s),
+            [Some(0.0), Some(2.0)]
+        );
+        // a: x gone, y came (1 in 2 s); b: q stays, r came (3 in 2 s).
+        assert_eq!(
+            rates.update(holders(&[("a", &["y"]), ("b", &["q", "r"])]), t0 + 2 * s),
+            [Some(0.5), Some(1.5)]
+        );
+        // Free: no new holder; the window keeps 5 refreshes.
+        for i in 3..10 {
+            rates.update(holders(&[("a", &[])]), t0 + i * s);
+        }
+        assert_eq!(
+            rates.update(holders(&[("a", &["z"])]), t0 + 10 * s),
+            [Some(0.2)]
+        );
+    }
+
+    fn key(app: &mut App, code: KeyCode) -> Action {
+        app.key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    #[test]
+    fn keys_sort_filter_and_quit() {
+        let mut app = App::new("redis://x".into(), "*".into(), Duration::from_secs(2));
+        assert_eq!(key(&mut app, KeyCode::Char('f')), Action::Continue);
+        assert_eq!((app.sort, app.descending), (SortKey::Fence, true));
+        key(&mut app, KeyCode::Char('f'));
+        assert_eq!((app.sort, app.descending), (SortKey::Fence, false));
+        key(&mut app, KeyCode::Char('s'));
+        assert_eq!((app.sort, app.descending), (SortKey::Waiters, true));
+        key(&mut app, KeyCode::Char('t'));
+        assert_eq!((app.sort, app.descending), (SortKey::Ttl, false));
+
+        // While filtering, q is text and Esc clears the filter.
+        key(&mut app, KeyCode::Char('/'));
+        assert_eq!(key(&mut app, KeyCode::Char('q')), Action::Continue);
+        key(&mut app, KeyCode::Char('x'));
+        key(&mut app, KeyCode::Backspace);
+        assert_eq!(app.filter, "q");
+        key(&mut app, KeyCode::Enter);
+        assert!(!app.editing);
+        assert_eq!(app.filter, "q");
+        key(&mut app, KeyCode::Char('/'));
+        key(&mut app, KeyCode::Esc);
+        assert_eq!((app.editing, app.filter.as_str()), (false, ""));
+
+        // The help takes one key; q, Esc and Ctrl-C quit.
+        key(&mut app, KeyCode::Char('?'));
+        assert!(app.help);
+        assert_eq!(key(&mut app, KeyCode::Esc), Action::Continue);
+        assert!(!app.help);
+        assert_eq!(key(&mut app, KeyCode::Char('q')), Action::Quit);
+        assert_eq!(key(&mut app, KeyCode::Esc), Action::Quit);
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(app.key(ctrl_c), Action::Quit);
     }
 }
