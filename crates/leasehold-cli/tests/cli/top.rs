@@ -111,7 +111,7 @@ fn names(screen: &str) -> Vec<&str> {
 
 #[test]
 fn top_shows_live_leases_filters_sorts_and_quits_cleanly() {
-    let server = RedisServer::start().unwrap();
+    let mut server = RedisServer::start().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = rt
         .block_on(leasehold::Client::connect(&server.url()))
@@ -272,6 +272,20 @@ fn top_shows_live_leases_filters_sorts_and_quits_cleanly() {
         plain_fence.to_string()
     );
 
+    // The server goes away: the footer says so, the last rows stay.
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(busy).unwrap();
+    let fair_fence = fair_holder.fence();
+    drop(fair_holder);
+    // The waiter gets its turn once the holder's background release ran.
+    let next = rt.block_on(waiter).unwrap().unwrap();
+    assert!(next > fair_fence);
+    server.kill();
+    let screen = tmux.wait_for(within, "the failure in the footer", |s| {
+        s.contains("refresh failed")
+    });
+    assert!(row(&screen, "top/pool").is_some(), "{screen}");
+
     // q quits: exit 0, the terminal as it was.
     tmux.keys("q", false);
     let screen = tmux.wait_for(within, "top to exit", |s| s.contains("top exited with"));
@@ -282,12 +296,6 @@ fn top_shows_live_leases_filters_sorts_and_quits_cleanly() {
         "the alternate screen is gone: {screen}"
     );
     assert!(!screen.contains("panicked"), "{screen}");
-
-    stop.store(true, Ordering::Relaxed);
-    rt.block_on(busy).unwrap();
-    drop(fair_holder);
-    let fence = rt.block_on(waiter).unwrap().unwrap();
-    assert!(fence > 0);
 }
 
 #[test]
@@ -321,4 +329,27 @@ fn top_without_a_terminal_says_so() {
     assert!(err.contains("--json"), "{err}");
     let err = one_line_error(&["top", "--interval", "10ms"], Some(&server), 2);
     assert!(err.contains("at least 250ms"), "{err}");
+}
+
+#[test]
+fn top_json_over_redlock_shows_the_masters_view() {
+    let servers = RedisServer::start_many(3).unwrap();
+    let mut cmd = leasehold(None);
+    for s in &servers {
+        cmd.arg("--url").arg(s.url());
+    }
+    let o = output(cmd.args(["acquire", "rl/a", "--ttl", "40s"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let token = stdout(&o).split_whitespace().next().unwrap().to_string();
+    let mut cmd = leasehold(None);
+    for s in &servers {
+        cmd.arg("--url").arg(s.url());
+    }
+    let o = output(cmd.args(["top", "rl/*", "--json", "--interval", "250ms"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["type"], "top");
+    assert_eq!(v["data"]["holder"], &token[..8]);
+    assert_eq!(v["data"]["masters"]["total"], 3);
+    assert_eq!(v["data"]["masters"]["answered"], 3);
 }
