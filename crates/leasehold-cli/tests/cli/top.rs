@@ -355,3 +355,47 @@ fn top_json_over_redlock_shows_the_masters_view() {
     assert_eq!(v["data"]["masters"]["total"], 3);
     assert_eq!(v["data"]["masters"]["answered"], 3);
 }
+
+#[test]
+fn top_json_on_a_cluster_reads_every_master() {
+    let cluster = testkit::RedisCluster::start_with(testkit::ClusterOptions {
+        masters: 3,
+        replicas_per_master: 0,
+        ..Default::default()
+    })
+    .expect("start a 3-master redis cluster");
+    let seed = cluster.seeds()[0].clone();
+    let cli = || {
+        let mut cmd = leasehold(None);
+        cmd.args(["--cluster", "--url", &seed, "--connect-timeout", "20s"]);
+        cmd
+    };
+    // Six names: their slots fall on every master.
+    let names = ["jobs/a", "jobs/b", "jobs/c", "jobs/d", "jobs/e", "jobs/f"];
+    let mut tokens = Vec::new();
+    for name in names {
+        let o = output(cli().args(["acquire", name, "--ttl", "40s"]));
+        assert!(o.status.success(), "{}", stderr(&o));
+        tokens.push(stdout(&o).split_whitespace().next().unwrap()[..8].to_string());
+    }
+    let o = output(cli().args(["top", "jobs/*", "--json", "--interval", "250ms"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<(String, String)> = stdout(&o)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["type"], "top", "{v}");
+            let d = &v["data"];
+            (
+                d["name"].as_str().unwrap().into(),
+                d["holder"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = names
+        .iter()
+        .zip(&tokens)
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect();
+    assert_eq!(rows, want);
+}
