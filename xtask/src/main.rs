@@ -350,10 +350,12 @@ const PACKAGES: &[(&str, &str)] = &[
     ("redis-tools", "redis-cli"),
     ("redis-sentinel", "redis-sentinel"),
     ("faketime", "faketime"),
+    // `leasehold top`'s test runs it in a real terminal.
+    ("tmux", "tmux"),
 ];
 
 /// Ensures `redis-server` can be found the way testkit finds it, and the
-/// fault suite's tools (`redis-cli`, `redis-sentinel`, `faketime`) are on
+/// fault suite's tools (`redis-cli`, `redis-sentinel`, `faketime`) and `tmux` are on
 /// `PATH`; installs what is missing with apt-get when root.
 fn setup() -> Result<(), Failure> {
     // Installing a package would not fix a wrong LEASEHOLD_REDIS_SERVER.

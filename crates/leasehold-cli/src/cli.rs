@@ -135,6 +135,7 @@ Examples:
   leasehold release deploy \"$token\"
   leasehold status deploy
   leasehold list 'jobs/*' --json
+  leasehold top 'jobs/*'                              # live; q quits, ? for keys
   leasehold --cluster --url redis://10.0.0.1:7000 --url redis://10.0.0.2:7000 \\
       run nightly-report -- ./report.sh   # on a Redis Cluster
   leasehold --url redis://a:6379 --url redis://b:6379 --url redis://c:6379 \\
@@ -161,6 +162,7 @@ Durations are in milliseconds; a null holder or remaining_ms means none:
              holders: [{token, remaining_ms, role}], limit (semaphore),
              writer_waiting (rwlock), queued (fair)}
   run       {name, fence, exit_code, command_exit_code, lost}   run, sem run (at the end)
+  top       {lease's fields, new_holders, over_ms, acquisitions_per_s}   top
   demo and bench print their own rows (see their --help).
   A command under `run` writes to the same stdout: its output comes first, as it wrote it.
   `name` is the name whole, never cut or escaped. A name whose bytes are not UTF-8
@@ -276,6 +278,33 @@ pub enum Command {
     ///
     /// Example: leasehold list 'jobs/*'
     List(ListArgs),
+
+    /// A live view of the names in use: kind, holder, TTL counting down, fence, waiters, acquisitions per second.
+    ///
+    /// Reads the names matching PATTERN every --interval (one SCAN walk,
+    /// never KEYS, then 12 read-only commands per name, pipelined 64 names
+    /// per round trip: at the default 2s, 6 commands per second per name)
+    /// and redraws four times a second, the TTLs counting down in between.
+    /// Works on one server, a cluster (--cluster) and Redlock (several --url).
+    ///
+    /// Keys: q, Esc or Ctrl-C quit; s sorts by the next column, n t f w r by
+    /// name, TTL, fence, waiters, rate (again: reverse); / filters by a part
+    /// of the name (Enter keeps it, Esc clears it); ↑ ↓ PgUp PgDn Home End
+    /// scroll; ? shows the help.
+    ///
+    /// WAITERS: the tasks queued for a fair lease, else the clients waiting
+    /// on the name's wake channel. ACQ/s: new holders seen per second (tokens
+    /// holding the name at a refresh that did not at the one before, over the
+    /// last 5 refreshes): a lower bound, since a holder that came and went
+    /// between two refreshes is not seen; the fence cannot count
+    /// acquisitions, as it jumps with the server's clock.
+    ///
+    /// With --json, no screen: reads twice, --interval apart, and prints one
+    /// `top` record per name: the `lease` record's fields with new_holders,
+    /// over_ms and acquisitions_per_s. Needs a terminal otherwise (exit 2).
+    ///
+    /// Example: leasehold top 'jobs/*'; leasehold top --json --interval 1s
+    Top(TopArgs),
 
     /// Semaphores: at most K holders at once, across machines.
     #[command(subcommand)]
@@ -406,6 +435,30 @@ pub struct ListArgs {
     /// A glob over names: `*`, `?`, `[abc]`.
     #[arg(default_value = "*")]
     pub pattern: String,
+}
+
+/// `top`.
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// A glob over names: `*`, `?`, `[abc]`.
+    #[arg(default_value = "*")]
+    pub pattern: String,
+
+    /// How often to read the names from Redis (at least 250ms).
+    #[arg(long, value_name = "D", default_value = "2s", value_parser = interval)]
+    pub interval: Duration,
+}
+
+/// `top`'s refresh interval: at least 250ms, so as not to hammer Redis.
+fn interval(s: &str) -> Result<Duration, String> {
+    let d = duration::parse(s)?;
+    if d < Duration::from_millis(250) {
+        Err(format!(
+            "`{s}` is too short an interval: at least 250ms (each refresh walks the keys with SCAN)"
+        ))
+    } else {
+        Ok(d)
+    }
 }
 
 /// `sem ...`.

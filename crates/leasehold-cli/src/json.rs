@@ -13,6 +13,7 @@
 //! | `released` | `release` | [`Released`] |
 //! | `lease` | `status`, `list` (one per name) | [`Lease`] |
 //! | `run` | `run`, `sem run` (last, after the command's own output) | [`Run`] |
+//! | `top` | `top --json` (one per name) | [`Top`] |
 //!
 //! `demo` and `bench` print rows of their own, defined by the
 //! leasehold-demo and leasehold-bench crates (see their `--help`).
@@ -58,6 +59,8 @@ pub enum Record<'a> {
     Lease(Lease<'a>),
     /// How `run` or `sem run` ended.
     Run(Run<'a>),
+    /// A name as `top --json` sees it.
+    Top(Top<'a>),
 }
 
 impl Record<'_> {
@@ -351,6 +354,26 @@ pub struct Run<'a> {
     /// Whether the lease was lost while the command ran (the command was
     /// then stopped, or its work may have overlapped another holder's).
     pub lost: bool,
+}
+
+/// `top`: a name as `lease` shows it, with the new holders that came
+/// between two reads `over_ms` apart (`top --json` reads twice, one
+/// `--interval` apart, and prints the second read).
+#[derive(Serialize, Debug)]
+pub struct Top<'a> {
+    /// Every field of [`Lease`], flattened.
+    #[serde(flatten)]
+    pub lease: Lease<'a>,
+    /// Holders (tokens) at the second read that did not hold the name at
+    /// the first: a new lease holder, a new permit, reader or writer.
+    pub new_holders: u64,
+    /// The time between the two reads, in milliseconds.
+    pub over_ms: u64,
+    /// `new_holders` per second of `over_ms`: a lower bound of the
+    /// acquisitions per second, since a holder that came and went between
+    /// the reads is not seen (the fence cannot count acquisitions: it is
+    /// floored at the server's clock, so it jumps).
+    pub acquisitions_per_s: f64,
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod demo;
 pub mod inspect;
 pub mod run;
 pub mod tokens;
+pub mod top;
 
 use leasehold::Client;
 

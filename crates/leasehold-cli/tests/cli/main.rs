@@ -15,3 +15,4 @@ mod run;
 mod sem;
 mod tls;
 mod tokens;
+mod top;
