@@ -106,6 +106,8 @@
 //!   still differ, unless the new master's clock is behind). Use fencing
 //!   at the resource, or Redlock over independent masters, with
 //!   persistence (`appendfsync always`), where that matters.
+//!   [`ClientBuilder::replicas`] narrows the window: a guard is returned
+//!   only once enough replicas acknowledged its grant.
 //!
 //! # Waiting
 //!
