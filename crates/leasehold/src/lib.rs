@@ -177,6 +177,7 @@ mod hold;
 mod inspect;
 mod keys;
 mod lease;
+mod observe;
 mod rwlock;
 mod scripts;
 mod semaphore;
@@ -194,6 +195,8 @@ pub use hold::{Detached, Guard};
 pub use inspect::{Holder, LeaseKind, LeaseStatus, Quorum, Role};
 pub use keys::MAX_NAME_LEN;
 pub use lease::{Lease, MAX_TTL, MIN_TTL};
+#[cfg(feature = "metrics")]
+pub use observe::describe_metrics;
 pub use rwlock::{RwLock, RwSide};
 pub use semaphore::Semaphore;
 pub use token::Token;
