@@ -13,6 +13,8 @@ mod handover;
 mod input;
 mod inspect;
 mod lifecycle;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod oom;
 mod ownership;
 mod regressions;
