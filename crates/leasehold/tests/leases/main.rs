@@ -23,5 +23,6 @@ mod rwlock;
 mod scripts;
 mod semaphore;
 mod tls;
+mod traces;
 mod txn;
 mod wakeup;
