@@ -7,6 +7,7 @@ mod cluster;
 mod demo;
 mod inputs;
 mod inspect;
+mod log;
 mod names;
 mod redlock;
 mod run;
