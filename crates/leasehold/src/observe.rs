@@ -280,6 +280,7 @@ pub(crate) fn redis_error_kind(e: &redis::RedisError) -> &'static str {
 /// // e.g. with metrics-exporter-prometheus:
 /// // PrometheusBuilder::new().install()?;
 /// leasehold::describe_metrics();
+/// # Ok::<(), leasehold::Error>(())
 /// ```
 #[cfg(feature = "metrics")]
 pub fn describe_metrics() {
