@@ -41,7 +41,8 @@ pub fn init(format: LogFormat) {
         .iter()
         .find_map(|var| std::env::var(var).ok().map(|v| (*var, v)))
         .filter(|(_, v)| !v.trim().is_empty());
-    let filter = |default: &str| match &given {
+    let filter = |default: &str| {
+        match &given {
         Some((var, spec)) => EnvFilter::try_new(spec).unwrap_or_else(|e| {
             crate::output::warn(&format!(
                 "{var}=`{spec}` is not a filter ({e}); using `{default}`: give levels and targets, e.g. `warn` or `leasehold=debug`"
@@ -49,6 +50,7 @@ pub fn init(format: LogFormat) {
             EnvFilter::new(default)
         }),
         None => EnvFilter::new(default),
+    }
     };
     match format {
         LogFormat::Text => {
@@ -65,7 +67,9 @@ pub fn init(format: LogFormat) {
         }
         LogFormat::Json => {
             // leasehold's own messages whatever the filter says.
-            let own = format!("{TARGET}=trace").parse().expect("a valid directive");
+            let own = format!("{TARGET}=trace")
+                .parse()
+                .expect("a valid directive");
             let installed = tracing_subscriber::fmt()
                 .json()
                 .flatten_event(true)

@@ -325,11 +325,7 @@ pub fn describe_metrics() {
         Unit::Count,
         "batch calls carrying several tasks' acquires and releases"
     );
-    describe_histogram!(
-        names::BATCH_SIZE,
-        Unit::Count,
-        "operations per batch call"
-    );
+    describe_histogram!(names::BATCH_SIZE, Unit::Count, "operations per batch call");
     describe_counter!(
         names::REDIS_ERRORS,
         Unit::Count,

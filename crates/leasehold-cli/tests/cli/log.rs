@@ -152,6 +152,9 @@ fn text_is_the_default_and_a_bad_filter_is_told() {
     );
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("LEASEHOLD_LOG=`leasehold=loud` is not a filter"), "{err}");
+    assert!(
+        err.contains("LEASEHOLD_LOG=`leasehold=loud` is not a filter"),
+        "{err}"
+    );
     assert!(err.contains("is held by someone else"), "{err}");
 }

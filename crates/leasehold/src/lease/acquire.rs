@@ -127,10 +127,7 @@ impl Lease {
         let started = Instant::now();
         let token = Token::random();
         let span = observe::acquire_span!(self.keys, token, "wait");
-        let result = self
-            .wait_for(token, started)
-            .instrument(span.clone())
-            .await;
+        let result = self.wait_for(token, started).instrument(span.clone()).await;
         let outcome = self.outcome(&span, &result);
         let kind = self.keys.kind();
         observe::acquisition(kind, outcome);

@@ -56,7 +56,11 @@ impl Recorded {
     /// A histogram's values, as `name{label=value,...}`.
     fn histogram(&self, key: &str) -> Vec<f64> {
         self.refresh();
-        self.histograms.borrow().get(key).cloned().unwrap_or_default()
+        self.histograms
+            .borrow()
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Every name seen, for messages.
@@ -236,7 +240,13 @@ fn each_kind_is_labelled() {
         sem.acquire().await.unwrap().release().await.unwrap();
         let rw = client.rwlock("m:rw");
         rw.read().acquire().await.unwrap().release().await.unwrap();
-        rw.write().try_acquire().await.unwrap().release().await.unwrap();
+        rw.write()
+            .try_acquire()
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
         let fair = client.lease("m:fair").fair(true);
         fair.acquire().await.unwrap().release().await.unwrap();
         for kind in ["semaphore", "rwlock-read", "rwlock-write", "fair"] {
