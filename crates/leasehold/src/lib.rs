@@ -203,7 +203,7 @@
 //! | `leasehold_handovers_total` | counter | hand-overs | — | releases that gave the lease straight to a local waiter |
 //! | `leasehold_batches_total` | counter | calls | — | batch calls carrying several tasks' acquires and releases |
 //! | `leasehold_batch_size` | histogram | operations | — | operations per batch call |
-//! | `leasehold_redis_errors_total` | counter | errors | `kind` (`readonly`, `oom`, `noauth`, `wrongpass`, `noperm`, `loading`, `busy`, `tryagain`, `masterdown`, `clusterdown`, `moved`, `ask`, `noscript`, `wrongtype`, `other-reply`, `timeout`, `refused`, `io`, `other`) | errors from Redis or its connection |
+//! | `leasehold_redis_errors_total` | counter | errors | `kind` (`readonly`, `oom`, `noauth`, `wrongpass`, `noperm`, `loading`, `busy`, `tryagain`, `masterdown`, `clusterdown`, `moved`, `ask`, `noscript`, `wrongtype`, `other-reply`, `timeout`, `connect-timeout`, `refused`, `io`, `other`) | errors from Redis or its connection |
 //!
 //! # Crate features
 //!

@@ -232,6 +232,13 @@ pub(crate) fn redis_error(e: &redis::RedisError) {
     let _ = e;
 }
 
+/// Connecting to a server took longer than the connect timeout.
+#[inline]
+pub(crate) fn connect_timeout() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(names::REDIS_ERRORS, "kind" => "connect-timeout").increment(1);
+}
+
 /// The `kind` label of a Redis error: Redis's own code for the refusals
 /// worth telling apart, else what broke.
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
@@ -331,4 +338,32 @@ pub fn describe_metrics() {
         Unit::Count,
         "errors from Redis or its connection, by kind"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redis_error_kind;
+
+    fn refused(code: &str) -> redis::RedisError {
+        redis::make_extension_error(code.to_owned(), Some("detail".to_owned()))
+    }
+
+    #[test]
+    fn redis_errors_get_a_closed_set_of_kinds() {
+        assert_eq!(redis_error_kind(&refused("READONLY")), "readonly");
+        assert_eq!(redis_error_kind(&refused("NOPERM")), "noperm");
+        assert_eq!(redis_error_kind(&refused("WRONGTYPE")), "wrongtype");
+        // A code of its own is not a label of its own.
+        assert_eq!(redis_error_kind(&refused("SOMETHINGNEW")), "other-reply");
+        let io = |k| redis::RedisError::from(std::io::Error::from(k));
+        assert_eq!(
+            redis_error_kind(&io(std::io::ErrorKind::TimedOut)),
+            "timeout"
+        );
+        assert_eq!(
+            redis_error_kind(&io(std::io::ErrorKind::ConnectionRefused)),
+            "refused"
+        );
+        assert_eq!(redis_error_kind(&io(std::io::ErrorKind::BrokenPipe)), "io");
+    }
 }
