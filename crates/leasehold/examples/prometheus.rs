@@ -17,7 +17,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,8 +34,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?;
 
     // The recorder first: metrics recorded before it is installed are lost.
+    // Histograms with buckets (else the exporter shows summaries, which
+    // cannot be added up across hosts): durations from 0.5 ms to a minute.
+    const SECONDS: &[f64] = &[
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        60.0,
+    ];
     PrometheusBuilder::new()
         .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)?
+        .set_buckets_for_metric(
+            Matcher::Full("leasehold_batch_size".into()),
+            &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+        )?
         .install()?;
     leasehold::describe_metrics();
 
