@@ -197,7 +197,7 @@
 //! | `leasehold_acquisitions_total` | counter | calls | `kind`, `outcome` (`acquired`, `busy`, `timeout`, `error`) | `try_acquire` and `acquire` calls, by how they ended |
 //! | `leasehold_wait_seconds` | histogram | seconds | `kind`, `outcome` | how long `acquire` took, to the guard or the error |
 //! | `leasehold_hold_seconds` | histogram | seconds | `kind` | from the grant to the release, drop or loss (not to a `detach`) |
-//! | `leasehold_renewals_total` | counter | renewals | `kind`, `outcome` (`ok`, `retry`, `lost`) | renewals of held leases |
+//! | `leasehold_renewals_total` | counter | renewals | `kind`, `outcome` (`ok`, `retry`, `lost`) | a guard's own renewals, every `ttl/3` (not [`Guard::extend`]) |
 //! | `leasehold_renewal_lag_seconds` | histogram | seconds | `kind` | how late each renewal started against its schedule |
 //! | `leasehold_losses_total` | counter | losses | `kind`, `cause` (as the loss event's) | leases lost while a guard held them |
 //! | `leasehold_handovers_total` | counter | hand-overs | — | releases that gave the lease straight to a local waiter |
