@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 /// Keep it in step with `lib.rs`'s `# Layout` section: a new module goes in
 /// a layer above every module it uses and below every module using it.
 pub(crate) const LAYERS: &[&[&str]] = &[
+    // Traces and metrics: every layer reports through it.
+    &["observe"],
     &["error", "token", "keys"],
     &["scripts"],
     &["backend"],

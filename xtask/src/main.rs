@@ -4,8 +4,9 @@
 //!   `faketime` are installed (tests need a real Redis; the fault suite its
 //!   tools).
 //! - `test`: setup, `cargo fmt --check`, `layers`, `cargo clippy -D
-//!   warnings`, the workspace's docs with warnings denied, `cargo test`,
-//!   then the fault suite's quick set (`torture --quick`).
+//!   warnings`, the workspace's docs with warnings denied, `cargo test`
+//!   (clippy and tests with the library's `metrics` feature), then the
+//!   fault suite's quick set (`torture --quick`).
 //! - `layers`: the library's modules import downward only, never in a
 //!   cycle (see [`layers`]): `[--json | --dot] [--src DIR]`.
 //! - `torture`: setup, then the fault suite (`leasehold-torture`, release
@@ -468,7 +469,9 @@ enum Step {
 
 /// The checks CI runs, in order, stopping at the first failure.
 fn test(test_args: Vec<OsString>) -> Result<(), Failure> {
-    let mut cargo_test = cargo(["test", "--workspace"]);
+    // With the library's `metrics` feature, so that its tests run too (as
+    // clippy's; the docs step builds the library without it).
+    let mut cargo_test = cargo(["test", "--workspace", "--features", "leasehold/metrics"]);
     cargo_test.args(test_args);
     // Every crate's docs build without a broken link or a bad example.
     let mut docs = cargo(["doc", "--workspace", "--no-deps"]);
@@ -484,6 +487,8 @@ fn test(test_args: Vec<OsString>) -> Result<(), Failure> {
                 "clippy",
                 "--workspace",
                 "--all-targets",
+                "--features",
+                "leasehold/metrics",
                 "--",
                 "-D",
                 "warnings",

@@ -87,6 +87,23 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// How messages and logs go to stderr: text (for people) or json (JSON Lines, for machines).
+    ///
+    /// json: one object per line with `timestamp`, `level`, `target` and
+    /// `message`, and the fields of the library's events (`name`, `kind`,
+    /// `fence`, `token` (a prefix), `cause`, ...). LEASEHOLD_LOG (else
+    /// RUST_LOG) picks the library's events, in tracing's filter syntax
+    /// (`warn`, `leasehold=debug`); by default `warn` in json, none in text.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value_t = LogFormat::Text,
+        env = "LEASEHOLD_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+
     /// How long to try to reach Redis.
     #[arg(long, global = true, value_name = "D", default_value = "5s", value_parser = dur)]
     pub connect_timeout: Duration,
@@ -123,6 +140,15 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `leasehold: message`, one line each.
+    Text,
+    /// JSON Lines: `{"timestamp", "level", "target", "message", ...}`.
+    Json,
 }
 
 const AFTER_HELP: &str = "\

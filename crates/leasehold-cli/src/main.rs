@@ -11,6 +11,8 @@
 //! - [`output`]: lines on stdout, one-line errors on stderr, durations for
 //!   people.
 //! - [`json`]: the `--json` records, typed: the schema.
+//! - [`log`]: `--log-format`: messages and the library's events on stderr,
+//!   as text or JSON Lines.
 //! - [`signals`]: SIGINT, SIGTERM, SIGHUP.
 //! - [`group`]: `run`'s command in a process group of its own.
 //! - [`watchdog`]: Linux: stops that group should `run` itself be killed
@@ -32,6 +34,7 @@ mod duration;
 mod exit;
 mod group;
 mod json;
+mod log;
 mod name;
 mod output;
 mod signals;
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
+    log::init(cli.log_format);
     let address = match cmd::Address::of(&cli) {
         Ok(address) => address,
         Err(why) => {

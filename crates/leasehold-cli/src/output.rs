@@ -3,7 +3,8 @@
 //! With `--json`, stdout carries only JSON Lines, the records of
 //! [`crate::json`] (`run` is the exception only in that its command's own
 //! output passes through untouched). Messages for people go to stderr, one
-//! line each, starting with `leasehold: `.
+//! line each, starting with `leasehold: ` (JSON Lines with
+//! `--log-format json`: see [`crate::log`]).
 //!
 //! A closed stdout (`leasehold list | head -1`) is not an error: the reader
 //! has all it wanted. [`line`] notes it, [`closed`] completes, and `main`
@@ -47,10 +48,25 @@ pub async fn closed() {
     }
 }
 
-/// Prints `leasehold: message` on stderr. Never fails: with stderr closed
-/// there is nobody to tell.
+/// Prints `leasehold: message` on stderr (with `--log-format json`, a JSON
+/// line at level `ERROR`: see [`crate::log`]). Never fails: with stderr
+/// closed there is nobody to tell.
 pub fn error(message: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "leasehold: {message}");
+    if crate::log::is_json() {
+        tracing::error!(target: crate::log::TARGET, "{message}");
+    } else {
+        let _ = writeln!(std::io::stderr().lock(), "leasehold: {message}");
+    }
+}
+
+/// As [`error`], for what went wrong without failing the command (level
+/// `WARN` in JSON; the same line in text).
+pub fn warn(message: &str) {
+    if crate::log::is_json() {
+        tracing::warn!(target: crate::log::TARGET, "{message}");
+    } else {
+        let _ = writeln!(std::io::stderr().lock(), "leasehold: {message}");
+    }
 }
 
 /// What to say on stderr for a library error. On one server that is the

@@ -354,6 +354,7 @@ impl Error {
 
     /// Wraps an error of redis-rs met while `doing` something against `addr`.
     pub(crate) fn redis(doing: &'static str, addr: &str, source: redis::RedisError) -> Error {
+        crate::observe::redis_error(&source);
         if is_transport(&source) && !is_auth(&source) {
             ErrorKind::Connect {
                 addr: addr.to_owned(),

@@ -125,6 +125,18 @@ impl LeaseKeys {
     pub(crate) fn display(&self) -> &str {
         &self.display
     }
+
+    /// The kind of primitive, as traces and metrics name it: `lease`,
+    /// `fair`, `semaphore`, `rwlock-read`, `rwlock-write`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self.family {
+            Family::Lease => "lease",
+            Family::Fair(_) => "fair",
+            Family::Permit { .. } => "semaphore",
+            Family::Read(_) => "rwlock-read",
+            Family::Write(_) => "rwlock-write",
+        }
+    }
 }
 
 /// The companion key `suffix` of `name`: in the hash slot of `name`, and

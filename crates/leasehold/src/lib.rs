@@ -50,6 +50,8 @@
 //!   and their typed calls.
 //! - `keys` (where a name's keys live), `token` ([`Token`]), `error`
 //!   ([`Error`], [`ErrorKind`]).
+//! - `observe`, the bottom: the spans, events and metrics every layer
+//!   reports through (see [Traces](#traces) and [Metrics](#metrics)).
 //!
 //! # Data in Redis
 //!
@@ -162,9 +164,55 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Traces
+//!
+//! leasehold reports through [`tracing`](https://docs.rs/tracing), target
+//! `leasehold` (filter `leasehold=debug` to see it all). Spans are at
+//! `DEBUG`; while no subscriber listens at that level they cost one cached
+//! check each: no field is evaluated, nothing is formatted or allocated.
+//! A token is only ever given as its 8-digit prefix ([`Token::prefix`]).
+//!
+//! | span or event | level | fields |
+//! |---|---|---|
+//! | `leasehold.acquire` (span: one `try_acquire` or `acquire` call) | DEBUG | `name`, `kind`, `token`, `mode` (`try`, `wait`); at the end `fence` (when acquired) and `outcome` (`acquired`, `busy`, `timeout`, `error`) |
+//! | `leasehold.wait` (span, in `leasehold.acquire`: from its first nap to the end of the call) | DEBUG | `name`, `kind` |
+//! | `leasehold.renew` (span: one renewal) | DEBUG | `name`, `kind`, `token`, `fence`, `lag_ms` (how late it started against its schedule); at the end `outcome` (`ok`, `retry`, `lost`) |
+//! | `leasehold.release` (span: `Guard::release`, or the background release of a dropped guard or acquire) | DEBUG | `name`, `kind`, `token`, `fence` (not in the background); at the end `outcome` (`released`, `lost`, `not-held`, `error`) |
+//! | `leasehold: lease lost: ...` (event) | WARN | `name`, `kind`, `token`, `fence`, `cause` (`gone`, `expired`, `renewal-failed`, `renewal-timeout`, `refused`) |
+//! | `leasehold: lease handed over to a local waiter` (event, in `leasehold.release`) | DEBUG | `name`, `fence`, `to` (the waiter's token prefix) |
+//!
+//! `kind` is `lease`, `fair`, `semaphore`, `rwlock-read` or `rwlock-write`.
+//! Other events tell of failures worth a look (a background release that
+//! failed, a subscriber connection lost, a renewal retried).
+//!
+//! # Metrics
+//!
+//! With the crate feature `metrics`, leasehold records through the
+//! [`metrics`](https://docs.rs/metrics) facade (0.24): install any recorder
+//! (`metrics-exporter-prometheus`, say; see `examples/prometheus.rs`) and,
+//! if it shows descriptions, call `describe_metrics()` once. Without the
+//! feature nothing is recorded and nothing is compiled in. Names and units
+//! follow Prometheus's conventions:
+//!
+//! | name | type | unit | labels | what |
+//! |---|---|---|---|---|
+//! | `leasehold_acquisitions_total` | counter | calls | `kind`, `outcome` (`acquired`, `busy`, `timeout`, `error`) | `try_acquire` and `acquire` calls, by how they ended |
+//! | `leasehold_wait_seconds` | histogram | seconds | `kind`, `outcome` | how long `acquire` took, to the guard or the error |
+//! | `leasehold_hold_seconds` | histogram | seconds | `kind` | from the grant to the release, drop or loss (not to a `detach`) |
+//! | `leasehold_renewals_total` | counter | renewals | `kind`, `outcome` (`ok`, `retry`, `lost`) | a guard's own renewals, every `ttl/3` (not [`Guard::extend`]) |
+//! | `leasehold_renewal_lag_seconds` | histogram | seconds | `kind` | how late each renewal started against its schedule |
+//! | `leasehold_losses_total` | counter | losses | `kind`, `cause` (as the loss event's) | leases lost while a guard held them |
+//! | `leasehold_handovers_total` | counter | hand-overs | — | releases that gave the lease straight to a local waiter |
+//! | `leasehold_batches_total` | counter | calls | — | batch calls carrying several tasks' acquires and releases |
+//! | `leasehold_batch_size` | histogram | operations | — | operations per batch call |
+//! | `leasehold_redis_errors_total` | counter | errors | `kind` (`readonly`, `oom`, `noauth`, `wrongpass`, `noperm`, `loading`, `busy`, `tryagain`, `masterdown`, `clusterdown`, `moved`, `ask`, `noscript`, `wrongtype`, `other-reply`, `timeout`, `connect-timeout`, `refused`, `io`, `other`) | errors from Redis or its connection |
+//!
 //! # Crate features
 //!
-//! None yet. leasehold needs a tokio runtime (multi-threaded or not).
+//! - `metrics` (off by default): the metrics above, through the `metrics`
+//!   facade.
+//!
+//! leasehold needs a tokio runtime (multi-threaded or not).
 
 #![deny(missing_docs)]
 
@@ -179,6 +227,7 @@ mod hold;
 mod inspect;
 mod keys;
 mod lease;
+mod observe;
 mod rwlock;
 mod scripts;
 mod semaphore;
@@ -196,6 +245,8 @@ pub use hold::{Detached, Guard};
 pub use inspect::{FORCED_CHANNEL, ForcedRelease, Holder, LeaseKind, LeaseStatus, Quorum, Role};
 pub use keys::MAX_NAME_LEN;
 pub use lease::{Lease, MAX_TTL, MIN_TTL};
+#[cfg(feature = "metrics")]
+pub use observe::describe_metrics;
 pub use rwlock::{RwLock, RwSide};
 pub use semaphore::Semaphore;
 pub use token::Token;

@@ -230,7 +230,7 @@ async fn supervise(
             if !settles_empty(&group).await {
                 // They would run on without the lease once it is released.
                 let within = grace.min(may_run(&guard));
-                output::error(&format!(
+                output::warn(&format!(
                     "the command exited but left processes in its process group; sending them SIGTERM (SIGKILL in {}) before the lease is released",
                     output::human(Some(within))
                 ));
@@ -297,7 +297,7 @@ async fn supervise(
         }
         Err(e) => {
             // Could not release (Redis unreachable): the TTL ends it.
-            output::error(&format!(
+            output::warn(&format!(
                 "{}; the lease ends when its TTL runs out",
                 output::failure(&e, cluster)
             ));
@@ -357,7 +357,7 @@ async fn stop(
             sig = signals.recv() => group.signal(sig),
         }
     }
-    output::error(
+    output::warn(
         "the command did not stop within the grace period; sending SIGKILL to its process group",
     );
     group.signal(libc::SIGKILL);

@@ -6,13 +6,16 @@ use std::time::{Duration, Instant};
 
 pub use testkit::RedisServer;
 
-/// The `leasehold` binary, with no address from the environment, and
+/// The `leasehold` binary, with no address or log filter from the environment, and
 /// backtraces on: a panic would show one, which the tests look for.
 pub fn leasehold(server: Option<&RedisServer>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_leasehold"));
     cmd.env_remove("LEASEHOLD_URL")
         .env_remove("LEASEHOLD_CLUSTER")
         .env_remove("REDIS_URL")
+        .env_remove("LEASEHOLD_LOG")
+        .env_remove("LEASEHOLD_LOG_FORMAT")
+        .env_remove("RUST_LOG")
         .env("RUST_BACKTRACE", "1");
     if let Some(s) = server {
         cmd.arg("--url").arg(s.url());

@@ -8,6 +8,7 @@ mod demo;
 mod force;
 mod inputs;
 mod inspect;
+mod log;
 mod names;
 mod redlock;
 mod replicas;

@@ -289,6 +289,7 @@ impl Flusher {
                 .map(|o| (o.op, &*o.keys, o.token.as_bytes()))
                 .collect();
             let publisher = self.publisher.as_bytes();
+            crate::observe::batch(sent.len());
             let answers = match &mut self.sender {
                 Sender::Single(conn) => scripts::batch(conn, &sent, publisher).await,
                 Sender::Cluster(conn, slots) => {

@@ -160,6 +160,7 @@ pub(crate) async fn connect_and_probe<C: redis::aio::ConnectionLike + Clone>(
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => return Err(Error::redis(what, addr, e)),
         Err(_) => {
+            crate::observe::connect_timeout();
             return Err(ErrorKind::ConnectTimeout {
                 addr: addr.to_owned(),
                 after: within,

@@ -303,7 +303,10 @@ impl Invocation<'_, LeaseScript> {
             .await;
         match reply {
             Err(e) if e.code() == Some("LEASEHOLD_LOST") => {
-                guard.mark_lost("a lease-scoped script found the lease gone");
+                guard.mark_lost(
+                    crate::observe::Loss::Gone,
+                    "a lease-scoped script found the lease gone",
+                );
                 Err(Error::lost(keys.display()))
             }
             other => other.map_err(|e| Error::redis("your lease-scoped script", core.addr(), e)),

@@ -14,10 +14,12 @@ pub(crate) mod schedule;
 use std::sync::Arc;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::backend::{Backend, HandoverReply, Replicas};
 use crate::error::Result;
 use crate::keys::{Family, LeaseKeys};
+use crate::observe;
 use crate::token::Token;
 use crate::wake::WakeHub;
 use schedule::Schedule;
@@ -121,15 +123,25 @@ impl Core {
     ) {
         let core = Arc::clone(self);
         let fut = async move {
-            if let Some(token) = token
-                && let Err(e) = core.release(&keys, &token).await
-            {
-                tracing::warn!(
-                    lease = keys.display(),
-                    token = %token,
-                    error = %e,
-                    "leasehold: background release failed; the lease ends when its TTL runs out"
-                );
+            if let Some(token) = token {
+                // The fence is the guard's (or none, for an acquire): not known here.
+                let span = observe::release_span!(keys, token, tracing::field::Empty);
+                match core.release(&keys, &token).instrument(span.clone()).await {
+                    Ok(released) => {
+                        span.record("outcome", if released { "released" } else { "not-held" });
+                    }
+                    Err(e) => {
+                        span.record("outcome", "error");
+                        tracing::warn!(
+                            target: observe::TARGET,
+                            name = keys.display(),
+                            kind = keys.kind(),
+                            token = token.prefix(),
+                            error = %e,
+                            "leasehold: background release failed; the lease ends when its TTL runs out"
+                        );
+                    }
+                }
             }
             if let Some(id) = leaving
                 && let Err(e) = core.backend.leave(&keys, id.as_str()).await
@@ -177,7 +189,17 @@ impl Core {
                 )
                 .await;
             let (delivered, result) = match reply {
-                Ok(HandoverReply::To(fence)) => (offer.grant(fence, sent), Ok(true)),
+                Ok(HandoverReply::To(fence)) => {
+                    observe::handover();
+                    tracing::debug!(
+                        target: observe::TARGET,
+                        name = keys.display(),
+                        fence,
+                        to = next.token.prefix(),
+                        "leasehold: lease handed over to a local waiter"
+                    );
+                    (offer.grant(fence, sent), Ok(true))
+                }
                 Ok(HandoverReply::Freed) => {
                     // Other clients wait too: the publish wakes theirs, and
                     // ours tries again after a moment (see `Offer::requeue`).

@@ -37,8 +37,9 @@ pub(crate) trait Due: Send + Sync + 'static {
     fn entry(&self) -> MutexGuard<'_, Option<Entry>>;
     /// True once it must not be entered again.
     fn stopped(&self) -> bool;
-    /// The work, run in a task of its own when it is due.
-    fn fire(self: Arc<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    /// The work, run in a task of its own when it is due (at `due`: it may
+    /// run a little later).
+    fn fire(self: Arc<Self>, due: Instant) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 /// The per-client schedule and its task.
@@ -138,9 +139,10 @@ async fn run(shared: Arc<Shared>) {
                 if first.key().0 > now {
                     break;
                 }
+                let at = first.key().0;
                 if let Some(due) = first.remove().upgrade() {
                     *due.entry() = None;
-                    ready.push(due);
+                    ready.push((due, at));
                 }
             }
             let wakes_at = match state.due.first_key_value() {
@@ -157,8 +159,8 @@ async fn run(shared: Arc<Shared>) {
             state.wakes_at = wakes_at;
             (ready, wakes_at)
         };
-        for due in ready {
-            shared.runtime.spawn(due.fire());
+        for (due, at) in ready {
+            shared.runtime.spawn(due.fire(at));
         }
         let sleep = async {
             match wakes_at {

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::backend::{Extended, Held};
 use crate::engine::Core;
 use crate::engine::schedule::Entry;
 use crate::error::{Error, Result};
 use crate::keys::LeaseKeys;
+use crate::observe::{self, Loss};
 use crate::token::Token;
 
 /// What one holding of a lease shares between its re-entered guards and its
@@ -19,9 +21,16 @@ use crate::token::Token;
 pub(crate) struct Holding {
     pub(crate) core: Arc<Core>,
     pub(crate) keys: Arc<LeaseKeys>,
-    token: Token,
-    fence: u64,
+    pub(crate) token: Token,
+    pub(crate) fence: u64,
     pub(crate) ttl: Duration,
+    /// When the granting command was sent: the start of the hold time.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    granted: Instant,
+    /// Set when the hold ends for the metrics (released, dropped, lost):
+    /// it is counted once.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    ended: AtomicBool,
     /// Until when the lease is proved held, by the backend's validity rule
     /// applied to the last successful acquire or extend.
     /// A std mutex: it is held for a copy, never across an await.
@@ -72,15 +81,32 @@ impl Holding {
         self.core.renewals.remove(self);
     }
 
-    pub(crate) fn mark_lost(&self, why: &str) {
+    /// Marks the lease lost, for `cause` (told as `why`): a `WARN` event,
+    /// and the loss and the hold time in the metrics. Once.
+    pub(crate) fn mark_lost(&self, cause: Loss, why: &str) {
         if !self.lost.is_cancelled() {
             tracing::warn!(
-                lease = self.keys.display(),
-                token = %self.token,
+                target: observe::TARGET,
+                name = self.keys.display(),
+                kind = self.keys.kind(),
+                token = self.token.prefix(),
                 fence = self.fence,
+                cause = cause.as_str(),
                 "leasehold: lease lost: {why}"
             );
             self.lost.cancel();
+            observe::loss(self.keys.kind(), cause);
+            self.ended();
+        }
+    }
+
+    /// The hold ends (released, dropped or lost): its time goes to the
+    /// metrics, once.
+    #[inline]
+    fn ended(&self) {
+        #[cfg(feature = "metrics")]
+        if !self.ended.swap(true, Ordering::AcqRel) {
+            observe::held(self.keys.kind(), self.granted);
         }
     }
 
@@ -104,7 +130,10 @@ impl Holding {
                 Ok(())
             }
             _ => {
-                self.mark_lost("the key was gone or held by another token when extending");
+                self.mark_lost(
+                    Loss::Gone,
+                    "the key was gone or held by another token when extending",
+                );
                 Err(Error::lost(self.keys.display()))
             }
         }
@@ -174,6 +203,8 @@ impl Guard {
             token,
             fence,
             ttl,
+            granted: sent,
+            ended: AtomicBool::new(false),
             valid_until: Mutex::new(valid_until),
             holders: AtomicUsize::new(1),
             detached: AtomicBool::new(false),
@@ -283,8 +314,8 @@ impl Guard {
         &self.holding.keys
     }
 
-    pub(crate) fn mark_lost(&self, why: &str) {
-        self.holding.mark_lost(why);
+    pub(crate) fn mark_lost(&self, cause: Loss, why: &str) {
+        self.holding.mark_lost(cause, why);
     }
 
     /// True once the lease is known lost or can no longer be proved held.
@@ -331,7 +362,8 @@ impl Guard {
                 _ = self.holding.lost.cancelled() => return,
                 _ = tokio::time::sleep_until(until) => {
                     if Instant::now() >= self.holding.valid_until() {
-                        self.holding.mark_lost("its validity ran out without a renewal");
+                        self.holding
+                            .mark_lost(Loss::Expired, "its validity ran out without a renewal");
                         return;
                     }
                 }
@@ -427,16 +459,21 @@ impl Guard {
         }
         self.state = State::Releasing;
         self.holding.stop();
-        let was_lost = self.holding.lost.is_cancelled();
-        let result = self
-            .holding
+        let holding = &self.holding;
+        let span = observe::release_span!(holding.keys, holding.token, holding.fence);
+        let was_lost = holding.lost.is_cancelled();
+        let result = holding
             .core
-            .release(&self.holding.keys, &self.holding.token)
+            .release(&holding.keys, &holding.token)
+            .instrument(span.clone())
             .await;
         self.state = State::Done;
         let released = match result {
             Ok(released) => released,
             Err(e) => {
+                span.record("outcome", "error");
+                // The hold ends here for the metrics, whatever became of it.
+                self.holding.ended();
                 // It may not have run (a broken connection): try once more
                 // in the background rather than leave the lease held until
                 // its TTL. By token, so a no-op if the first one ran.
@@ -447,10 +484,17 @@ impl Guard {
             }
         };
         match released {
-            true if !was_lost => Ok(()),
+            true if !was_lost => {
+                span.record("outcome", "released");
+                self.holding.ended();
+                Ok(())
+            }
             _ => {
+                span.record("outcome", "lost");
                 self.holding
-                    .mark_lost("it was no longer held when released");
+                    .mark_lost(Loss::Gone, "it was no longer held when released");
+                // Lost before (the loss counted then): the hold ends now.
+                self.holding.ended();
                 Err(Error::lost(self.holding.keys.display()))
             }
         }
@@ -520,6 +564,7 @@ impl Drop for Guard {
         };
         if last {
             self.holding.stop();
+            self.holding.ended();
             self.holding
                 .core
                 .release_in_background(Arc::clone(&self.holding.keys), self.holding.token);

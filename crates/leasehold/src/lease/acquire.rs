@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use rand::Rng;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::{Lease, MAX_TTL};
 use crate::backend::{Acquire, WaitInfo, ttl_ms};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hold::Guard;
 use crate::keys::Family;
+use crate::observe;
 use crate::token::Token;
 use crate::wake::{Claim, STEP_BACK, Successor, Waiter, Won};
 
@@ -46,6 +48,30 @@ impl Lease {
     pub async fn try_acquire(&self) -> Result<Guard> {
         self.check()?;
         let token = Token::random();
+        let span = observe::acquire_span!(self.keys, token, "try");
+        let result = self.try_once(token).instrument(span.clone()).await;
+        let outcome = self.outcome(&span, &result);
+        observe::acquisition(self.keys.kind(), outcome);
+        result
+    }
+
+    /// Records how an acquire call ended on its span; its outcome, for the
+    /// metrics.
+    fn outcome(&self, span: &tracing::Span, result: &Result<Guard>) -> &'static str {
+        let outcome = match result {
+            Ok(_) => "acquired",
+            Err(e) if e.is_held() => "busy",
+            Err(e) if e.is_timeout() => "timeout",
+            Err(_) => "error",
+        };
+        if let Ok(guard) = result {
+            span.record("fence", guard.fence());
+        }
+        span.record("outcome", outcome);
+        outcome
+    }
+
+    async fn try_once(&self, token: Token) -> Result<Guard> {
         let mut pending = Pending::new(self, token);
         match self.attempt(&mut pending, None).await? {
             Attempt::Got(fence, sent) => {
@@ -99,10 +125,24 @@ impl Lease {
     pub async fn acquire(&self) -> Result<Guard> {
         self.check()?;
         let started = Instant::now();
+        let token = Token::random();
+        let span = observe::acquire_span!(self.keys, token, "wait");
+        let result = self.wait_for(token, started).instrument(span.clone()).await;
+        let outcome = self.outcome(&span, &result);
+        let kind = self.keys.kind();
+        observe::acquisition(kind, outcome);
+        observe::waited(kind, outcome, started);
+        result
+    }
+
+    /// `acquire` for `token`, called at `started`.
+    async fn wait_for(&self, token: Token, started: Instant) -> Result<Guard> {
         let deadline = started.checked_add(self.wait);
         let hub = &self.core.hub;
         let channel = self.keys.wake();
-        let mut pending = Pending::new(self, Token::random());
+        // Made at the first nap, closed when the call ends.
+        let mut wait_span: Option<tracing::Span> = None;
+        let mut pending = Pending::new(self, token);
         // Names this waiter in a fair queue (not a secret, unlike the token).
         let waiter_id = self.keys.is_fair().then(Token::random);
         // Until it gets the lease, a fair waiter that gives up leaves the
@@ -181,6 +221,9 @@ impl Lease {
                     // published to nobody: look once more.
                     continue;
                 }
+            }
+            if wait_span.is_none() {
+                wait_span = Some(observe::wait_span!(self.keys));
             }
             let waiter = pending.claim.waiter().expect("registered above");
             let mut nap = backoff.mul_f64(rand::rng().random_range(0.5..=1.0));

@@ -13,6 +13,8 @@ mod handover;
 mod input;
 mod inspect;
 mod lifecycle;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod oom;
 mod ownership;
 mod regressions;
@@ -22,5 +24,6 @@ mod rwlock;
 mod scripts;
 mod semaphore;
 mod tls;
+mod traces;
 mod txn;
 mod wakeup;
