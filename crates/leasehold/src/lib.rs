@@ -166,11 +166,13 @@
 
 #![deny(missing_docs)]
 
+mod acl;
 mod backend;
 #[doc(hidden)]
 pub mod bench_hooks;
 mod client;
 mod data;
+mod deploy;
 mod engine;
 mod error;
 mod hold;
@@ -183,6 +185,7 @@ mod semaphore;
 mod token;
 mod wake;
 
+pub use acl::{ACL_COMMANDS, ACL_TRANSACTION_COMMANDS, acl_rule};
 pub use client::{ClientBuilder, ClusterBuilder, RedlockBuilder};
 pub use data::{
     Committed, FenceGate, Fetched, Invocation, LeaseScript, Optimistic, Script, SingleFlight,

@@ -94,6 +94,7 @@ impl Core {
                 core.release_in_background(keys, token);
             }
         }));
+        crate::deploy::warn_at_connect(&core);
         core
     }
 
