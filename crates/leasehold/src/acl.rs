@@ -79,7 +79,8 @@ pub const ACL_COMMANDS: &[&str] = &[
 pub const ACL_TRANSACTION_COMMANDS: &[&str] = &["watch", "unwatch", "multi", "exec", "discard"];
 
 /// The least-privilege Redis ACL rule (Redis 7; see below for 6.2) for a
-/// leasehold user whose names all start with `prefix` (`""`: any name).
+/// leasehold user whose names all start with `prefix` (`""`: any name,
+/// then every key and channel: `~* &*`).
 ///
 /// Give it to `ACL SETUSER` after the user's name, `on` and its password:
 ///
@@ -134,6 +135,14 @@ pub const ACL_TRANSACTION_COMMANDS: &[&str] = &["watch", "unwatch", "multi", "ex
 ///   `&leasehold:rebuild:*`);
 /// - a database other than 0 in the URL (`redis://.../2`): `+select`.
 ///
+/// Each client reads the server's settings once at connect (`CONFIG GET`,
+/// to warn of eviction and of no persistence, see
+/// [`ClientBuilder::connect`](crate::ClientBuilder::connect)); the rule
+/// leaves `config|get` out, as it can read secrets (`masterauth`), so a
+/// restricted user's connect leaves one refused `config|get` in `ACL LOG`,
+/// and the check is skipped. `leasehold doctor`, run by an admin user,
+/// checks the same settings.
+///
 /// A command refused by ACL fails with [`ErrorKind::Redis`](crate::ErrorKind::Redis),
 /// [`Error::is_permission_denied`](crate::Error::is_permission_denied), whose
 /// message names what was refused and points here; `leasehold doctor`
@@ -142,11 +151,17 @@ pub fn acl_rule(prefix: &str) -> String {
     let p = glob_escape(prefix);
     let mut rule = String::from("resetkeys resetchannels -@all");
     for sigil in ['~', '&'] {
-        for form in [
-            format!("{p}*"),
-            format!("leasehold:{{{p}*"),
-            format!("{{????}}:leasehold:{{{p}*"),
-        ] {
+        // Redis refuses patterns after `*`, which covers them all.
+        let forms = if p.is_empty() {
+            vec!["*".to_owned()]
+        } else {
+            vec![
+                format!("{p}*"),
+                format!("leasehold:{{{p}*"),
+                format!("{{????}}:leasehold:{{{p}*"),
+            ]
+        };
+        for form in forms {
             rule.push(' ');
             rule.push(sigil);
             rule.push_str(&form);
@@ -231,7 +246,8 @@ mod tests {
             assert!(rule.split(' ').any(|w| w == part), "{part} in {rule}");
         }
         assert!(acl_rule("a*b").contains("~a\\*b*"));
-        assert!(acl_rule("").contains(" ~* "));
+        let all = acl_rule("");
+        assert!(all.contains(" ~* &* +ping "), "{all}");
     }
 
     #[test]

@@ -266,7 +266,8 @@ impl Error {
     pub fn is_connection(&self) -> bool {
         match &*self.0 {
             ErrorKind::Connect { .. } | ErrorKind::ConnectTimeout { .. } => true,
-            ErrorKind::Redis { source, .. } => is_transport(source),
+            // A refused password is the server's answer, not a broken link.
+            ErrorKind::Redis { source, .. } => is_transport(source) && !is_auth(source),
             _ => false,
         }
     }

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod acl;
 mod batch;
 mod cluster;
 mod exclusion;
@@ -23,3 +24,4 @@ mod semaphore;
 mod tls;
 mod txn;
 mod wakeup;
+mod warnings;
