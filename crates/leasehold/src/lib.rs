@@ -187,6 +187,7 @@ mod wake;
 
 pub use acl::{ACL_COMMANDS, ACL_TRANSACTION_COMMANDS, acl_rule};
 pub use client::{ClientBuilder, ClusterBuilder, RedlockBuilder};
+pub use deploy::doctor::{Check, Verdict};
 pub use data::{
     Committed, FenceGate, Fetched, Invocation, LeaseScript, Optimistic, Script, SingleFlight,
     Source, StaleFence, Tx,

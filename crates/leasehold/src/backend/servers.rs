@@ -117,3 +117,121 @@ impl Backend {
         })
     }
 }
+
+/// A connection the doctor sends single commands on: the client's shared
+/// one (one server; a cluster, routed by key), or one of its own (each
+/// Redlock master).
+pub(crate) enum Link {
+    /// The client's shared connection.
+    Shared(super::Conn),
+    /// A connection of its own.
+    Own(redis::aio::MultiplexedConnection),
+}
+
+impl redis::aio::ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Link::Shared(c) => c.req_packed_command(cmd),
+            Link::Own(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::Shared(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Own(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Shared(c) => c.get_db(),
+            Link::Own(c) => c.get_db(),
+        }
+    }
+}
+
+impl Backend {
+    /// Where commands on a name's keys go, with the printable address of
+    /// each: the one server, the cluster (routed by key), or each master
+    /// (a connection of its own, within the connect timeout).
+    pub(crate) async fn links(&self, connect: std::time::Duration) -> Vec<(String, Result<Link>)> {
+        match self {
+            Backend::Single(s) => vec![(
+                s.node.addr().to_owned(),
+                Ok(Link::Shared(super::Conn::Single(s.node.conn()))),
+            )],
+            Backend::Cluster(c) => vec![(
+                c.addr().to_owned(),
+                Ok(Link::Shared(super::Conn::Cluster(c.conn()))),
+            )],
+            Backend::Redlock(r) => {
+                let mut out = Vec::new();
+                for client in r.redis_clients() {
+                    let addr = client.get_connection_info().addr().to_string();
+                    let config = redis::AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(connect))
+                        .set_response_timeout(Some(connect));
+                    let conn = client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await
+                        .map(Link::Own)
+                        .map_err(|e| Error::redis("opening a connection", &addr, e));
+                    out.push((addr, conn));
+                }
+                out
+            }
+        }
+    }
+
+    /// Subscribes to `channel` and unsubscribes, as the client's
+    /// subscriber would (sharded on a cluster), on a connection of its own
+    /// to each server that waiters listen to: what each answered.
+    pub(crate) async fn try_subscribe(&self, channel: &[u8]) -> Vec<(String, redis::RedisResult<()>)> {
+        match self {
+            Backend::Cluster(c) => {
+                let (tx, _rx) = tokio::sync::mpsc::unbounded_channel::<redis::PushInfo>();
+                let subscribed = async {
+                    let client = super::cluster::builder(c.seeds(), c.timeouts())
+                        .use_protocol(redis::ProtocolVersion::RESP3)
+                        .push_sender(tx)
+                        .build()?;
+                    let mut conn = client.get_async_connection().await?;
+                    conn.ssubscribe(channel).await?;
+                    conn.sunsubscribe(channel).await
+                };
+                vec![(c.addr().to_owned(), subscribed.await)]
+            }
+            Backend::Single(_) | Backend::Redlock(_) => {
+                let clients: Vec<redis::Client> = match self {
+                    Backend::Single(s) => vec![s.node.redis().clone()],
+                    Backend::Redlock(r) => r.redis_clients(),
+                    Backend::Cluster(_) => unreachable!("above"),
+                };
+                let mut out = Vec::new();
+                for client in clients {
+                    let addr = client.get_connection_info().addr().to_string();
+                    let subscribed = async {
+                        let mut pubsub = client.get_async_pubsub().await?;
+                        pubsub.subscribe(channel).await?;
+                        pubsub.unsubscribe(channel).await
+                    };
+                    out.push((addr, subscribed.await));
+                }
+                out
+            }
+        }
+    }
+}
+
+impl Backend {
+    /// How long one command waits for its reply, for checks of the deployment.
+    pub(crate) fn reply_timeout(&self) -> std::time::Duration {
+        self.response_timeout()
+    }
+}
