@@ -161,6 +161,7 @@ async fn one(cli: &Cli, address: &cmd::Address, command: &Command) -> leasehold:
         Command::Release(args) => cmd::tokens::release(cli, &connect().await?, args).await,
         Command::Status(args) => cmd::inspect::status(cli, &connect().await?, args).await,
         Command::List(args) => cmd::inspect::list(cli, &connect().await?, args).await,
+        Command::Doctor(args) => cmd::doctor::run(cli, &connect().await?, args).await,
         Command::Run(_) | Command::Sem(_) => unreachable!("dispatch runs these"),
     }
 }
