@@ -155,6 +155,11 @@ impl ClientBuilder {
     /// # Ok(()) }
     /// ```
     ///
+    /// Once connected, the client reads the server's settings in the
+    /// background and warns (through `tracing`) if Redis can evict leases
+    /// or loses them on restart; see [Checking a
+    /// deployment](crate#checking-a-deployment).
+    ///
     /// # Cancel safety
     ///
     /// Dropping the future drops the half-made connection; nothing is left

@@ -671,7 +671,10 @@ mod tests {
         assert!(err.is_permission_denied() && !err.is_retryable(), "{err}");
         let text = err.to_string();
         assert!(text.contains("lacks the 'evalsha' command"), "{text}");
-        assert!(text.contains("acl_rule") && text.contains("Redis ACL"), "{text}");
+        assert!(
+            text.contains("acl_rule") && text.contains("Redis ACL"),
+            "{text}"
+        );
         assert!(!refused("READONLY").is_permission_denied());
     }
 }

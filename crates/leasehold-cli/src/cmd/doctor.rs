@@ -32,8 +32,16 @@ pub async fn run(cli: &Cli, client: &Client, args: &DoctorArgs) -> leasehold::Re
     let probe = args.name.clone().unwrap_or_else(default_probe);
     let checks = client.doctor(probe.as_bytes()).await?;
     let count = |v: Verdict| checks.iter().filter(|c| c.verdict == v).count();
-    let (ok, warn, fail) = (count(Verdict::Ok), count(Verdict::Warn), count(Verdict::Fail));
-    let exit = if fail > 0 { Exit::Failure } else { Exit::Success };
+    let (ok, warn, fail) = (
+        count(Verdict::Ok),
+        count(Verdict::Warn),
+        count(Verdict::Fail),
+    );
+    let exit = if fail > 0 {
+        Exit::Failure
+    } else {
+        Exit::Success
+    };
     if cli.json {
         for c in &checks {
             Record::Check(json::Check::new(c)).print();

@@ -35,7 +35,10 @@ fn as_app(server: &RedisServer) -> Command {
 
 /// The keys of the server: the doctor must leave none behind.
 fn keys(server: &RedisServer) -> Vec<String> {
-    redis::cmd("KEYS").arg("*").query(&mut admin(server)).unwrap()
+    redis::cmd("KEYS")
+        .arg("*")
+        .query(&mut admin(server))
+        .unwrap()
 }
 
 /// The line of the check `check` whose verdict is `verdict`, and the fix
@@ -69,7 +72,12 @@ fn a_healthy_server_passes_every_check() {
     }
     assert!(!out.contains("warn ") && !out.contains("fail "), "{out}");
     assert!(out.contains("0 warning(s), 0 failed"), "{out}");
-    assert!(line_of(&out, "ok", "acl").unwrap().0.contains("leasehold-doctor-"));
+    assert!(
+        line_of(&out, "ok", "acl")
+            .unwrap()
+            .0
+            .contains("leasehold-doctor-")
+    );
     assert_eq!(keys(&server), Vec::<String>::new(), "the probe left keys");
 }
 
@@ -86,7 +94,10 @@ fn an_evicting_server_without_persistence_warns_with_the_fix() {
     assert_eq!(o.status.code(), Some(0), "warnings alone exit 0: {out}");
     let (line, fix) = line_of(&out, "warn", "eviction").expect("an eviction warning");
     assert!(line.contains("allkeys-lru"), "{line}");
-    assert!(fix.unwrap().contains("maxmemory-policy noeviction"), "{out}");
+    assert!(
+        fix.unwrap().contains("maxmemory-policy noeviction"),
+        "{out}"
+    );
     let (line, fix) = line_of(&out, "warn", "persistence").expect("a persistence warning");
     assert!(line.contains("no persistence"), "{line}");
     assert!(fix.unwrap().contains("appendonly yes"), "{out}");
@@ -105,7 +116,10 @@ fn a_user_without_evalsha_fails_the_acl_check_naming_it() {
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
     let (line, fix) = line_of(&out, "fail", "acl").expect("a failed acl check");
     assert!(line.contains("refused commands: evalsha"), "{line}");
-    assert!(fix.unwrap().contains("ACL SETUSER <user> +evalsha"), "{out}");
+    assert!(
+        fix.unwrap().contains("ACL SETUSER <user> +evalsha"),
+        "{out}"
+    );
     // CONFIG GET is not in the rule: not checked, said so.
     let (line, fix) = line_of(&out, "warn", "persistence").unwrap();
     assert!(line.contains("not checked"), "{line}");
@@ -143,8 +157,14 @@ fn a_name_in_use_is_not_touched() {
     let o = output(leasehold(Some(&server)).args(["doctor", "--name", "busy"]));
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(line_of(&out, "fail", "acl").unwrap().0.contains("in use"), "{out}");
-    let v: String = redis::cmd("GET").arg("busy").query(&mut admin(&server)).unwrap();
+    assert!(
+        line_of(&out, "fail", "acl").unwrap().0.contains("in use"),
+        "{out}"
+    );
+    let v: String = redis::cmd("GET")
+        .arg("busy")
+        .query(&mut admin(&server))
+        .unwrap();
     assert_eq!(v, "someone");
 }
 
@@ -173,9 +193,17 @@ fn json_lines_are_a_check_per_line_then_the_summary() {
     for c in checks {
         assert_eq!(c["type"], "check", "{c}");
         let d = &c["data"];
-        assert!(["ok", "warn", "fail"].contains(&d["verdict"].as_str().unwrap()), "{c}");
+        assert!(
+            ["ok", "warn", "fail"].contains(&d["verdict"].as_str().unwrap()),
+            "{c}"
+        );
         assert_eq!(d["fix"].is_null(), d["verdict"] == "ok", "{c}");
-        assert!(d["server"].as_str().unwrap().contains(&server.port().to_string()));
+        assert!(
+            d["server"]
+                .as_str()
+                .unwrap()
+                .contains(&server.port().to_string())
+        );
     }
     let eviction = checks
         .iter()
@@ -203,7 +231,10 @@ fn a_cluster_is_checked_master_by_master() {
     ]));
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
-    let clusters: Vec<&str> = out.lines().filter(|l| l.starts_with("ok    cluster")).collect();
+    let clusters: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("ok    cluster"))
+        .collect();
     assert_eq!(clusters.len(), 3, "{out}");
     assert!(clusters[0].contains("all 16384 slots"), "{out}");
     assert_eq!(
@@ -214,7 +245,12 @@ fn a_cluster_is_checked_master_by_master() {
     for m in cluster.masters() {
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg("*")
-            .query(&mut redis::Client::open(cluster.node(m).url()).unwrap().get_connection().unwrap())
+            .query(
+                &mut redis::Client::open(cluster.node(m).url())
+                    .unwrap()
+                    .get_connection()
+                    .unwrap(),
+            )
             .unwrap();
         assert_eq!(keys, Vec::<String>::new(), "master {m}");
     }

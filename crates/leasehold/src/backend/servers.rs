@@ -52,24 +52,28 @@ impl Backend {
                 out
             }
             Backend::Redlock(r) => {
-                let addrs: Vec<String> = r
-                    .redis_clients()
-                    .iter()
-                    .map(|c| c.get_connection_info().addr().to_string())
-                    .collect();
-                let each = r
-                    .pipeline_on_each(pipe.clone(), "reading the settings")
-                    .await;
-                addrs
-                    .into_iter()
-                    .zip(each)
-                    .map(|(addr, replies)| Answer {
-                        addr,
-                        replies: replies.ok_or_else(|| {
-                            std::io::Error::other("no answer within the response timeout").into()
-                        }),
-                    })
-                    .collect()
+                // Connections of their own: a background read must not
+                // count against a master in the links' bookkeeping (a
+                // missed deadline makes a master silent).
+                let within = r.response_timeout();
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(within))
+                    .set_response_timeout(Some(within));
+                let mut out = Vec::new();
+                for client in r.redis_clients() {
+                    let replies = match client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await
+                    {
+                        Ok(mut conn) => pipe.query_async(&mut conn).await,
+                        Err(e) => Err(e),
+                    };
+                    out.push(Answer {
+                        addr: client.get_connection_info().addr().to_string(),
+                        replies,
+                    });
+                }
+                out
             }
         })
     }
@@ -192,7 +196,10 @@ impl Backend {
     /// Subscribes to `channel` and unsubscribes, as the client's
     /// subscriber would (sharded on a cluster), on a connection of its own
     /// to each server that waiters listen to: what each answered.
-    pub(crate) async fn try_subscribe(&self, channel: &[u8]) -> Vec<(String, redis::RedisResult<()>)> {
+    pub(crate) async fn try_subscribe(
+        &self,
+        channel: &[u8],
+    ) -> Vec<(String, redis::RedisResult<()>)> {
         match self {
             Backend::Cluster(c) => {
                 let (tx, _rx) = tokio::sync::mpsc::unbounded_channel::<redis::PushInfo>();

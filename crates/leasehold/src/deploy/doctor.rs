@@ -368,9 +368,7 @@ fn acl_verdict(addr: &str, shown: &str, refused: Vec<(String, String)>) -> Check
         return Check::ok(
             "acl",
             addr,
-            format!(
-                "every command of the rule is allowed on the keys and channel of `{shown}`"
-            ),
+            format!("every command of the rule is allowed on the keys and channel of `{shown}`"),
         );
     }
     let commands: Vec<String> = refused
@@ -398,9 +396,9 @@ fn acl_verdict(addr: &str, shown: &str, refused: Vec<(String, String)>) -> Check
     }
     if !others.is_empty() {
         found.push(format!("refused on `{shown}`: {}", others.join("; ")));
-        fix.push(format!(
-            "grant the name's keys and channels (leasehold::acl_rule(\"PREFIX\"): ~PREFIX* ~leasehold:{{PREFIX* ... &leasehold:{{PREFIX* ...), or give --name a name the user may use"
-        ));
+        fix.push(
+            "grant the name's keys and channels (leasehold::acl_rule(\"PREFIX\"): ~PREFIX* ~leasehold:{PREFIX* ... &leasehold:{PREFIX* ...), or give --name a name the user may use".to_owned(),
+        );
     }
     fix.push("the whole rule: README, \"Redis ACL\"".to_owned());
     Check::bad(Verdict::Fail, "acl", addr, found.join("; "), fix.join("; "))
@@ -467,7 +465,10 @@ async fn probe_commands(
     let c = |name: &str| redis::cmd(name);
     let mut sent: Vec<(&str, redis::Cmd)> = vec![
         ("ping", c("PING")),
-        ("script|load", c("SCRIPT").arg("LOAD").arg("return 0").clone()),
+        (
+            "script|load",
+            c("SCRIPT").arg("LOAD").arg("return 0").clone(),
+        ),
         (
             "evalsha",
             // The SHA1 of `return 0`, loaded above (or NOSCRIPT: allowed).
@@ -478,7 +479,10 @@ async fn probe_commands(
                 .clone(),
         ),
         ("eval", c("EVAL").arg("return 0").arg(1).arg(n).clone()),
-        ("set", c("SET").arg(n).arg("doctor").arg("PX").arg(60_000).clone()),
+        (
+            "set",
+            c("SET").arg(n).arg("doctor").arg("PX").arg(60_000).clone(),
+        ),
         ("get", c("GET").arg(n).clone()),
         ("exists", c("EXISTS").arg(n).clone()),
         ("pttl", c("PTTL").arg(n).clone()),
@@ -500,14 +504,21 @@ async fn probe_commands(
             "zremrangebyscore",
             c("ZREMRANGEBYSCORE").arg(zset).arg(0).arg(0).clone(),
         ),
-        ("hset", c("HSET").arg(&hash[..]).arg("doctor").arg(1).clone()),
+        (
+            "hset",
+            c("HSET").arg(&hash[..]).arg("doctor").arg(1).clone(),
+        ),
         ("hget", c("HGET").arg(&hash[..]).arg("doctor").clone()),
         ("hkeys", c("HKEYS").arg(&hash[..]).clone()),
         ("hlen", c("HLEN").arg(&hash[..]).clone()),
         ("hdel", c("HDEL").arg(&hash[..]).arg("doctor").clone()),
         (
             "scan",
-            c("SCAN").arg(0).arg("MATCH").arg("leasehold-doctor-none").clone(),
+            c("SCAN")
+                .arg(0)
+                .arg("MATCH")
+                .arg("leasehold-doctor-none")
+                .clone(),
         ),
         ("del", c("DEL").arg(n).clone()),
     ];
@@ -617,7 +628,8 @@ async fn settings(conn: &mut impl ConnectionLike, addr: &str) -> Vec<Check> {
             } else {
                 format!("CONFIG GET failed: {e}")
             };
-            let fix = "run `leasehold doctor` as a user allowed CONFIG GET (an admin) to check them";
+            let fix =
+                "run `leasehold doctor` as a user allowed CONFIG GET (an admin) to check them";
             return vec![
                 Check::bad(
                     Verdict::Warn,

@@ -97,9 +97,11 @@ async fn a_user_restricted_by_the_documented_rule_does_everything() {
             .await
             .map(|g| g.fence())
     });
-    eventually(Duration::from_secs(10), "the waiter's subscription", || async {
-        client.status("acl/woken").await.unwrap().waiting_clients == 1
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the waiter's subscription",
+        || async { client.status("acl/woken").await.unwrap().waiting_clients == 1 },
+    )
     .await;
     let held = guard.fence();
     guard.release().await.unwrap();
@@ -185,7 +187,10 @@ async fn a_user_without_evalsha_is_told_which_command_is_missing() {
     assert!(!err.is_retryable(), "{err}");
     let text = err.to_string();
     assert!(text.contains("'evalsha'"), "{text}");
-    assert!(text.contains("acl_rule") && text.contains("Redis ACL"), "{text}");
+    assert!(
+        text.contains("acl_rule") && text.contains("Redis ACL"),
+        "{text}"
+    );
     assert!(!text.contains("s3cret-pw"), "{text}");
 }
 
@@ -283,9 +288,11 @@ async fn a_refused_subscription_falls_back_to_timers_without_hammering() {
             .await
             .map(|g| g.fence())
     });
-    eventually(Duration::from_secs(10), "the refused subscription", || async {
-        refused_count(&server, "subscribe").await >= 1
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the refused subscription",
+        || async { refused_count(&server, "subscribe").await >= 1 },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     guard.release().await.unwrap();

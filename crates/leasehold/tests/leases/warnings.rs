@@ -99,8 +99,14 @@ async fn an_evicting_server_without_persistence_is_warned_of_once() {
     let warnings = capture.warnings();
     assert_eq!(warnings.len(), 2, "{warnings:#?}");
     let evict = warnings.iter().find(|w| w.contains("evict")).unwrap();
-    assert!(evict.contains("allkeys-lru") && evict.contains("noeviction"), "{evict}");
-    assert!(evict.contains(&format!("127.0.0.1:{}", server.port())), "{evict}");
+    assert!(
+        evict.contains("allkeys-lru") && evict.contains("noeviction"),
+        "{evict}"
+    );
+    assert!(
+        evict.contains(&format!("127.0.0.1:{}", server.port())),
+        "{evict}"
+    );
     let restart = warnings.iter().find(|w| w.contains("restart")).unwrap();
     assert!(restart.contains("appendonly yes"), "{restart}");
 
@@ -169,5 +175,8 @@ async fn a_user_that_may_not_read_the_settings_is_not_warned_but_debugged() {
         .into_iter()
         .find(|d| d.contains("CONFIG GET"))
         .unwrap();
-    assert!(debug.contains("NOPERM") || debug.contains("permission"), "{debug}");
+    assert!(
+        debug.contains("NOPERM") || debug.contains("permission"),
+        "{debug}"
+    );
 }
