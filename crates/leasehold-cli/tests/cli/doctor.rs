@@ -270,3 +270,38 @@ fn a_wrong_password_is_never_printed() {
         assert!(err.contains("user and password"), "{err}");
     }
 }
+
+#[test]
+fn redlock_masters_are_checked_each_and_their_clocks_together() {
+    let masters = RedisServer::start_many(3).expect("start 3 redis-servers");
+    let mut cmd = leasehold(None);
+    for m in &masters {
+        cmd.arg("--url").arg(m.url());
+    }
+    let o = output(cmd.arg("doctor"));
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    for m in &masters {
+        let at = format!("127.0.0.1:{}", m.port());
+        for check in ["version", "clock", "acl"] {
+            assert!(
+                out.lines()
+                    .any(|l| l.starts_with("ok") && l.contains(check) && l.contains(&at)),
+                "{check} of {at}: {out}"
+            );
+        }
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("warn  persistence") && l.contains(&at)),
+            "{out}"
+        );
+    }
+    assert!(out.contains("the masters' clocks are within"), "{out}");
+    assert!(
+        out.contains("took and gave back a lease and a semaphore"),
+        "{out}"
+    );
+    for m in &masters {
+        assert_eq!(keys(m), Vec::<String>::new());
+    }
+}

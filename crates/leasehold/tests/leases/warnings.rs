@@ -180,3 +180,43 @@ async fn a_user_that_may_not_read_the_settings_is_not_warned_but_debugged() {
         "{debug}"
     );
 }
+
+#[tokio::test]
+async fn each_master_of_a_cluster_is_warned_of() {
+    let capture = Capture::default();
+    let _on = tracing::subscriber::set_default(capture.clone());
+    let cluster = testkit::RedisCluster::start_with(testkit::ClusterOptions {
+        masters: 3,
+        replicas_per_master: 0,
+        server: ServerOptions {
+            aof: true,
+            maxmemory_policy: Some("volatile-lru".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .expect("start a 3-master cluster");
+    let _client = Client::builder()
+        .cluster(cluster.seeds())
+        .connect()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "a warning per master", || async {
+        capture.warnings().len() >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let warnings = capture.warnings();
+    assert_eq!(warnings.len(), 3, "{warnings:#?}");
+    for m in cluster.masters() {
+        let at = format!("127.0.0.1:{}", cluster.node(m).port());
+        let w = warnings
+            .iter()
+            .find(|w| w.contains(&at))
+            .unwrap_or_else(|| panic!("no warning for {at}: {warnings:#?}"));
+        assert!(
+            w.contains("volatile-lru") && w.contains("keys with a TTL"),
+            "{w}"
+        );
+    }
+}
