@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 /// Keep it in step with `lib.rs`'s `# Layout` section: a new module goes in
 /// a layer above every module it uses and below every module using it.
 pub(crate) const LAYERS: &[&[&str]] = &[
-    &["error", "token", "keys"],
+    &["error", "token", "keys", "acl"],
     &["scripts"],
     &["backend"],
     &["wake"],
@@ -34,7 +34,7 @@ pub(crate) const LAYERS: &[&[&str]] = &[
     &["lease"],
     &["semaphore", "rwlock"],
     &["data"],
-    &["inspect"],
+    &["inspect", "deploy"],
     &["client"],
     &["bench_hooks"],
 ];
@@ -45,6 +45,8 @@ pub(crate) const LAYERS: &[&[&str]] = &[
 pub(crate) const SAME_LAYER: &[(&str, &str)] = &[
     // A token refuses bad input with the crate's `Error`.
     ("token", "error"),
+    // An error names what Redis's ACL refused.
+    ("error", "acl"),
 ];
 
 /// What a file's direct calls to Redis look like: `redis::cmd`,

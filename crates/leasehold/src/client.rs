@@ -168,9 +168,7 @@ impl ClientBuilder {
         let timeouts = self.timeouts()?;
         let id = Token::random();
         let backend = Backend::single(url, timeouts, &self.tls, id).await?;
-        Ok(Client {
-            core: Core::new(backend, id),
-        })
+        Ok(started(backend, id))
     }
 }
 
@@ -324,9 +322,7 @@ impl RedlockBuilder {
         self.options.no_tls_files("Redlock")?;
         let id = Token::random();
         let backend = Backend::redlock(&self.masters, timeouts, self.node_timeout, id).await?;
-        Ok(Client {
-            core: Core::new(backend, id),
-        })
+        Ok(started(backend, id))
     }
 }
 
@@ -362,9 +358,7 @@ impl ClusterBuilder {
         self.options.no_tls_files("Redis Cluster")?;
         let id = Token::random();
         let backend = Backend::cluster(&self.seeds, timeouts, id).await?;
-        Ok(Client {
-            core: Core::new(backend, id),
-        })
+        Ok(started(backend, id))
     }
 }
 
@@ -559,4 +553,12 @@ impl Client {
     pub fn connections(&self) -> usize {
         self.core.backend.connections() + self.core.hub.subscriber_connections()
     }
+}
+
+/// The client over a connected `backend`, whose settings it then reads
+/// in the background (warning of a server that can lose leases).
+fn started(backend: Backend, id: Token) -> Client {
+    let core = Core::new(backend, id);
+    crate::deploy::warn_at_connect(&core);
+    Client { core }
 }

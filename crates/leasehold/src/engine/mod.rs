@@ -94,7 +94,6 @@ impl Core {
                 core.release_in_background(keys, token);
             }
         }));
-        crate::deploy::warn_at_connect(&core);
         core
     }
 
