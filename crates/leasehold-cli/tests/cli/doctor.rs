@@ -242,6 +242,34 @@ fn a_cluster_is_checked_master_by_master() {
         2,
         "{out}"
     );
+    // A user restricted by the rule: the ACL checks pass; the cluster's
+    // state (CLUSTER INFO, an admin command) is not checked, and said so.
+    let mut setuser = vec!["ACL", "SETUSER", "app", "on", ">s3cret-pw"];
+    let rule = leasehold::acl_rule("jobs/");
+    setuser.extend(rule.split(' '));
+    for node in 0..cluster.nodes().len() {
+        cluster.call(node, &setuser).unwrap();
+    }
+    let as_app = seed.replace("redis://", "redis://app:s3cret-pw@");
+    let o = output(leasehold(None).args([
+        "--cluster",
+        "--url",
+        &as_app,
+        "--connect-timeout",
+        "20s",
+        "doctor",
+        "--name",
+        "jobs/doctor",
+    ]));
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok    acl")).count(),
+        2,
+        "{out}"
+    );
+    let (line, _) = line_of(&out, "warn", "cluster").expect("cluster not checked");
+    assert!(line.contains("not checked"), "{line}");
     for m in cluster.masters() {
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg("*")
@@ -304,4 +332,29 @@ fn redlock_masters_are_checked_each_and_their_clocks_together() {
     for m in &masters {
         assert_eq!(keys(m), Vec::<String>::new());
     }
+}
+
+#[test]
+fn a_user_without_exists_is_not_probed_at_all() {
+    let server = RedisServer::start().unwrap();
+    set_user(&server, &format!("{} -exists", leasehold::acl_rule("")));
+    let () = redis::cmd("SET")
+        .arg("busy")
+        .arg("someone")
+        .query(&mut admin(&server))
+        .unwrap();
+    let o = output(as_app(&server).args(["doctor", "--name", "busy"]));
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let (line, fix) = line_of(&out, "fail", "acl").unwrap();
+    assert!(
+        line.contains("exists") && line.contains("not probing"),
+        "{line}"
+    );
+    assert!(fix.unwrap().contains("+exists"), "{out}");
+    let v: String = redis::cmd("GET")
+        .arg("busy")
+        .query(&mut admin(&server))
+        .unwrap();
+    assert_eq!(v, "someone", "the name in use was left alone");
 }

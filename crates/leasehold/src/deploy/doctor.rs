@@ -100,7 +100,8 @@ impl Client {
     /// user may use) and then taking and giving back a lease, a fair
     /// lease, a semaphore and a read-write lock named `probe...`, as
     /// the deployment offers them. Every key it writes is deleted at the
-    /// end; a `probe` whose keys exist is refused (a fail), untouched.
+    /// end; a `probe` whose keys exist is refused (a fail), untouched. It
+    /// also loads the one-line script `return 0` (`SCRIPT LOAD`).
     ///
     /// Persistence and eviction are read with `CONFIG GET`, which the ACL
     /// rule leaves out: for a restricted user they are warnings ("could
@@ -258,7 +259,19 @@ impl Client {
                     ));
                     continue;
                 }
-                Err(e) if crate::acl::refused(&e).is_some() => {}
+                Err(e) if crate::acl::refused(&e).is_some() => {
+                    checks.push(Check::bad(
+                        Verdict::Fail,
+                        "acl",
+                        &addr,
+                        format!(
+                            "refused commands: exists ({}); not probing, as the probe name could not be checked unused",
+                            crate::acl::refused(&e).unwrap_or_default()
+                        ),
+                        "ACL SETUSER <user> +exists; the whole rule: README, \"Redis ACL\"",
+                    ));
+                    continue;
+                }
                 Err(e) => {
                     checks.push(Check::bad(
                         Verdict::Fail,
@@ -683,13 +696,22 @@ async fn settings(conn: &mut impl ConnectionLike, addr: &str) -> Vec<Check> {
 async fn cluster_state(conn: &mut impl ConnectionLike, addr: &str) -> Check {
     let info: String = match redis::cmd("CLUSTER").arg("INFO").query_async(conn).await {
         Ok(i) => i,
+        Err(e) if crate::acl::refused(&e).is_some() => {
+            return Check::bad(
+                Verdict::Warn,
+                "cluster",
+                addr,
+                "not checked: CLUSTER INFO is refused to this user",
+                "run `leasehold doctor` as a user allowed CLUSTER INFO (an admin) to check the cluster's state",
+            );
+        }
         Err(e) => {
             return Check::bad(
                 Verdict::Fail,
                 "cluster",
                 addr,
                 format!("CLUSTER INFO failed: {e}"),
-                "ACL SETUSER <user> +cluster|info, or check as an admin user",
+                "check the node: redis-cli --cluster check HOST:PORT",
             );
         }
     };

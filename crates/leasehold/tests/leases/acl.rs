@@ -305,3 +305,102 @@ async fn a_refused_subscription_falls_back_to_timers_without_hammering() {
     let tries = refused_count(&server, "subscribe").await;
     assert!(tries <= 3, "the subscriber retried {tries} times");
 }
+
+/// A 3-master cluster whose every node has the user `app` with the rule
+/// for names under `acl/`, and a client connected as that user.
+async fn restricted_cluster() -> (testkit::RedisCluster, Client) {
+    let cluster = testkit::RedisCluster::start_with(testkit::ClusterOptions {
+        masters: 3,
+        replicas_per_master: 0,
+        ..Default::default()
+    })
+    .expect("start a 3-master cluster");
+    let mut args = vec![
+        "ACL".to_owned(),
+        "SETUSER".into(),
+        "app".into(),
+        "on".into(),
+    ];
+    args.push(">s3cret-pw".into());
+    args.extend(leasehold::acl_rule("acl/").split(' ').map(String::from));
+    for node in 0..cluster.nodes().len() {
+        let reply = cluster.call(node, &args).unwrap();
+        assert!(matches!(reply, testkit::Reply::Status(_)), "{reply:?}");
+    }
+    let seeds: Vec<String> = cluster
+        .seeds()
+        .iter()
+        .map(|s| s.replace("redis://", "redis://app:s3cret-pw@"))
+        .collect();
+    let client = Client::builder().cluster(seeds).connect().await.unwrap();
+    (cluster, client)
+}
+
+#[tokio::test]
+async fn on_a_cluster_the_rule_covers_sharded_wakeups_and_slot_maps() {
+    let (cluster, client) = restricted_cluster().await;
+    let seeds: Vec<String> = cluster
+        .seeds()
+        .iter()
+        .map(|s| s.replace("redis://", "redis://app:s3cret-pw@"))
+        .collect();
+    let other = Client::builder().cluster(seeds).connect().await.unwrap();
+    let names = ["acl/a", "acl/b", "acl/c", "acl/{t}d", "acl/e}f"];
+    for name in names {
+        take_and_give_back(&client.lease(name)).await;
+    }
+    // A waiter woken through sharded pub/sub.
+    let guard = client
+        .lease("acl/a")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .await
+        .unwrap();
+    let waiter = tokio::spawn(async move {
+        other
+            .lease("acl/a")
+            .wait(Duration::from_secs(20))
+            .acquire()
+            .await
+            .map(|g| g.fence())
+    });
+    eventually(
+        Duration::from_secs(10),
+        "the waiter's subscription",
+        || async { client.status("acl/a").await.unwrap().waiting_clients == 1 },
+    )
+    .await;
+    guard.release().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter is woken")
+        .unwrap()
+        .unwrap();
+    take_and_give_back(&client.lease("acl/fair").fair(true)).await;
+    take_and_give_back_sem(&client.semaphore("acl/sem", 2)).await;
+    let rw = client.rwlock("acl/rw");
+    rw.write().acquire().await.unwrap().release().await.unwrap();
+    let listed = client.list("acl/*").await.unwrap();
+    for name in names {
+        assert!(listed.iter().any(|s| s.name == name.as_bytes()), "{name}");
+    }
+    // Nothing but the settings check was refused, on any node.
+    let mut settings_checks = 0;
+    for node in 0..cluster.nodes().len() {
+        let reply = cluster.call(node, &["ACL", "LOG"]).unwrap();
+        for entry in reply.as_array().unwrap() {
+            let fields = entry.as_array().unwrap();
+            let object = fields
+                .chunks(2)
+                .find(|kv| kv[0].as_text().as_deref() == Some("object"))
+                .and_then(|kv| kv[1].as_text())
+                .unwrap();
+            assert_eq!(object, "config|get", "node {node}: {reply}");
+            settings_checks += 1;
+        }
+    }
+    assert!(
+        settings_checks >= 1,
+        "the settings check was refused somewhere"
+    );
+}
