@@ -404,3 +404,29 @@ async fn on_a_cluster_the_rule_covers_sharded_wakeups_and_slot_maps() {
         "the settings check was refused somewhere"
     );
 }
+
+#[tokio::test]
+async fn over_redlock_the_rule_covers_script_loads_and_probes() {
+    let masters = RedisServer::start_many(3).expect("start 3 redis-servers");
+    for m in &masters {
+        set_user(m, "app", "pw", &leasehold::acl_rule("acl/")).await;
+    }
+    let client = Client::builder()
+        .redlock(masters.iter().map(|m| url_as(m, "app", "pw")))
+        .connect()
+        .await
+        .unwrap();
+    let guard = client.lease("acl/job").acquire().await.unwrap();
+    guard.extend().await.unwrap();
+    guard.release().await.unwrap();
+    take_and_give_back_sem(&client.semaphore("acl/sem", 2)).await;
+    assert!(!client.status("acl/job").await.unwrap().is_held());
+    for m in &masters {
+        let refused = refusals(m).await;
+        assert!(
+            refused.iter().all(|r| r.contains("config|get")),
+            "{}: {refused:?}",
+            m.port()
+        );
+    }
+}
