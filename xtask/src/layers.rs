@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 pub(crate) const LAYERS: &[&[&str]] = &[
     // Traces and metrics: every layer reports through it.
     &["observe"],
-    &["error", "token", "keys"],
+    &["error", "token", "keys", "acl"],
     &["scripts"],
     &["backend"],
     &["wake"],
@@ -36,7 +36,7 @@ pub(crate) const LAYERS: &[&[&str]] = &[
     &["lease"],
     &["semaphore", "rwlock"],
     &["data"],
-    &["inspect"],
+    &["inspect", "deploy"],
     &["client"],
     &["bench_hooks"],
 ];
@@ -47,6 +47,8 @@ pub(crate) const LAYERS: &[&[&str]] = &[
 pub(crate) const SAME_LAYER: &[(&str, &str)] = &[
     // A token refuses bad input with the crate's `Error`.
     ("token", "error"),
+    // An error names what Redis's ACL refused.
+    ("error", "acl"),
 ];
 
 /// What a file's direct calls to Redis look like: `redis::cmd`,

@@ -189,6 +189,8 @@ Durations are in milliseconds; a null holder or remaining_ms means none:
              writer_waiting (rwlock), queued (fair)}
   run       {name, fence, exit_code, command_exit_code, lost}   run, sem run (at the end)
   top       {lease's fields, new_holders, over_ms, acquisitions_per_s}   top
+  check     {check, server, verdict, found, fix}   doctor (verdict: ok, warn, fail; fix null when ok)
+  doctor    {ok, warn, fail, exit_code}            doctor (at the end)
   demo and bench print their own rows (see their --help).
   A command under `run` writes to the same stdout: its output comes first, as it wrote it.
   `name` is the name whole, never cut or escaped. A name whose bytes are not UTF-8
@@ -200,7 +202,7 @@ Exit codes:
   0      success; a closed stdout (| head) is success too
   N      run / sem run: the command's own exit status (128 + signal if a signal killed
          it; 127 if it was not found, 126 if it could not be started)
-  1      other failure
+  1      other failure; doctor: a check failed
   2      bad usage or bad input (bad duration, empty name, zero ttl, bad URL, bad token),
          or what the deployment does not offer (--fair over Redlock)
   3      lease not obtained: held by someone else (--no-wait), or not free within --wait;
@@ -331,6 +333,26 @@ pub enum Command {
     ///
     /// Example: leasehold top 'jobs/*'; leasehold top --json --interval 1s
     Top(TopArgs),
+    /// Check a deployment and print what to fix: version, persistence, eviction, cluster, ACL, clock.
+    ///
+    /// For each server (each master of a cluster, each Redlock master): the
+    /// Redis version (6.2 or later; 7 on a cluster) and role, persistence
+    /// (AOF or RDB), the eviction policy (noeviction), the cluster's state
+    /// and slots (--cluster), and the clock against this host's (TIME, half
+    /// the round trip taken off). Then the ACL permissions: every command of
+    /// the README's "Redis ACL" rule is sent on the keys of --name (a name
+    /// nobody uses; it is refused, untouched, if in use), and a lease, a
+    /// fair lease, a semaphore and a read-write lock are taken and given
+    /// back there; every key written is deleted. Persistence and eviction
+    /// need CONFIG GET: run it as an admin user to check them.
+    ///
+    /// Each check prints `ok`, `warn` or `fail` and, unless ok, a one-line
+    /// fix. Exit 0 when nothing failed (warnings included), 1 when a check
+    /// failed, 5 when Redis cannot be reached at all. With --json, one
+    /// `check` record per check, then a `doctor` summary.
+    ///
+    /// Example: leasehold --url redis://app:secret@10.0.0.7:6379 doctor --name jobs/doctor
+    Doctor(DoctorArgs),
 
     /// Semaphores: at most K holders at once, across machines.
     #[command(subcommand)]
@@ -485,6 +507,14 @@ fn interval(s: &str) -> Result<Duration, String> {
     } else {
         Ok(d)
     }
+}
+
+/// `doctor`.
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// The name to probe the ACL permissions with: one nobody uses, in the namespace the user may use [default: leasehold-doctor-<random>].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 /// `sem ...`.

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | 0 | success (a closed stdout, as with `\| head`, is success too) |
 //! | N | `run`, `sem run`: the command's own exit status (128 + signal if a signal killed it; 127 not found, 126 not startable) |
-//! | 1 | any other failure |
+//! | 1 | any other failure; `doctor`: a check failed (warnings alone exit 0) |
 //! | 2 | bad usage or bad input: a bad duration, an empty name, a zero or out-of-range ttl, a bad URL, a malformed token; what the deployment does not offer (`--fair` over Redlock) |
 //! | 3 | the lease was not obtained: held by someone else (`--no-wait`), or not free within `--wait` (like `flock -E`) |
 //! | 4 | the lease was lost while the command ran (`run`), or was about to run out with renewals failing and the command was stopped; or the token does not hold it (`extend`, `release`) |

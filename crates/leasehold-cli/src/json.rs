@@ -61,6 +61,52 @@ pub enum Record<'a> {
     Run(Run<'a>),
     /// A name as `top --json` sees it.
     Top(Top<'a>),
+    /// One check of `doctor`.
+    Check(Check<'a>),
+    /// `doctor`'s summary, last.
+    Doctor(Doctor),
+}
+
+/// `check`: one finding of `doctor`.
+#[derive(Serialize, Debug)]
+pub struct Check<'a> {
+    /// What was checked: `version`, `role`, `persistence`, `eviction`,
+    /// `cluster`, `acl`, `clock`.
+    pub check: &'a str,
+    /// The server (`host:port`), or the whole deployment.
+    pub server: &'a str,
+    /// `ok`, `warn` or `fail`.
+    pub verdict: &'static str,
+    /// What was found, one line.
+    pub found: &'a str,
+    /// What to do, one line; `null` when ok.
+    pub fix: Option<&'a str>,
+}
+
+impl<'a> Check<'a> {
+    /// The record of one check.
+    pub fn new(c: &'a leasehold::Check) -> Self {
+        Check {
+            check: c.check,
+            server: &c.server,
+            verdict: c.verdict.as_str(),
+            found: &c.found,
+            fix: c.fix.as_deref(),
+        }
+    }
+}
+
+/// `doctor`: how many checks had each verdict, and the exit code.
+#[derive(Serialize, Debug)]
+pub struct Doctor {
+    /// Checks passed.
+    pub ok: usize,
+    /// Warnings: leasehold works, with a risk or something not checked.
+    pub warn: usize,
+    /// Failed checks.
+    pub fail: usize,
+    /// What `doctor` exits with: 0 unless a check failed (1).
+    pub exit_code: u8,
 }
 
 impl Record<'_> {

@@ -166,6 +166,7 @@ async fn one(cli: &Cli, address: &cmd::Address, command: &Command) -> leasehold:
         Command::Status(args) => cmd::inspect::status(cli, &connect().await?, args).await,
         Command::List(args) => cmd::inspect::list(cli, &connect().await?, args).await,
         Command::Top(args) => cmd::top::run(cli, &connect().await?, address, args).await,
+        Command::Doctor(args) => cmd::doctor::run(cli, &connect().await?, args).await,
         Command::Run(_) | Command::Sem(_) => unreachable!("dispatch runs these"),
     }
 }

@@ -191,6 +191,11 @@ impl ClientBuilder {
     /// # Ok(()) }
     /// ```
     ///
+    /// Once connected, the client reads the server's settings in the
+    /// background and warns (through `tracing`) if Redis can evict leases
+    /// or loses them on restart; see [Checking a
+    /// deployment](crate#checking-a-deployment).
+    ///
     /// # Cancel safety
     ///
     /// Dropping the future drops the half-made connection; nothing is left
@@ -199,9 +204,7 @@ impl ClientBuilder {
         let timeouts = self.timeouts()?;
         let id = Token::random();
         let backend = Backend::single(url, timeouts, &self.tls, id).await?;
-        Ok(Client {
-            core: Core::new(backend, id, self.replicas),
-        })
+        Ok(started(backend, id, self.replicas))
     }
 }
 
@@ -358,9 +361,7 @@ impl RedlockBuilder {
         }
         let id = Token::random();
         let backend = Backend::redlock(&self.masters, timeouts, self.node_timeout, id).await?;
-        Ok(Client {
-            core: Core::new(backend, id, None),
-        })
+        Ok(started(backend, id, None))
     }
 }
 
@@ -396,9 +397,7 @@ impl ClusterBuilder {
         self.options.no_tls_files("Redis Cluster")?;
         let id = Token::random();
         let backend = Backend::cluster(&self.seeds, timeouts, id).await?;
-        Ok(Client {
-            core: Core::new(backend, id, self.options.replicas),
-        })
+        Ok(started(backend, id, self.options.replicas))
     }
 }
 
@@ -633,4 +632,12 @@ impl Client {
     pub fn connections(&self) -> usize {
         self.core.backend.connections() + self.core.hub.subscriber_connections()
     }
+}
+
+/// The client over a connected `backend`, whose settings it then reads
+/// in the background (warning of a server that can lose leases).
+fn started(backend: Backend, id: Token, replicas: Option<Replicas>) -> Client {
+    let core = Core::new(backend, id, replicas);
+    crate::deploy::warn_at_connect(&core);
+    Client { core }
 }

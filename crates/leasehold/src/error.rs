@@ -280,7 +280,8 @@ impl Error {
     pub fn is_connection(&self) -> bool {
         match &*self.0 {
             ErrorKind::Connect { .. } | ErrorKind::ConnectTimeout { .. } => true,
-            ErrorKind::Redis { source, .. } => is_transport(source),
+            // A refused password is the server's answer, not a broken link.
+            ErrorKind::Redis { source, .. } => is_transport(source) && !is_auth(source),
             _ => false,
         }
     }
@@ -331,6 +332,25 @@ impl Error {
             || matches!(&*self.0, ErrorKind::Redis { source, .. } if is_try_again(source))
             || matches!(&*self.0, ErrorKind::QuorumNotReached { nodes, .. }
                 if nodes.iter().all(|n| n.cause.is_retryable()))
+    }
+
+    /// True when Redis's ACL refused a command, key or channel to the
+    /// user leasehold connected as (`NOPERM`, or a script's command
+    /// refused): the user lacks part of [`acl_rule`](crate::acl_rule). The
+    /// message names what was refused. Not retryable.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// match client.lease("jobs/nightly").try_acquire().await {
+    ///     Err(e) if e.is_permission_denied() => {
+    ///         eprintln!("{e}\ngrant: {}", leasehold::acl_rule("jobs/"));
+    ///     }
+    ///     other => drop(other?),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(&*self.0, ErrorKind::Redis { source, .. } if crate::acl::refused(source).is_some())
     }
 
     pub(crate) fn unsupported(what: &'static str, on: &'static str, why: &'static str) -> Error {
@@ -527,7 +547,14 @@ impl fmt::Display for Error {
                     }
                     _ => "",
                 };
-                f.write_str(hint)
+                f.write_str(hint)?;
+                if let Some(what) = crate::acl::refused(source) {
+                    write!(
+                        f,
+                        "; the Redis ACL user lacks {what}: grant it the rule of leasehold::acl_rule (README, \"Redis ACL\"); `leasehold doctor --name NAME` names every permission missing"
+                    )?;
+                }
+                Ok(())
             }
         }
     }
@@ -654,5 +681,25 @@ mod tests {
         for code in ["READONLY", "OOM", "NOPERM", "WRONGTYPE", "ERR"] {
             assert!(!refused(code).is_retryable(), "{code}");
         }
+    }
+
+    #[test]
+    fn an_acl_refusal_names_what_and_points_to_the_rule() {
+        let err = Error::redis(
+            "the acquire script",
+            "10.0.0.7:6379",
+            redis::make_extension_error(
+                "NOPERM".to_owned(),
+                Some("this user has no permissions to run the 'evalsha' command".to_owned()),
+            ),
+        );
+        assert!(err.is_permission_denied() && !err.is_retryable(), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("lacks the 'evalsha' command"), "{text}");
+        assert!(
+            text.contains("acl_rule") && text.contains("Redis ACL"),
+            "{text}"
+        );
+        assert!(!refused("READONLY").is_permission_denied());
     }
 }

@@ -48,8 +48,10 @@
 //!   rule); `node` is one server, `batch` gathers plain leases' scripts.
 //! - `scripts`: the Lua scripts (`src/scripts/*.lua`), one file per family,
 //!   and their typed calls.
+//! - `deploy`: what the servers must be: their settings read once at
+//!   connect (warnings), and [`Client::doctor`] ([`Check`], [`Verdict`]).
 //! - `keys` (where a name's keys live), `token` ([`Token`]), `error`
-//!   ([`Error`], [`ErrorKind`]).
+//!   ([`Error`], [`ErrorKind`]), `acl` ([`acl_rule`], [`ACL_COMMANDS`]).
 //! - `observe`, the bottom: the spans, events and metrics every layer
 //!   reports through (see [Traces](#traces) and [Metrics](#metrics)).
 //!
@@ -206,6 +208,32 @@
 //! | `leasehold_batches_total` | counter | calls | — | batch calls carrying several tasks' acquires and releases |
 //! | `leasehold_batch_size` | histogram | operations | — | operations per batch call |
 //! | `leasehold_redis_errors_total` | counter | errors | `kind` (`readonly`, `oom`, `noauth`, `wrongpass`, `noperm`, `loading`, `busy`, `tryagain`, `masterdown`, `clusterdown`, `moved`, `ask`, `noscript`, `wrongtype`, `other-reply`, `timeout`, `connect-timeout`, `refused`, `io`, `other`) | errors from Redis or its connection |
+//! # Redis ACL
+//!
+//! A user restricted to [`acl_rule`] can do everything leasehold does: the
+//! keys of its names (each name and its `leasehold:...` companions), their
+//! wake channels, and [`ACL_COMMANDS`]. The user and password come from
+//! the URL (`redis://user:password@host:port`) and are never printed. A
+//! command, key or channel refused by ACL fails with an error that names it
+//! ([`Error::is_permission_denied`]).
+//!
+//! ```no_run
+//! # async fn f() -> leasehold::Result<()> {
+//! // ACL SETUSER app on >secret <leasehold::acl_rule("jobs/")>
+//! let client = leasehold::Client::connect("redis://app:secret@10.0.0.7:6379").await?;
+//! let guard = client.lease("jobs/nightly").acquire().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Checking a deployment
+//!
+//! Each client reads every server's settings once, in the background, right
+//! after it connects (`CONFIG GET`), and warns through `tracing` (target
+//! `leasehold`) when a server can lose leases: a `maxmemory-policy` other
+//! than `noeviction`, or no persistence (no AOF and no RDB save point).
+//! Where the user may not run `CONFIG GET` (the ACL rule leaves it out),
+//! the check is skipped with a debug event. [`Client::doctor`] checks more,
+//! on demand: version, role, cluster state, clocks, every ACL permission.
 //!
 //! # Crate features
 //!
@@ -216,11 +244,13 @@
 
 #![deny(missing_docs)]
 
+mod acl;
 mod backend;
 #[doc(hidden)]
 pub mod bench_hooks;
 mod client;
 mod data;
+mod deploy;
 mod engine;
 mod error;
 mod hold;
@@ -234,11 +264,13 @@ mod semaphore;
 mod token;
 mod wake;
 
+pub use acl::{ACL_COMMANDS, ACL_TRANSACTION_COMMANDS, acl_rule};
 pub use client::{ClientBuilder, ClusterBuilder, RedlockBuilder};
 pub use data::{
     Committed, FenceGate, Fetched, Invocation, LeaseScript, Optimistic, Script, SingleFlight,
     Source, StaleFence, Tx,
 };
+pub use deploy::doctor::{Check, Verdict};
 pub use engine::Client;
 pub use error::{Error, ErrorKind, NodeFailure, Result};
 pub use hold::{Detached, Guard};

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod doctor;
 pub mod inspect;
 pub mod run;
 pub mod tokens;

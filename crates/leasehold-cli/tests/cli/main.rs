@@ -5,6 +5,7 @@ mod common;
 
 mod cluster;
 mod demo;
+mod doctor;
 mod force;
 mod inputs;
 mod inspect;

@@ -243,7 +243,7 @@ impl Cluster {
     }
 
     /// The masters, as `host:port`, by a slot map read now.
-    async fn masters(&self) -> Result<Vec<(String, u16)>> {
+    pub(crate) async fn masters(&self) -> Result<Vec<(String, u16)>> {
         let ranges = self.fresh_ranges().await?;
         let mut masters: Vec<(String, u16)> =
             ranges.iter().map(|(_, _, h, p)| (h.clone(), *p)).collect();

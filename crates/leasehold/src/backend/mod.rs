@@ -24,6 +24,7 @@ pub(crate) mod batch;
 pub(crate) mod cluster;
 pub(crate) mod node;
 pub(crate) mod redlock;
+pub(crate) mod servers;
 
 use std::sync::Arc;
 use std::time::Duration;

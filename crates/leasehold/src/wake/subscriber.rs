@@ -25,6 +25,7 @@ pub(super) const RECONNECT_MAX: Duration = Duration::from_secs(2);
 /// the channels that have waiters (plus a linger), and reconnects.
 pub(super) async fn subscriber(shared: Arc<Shared>) {
     let mut backoff = RECONNECT_MIN;
+    let mut warned = false;
     loop {
         let opened = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -44,6 +45,9 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
         };
         backoff = RECONNECT_MIN;
         let mut subscribed: HashSet<Arc<[u8]>> = HashSet::new();
+        // A subscription refused by ACL: not a broken connection, and
+        // subscribing again at once would be refused again.
+        let mut refused: Option<redis::RedisError> = None;
         loop {
             // Work out what to change, under the lock; talk to Redis outside it.
             let (to_sub, to_unsub, next_check) = plan(&shared, &subscribed);
@@ -58,7 +62,8 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
             }
             if !to_sub.is_empty() {
                 let names: Vec<&[u8]> = to_sub.iter().map(|c| &**c).collect();
-                if wire.subscribe(names).await.is_err() {
+                if let Err(e) = wire.subscribe(names).await {
+                    refused = crate::acl::refused(&e).is_some().then_some(e);
                     break;
                 }
                 let mut channels = shared.lock();
@@ -89,6 +94,17 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
         reader.abort();
         for ch in shared.lock().values_mut() {
             ch.confirmed = false;
+        }
+        if let Some(e) = refused {
+            if !warned {
+                warned = true;
+                tracing::warn!(error = %e, "leasehold: Redis's ACL refused the subscription to a wake channel; waiters fall back to timers. Grant the channels and commands of leasehold::acl_rule (README, \"Redis ACL\")");
+            }
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(RECONNECT_MAX) => {}
+            }
+            continue;
         }
         tracing::debug!("leasehold: subscriber connection lost; reconnecting");
     }

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod acl;
 mod batch;
 mod cluster;
 mod exclusion;
@@ -27,3 +28,4 @@ mod tls;
 mod traces;
 mod txn;
 mod wakeup;
+mod warnings;
