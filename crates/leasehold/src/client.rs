@@ -69,9 +69,11 @@ impl ClientBuilder {
     }
 
     /// Trusts the CA certificate(s) in the PEM file at `path` for
-    /// `rediss://` URLs, instead of the system's roots: for a server whose
-    /// certificate a private CA signed. The file is read at connect, and
-    /// an error names it.
+    /// `rediss://` URLs, instead of the system's roots: for servers whose
+    /// certificates a private CA signed. It applies to every connection of
+    /// the client: the one server's, each [Redlock](Self::redlock)
+    /// master's, each [cluster](Self::cluster) node's, and their
+    /// subscribers'. The file is read at connect, and an error names it.
     ///
     /// ```no_run
     /// # async fn f() -> leasehold::Result<()> {
@@ -88,8 +90,9 @@ impl ClientBuilder {
 
     /// Shows the client certificate in the PEM file `cert`, with its
     /// private key in `key`, to a `rediss://` server that asks for one
-    /// (`tls-auth-clients yes`). Both files are read at connect, and an
-    /// error names the one that cannot be read.
+    /// (`tls-auth-clients yes`): every server, master or cluster node the
+    /// client connects to. Both files are read at connect, and an error
+    /// names the one that cannot be read.
     ///
     /// ```no_run
     /// # async fn f() -> leasehold::Result<()> {
@@ -170,20 +173,6 @@ impl ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Refuses certificates given for a backend that cannot use them yet,
-    /// rather than connecting without them.
-    fn no_tls_files(&self, on: &'static str) -> Result<()> {
-        if self.tls.is_default() {
-            Ok(())
-        } else {
-            Err(Error::unsupported(
-                "TLS CA and client certificate files",
-                on,
-                "only a single server takes them for now; rediss:// URLs with the system's roots work",
-            ))
-        }
-    }
-
     fn timeouts(&self) -> Result<Timeouts> {
         if self.connect_timeout.is_zero() {
             return Err(Error::invalid("connect timeout", "must be more than zero"));
@@ -316,9 +305,15 @@ impl RedlockBuilder {
     /// Dropping the future drops the half-made connections.
     pub async fn connect(self) -> Result<Client> {
         let timeouts = self.options.timeouts()?;
-        self.options.no_tls_files("Redlock")?;
         let id = Token::random();
-        let backend = Backend::redlock(&self.masters, timeouts, self.node_timeout, id).await?;
+        let backend = Backend::redlock(
+            &self.masters,
+            timeouts,
+            &self.options.tls,
+            self.node_timeout,
+            id,
+        )
+        .await?;
         Ok(Client {
             core: Core::new(backend, id),
         })
@@ -354,9 +349,8 @@ impl ClusterBuilder {
     /// Dropping the future drops the half-made connections.
     pub async fn connect(self) -> Result<Client> {
         let timeouts = self.options.timeouts()?;
-        self.options.no_tls_files("Redis Cluster")?;
         let id = Token::random();
-        let backend = Backend::cluster(&self.seeds, timeouts, id).await?;
+        let backend = Backend::cluster(&self.seeds, timeouts, &self.options.tls, id).await?;
         Ok(Client {
             core: Core::new(backend, id),
         })

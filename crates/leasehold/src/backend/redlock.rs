@@ -65,7 +65,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::node::{Timeouts, connect_and_probe, open, parse_url, scan_keys};
+use super::node::{Timeouts, Tls, connect_and_probe, open_with, parse_url, scan_keys};
 use super::{Acquire, Extended, HandoverReply, Held, Released, drift, ttl_ms};
 use crate::error::{Error, ErrorKind, NodeFailure, Result};
 use crate::keys::{Family, LeaseKeys};
@@ -363,9 +363,12 @@ impl Redlock {
     /// malformed or given twice, or when fewer than a majority answer
     /// within the connect timeout; the ones that did not are retried in
     /// the background meanwhile, and count as failed until they answer.
+    /// Every master's connections (and its subscriber's) use the
+    /// certificates of `tls`.
     pub(crate) async fn connect(
         urls: &[String],
         timeouts: Timeouts,
+        tls: &Tls,
         node_timeout: Duration,
         publisher: Token,
     ) -> Result<Redlock> {
@@ -389,7 +392,7 @@ impl Redlock {
                     ),
                 ));
             }
-            clients.push((open(url)?, addr));
+            clients.push((open_with(url, tls)?, addr));
         }
         let connected = futures_util::future::join_all(
             clients
@@ -1608,7 +1611,7 @@ mod tests {
             connect: second,
             response: second,
         };
-        let redlock = Redlock::connect(&urls, timeouts, second, crate::Token::random())
+        let redlock = Redlock::connect(&urls, timeouts, &Default::default(), second, crate::Token::random())
             .await
             .unwrap();
         let mut admin = redis::Client::open(urls[0].as_str())
