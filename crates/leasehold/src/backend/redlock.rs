@@ -1611,9 +1611,15 @@ mod tests {
             connect: second,
             response: second,
         };
-        let redlock = Redlock::connect(&urls, timeouts, &Default::default(), second, crate::Token::random())
-            .await
-            .unwrap();
+        let redlock = Redlock::connect(
+            &urls,
+            timeouts,
+            &Default::default(),
+            second,
+            crate::Token::random(),
+        )
+        .await
+        .unwrap();
         let mut admin = redis::Client::open(urls[0].as_str())
             .unwrap()
             .get_multiplexed_async_connection()
