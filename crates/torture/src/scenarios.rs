@@ -21,6 +21,13 @@
 //! its `SET NX` on the first master. Redlock adds a check, C6 (see
 //! [`checker`]): no grant while a majority of masters is stopped, and
 //! grants go on while only a minority is.
+//!
+//! With `--tls` every server of the lock listens for TLS too, with
+//! certificates of one CA testkit generates, and every client of the lock
+//! connects by `rediss://` trusting that CA: the workers, the control arm,
+//! `leasehold run --tls-ca`; the fault proxy forwards to the TLS port (it
+//! passes bytes, so TLS goes through it). The faults and the checkers keep
+//! the plain ports, which stay open; the fenced store stays plain.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -414,6 +421,7 @@ pub async fn run(
     scenario: &Scenario,
     quick: bool,
     backend: Backend,
+    tls: bool,
     progress: &indicatif::ProgressBar,
     history: Option<&std::path::Path>,
 ) -> Result<Row, String> {
@@ -427,12 +435,26 @@ pub async fn run(
     let name = format!("torture/{}", scenario.name);
     let store_server = testkit::RedisServer::start().map_err(|e| e.to_string())?;
     let cluster = backend == Backend::Cluster;
+    // With --tls: one CA for every server of the lock.
+    let tls_files = if tls {
+        Some(testkit::TlsFiles::generate_temp().map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let lock_opts = testkit::ServerOptions {
+        tls: tls.then_some(testkit::ClientAuth::Optional),
+        tls_files: tls_files.clone(),
+        ..Default::default()
+    };
+    // The URL a client of the lock uses for `server`.
+    let url_of = |server: &testkit::RedisServer| server.tls_url().unwrap_or_else(|| server.url());
     let (lock, direct_url) = if cluster {
         progress.set_message(format!("{}: starting a cluster", scenario.name));
         let opts = testkit::ClusterOptions {
             masters: 3,
             replicas_per_master: usize::from(scenario.fails_over()),
             node_timeout: scenario.node_timeout,
+            server: lock_opts.clone(),
             ..Default::default()
         };
         let cluster = tokio::task::spawn_blocking(move || testkit::RedisCluster::start_with(opts))
@@ -440,7 +462,12 @@ pub async fn run(
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let slot = cluster.slot_of(&name).map_err(|e| e.to_string())?;
-        let (home, seeds) = (cluster.master_of_slot(slot), cluster.seeds().join(","));
+        let seeds = if tls {
+            cluster.tls_seeds()
+        } else {
+            cluster.seeds()
+        };
+        let (home, seeds) = (cluster.master_of_slot(slot), seeds.join(","));
         let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
         (
             Lock::Cluster {
@@ -454,7 +481,7 @@ pub async fn run(
         )
     } else if backend == Backend::Redlock {
         progress.set_message(format!("{}: starting 5 masters", scenario.name));
-        let (aof, faketime) = (scenario.aof, scenario.faketime);
+        let (aof, faketime, opts) = (scenario.aof, scenario.faketime, lock_opts.clone());
         let masters = tokio::task::spawn_blocking(move || {
             (0..REDLOCK_MASTERS)
                 .map(|i| {
@@ -462,7 +489,7 @@ pub async fn run(
                         aof,
                         // The first master's clock is the one that jumps.
                         faketime: faketime && i == 0,
-                        ..Default::default()
+                        ..opts.clone()
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -470,7 +497,7 @@ pub async fn run(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-        let urls: Vec<String> = masters.iter().map(testkit::RedisServer::url).collect();
+        let urls: Vec<String> = masters.iter().map(url_of).collect();
         let ports = masters.iter().map(testkit::RedisServer::port).collect();
         let masters = masters
             .into_iter()
@@ -481,16 +508,22 @@ pub async fn run(
         let server = testkit::RedisServer::start_with(testkit::ServerOptions {
             aof: scenario.aof,
             faketime: scenario.faketime,
-            ..Default::default()
+            ..lock_opts.clone()
         })
         .map_err(|e| e.to_string())?;
-        let (port, url) = (server.port(), server.url());
+        let (port, url) = (server.port(), url_of(&server));
         let server = Arc::new(Mutex::new(server));
         (Lock::Server { server, port }, url)
     };
     let proxy = match (&lock, scenario.proxy) {
-        (Lock::Server { port, .. }, true) => {
-            Some(testkit::FaultProxy::start(*port).map_err(|e| e.to_string())?)
+        (Lock::Server { server, port }, true) => {
+            // In front of the port the clients use.
+            let target = server
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .tls_port()
+                .unwrap_or(*port);
+            Some(testkit::FaultProxy::start(target).map_err(|e| e.to_string())?)
         }
         _ => None,
     };
@@ -499,13 +532,18 @@ pub async fn run(
     } else {
         None
     };
-    let lock_url = proxy.as_ref().map_or(direct_url, |p| p.url());
+    let lock_url = match &proxy {
+        Some(p) if tls => format!("rediss://127.0.0.1:{}", p.port()),
+        Some(p) => p.url(),
+        None => direct_url,
+    };
     let sink = Sink::memory();
     let cfg = WorkerConfig {
         arm: scenario.arm,
         lock_url,
         cluster,
         redlock: backend == Backend::Redlock,
+        tls_ca: tls_files.as_ref().map(testkit::TlsFiles::ca),
         store_url: store_server.url(),
         name,
         ttl_ms: scenario.ttl.as_millis() as u64,
@@ -634,7 +672,8 @@ pub async fn run(
             Backend::Cluster => ".cluster",
             Backend::Redlock => ".redlock",
         };
-        let path = dir.join(format!("{}{suffix}.jsonl", scenario.name));
+        let tls = if tls { ".tls" } else { "" };
+        let path = dir.join(format!("{}{suffix}{tls}.jsonl", scenario.name));
         std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(&path, lines.join("\n") + "\n"))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -705,6 +744,7 @@ pub async fn run(
         scenario: scenario.name.to_owned(),
         cluster,
         redlock: backend == Backend::Redlock,
+        tls,
         arm: scenario.arm,
         seconds: started.elapsed().as_secs_f64(),
         findings,
