@@ -285,11 +285,14 @@ impl RedlockBuilder {
     /// Connects to every master at once.
     ///
     /// Fails with [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
-    /// for no master, a malformed URL or a master given twice, and with
+    /// for no master, a malformed URL or a master given twice (or TLS
+    /// certificate files that cannot be read, or given with URLs that are
+    /// not `rediss://`), and with
     /// [`ErrorKind::QuorumNotReached`](crate::ErrorKind::QuorumNotReached)
-    /// when fewer than a majority answer within the connect timeout. The
-    /// masters that did not answer are tried again in the background, and
-    /// count as failed until they answer.
+    /// when fewer than a majority answer within the connect timeout (each
+    /// master's own error is listed: a TLS certificate that could not be
+    /// verified, say). The masters that did not answer are tried again in
+    /// the background, and count as failed until they answer.
     ///
     /// ```no_run
     /// # async fn f() -> leasehold::Result<()> {
@@ -332,7 +335,8 @@ impl ClusterBuilder {
     /// Discovers the cluster from its seeds and connects.
     ///
     /// Fails with [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
-    /// for no seed or a malformed one, and as
+    /// for no seed or a malformed one (or TLS certificate files that cannot
+    /// be read, or given with seeds that are not `rediss://`), and as
     /// [`ClientBuilder::connect`] does when no seed answers.
     ///
     /// ```no_run
