@@ -448,6 +448,14 @@ pub async fn run(
     };
     // The URL a client of the lock uses for `server`.
     let url_of = |server: &testkit::RedisServer| server.tls_url().unwrap_or_else(|| server.url());
+    // (plain port, TLS port) of each server of the lock, with --tls: to
+    // see its clients on the TLS port.
+    let pairs = |servers: &mut dyn Iterator<Item = &testkit::RedisServer>| -> Vec<(u16, u16)> {
+        servers
+            .filter_map(|s| s.tls_port().map(|t| (s.port(), t)))
+            .collect()
+    };
+    let tls_ports;
     let (lock, direct_url) = if cluster {
         progress.set_message(format!("{}: starting a cluster", scenario.name));
         let opts = testkit::ClusterOptions {
@@ -468,6 +476,7 @@ pub async fn run(
             cluster.seeds()
         };
         let (home, seeds) = (cluster.master_of_slot(slot), seeds.join(","));
+        tls_ports = pairs(&mut cluster.nodes().iter().map(testkit::ClusterNode::server));
         let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
         (
             Lock::Cluster {
@@ -498,6 +507,7 @@ pub async fn run(
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
         let urls: Vec<String> = masters.iter().map(url_of).collect();
+        tls_ports = pairs(&mut masters.iter());
         let ports = masters.iter().map(testkit::RedisServer::port).collect();
         let masters = masters
             .into_iter()
@@ -512,6 +522,7 @@ pub async fn run(
         })
         .map_err(|e| e.to_string())?;
         let (port, url) = (server.port(), url_of(&server));
+        tls_ports = pairs(&mut std::iter::once(&server));
         let server = Arc::new(Mutex::new(server));
         (Lock::Server { server, port }, url)
     };
@@ -605,8 +616,15 @@ pub async fn run(
     ));
 
     let deadline = tokio::time::Instant::now() + run_for;
+    let half_time = tokio::time::Instant::now() + run_for / 2;
+    // With --tls, the lock's clients seen on a TLS port (looked for from
+    // half-time until some are).
+    let mut tls_clients = 0;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
+        if tls && tls_clients == 0 && tokio::time::Instant::now() >= half_time {
+            tls_clients = clients_on_tls_ports(&lab, &tls_ports).await;
+        }
         let events = sink.events().len();
         progress.set_message(format!(
             "{}: {:.0}/{secs} s, {events} events",
@@ -617,6 +635,11 @@ pub async fn run(
     }
     stop_faults.store(true, Ordering::Relaxed);
     let fault_errors = injector.await.unwrap_or_default();
+    if tls && tls_clients == 0 {
+        return Err(format!(
+            "with --tls no client of the lock was seen on a TLS port ({tls_ports:?}, plain and TLS): the workers did not talk TLS"
+        ));
+    }
     lab.heal().await;
     stop_workers.store(true, Ordering::Relaxed);
     if let Some(tasks) = tasks {
@@ -752,6 +775,22 @@ pub async fn run(
         fault_errors,
         verdict,
     })
+}
+
+/// How many connections the servers of `ports` (plain, TLS) have on their
+/// TLS port (`laddr` in `CLIENT LIST`, asked on the plain port); a server
+/// that does not answer (killed, stopped) counts none.
+async fn clients_on_tls_ports(lab: &Lab, ports: &[(u16, u16)]) -> usize {
+    let mut n = 0;
+    for &(plain, tls) in ports {
+        let list = match lab.command_on(plain, &["CLIENT", "LIST"]).await {
+            Ok(redis::Value::BulkString(list)) => String::from_utf8_lossy(&list).into_owned(),
+            Ok(redis::Value::VerbatimString { text, .. }) => text,
+            _ => continue,
+        };
+        n += list.matches(&format!("laddr=127.0.0.1:{tls} ")).count();
+    }
+    n
 }
 
 /// C5: keys of the lease still there after the last ttl: the lease key
