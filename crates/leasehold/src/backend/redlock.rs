@@ -203,15 +203,16 @@ impl Masters {
     }
 
     /// Sends member `i`'s owed releases on `link`'s connection (under its
-    /// lock: before anything else). Gives the masters that went silent
-    /// meanwhile, to be marked once the lock is let go.
+    /// lock: before anything else). Gives what is still out of them, to be
+    /// kept ([`linger`](Self::linger)) once the lock is let go: keeping
+    /// looks at older operations, and the end of one may take a member's
+    /// lock (this one's too), while another task that holds that lock
+    /// waits to keep its own.
     #[must_use]
-    fn pay(&self, i: usize, link: &mut Link) -> Vec<(usize, u64)> {
-        let Some(conn) = &link.conn else {
-            return Vec::new();
-        };
+    fn pay(&self, i: usize, link: &mut Link) -> Option<Box<dyn Lingering>> {
+        let conn = link.conn.as_ref()?;
         if link.owed.is_empty() {
-            return Vec::new();
+            return None;
         }
         let publisher = self.publisher;
         let pending = FuturesUnordered::new();
@@ -229,7 +230,7 @@ impl Masters {
             ));
             pending.push(e);
         }
-        self.limbo.keep(false, Instant::now(), Box::new(pending))
+        Some(Box::new(pending))
     }
 
     /// Keeps what is still out of an operation (see [`Limbo`]); the
@@ -299,11 +300,11 @@ impl Masters {
                 }
                 match answered {
                     Ok(Ok(_)) => {
-                        let missed = masters.pay(i, &mut link);
+                        let paid = masters.pay(i, &mut link);
                         link.silent = false;
                         drop(link);
-                        for (i, epoch) in missed {
-                            masters.silent(i, epoch);
+                        if let Some(paid) = paid {
+                            masters.linger(false, Instant::now(), paid);
                         }
                         return;
                     }
@@ -334,10 +335,10 @@ impl Masters {
                     link.conn = Some(conn);
                     link.epoch += 1;
                     link.silent = false;
-                    let missed = masters.pay(i, &mut link);
+                    let paid = masters.pay(i, &mut link);
                     drop(link);
-                    for (i, epoch) in missed {
-                        masters.silent(i, epoch);
+                    if let Some(paid) = paid {
+                        masters.linger(false, Instant::now(), paid);
                     }
                     tracing::info!(master = m.addr, "leasehold: Redlock master reached");
                     return;
