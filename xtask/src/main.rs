@@ -11,8 +11,9 @@
 //!   cycle (see [`layers`]): `[--json | --dot] [--src DIR]`.
 //! - `torture`: setup, then the fault suite (`leasehold-torture`, release
 //!   build): `[--quick] [--scenario NAME] [--soak 10m] [--json]
-//!   [--cluster | --redlock]` (a 3-master cluster, or 5 independent
-//!   masters with faults on them: on demand, not in `test`).
+//!   [--cluster | --redlock] [--tls]` (a 3-master cluster, or 5 independent
+//!   masters with faults on them; every client over TLS: on demand, not in
+//!   `test`).
 //! - `demo`: setup, then `leasehold demo` (it starts its own throwaway Redis).
 //! - `bench`: setup, then `leasehold bench` built with `--release` on a private
 //!   redis-server, then the peers of `../shared/peers` on the same server.
@@ -78,8 +79,10 @@ enum Task {
     /// updates, stale writes, slow recovery and leftovers.
     ///
     /// `cargo xtask torture [--quick] [--scenario NAME] [--soak 10m]
-    /// [--json] [--list] [--history DIR] [--cluster | --redlock]`. Exits
-    /// non-zero when a scenario breaches (or the control arm does not).
+    /// [--json] [--list] [--history DIR] [--cluster | --redlock] [--tls]`
+    /// (--tls: every client of the lock connects by rediss://, trusting a
+    /// CA generated for the run). Exits non-zero when a scenario breaches
+    /// (or the control arm does not).
     Torture {
         /// Arguments for `leasehold-torture`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

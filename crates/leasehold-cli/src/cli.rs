@@ -110,8 +110,8 @@ pub struct Cli {
 
     /// PEM file of the CA to trust for rediss:// URLs, instead of the system's.
     ///
-    /// For a server whose certificate a private CA signed. Single server
-    /// only for now.
+    /// For servers whose certificates a private CA signed: the one server,
+    /// every Redlock master, or every node of a --cluster.
     #[arg(long, global = true, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
 

@@ -71,9 +71,11 @@ impl ClientBuilder {
     }
 
     /// Trusts the CA certificate(s) in the PEM file at `path` for
-    /// `rediss://` URLs, instead of the system's roots: for a server whose
-    /// certificate a private CA signed. The file is read at connect, and
-    /// an error names it.
+    /// `rediss://` URLs, instead of the system's roots: for servers whose
+    /// certificates a private CA signed. It applies to every connection of
+    /// the client: the one server's, each [Redlock](Self::redlock)
+    /// master's, each [cluster](Self::cluster) node's, and their
+    /// subscribers'. The file is read at connect, and an error names it.
     ///
     /// ```no_run
     /// # async fn f() -> leasehold::Result<()> {
@@ -90,8 +92,9 @@ impl ClientBuilder {
 
     /// Shows the client certificate in the PEM file `cert`, with its
     /// private key in `key`, to a `rediss://` server that asks for one
-    /// (`tls-auth-clients yes`). Both files are read at connect, and an
-    /// error names the one that cannot be read.
+    /// (`tls-auth-clients yes`): every server, master or cluster node the
+    /// client connects to. Both files are read at connect, and an error
+    /// names the one that cannot be read.
     ///
     /// ```no_run
     /// # async fn f() -> leasehold::Result<()> {
@@ -209,20 +212,6 @@ impl ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Refuses certificates given for a backend that cannot use them yet,
-    /// rather than connecting without them.
-    fn no_tls_files(&self, on: &'static str) -> Result<()> {
-        if self.tls.is_default() {
-            Ok(())
-        } else {
-            Err(Error::unsupported(
-                "TLS CA and client certificate files",
-                on,
-                "only a single server takes them for now; rediss:// URLs with the system's roots work",
-            ))
-        }
-    }
-
     fn timeouts(&self) -> Result<Timeouts> {
         if self.connect_timeout.is_zero() {
             return Err(Error::invalid("connect timeout", "must be more than zero"));
@@ -335,11 +324,14 @@ impl RedlockBuilder {
     /// Connects to every master at once.
     ///
     /// Fails with [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
-    /// for no master, a malformed URL or a master given twice, and with
+    /// for no master, a malformed URL or a master given twice (or TLS
+    /// certificate files that cannot be read, or given with URLs that are
+    /// not `rediss://`), and with
     /// [`ErrorKind::QuorumNotReached`](crate::ErrorKind::QuorumNotReached)
-    /// when fewer than a majority answer within the connect timeout. The
-    /// masters that did not answer are tried again in the background, and
-    /// count as failed until they answer.
+    /// when fewer than a majority answer within the connect timeout (each
+    /// master's own error is listed: a TLS certificate that could not be
+    /// verified, say). The masters that did not answer are tried again in
+    /// the background, and count as failed until they answer.
     ///
     /// ```no_run
     /// # async fn f() -> leasehold::Result<()> {
@@ -355,12 +347,18 @@ impl RedlockBuilder {
     /// Dropping the future drops the half-made connections.
     pub async fn connect(self) -> Result<Client> {
         let timeouts = self.options.timeouts()?;
-        self.options.no_tls_files("Redlock")?;
         if self.options.replicas.is_some() {
             return Err(crate::backend::redlock::no_replicas());
         }
         let id = Token::random();
-        let backend = Backend::redlock(&self.masters, timeouts, self.node_timeout, id).await?;
+        let backend = Backend::redlock(
+            &self.masters,
+            timeouts,
+            &self.options.tls,
+            self.node_timeout,
+            id,
+        )
+        .await?;
         Ok(started(backend, id, None))
     }
 }
@@ -377,7 +375,8 @@ impl ClusterBuilder {
     /// Discovers the cluster from its seeds and connects.
     ///
     /// Fails with [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
-    /// for no seed or a malformed one, and as
+    /// for no seed or a malformed one (or TLS certificate files that cannot
+    /// be read, or given with seeds that are not `rediss://`), and as
     /// [`ClientBuilder::connect`] does when no seed answers.
     ///
     /// ```no_run
@@ -394,9 +393,8 @@ impl ClusterBuilder {
     /// Dropping the future drops the half-made connections.
     pub async fn connect(self) -> Result<Client> {
         let timeouts = self.options.timeouts()?;
-        self.options.no_tls_files("Redis Cluster")?;
         let id = Token::random();
-        let backend = Backend::cluster(&self.seeds, timeouts, id).await?;
+        let backend = Backend::cluster(&self.seeds, timeouts, &self.options.tls, id).await?;
         Ok(started(backend, id, self.options.replicas))
     }
 }

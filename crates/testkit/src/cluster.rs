@@ -70,7 +70,12 @@ pub struct ClusterOptions {
     pub deadline: Duration,
     /// Options of every node. [`ServerOptions::cluster`] is set by testkit;
     /// `extra_args` come after testkit's cluster settings, so they can
-    /// override them.
+    /// override them. With [`ServerOptions::tls`] the nodes share one CA
+    /// (generated unless [`ServerOptions::tls_files`] is given), talk TLS
+    /// to each other on the cluster bus and for replication (`tls-cluster`,
+    /// `tls-replication`), and tell TLS clients their TLS ports
+    /// ([`RedisCluster::tls_seeds`]); the plain ports stay open, and tell
+    /// plain clients (testkit's own commands) the plain ports.
     pub server: ServerOptions,
 }
 
@@ -109,6 +114,11 @@ impl ClusterNode {
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         self.server.url()
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT` in a TLS cluster, else `None`.
+    pub fn tls_url(&self) -> Option<String> {
+        self.server.tls_url()
     }
 
     /// The client port.
@@ -210,6 +220,9 @@ impl RedisCluster {
         );
         let mut server_opts = opts.server.clone();
         server_opts.cluster = true;
+        if server_opts.tls.is_some() && server_opts.tls_files.is_none() {
+            server_opts.tls_files = Some(crate::TlsFiles::generate_temp()?);
+        }
         let timeout_ms = opts.node_timeout.as_millis().max(1).to_string();
         let mut args: Vec<String> = [
             "--cluster-node-timeout",
@@ -229,6 +242,9 @@ impl RedisCluster {
         ]
         .map(String::from)
         .to_vec();
+        if server_opts.tls.is_some() {
+            args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from));
+        }
         args.append(&mut server_opts.extra_args);
         server_opts.extra_args = args;
 
@@ -265,7 +281,7 @@ impl RedisCluster {
         }
         let first = &self.nodes[0];
         for node in &self.nodes[1..] {
-            let (port, bus) = (node.port().to_string(), bus_port(node).to_string());
+            let (port, bus) = (node_port(node).to_string(), bus_port(node).to_string());
             self.expect_ok(first, &["CLUSTER", "MEET", "127.0.0.1", &port, &bus])?;
         }
         let masters = self.opts.masters;
@@ -355,6 +371,21 @@ impl RedisCluster {
             .into_iter()
             .map(|i| self.nodes[i].url())
             .collect()
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT` of every master that is up, in a TLS
+    /// cluster (see [`ClusterOptions::server`]); empty otherwise. Their
+    /// certificates are signed by [`tls_files`](Self::tls_files)' CA.
+    pub fn tls_seeds(&self) -> Vec<String> {
+        self.masters()
+            .into_iter()
+            .filter_map(|i| self.nodes[i].tls_url())
+            .collect()
+    }
+
+    /// The CA and certificates every node of a TLS cluster uses.
+    pub fn tls_files(&self) -> Option<&crate::TlsFiles> {
+        self.nodes.first().and_then(|n| n.server.tls_files())
     }
 
     /// The hash slot of `key`, as the server computes it (`CLUSTER KEYSLOT`,
@@ -468,7 +499,7 @@ impl RedisCluster {
     /// exists on both nodes).
     pub fn migrate_keys(&mut self, slot: u16, to: usize, max: usize) -> Result<usize, Error> {
         let source = &self.nodes[self.master_of_slot(slot)];
-        let target_port = self.nodes[to].port().to_string();
+        let target_port = node_port(&self.nodes[to]).to_string();
         let (slot, mut moved) = (slot.to_string(), 0);
         while moved < max {
             let count = MIGRATE_BATCH.min(max - moved).to_string();
@@ -760,7 +791,7 @@ impl RedisCluster {
             if let Role::Replica(master) = *role {
                 let node = &self.nodes[i];
                 let info = self.text(node, &["INFO", "replication"])?;
-                let linked = format!("master_port:{}\r\n", self.nodes[master].port());
+                let linked = format!("master_port:{}\r\n", node_port(&self.nodes[master]));
                 if !info.contains(&linked) || !info.contains("master_link_status:up\r\n") {
                     return Err(format!(
                         "replica {i} (:{}) is not synced with node {master} yet",
@@ -878,6 +909,12 @@ fn command_error(server: &RedisServer, args: &[&str], reply: &Reply) -> Error {
         command: args.join(" "),
         reply: reply.to_string(),
     }
+}
+
+/// The port a node tells the others it serves clients on: its TLS port in
+/// a TLS cluster (the one `MIGRATE` connects to, with TLS), else its port.
+fn node_port(node: &ClusterNode) -> u16 {
+    node.server.tls_port().unwrap_or_else(|| node.port())
 }
 
 fn bus_port(node: &ClusterNode) -> u16 {

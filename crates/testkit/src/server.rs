@@ -82,6 +82,11 @@ pub struct ServerOptions {
     /// authentication. The plain port stays open for testkit's own probes
     /// and for tests that inspect the server.
     pub tls: Option<ClientAuth>,
+    /// With [`tls`](Self::tls): these certificates instead of new ones, so
+    /// that several servers share one CA and a client trusts them all with
+    /// one file ([`RedisServer::start_many_with`] and
+    /// [`RedisCluster`](crate::RedisCluster) do it for you).
+    pub tls_files: Option<TlsFiles>,
 }
 
 /// One `redis-server` child process on a free loopback port.
@@ -153,7 +158,11 @@ impl RedisServer {
             dir,
         };
         if server.opts.tls.is_some() {
-            server.tls = Some((0, TlsFiles::generate(server.dir.path())?));
+            let files = match &server.opts.tls_files {
+                Some(files) => files.clone(),
+                None => TlsFiles::generate(server.dir.path())?,
+            };
+            server.tls = Some((0, files));
         }
         let mut attempt = 1;
         loop {
@@ -181,6 +190,34 @@ impl RedisServer {
         (0..n).map(|_| RedisServer::start()).collect()
     }
 
+    /// Starts `n` independent masters with `opts`. With
+    /// [`ServerOptions::tls`] and no [`ServerOptions::tls_files`], one CA
+    /// is generated for them all, so that one `--tls-ca` trusts every one.
+    ///
+    /// ```
+    /// use testkit::{ClientAuth, RedisServer, ServerOptions};
+    ///
+    /// let masters = RedisServer::start_many_with(3, ServerOptions {
+    ///     tls: Some(ClientAuth::Optional),
+    ///     ..Default::default()
+    /// })?;
+    /// let ca = masters[0].tls_files().unwrap().ca();
+    /// assert!(masters.iter().all(|m| m.tls_files().unwrap().ca() == ca));
+    /// # Ok::<(), testkit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The first failure, as in [`start_with`](Self::start_with).
+    pub fn start_many_with(n: usize, mut opts: ServerOptions) -> Result<Vec<RedisServer>, Error> {
+        if opts.tls.is_some() && opts.tls_files.is_none() {
+            opts.tls_files = Some(TlsFiles::generate_temp()?);
+        }
+        (0..n)
+            .map(|_| RedisServer::start_with(opts.clone()))
+            .collect()
+    }
+
     /// `redis://127.0.0.1:PORT`. The same across [`restart`](Self::restart).
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
@@ -194,6 +231,11 @@ impl RedisServer {
         self.tls
             .as_ref()
             .map(|(port, _)| format!("rediss://127.0.0.1:{port}"))
+    }
+
+    /// The TLS port of a [`ServerOptions::tls`] server, else `None`.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls.as_ref().map(|(port, _)| *port)
     }
 
     /// The CA and certificates of a [`ServerOptions::tls`] server.

@@ -2,6 +2,7 @@
 //! it, and a client certificate for servers that require one.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -30,10 +31,21 @@ pub enum ClientAuth {
 ///
 /// [`generate`](Self::generate) makes a new CA each time, so the files of
 /// two calls do not trust each other: a client given the CA of one fails to
-/// verify a server of the other, as with a wrong `--tls-ca`.
+/// verify a server of the other, as with a wrong `--tls-ca`. Several
+/// servers share a CA when given the same files
+/// ([`ServerOptions::tls_files`](crate::ServerOptions::tls_files)).
+///
+/// ```
+/// let files = testkit::TlsFiles::generate_temp()?;
+/// assert!(files.ca().exists() && files.server_cert().exists());
+/// # Ok::<(), testkit::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
     dir: PathBuf,
+    /// With [`generate_temp`](Self::generate_temp): the directory, removed
+    /// when the last clone is dropped.
+    _owned: Option<Arc<tempfile::TempDir>>,
 }
 
 impl TlsFiles {
@@ -47,6 +59,7 @@ impl TlsFiles {
     pub fn generate(dir: &Path) -> Result<TlsFiles, Error> {
         let files = TlsFiles {
             dir: dir.to_owned(),
+            _owned: None,
         };
         let tls = |e: rcgen::Error| Error::Tls(e.to_string());
 
@@ -64,30 +77,50 @@ impl TlsFiles {
         let issuer = Issuer::new(ca, ca_key);
 
         let leaf =
-            |names: Vec<String>, usage: ExtendedKeyUsagePurpose, cert: PathBuf, key: PathBuf| {
+            |names: Vec<String>, usage: &[ExtendedKeyUsagePurpose], cert: PathBuf, key: PathBuf| {
                 let mut params = CertificateParams::new(names).map_err(tls)?;
                 params
                     .distinguished_name
                     .push(DnType::CommonName, "testkit");
-                params.extended_key_usages = vec![usage];
+                params.extended_key_usages = usage.to_vec();
                 let pair = KeyPair::generate().map_err(tls)?;
                 let signed = params.signed_by(&pair, &issuer).map_err(tls)?;
                 std::fs::write(cert, signed.pem())?;
                 std::fs::write(key, pair.serialize_pem())?;
                 Ok::<(), Error>(())
             };
+        // Servers are clients too: a cluster node on another's bus, a
+        // replica of its master, each showing its own certificate.
         leaf(
             vec!["127.0.0.1".into(), "localhost".into()],
-            ExtendedKeyUsagePurpose::ServerAuth,
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
             files.server_cert(),
             files.server_key(),
         )?;
         leaf(
             vec!["testkit-client".into()],
-            ExtendedKeyUsagePurpose::ClientAuth,
+            &[ExtendedKeyUsagePurpose::ClientAuth],
             files.client_cert(),
             files.client_key(),
         )?;
+        Ok(files)
+    }
+
+    /// [`generate`](Self::generate) into a temporary directory of their
+    /// own, removed when the last clone of the files is dropped: for
+    /// several servers that share one CA (Redlock masters, cluster nodes).
+    ///
+    /// # Errors
+    ///
+    /// As [`generate`](Self::generate); [`Error::Io`] if the directory
+    /// cannot be made.
+    pub fn generate_temp() -> Result<TlsFiles, Error> {
+        let dir = tempfile::Builder::new().prefix("testkit-tls-").tempdir()?;
+        let mut files = TlsFiles::generate(dir.path())?;
+        files._owned = Some(Arc::new(dir));
         Ok(files)
     }
 

@@ -165,6 +165,50 @@ mod start {
         let port = cluster.node(0).port();
         assert!(message.contains(&format!("[redis :{port}]")), "{message}");
     }
+
+    /// Nodes that talk TLS to each other (bus, replication, MIGRATE) and
+    /// still answer testkit's plain commands with plain ports.
+    #[test]
+    fn a_tls_cluster_replicates_moves_slots_and_fails_over_over_tls() {
+        let mut cluster = RedisCluster::start_with(ClusterOptions {
+            masters: 2,
+            replicas_per_master: 1,
+            server: testkit::ServerOptions {
+                tls: Some(testkit::ClientAuth::Required),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
+        let seeds = cluster.tls_seeds();
+        assert_eq!(seeds.len(), 2);
+        for (i, seed) in seeds.iter().enumerate() {
+            let port = cluster.node(i).server().tls_port().unwrap();
+            assert_eq!(*seed, format!("rediss://127.0.0.1:{port}"));
+            assert_eq!(
+                cluster.node(i).server().tls_files().unwrap().ca(),
+                cluster.tls_files().unwrap().ca(),
+                "one CA for every node"
+            );
+        }
+        let key = "tls:key";
+        let slot = cluster.slot_of(key).unwrap();
+        // Replication over TLS (a client certificate is required, so each
+        // replica shows its own).
+        set_replicated(&cluster, key, "v");
+        let owner = cluster.master_of_slot(slot);
+        let other = 1 - owner;
+        // A plain client is told plain ports.
+        assert_eq!(
+            cluster.call(other, &["GET", key]).unwrap(),
+            moved_to(&cluster, slot, owner)
+        );
+        // MIGRATE connects to the target's TLS port.
+        cluster.move_slot(slot, other).unwrap();
+        assert_eq!(cluster.call(other, &["GET", key]).unwrap(), bulk("v"));
+        let new = cluster.failover(other).unwrap();
+        assert_eq!(cluster.call(new, &["GET", key]).unwrap(), bulk("v"));
+    }
 }
 
 mod faults {

@@ -41,6 +41,12 @@ struct Cli {
     /// (Redlock clients, and faults on the masters) instead of one server.
     #[arg(long)]
     redlock: bool,
+    /// Every client of the lock (workers, the control arm, `leasehold
+    /// run`) connects by rediss://, trusting a CA testkit generates for
+    /// the lock's servers; the faults keep the servers' plain ports.
+    /// With --cluster or --redlock too.
+    #[arg(long)]
+    tls: bool,
     #[command(subcommand)]
     worker: Option<Worker>,
 }
@@ -195,6 +201,7 @@ fn main() -> ExitCode {
                 scenario,
                 cli.quick,
                 backend,
+                cli.tls,
                 &progress,
                 cli.history.as_deref(),
             )) {
@@ -245,15 +252,16 @@ fn main() -> ExitCode {
             "{}",
             report::json_line(
                 "summary",
-                &serde_json::json!({"scenarios": rows.len(), "failed": failed, "not_run": not_run, "cluster": cli.cluster, "redlock": cli.redlock, "seconds": started.elapsed().as_secs_f64()})
+                &serde_json::json!({"scenarios": rows.len(), "failed": failed, "not_run": not_run, "cluster": cli.cluster, "redlock": cli.redlock, "tls": cli.tls, "seconds": started.elapsed().as_secs_f64()})
             )
         );
     } else {
         print!("{}", report::table(&rows));
         println!(
-            "{} scenario runs{}, {failed} failed, {:.0} s",
+            "{} scenario runs{}{}, {failed} failed, {:.0} s",
             rows.len(),
             backend.label(),
+            if cli.tls { " over TLS" } else { "" },
             started.elapsed().as_secs_f64()
         );
     }

@@ -8,7 +8,8 @@
 //!   [`Row`] (`findings` holds every figure of [`Findings`]);
 //! - `{"type":"summary","data":{"scenarios":N,"failed":N,"not_run":N,"seconds":S}}`:
 //!   last (`not_run`: scenarios whose servers or workers could not start;
-//!   also `cluster` and `redlock`: the backend the run used).
+//!   also `cluster` and `redlock`: the backend the run used, and `tls`:
+//!   whether the clients talked TLS).
 
 use serde::Serialize;
 
@@ -51,6 +52,8 @@ pub struct Row {
     pub cluster: bool,
     /// It ran on independent masters (`--redlock`), not on one server.
     pub redlock: bool,
+    /// Every client talked TLS to the lock (`--tls`).
+    pub tls: bool,
     /// The lock under test.
     pub arm: Arm,
     /// How long the scenario took, set-up and checks included.

@@ -21,6 +21,13 @@
 //! its `SET NX` on the first master. Redlock adds a check, C6 (see
 //! [`checker`]): no grant while a majority of masters is stopped, and
 //! grants go on while only a minority is.
+//!
+//! With `--tls` every server of the lock listens for TLS too, with
+//! certificates of one CA testkit generates, and every client of the lock
+//! connects by `rediss://` trusting that CA: the workers, the control arm,
+//! `leasehold run --tls-ca`; the fault proxy forwards to the TLS port (it
+//! passes bytes, so TLS goes through it). The faults and the checkers keep
+//! the plain ports, which stay open; the fenced store stays plain.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -414,6 +421,7 @@ pub async fn run(
     scenario: &Scenario,
     quick: bool,
     backend: Backend,
+    tls: bool,
     progress: &indicatif::ProgressBar,
     history: Option<&std::path::Path>,
 ) -> Result<Row, String> {
@@ -427,12 +435,34 @@ pub async fn run(
     let name = format!("torture/{}", scenario.name);
     let store_server = testkit::RedisServer::start().map_err(|e| e.to_string())?;
     let cluster = backend == Backend::Cluster;
+    // With --tls: one CA for every server of the lock.
+    let tls_files = if tls {
+        Some(testkit::TlsFiles::generate_temp().map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let lock_opts = testkit::ServerOptions {
+        tls: tls.then_some(testkit::ClientAuth::Optional),
+        tls_files: tls_files.clone(),
+        ..Default::default()
+    };
+    // The URL a client of the lock uses for `server`.
+    let url_of = |server: &testkit::RedisServer| server.tls_url().unwrap_or_else(|| server.url());
+    // (plain port, TLS port) of each server of the lock, with --tls: to
+    // see its clients on the TLS port.
+    let pairs = |servers: &mut dyn Iterator<Item = &testkit::RedisServer>| -> Vec<(u16, u16)> {
+        servers
+            .filter_map(|s| s.tls_port().map(|t| (s.port(), t)))
+            .collect()
+    };
+    let tls_ports;
     let (lock, direct_url) = if cluster {
         progress.set_message(format!("{}: starting a cluster", scenario.name));
         let opts = testkit::ClusterOptions {
             masters: 3,
             replicas_per_master: usize::from(scenario.fails_over()),
             node_timeout: scenario.node_timeout,
+            server: lock_opts.clone(),
             ..Default::default()
         };
         let cluster = tokio::task::spawn_blocking(move || testkit::RedisCluster::start_with(opts))
@@ -440,7 +470,13 @@ pub async fn run(
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let slot = cluster.slot_of(&name).map_err(|e| e.to_string())?;
-        let (home, seeds) = (cluster.master_of_slot(slot), cluster.seeds().join(","));
+        let seeds = if tls {
+            cluster.tls_seeds()
+        } else {
+            cluster.seeds()
+        };
+        let (home, seeds) = (cluster.master_of_slot(slot), seeds.join(","));
+        tls_ports = pairs(&mut cluster.nodes().iter().map(testkit::ClusterNode::server));
         let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
         (
             Lock::Cluster {
@@ -454,7 +490,7 @@ pub async fn run(
         )
     } else if backend == Backend::Redlock {
         progress.set_message(format!("{}: starting 5 masters", scenario.name));
-        let (aof, faketime) = (scenario.aof, scenario.faketime);
+        let (aof, faketime, opts) = (scenario.aof, scenario.faketime, lock_opts.clone());
         let masters = tokio::task::spawn_blocking(move || {
             (0..REDLOCK_MASTERS)
                 .map(|i| {
@@ -462,7 +498,7 @@ pub async fn run(
                         aof,
                         // The first master's clock is the one that jumps.
                         faketime: faketime && i == 0,
-                        ..Default::default()
+                        ..opts.clone()
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -470,7 +506,8 @@ pub async fn run(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-        let urls: Vec<String> = masters.iter().map(testkit::RedisServer::url).collect();
+        let urls: Vec<String> = masters.iter().map(url_of).collect();
+        tls_ports = pairs(&mut masters.iter());
         let ports = masters.iter().map(testkit::RedisServer::port).collect();
         let masters = masters
             .into_iter()
@@ -481,16 +518,23 @@ pub async fn run(
         let server = testkit::RedisServer::start_with(testkit::ServerOptions {
             aof: scenario.aof,
             faketime: scenario.faketime,
-            ..Default::default()
+            ..lock_opts.clone()
         })
         .map_err(|e| e.to_string())?;
-        let (port, url) = (server.port(), server.url());
+        let (port, url) = (server.port(), url_of(&server));
+        tls_ports = pairs(&mut std::iter::once(&server));
         let server = Arc::new(Mutex::new(server));
         (Lock::Server { server, port }, url)
     };
     let proxy = match (&lock, scenario.proxy) {
-        (Lock::Server { port, .. }, true) => {
-            Some(testkit::FaultProxy::start(*port).map_err(|e| e.to_string())?)
+        (Lock::Server { server, port }, true) => {
+            // In front of the port the clients use.
+            let target = server
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .tls_port()
+                .unwrap_or(*port);
+            Some(testkit::FaultProxy::start(target).map_err(|e| e.to_string())?)
         }
         _ => None,
     };
@@ -499,13 +543,18 @@ pub async fn run(
     } else {
         None
     };
-    let lock_url = proxy.as_ref().map_or(direct_url, |p| p.url());
+    let lock_url = match &proxy {
+        Some(p) if tls => format!("rediss://127.0.0.1:{}", p.port()),
+        Some(p) => p.url(),
+        None => direct_url,
+    };
     let sink = Sink::memory();
     let cfg = WorkerConfig {
         arm: scenario.arm,
         lock_url,
         cluster,
         redlock: backend == Backend::Redlock,
+        tls_ca: tls_files.as_ref().map(testkit::TlsFiles::ca),
         store_url: store_server.url(),
         name,
         ttl_ms: scenario.ttl.as_millis() as u64,
@@ -567,8 +616,15 @@ pub async fn run(
     ));
 
     let deadline = tokio::time::Instant::now() + run_for;
+    let half_time = tokio::time::Instant::now() + run_for / 2;
+    // With --tls, the lock's clients seen on a TLS port (looked for from
+    // half-time until some are).
+    let mut tls_clients = 0;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
+        if tls && tls_clients == 0 && tokio::time::Instant::now() >= half_time {
+            tls_clients = clients_on_tls_ports(&lab, &tls_ports).await;
+        }
         let events = sink.events().len();
         progress.set_message(format!(
             "{}: {:.0}/{secs} s, {events} events",
@@ -579,6 +635,11 @@ pub async fn run(
     }
     stop_faults.store(true, Ordering::Relaxed);
     let fault_errors = injector.await.unwrap_or_default();
+    if tls && tls_clients == 0 {
+        return Err(format!(
+            "with --tls no client of the lock was seen on a TLS port ({tls_ports:?}, plain and TLS): the workers did not talk TLS"
+        ));
+    }
     lab.heal().await;
     stop_workers.store(true, Ordering::Relaxed);
     if let Some(tasks) = tasks {
@@ -634,7 +695,8 @@ pub async fn run(
             Backend::Cluster => ".cluster",
             Backend::Redlock => ".redlock",
         };
-        let path = dir.join(format!("{}{suffix}.jsonl", scenario.name));
+        let tls = if tls { ".tls" } else { "" };
+        let path = dir.join(format!("{}{suffix}{tls}.jsonl", scenario.name));
         std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(&path, lines.join("\n") + "\n"))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -705,6 +767,7 @@ pub async fn run(
         scenario: scenario.name.to_owned(),
         cluster,
         redlock: backend == Backend::Redlock,
+        tls,
         arm: scenario.arm,
         seconds: started.elapsed().as_secs_f64(),
         findings,
@@ -712,6 +775,22 @@ pub async fn run(
         fault_errors,
         verdict,
     })
+}
+
+/// How many connections the servers of `ports` (plain, TLS) have on their
+/// TLS port (`laddr` in `CLIENT LIST`, asked on the plain port); a server
+/// that does not answer (killed, stopped) counts none.
+async fn clients_on_tls_ports(lab: &Lab, ports: &[(u16, u16)]) -> usize {
+    let mut n = 0;
+    for &(plain, tls) in ports {
+        let list = match lab.command_on(plain, &["CLIENT", "LIST"]).await {
+            Ok(redis::Value::BulkString(list)) => String::from_utf8_lossy(&list).into_owned(),
+            Ok(redis::Value::VerbatimString { text, .. }) => text,
+            _ => continue,
+        };
+        n += list.matches(&format!("laddr=127.0.0.1:{tls} ")).count();
+    }
+    n
 }
 
 /// C5: keys of the lease still there after the last ttl: the lease key

@@ -57,6 +57,11 @@ pub struct WorkerConfig {
     /// workers are Redlock clients.
     #[serde(default)]
     pub redlock: bool,
+    /// The lock's URLs are `rediss://`, their certificates signed by the CA
+    /// in this PEM file, which every client (leasehold's, the control
+    /// arm's, `leasehold run --tls-ca`) trusts.
+    #[serde(default)]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// The fenced store's server.
     pub store_url: String,
     /// The lease's name.
@@ -92,6 +97,17 @@ impl WorkerConfig {
     /// `redlock`).
     fn seeds(&self) -> Vec<&str> {
         self.lock_url.split(',').collect()
+    }
+
+    /// The CA to trust instead of the system's, for redis-rs's clients.
+    fn certificates(&self) -> redis::RedisResult<Option<redis::TlsCertificates>> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(None);
+        };
+        Ok(Some(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(std::fs::read(ca)?),
+        }))
     }
 }
 
@@ -163,9 +179,12 @@ impl Locker {
         let timeout = Duration::from_millis(cfg.response_timeout_ms);
         match cfg.arm {
             Arm::Leasehold => {
-                let builder = leasehold::Client::builder()
+                let mut builder = leasehold::Client::builder()
                     .connect_timeout(Duration::from_secs(5))
                     .response_timeout(timeout);
+                if let Some(ca) = &cfg.tls_ca {
+                    builder = builder.tls_ca_file(ca);
+                }
                 let client = if cfg.cluster {
                     builder.cluster(cfg.seeds()).connect().await
                 } else if cfg.redlock {
@@ -272,14 +291,22 @@ enum RawConn {
 impl RawConn {
     async fn connect(cfg: &WorkerConfig, timeout: Duration) -> redis::RedisResult<RawConn> {
         let connect_timeout = Duration::from_secs(5);
+        let certs = cfg.certificates()?;
         if cfg.cluster {
-            let client = redis::cluster::ClusterClient::builder(cfg.seeds())
+            let mut builder = redis::cluster::ClusterClient::builder(cfg.seeds())
                 .connection_timeout(connect_timeout)
-                .response_timeout(timeout)
-                .build()?;
-            return Ok(RawConn::Cluster(client.get_async_connection().await?));
+                .response_timeout(timeout);
+            if let Some(certs) = certs {
+                builder = builder.certs(certs);
+            }
+            return Ok(RawConn::Cluster(
+                builder.build()?.get_async_connection().await?,
+            ));
         }
-        let client = redis::Client::open(cfg.seeds()[0])?;
+        let client = match certs {
+            Some(certs) => redis::Client::build_with_tls(cfg.seeds()[0], certs)?,
+            None => redis::Client::open(cfg.seeds()[0])?,
+        };
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(timeout))
             .set_connection_timeout(Some(connect_timeout));
@@ -757,6 +784,9 @@ impl RunWorkers {
                 command.env("LEASEHOLD_CLUSTER", "1");
             } else {
                 command.env_remove("LEASEHOLD_CLUSTER");
+            }
+            if let Some(ca) = &self.cfg.tls_ca {
+                command.arg("--tls-ca").arg(ca);
             }
             let spawned = command
                 .env("LEASEHOLD_URL", &self.cfg.lock_url)

@@ -16,7 +16,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
-use super::node::{Timeouts, connect_and_probe, redact};
+use super::node::{Timeouts, Tls, connect_and_probe, no_tls_url, open_info, parse_url, redact};
 use crate::error::{Error, Result};
 use crate::keys::key_slot;
 use crate::token::Token;
@@ -35,21 +35,23 @@ pub(crate) struct Cluster {
     pub(crate) batcher: super::batch::Batcher,
     /// A batcher per master (`host`, `port`), made on first use.
     masters: std::sync::Mutex<HashMap<(String, u16), Arc<super::batch::Batcher>>>,
-    /// The seeds, as given (for connections of their own, and the
-    /// subscriber's client).
-    seeds: Vec<String>,
+    /// What connections of its own, and the subscriber's client, are
+    /// made of.
+    settings: Settings,
     /// Printable: the seeds, without passwords.
     addr: String,
-    timeouts: Timeouts,
     /// The client's id, published by releases.
     pub(crate) publisher: Token,
 }
 
 impl Cluster {
-    /// Discovers the cluster from `seeds` and checks it answers.
+    /// Discovers the cluster from `seeds` and checks it answers. With
+    /// certificates in `tls`, every connection to every node uses them
+    /// (the seeds must be `rediss://`).
     pub(crate) async fn connect(
         seeds: &[String],
         timeouts: Timeouts,
+        tls: &Tls,
         publisher: Token,
     ) -> Result<Cluster> {
         if seeds.is_empty() {
@@ -63,7 +65,21 @@ impl Cluster {
             .map(|s| redact(s))
             .collect::<Vec<_>>()
             .join(",");
-        let client = builder(seeds, timeouts)
+        let certs = if tls.is_default() {
+            None
+        } else {
+            for seed in seeds {
+                no_tls_url(&parse_url(seed)?, seed)?;
+            }
+            Some(tls.certificates()?)
+        };
+        let settings = Settings {
+            seeds: seeds.to_vec(),
+            timeouts,
+            certs,
+        };
+        let client = settings
+            .builder(timeouts)
             .build()
             .map_err(|e| Error::invalid("cluster seeds", format!("`{addr}`: {e}")))?;
         let conn = connect_and_probe(
@@ -75,9 +91,8 @@ impl Cluster {
         .await?;
         Ok(Cluster {
             conn,
-            seeds: seeds.to_vec(),
+            settings,
             addr,
-            timeouts,
             publisher,
             runtime: tokio::runtime::Handle::current(),
             slots: Default::default(),
@@ -217,13 +232,13 @@ impl Cluster {
         }
     }
 
-    /// The seeds, as given.
-    pub(crate) fn seeds(&self) -> &[String] {
-        &self.seeds
+    /// What the cluster's clients are made of.
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     pub(crate) fn timeouts(&self) -> Timeouts {
-        self.timeouts
+        self.settings.timeouts
     }
 
     /// A cluster connection of its own (to every node), that waits for
@@ -234,7 +249,8 @@ impl Cluster {
             connect: patience,
             response: patience,
         };
-        builder(&self.seeds, t)
+        self.settings
+            .builder(t)
             .build()
             .map_err(|e| Error::redis("a connection for the renewal", &self.addr, e))?
             .get_async_connection()
@@ -302,7 +318,27 @@ impl Cluster {
 
     /// How long one command waits for its reply.
     pub(crate) fn response_timeout(&self) -> Duration {
-        self.timeouts.response
+        self.settings.timeouts.response
+    }
+
+    /// A client of the node at `host:port`, with the seed's settings (user,
+    /// password, database, TLS or not, certificates).
+    pub(crate) fn client_to(&self, host: &str, port: u16) -> Result<redis::Client> {
+        let info = parse_url(&self.settings.seeds[0])?;
+        let addr = match info.addr() {
+            redis::ConnectionAddr::TcpTls { insecure, .. } => redis::ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: *insecure,
+                tls_params: None,
+            },
+            _ => redis::ConnectionAddr::Tcp(host.to_owned(), port),
+        };
+        open_info(
+            info.set_addr(addr),
+            self.settings.certs.clone(),
+            &format!("{host}:{port}"),
+        )
     }
 
     /// A connection of its own to the master that owns `key`'s slot (WATCH
@@ -316,18 +352,12 @@ impl Cluster {
                 std::io::Error::other(format!("no master serves slot {slot}")).into(),
             ));
         };
-        // The seed's settings (user, password, database), another address.
-        // (TLS comes with issue 15's production settings.)
-        let info = redis::IntoConnectionInfo::into_connection_info(self.seeds[0].as_str())
-            .map_err(|e| Error::redis("the connection settings", &self.addr, e))?;
-        let addr = redis::ConnectionAddr::Tcp(host.clone(), port);
-        let info = info.set_addr(addr);
         let at = format!("{host}:{port}");
-        let client = redis::Client::open(info)
-            .map_err(|e| Error::redis("the connection settings", &at, e))?;
+        let client = self.client_to(&host, port)?;
+        let timeouts = self.settings.timeouts;
         let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeouts.connect))
-            .set_response_timeout(Some(self.timeouts.response));
+            .set_connection_timeout(Some(timeouts.connect))
+            .set_response_timeout(Some(timeouts.response));
         client
             .get_multiplexed_async_connection_with_config(&config)
             .await
@@ -335,16 +365,39 @@ impl Cluster {
     }
 }
 
-/// The cluster client's settings: timeouts, and retries that stay within
-/// a lease's deadlines (MOVED, ASK, TRYAGAIN, CLUSTERDOWN are retried with
-/// back-off by the client; the lease code retries what is left).
-pub(crate) fn builder(seeds: &[String], timeouts: Timeouts) -> ClusterClientBuilder {
-    ClusterClientBuilder::new(seeds.iter().map(String::as_str).collect::<Vec<_>>())
-        .connection_timeout(timeouts.connect)
-        .response_timeout(timeouts.response)
-        .retries(4)
-        .min_retry_wait(10)
-        .max_retry_wait(200)
+/// What leasehold's cluster clients are made of: the seeds, as given, the
+/// timeouts, and the TLS certificates (read once, at connect).
+#[derive(Clone)]
+pub(crate) struct Settings {
+    seeds: Vec<String>,
+    timeouts: Timeouts,
+    /// `None`: the system's roots for `rediss://` seeds, or no TLS.
+    certs: Option<redis::TlsCertificates>,
+}
+
+impl Settings {
+    /// A cluster client's settings: `timeouts`, the certificates, and
+    /// retries that stay within a lease's deadlines (MOVED, ASK, TRYAGAIN,
+    /// CLUSTERDOWN are retried with back-off by the client; the lease code
+    /// retries what is left).
+    pub(crate) fn builder(&self, timeouts: Timeouts) -> ClusterClientBuilder {
+        let builder =
+            ClusterClientBuilder::new(self.seeds.iter().map(String::as_str).collect::<Vec<_>>())
+                .connection_timeout(timeouts.connect)
+                .response_timeout(timeouts.response)
+                .retries(4)
+                .min_retry_wait(10)
+                .max_retry_wait(200);
+        match &self.certs {
+            Some(certs) => builder.certs(certs.clone()),
+            None => builder,
+        }
+    }
+
+    /// The timeouts the client was built with.
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
 }
 
 /// `(first slot, last slot, master host, master port)` of each range of

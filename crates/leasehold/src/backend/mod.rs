@@ -119,9 +119,9 @@ pub(crate) enum Extended {
 pub(crate) enum WakeSource {
     /// Classic pub/sub on a connection of its own to this server.
     PubSub(redis::Client),
-    /// Sharded pub/sub on the cluster: each channel on its slot's master.
-    /// The seeds and timeouts of a cluster client of its own.
-    Sharded(Vec<String>, Timeouts),
+    /// Sharded pub/sub on the cluster: each channel on its slot's master,
+    /// through a cluster client of its own made of these settings.
+    Sharded(cluster::Settings),
     /// Classic pub/sub on each of independent masters (Redlock), a
     /// connection per master: a release publishes on every master it
     /// reaches, and a waiter wakes on the first of them, so masters that are
@@ -204,10 +204,11 @@ impl Backend {
     pub(crate) async fn cluster(
         seeds: &[String],
         timeouts: Timeouts,
+        tls: &Tls,
         publisher: Token,
     ) -> Result<Backend> {
         Ok(Backend::Cluster(
-            Cluster::connect(seeds, timeouts, publisher).await?,
+            Cluster::connect(seeds, timeouts, tls, publisher).await?,
         ))
     }
 
@@ -216,11 +217,12 @@ impl Backend {
     pub(crate) async fn redlock(
         urls: &[String],
         timeouts: Timeouts,
+        tls: &Tls,
         node_timeout: Duration,
         publisher: Token,
     ) -> Result<Backend> {
         Ok(Backend::Redlock(
-            Redlock::connect(urls, timeouts, node_timeout, publisher).await?,
+            Redlock::connect(urls, timeouts, tls, node_timeout, publisher).await?,
         ))
     }
 
@@ -544,7 +546,7 @@ impl Backend {
     pub(crate) fn wake_source(&self) -> WakeSource {
         match self {
             Backend::Single(s) => WakeSource::PubSub(s.node.redis().clone()),
-            Backend::Cluster(c) => WakeSource::Sharded(c.seeds().to_vec(), c.timeouts()),
+            Backend::Cluster(c) => WakeSource::Sharded(c.settings().clone()),
             Backend::Redlock(r) => WakeSource::Masters(r.redis_clients()),
         }
     }

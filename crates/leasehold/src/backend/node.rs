@@ -200,11 +200,6 @@ pub(crate) async fn scan_keys(
     }
 }
 
-/// The client for `url`, its commands sent as soon as they are made.
-pub(crate) fn open(url: &str) -> Result<redis::Client> {
-    open_with(url, &Tls::default())
-}
-
 /// The certificates a `rediss://` connection uses instead of the system's
 /// (see [`ClientBuilder::tls_ca_file`](crate::ClientBuilder::tls_ca_file)).
 /// Paths, read at each connect, so that renewed files are picked up.
@@ -224,7 +219,7 @@ impl Tls {
     }
 
     /// Reads the files, each error naming its file.
-    fn certificates(&self) -> Result<redis::TlsCertificates> {
+    pub(crate) fn certificates(&self) -> Result<redis::TlsCertificates> {
         let client_tls = match &self.client {
             Some((cert, key)) => Some(redis::ClientTlsConfig {
                 client_cert: read_pem("TLS client certificate", cert)?,
@@ -248,29 +243,51 @@ fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>> {
         .map_err(|e| Error::invalid(what, format!("cannot read {}: {e}", path.display())))
 }
 
-/// [`open`] with the certificates of `tls`, which need a `rediss://` URL.
+/// The client for `url`, its commands sent as soon as they are made; with
+/// the certificates of `tls`, which need a `rediss://` URL.
 pub(crate) fn open_with(url: &str, tls: &Tls) -> Result<redis::Client> {
     let info = parse_url(url)?;
+    let certs = if tls.is_default() {
+        None
+    } else {
+        no_tls_url(&info, url)?;
+        Some(tls.certificates()?)
+    };
+    open_info(info, certs, &redact(url))
+}
+
+/// Refuses TLS certificates for `url` (parsed as `info`) unless it is a
+/// `rediss://` URL: they would be ignored.
+pub(crate) fn no_tls_url(info: &redis::ConnectionInfo, url: &str) -> Result<()> {
+    if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "url",
+        format!(
+            "`{}` is no TLS URL, but TLS certificates are given; use rediss://host:port",
+            redact(url)
+        ),
+    ))
+}
+
+/// The client for the settings `info` (printed as `addr`), with the
+/// certificates `certs` instead of the system's roots when given.
+pub(crate) fn open_info(
+    info: redis::ConnectionInfo,
+    certs: Option<redis::TlsCertificates>,
+    addr: &str,
+) -> Result<redis::Client> {
     // Nagle's algorithm would hold a small command back while an earlier
     // one is unacknowledged, which is most of the time when many tasks
     // share the connection.
     let tcp = info.tcp_settings().clone().set_nodelay(true);
     let info = info.set_tcp_settings(tcp);
-    let opened = if tls.is_default() {
-        redis::Client::open(info)
-    } else {
-        if !matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
-            return Err(Error::invalid(
-                "url",
-                format!(
-                    "`{}` is no TLS URL, but TLS certificates are given; use rediss://host:port",
-                    redact(url)
-                ),
-            ));
-        }
-        redis::Client::build_with_tls(info, tls.certificates()?)
-    };
-    opened.map_err(|e| Error::redis("the connection settings", &redact(url), e))
+    match certs {
+        None => redis::Client::open(info),
+        Some(certs) => redis::Client::build_with_tls(info, certs),
+    }
+    .map_err(|e| Error::redis("the connection settings", addr, e))
 }
 
 /// Reads `url` as Redis's connection settings, or says why it is no

@@ -65,7 +65,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::node::{Timeouts, connect_and_probe, open, parse_url, scan_keys};
+use super::node::{Timeouts, Tls, connect_and_probe, open_with, parse_url, scan_keys};
 use super::{Acquire, Extended, HandoverReply, Held, Released, drift, ttl_ms};
 use crate::error::{Error, ErrorKind, NodeFailure, Result};
 use crate::keys::{Family, LeaseKeys};
@@ -203,15 +203,16 @@ impl Masters {
     }
 
     /// Sends member `i`'s owed releases on `link`'s connection (under its
-    /// lock: before anything else). Gives the masters that went silent
-    /// meanwhile, to be marked once the lock is let go.
+    /// lock: before anything else). Gives what is still out of them, to be
+    /// kept ([`linger`](Self::linger)) once the lock is let go: keeping
+    /// looks at older operations, and the end of one may take a member's
+    /// lock (this one's too), while another task that holds that lock
+    /// waits to keep its own.
     #[must_use]
-    fn pay(&self, i: usize, link: &mut Link) -> Vec<(usize, u64)> {
-        let Some(conn) = &link.conn else {
-            return Vec::new();
-        };
+    fn pay(&self, i: usize, link: &mut Link) -> Option<Box<dyn Lingering>> {
+        let conn = link.conn.as_ref()?;
         if link.owed.is_empty() {
-            return Vec::new();
+            return None;
         }
         let publisher = self.publisher;
         let pending = FuturesUnordered::new();
@@ -229,7 +230,7 @@ impl Masters {
             ));
             pending.push(e);
         }
-        self.limbo.keep(false, Instant::now(), Box::new(pending))
+        Some(Box::new(pending))
     }
 
     /// Keeps what is still out of an operation (see [`Limbo`]); the
@@ -299,11 +300,11 @@ impl Masters {
                 }
                 match answered {
                     Ok(Ok(_)) => {
-                        let missed = masters.pay(i, &mut link);
+                        let paid = masters.pay(i, &mut link);
                         link.silent = false;
                         drop(link);
-                        for (i, epoch) in missed {
-                            masters.silent(i, epoch);
+                        if let Some(paid) = paid {
+                            masters.linger(false, Instant::now(), paid);
                         }
                         return;
                     }
@@ -334,10 +335,10 @@ impl Masters {
                     link.conn = Some(conn);
                     link.epoch += 1;
                     link.silent = false;
-                    let missed = masters.pay(i, &mut link);
+                    let paid = masters.pay(i, &mut link);
                     drop(link);
-                    for (i, epoch) in missed {
-                        masters.silent(i, epoch);
+                    if let Some(paid) = paid {
+                        masters.linger(false, Instant::now(), paid);
                     }
                     tracing::info!(master = m.addr, "leasehold: Redlock master reached");
                     return;
@@ -363,9 +364,12 @@ impl Redlock {
     /// malformed or given twice, or when fewer than a majority answer
     /// within the connect timeout; the ones that did not are retried in
     /// the background meanwhile, and count as failed until they answer.
+    /// Every master's connections (and its subscriber's) use the
+    /// certificates of `tls`.
     pub(crate) async fn connect(
         urls: &[String],
         timeouts: Timeouts,
+        tls: &Tls,
         node_timeout: Duration,
         publisher: Token,
     ) -> Result<Redlock> {
@@ -389,7 +393,7 @@ impl Redlock {
                     ),
                 ));
             }
-            clients.push((open(url)?, addr));
+            clients.push((open_with(url, tls)?, addr));
         }
         let connected = futures_util::future::join_all(
             clients
@@ -1618,9 +1622,15 @@ mod tests {
             connect: second,
             response: second,
         };
-        let redlock = Redlock::connect(&urls, timeouts, second, crate::Token::random())
-            .await
-            .unwrap();
+        let redlock = Redlock::connect(
+            &urls,
+            timeouts,
+            &Default::default(),
+            second,
+            crate::Token::random(),
+        )
+        .await
+        .unwrap();
         let mut admin = redis::Client::open(urls[0].as_str())
             .unwrap()
             .get_multiplexed_async_connection()

@@ -94,27 +94,13 @@ impl Backend {
                 })
                 .collect(),
             Backend::Cluster(c) => {
-                let seed = redis::IntoConnectionInfo::into_connection_info(c.seeds()[0].as_str())
-                    .map_err(|e| Error::redis("the connection settings", c.addr(), e))?;
                 let mut out = Vec::new();
                 for (host, port) in c.masters().await? {
-                    let addr = match seed.addr() {
-                        redis::ConnectionAddr::TcpTls {
-                            insecure,
-                            tls_params,
-                            ..
-                        } => redis::ConnectionAddr::TcpTls {
-                            host: host.clone(),
-                            port,
-                            insecure: *insecure,
-                            tls_params: tls_params.clone(),
-                        },
-                        _ => redis::ConnectionAddr::Tcp(host.clone(), port),
-                    };
-                    let at = format!("{host}:{port}");
-                    let client = redis::Client::open(seed.clone().set_addr(addr))
-                        .map_err(|e| Error::redis("the connection settings", &at, e))?;
-                    out.push(Server { addr: at, client });
+                    let client = c.client_to(&host, port)?;
+                    out.push(Server {
+                        addr: format!("{host}:{port}"),
+                        client,
+                    });
                 }
                 out
             }
@@ -204,7 +190,9 @@ impl Backend {
             Backend::Cluster(c) => {
                 let (tx, _rx) = tokio::sync::mpsc::unbounded_channel::<redis::PushInfo>();
                 let subscribed = async {
-                    let client = super::cluster::builder(c.seeds(), c.timeouts())
+                    let client = c
+                        .settings()
+                        .builder(c.timeouts())
                         .use_protocol(redis::ProtocolVersion::RESP3)
                         .push_sender(tx)
                         .build()?;

@@ -143,9 +143,10 @@ impl Wire {
                 };
                 Ok((Wire::Classic(sink), reader, lost))
             }
-            WakeSource::Sharded(seeds, timeouts) => {
+            WakeSource::Sharded(settings) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<redis::PushInfo>();
-                let client = crate::backend::cluster::builder(seeds, *timeouts)
+                let client = settings
+                    .builder(settings.timeouts())
                     .use_protocol(redis::ProtocolVersion::RESP3)
                     .push_sender(tx)
                     .build()?;

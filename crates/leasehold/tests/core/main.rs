@@ -8,6 +8,7 @@
 
 mod deploy;
 mod faults;
+mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

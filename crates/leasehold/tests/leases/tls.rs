@@ -114,29 +114,3 @@ async fn certificate_files_are_read_at_connect_and_named_when_missing() {
         .unwrap_err();
     assert!(err.to_string().contains("rediss://"), "{err}");
 }
-
-#[tokio::test]
-async fn redlock_and_cluster_refuse_certificate_files_rather_than_ignore_them() {
-    let servers = RedisServer::start_many(3).unwrap();
-    let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
-    let err = Client::builder()
-        .tls_ca_file("ca.pem")
-        .redlock(urls.clone())
-        .connect()
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err.kind(), ErrorKind::Unsupported { .. }),
-        "{err:?}"
-    );
-    let err = Client::builder()
-        .tls_client_cert_files("client.pem", "client.key")
-        .cluster(urls)
-        .connect()
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err.kind(), ErrorKind::Unsupported { .. }),
-        "{err:?}"
-    );
-}
