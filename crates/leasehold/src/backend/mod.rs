@@ -24,11 +24,12 @@ pub(crate) mod batch;
 pub(crate) mod cluster;
 pub(crate) mod node;
 pub(crate) mod redlock;
+pub(crate) mod sentinel;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use tokio::time::Instant;
 
@@ -55,7 +56,7 @@ pub(crate) enum Backend {
     Redlock(Redlock),
 }
 
-/// One server.
+/// One server, or the master of a Sentinel service.
 pub(crate) struct Single {
     node: Node,
     batcher: Batcher,
@@ -108,6 +109,9 @@ pub(crate) enum Extended {
 pub(crate) enum WakeSource {
     /// Classic pub/sub on a connection of its own to this server.
     PubSub(redis::Client),
+    /// Classic pub/sub on the master of a Sentinel service, connecting
+    /// again to the new master after each failover.
+    Sentinel(Arc<sentinel::Follower>),
     /// Sharded pub/sub on the cluster: each channel on its slot's master.
     /// The seeds and timeouts of a cluster client of its own.
     Sharded(Vec<String>, Timeouts),
@@ -122,8 +126,8 @@ pub(crate) enum WakeSource {
 /// inspection. Any command with keys; the backend decides where it goes.
 #[derive(Clone)]
 pub(crate) enum Conn {
-    /// The one server's shared connection.
-    Single(ConnectionManager),
+    /// The one server's shared connection (or the Sentinel master's).
+    Single(node::Shared),
     /// The cluster's: routes each command by its first key.
     Cluster(ClusterConnection),
 }
@@ -532,7 +536,7 @@ impl Backend {
     /// Where waiters hear of releases.
     pub(crate) fn wake_source(&self) -> WakeSource {
         match self {
-            Backend::Single(s) => WakeSource::PubSub(s.node.redis().clone()),
+            Backend::Single(s) => s.node.wake_source(),
             Backend::Cluster(c) => WakeSource::Sharded(c.seeds().to_vec(), c.timeouts()),
             Backend::Redlock(r) => WakeSource::Masters(r.redis_clients()),
         }

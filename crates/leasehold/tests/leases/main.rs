@@ -20,6 +20,7 @@ mod renewal;
 mod rwlock;
 mod scripts;
 mod semaphore;
+mod sentinel;
 mod tls;
 mod txn;
 mod wakeup;
