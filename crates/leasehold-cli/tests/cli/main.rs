@@ -11,5 +11,6 @@ mod names;
 mod redlock;
 mod run;
 mod sem;
+mod sentinel;
 mod tls;
 mod tokens;
