@@ -39,8 +39,13 @@ struct Cli {
     cluster: bool,
     /// Run the scenarios that apply against 5 independent masters
     /// (Redlock clients, and faults on the masters) instead of one server.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sentinel")]
     redlock: bool,
+    /// Run the scenarios that apply through Redis Sentinel (a master, its
+    /// replica, 3 sentinels; the workers follow failovers) instead of one
+    /// server.
+    #[arg(long, conflicts_with = "cluster")]
+    sentinel: bool,
     #[command(subcommand)]
     worker: Option<Worker>,
 }
@@ -127,9 +132,10 @@ fn main() -> ExitCode {
         };
     }
     let all = scenarios::all();
-    let backend = match (cli.cluster, cli.redlock) {
-        (true, _) => Backend::Cluster,
-        (_, true) => Backend::Redlock,
+    let backend = match (cli.cluster, cli.redlock, cli.sentinel) {
+        (true, ..) => Backend::Cluster,
+        (_, true, _) => Backend::Redlock,
+        (.., true) => Backend::Sentinel,
         _ => Backend::Single,
     };
     if cli.list {
@@ -139,6 +145,7 @@ fn main() -> ExitCode {
                 (Backend::Single, "one server"),
                 (Backend::Cluster, "cluster"),
                 (Backend::Redlock, "redlock"),
+                (Backend::Sentinel, "sentinel"),
             ]
             .into_iter()
             .filter(|(b, _)| s.runs_on(*b))
@@ -159,7 +166,12 @@ fn main() -> ExitCode {
             match all.iter().find(|s| s.name == name) {
                 Some(s) if s.runs_on(backend) => chosen.push(s.clone()),
                 Some(s) => {
-                    let there: Vec<&str> = [Backend::Single, Backend::Cluster, Backend::Redlock]
+                    let there: Vec<&str> = [
+                        Backend::Single,
+                        Backend::Cluster,
+                        Backend::Redlock,
+                        Backend::Sentinel,
+                    ]
                         .into_iter()
                         .filter(|b| s.runs_on(*b))
                         .map(Backend::flag)
@@ -245,7 +257,7 @@ fn main() -> ExitCode {
             "{}",
             report::json_line(
                 "summary",
-                &serde_json::json!({"scenarios": rows.len(), "failed": failed, "not_run": not_run, "cluster": cli.cluster, "redlock": cli.redlock, "seconds": started.elapsed().as_secs_f64()})
+                &serde_json::json!({"scenarios": rows.len(), "failed": failed, "not_run": not_run, "cluster": cli.cluster, "redlock": cli.redlock, "sentinel": cli.sentinel, "seconds": started.elapsed().as_secs_f64()})
             )
         );
     } else {

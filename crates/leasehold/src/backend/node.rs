@@ -179,10 +179,10 @@ impl Node {
 
     /// The client for connections of their own: this server's, or the
     /// master's once no failover holds commands back (at most `patience`).
-    async fn client(&self, patience: Duration) -> redis::Client {
+    async fn client(&self, patience: Duration) -> redis::RedisResult<redis::Client> {
         match &self.link {
-            Link::Fixed { redis, .. } => redis.clone(),
-            Link::Sentinel(f) => f.ready(patience).await.redis.clone(),
+            Link::Fixed { redis, .. } => Ok(redis.clone()),
+            Link::Sentinel(f) => Ok(f.ready(patience).await?.redis.clone()),
         }
     }
 
@@ -203,8 +203,11 @@ impl Node {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(patience))
             .set_response_timeout(Some(patience));
-        self.client(patience)
+        let client = self
+            .client(patience)
             .await
+            .map_err(|e| Error::redis(doing, &self.addr, e))?;
+        client
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| Error::redis(doing, &self.addr, e))
@@ -215,8 +218,11 @@ impl Node {
         if let Some(conn) = self.lock_idle().pop() {
             return Ok(conn);
         }
-        self.client(self.timeouts.response)
+        let client = self
+            .client(self.timeouts.response)
             .await
+            .map_err(|e| Error::redis(doing, &self.addr, e))?;
+        client
             .get_multiplexed_async_connection()
             .await
             .map_err(|e| Error::redis(doing, &self.addr, e))

@@ -283,21 +283,31 @@ impl Follower {
         self.shutdown.cancel();
     }
 
-    /// The master to send to, once no failover holds commands back (at
-    /// most `patience`).
-    pub(crate) async fn ready(&self, patience: Duration) -> Arc<Master> {
+    /// The master to send to, once no failover holds commands back; an
+    /// error if one still does after `patience` (the old master may be
+    /// cut off already: nothing goes there).
+    pub(crate) async fn ready(&self, patience: Duration) -> redis::RedisResult<Arc<Master>> {
         let mut hold = self.hold.subscribe();
         let give_up = Instant::now() + patience;
         loop {
             let until = *hold.borrow_and_update();
             match until {
-                Some(until) if Instant::now() < until.min(give_up) => {
+                Some(until) if Instant::now() < until => {
+                    if Instant::now() >= give_up {
+                        return Err(RedisError::from(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "a Sentinel failover of `{}` is under way; commands wait for the new master",
+                                self.target.service
+                            ),
+                        )));
+                    }
                     tokio::select! {
                         _ = hold.changed() => {}
                         _ = tokio::time::sleep_until(until.min(give_up)) => {}
                     }
                 }
-                _ => return self.current(),
+                _ => return Ok(self.current()),
             }
         }
     }
@@ -308,7 +318,7 @@ impl Follower {
     /// starts a resolution in the background and returns the error (the
     /// command may have run: the caller decides whether to retry).
     async fn run(&self, req: Req<'_>) -> redis::RedisResult<Reply> {
-        let master = self.ready(self.timeouts.response).await;
+        let master = self.ready(self.timeouts.response).await?;
         let result = req.send(master.conn.clone()).await;
         let Err(e) = &result else {
             return result;
@@ -316,7 +326,7 @@ impl Follower {
         if is_read_only(e) {
             let seen = master.generation;
             let _ = tokio::time::timeout(self.timeouts.response, self.resolve(seen)).await;
-            let now = self.ready(self.timeouts.response).await;
+            let now = self.ready(self.timeouts.response).await?;
             if now.generation != seen {
                 return req.send(now.conn.clone()).await;
             }
