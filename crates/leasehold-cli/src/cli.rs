@@ -83,7 +83,13 @@ pub struct Cli {
     /// `--sentinel orders --url redis://s1:26379 --url redis://s2:26379` is
     /// `--url redis+sentinel://s1:26379,s2:26379/orders`. A user and
     /// password in the first URL are the master's.
-    #[arg(long, global = true, value_name = "NAME", env = "LEASEHOLD_SENTINEL", conflicts_with = "cluster")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        env = "LEASEHOLD_SENTINEL",
+        conflicts_with = "cluster"
+    )]
     pub sentinel: Option<String>,
 
     /// Redlock: how long one master may take to answer before it counts as failed.

@@ -246,7 +246,11 @@ impl RedisSentinel {
     ///
     /// [`Error::Command`] if it cannot be reached or does not answer
     /// within 5 s.
-    pub fn call_sentinel<S: AsRef<str>>(&self, sentinel: usize, args: &[S]) -> Result<Reply, Error> {
+    pub fn call_sentinel<S: AsRef<str>>(
+        &self,
+        sentinel: usize,
+        args: &[S],
+    ) -> Result<Reply, Error> {
         admin(self.sentinels[sentinel].port, args)
     }
 
@@ -311,12 +315,15 @@ impl RedisSentinel {
         // config): as an empty master it could be promoted again.
         let new_port = self.servers[new].port();
         self.servers[old].set_replicaof(Some(new_port));
-        self.poll("a killed master (the sentinels promoting the replica)", |s| {
-            for i in 0..s.sentinels.len() {
-                s.names_master(i, s.servers[new].port())?;
-            }
-            Ok(())
-        })?;
+        self.poll(
+            "a killed master (the sentinels promoting the replica)",
+            |s| {
+                for i in 0..s.sentinels.len() {
+                    s.names_master(i, s.servers[new].port())?;
+                }
+                Ok(())
+            },
+        )?;
         self.servers[old].restart()?;
         self.wait_master(new, "a killed master (the old master rejoining)")?;
         Ok(self.master_port())

@@ -5,7 +5,11 @@ use std::time::Instant;
 use testkit::{RedisSentinel, Reply};
 
 fn role(sentinel: &RedisSentinel, server: usize) -> String {
-    sentinel.call(server, &["ROLE"]).unwrap().as_array().unwrap()[0]
+    sentinel
+        .call(server, &["ROLE"])
+        .unwrap()
+        .as_array()
+        .unwrap()[0]
         .as_text()
         .unwrap()
 }
@@ -47,10 +51,18 @@ fn a_failover_swaps_master_and_replica_and_keeps_the_data() {
     assert_eq!(role(&sentinel, 1), "master");
     assert_eq!(role(&sentinel, 0), "slave");
     // Replicated before the failover: still there.
-    assert_eq!(sentinel.call(1, &["GET", "k"]).unwrap().as_text(), Some("v".into()));
+    assert_eq!(
+        sentinel.call(1, &["GET", "k"]).unwrap().as_text(),
+        Some("v".into())
+    );
     // The old master refuses writes now.
     let refused = sentinel.call(0, &["SET", "k", "w"]).unwrap();
-    assert!(refused.as_error().is_some_and(|e| e.starts_with("READONLY")), "{refused}");
+    assert!(
+        refused
+            .as_error()
+            .is_some_and(|e| e.starts_with("READONLY")),
+        "{refused}"
+    );
     // And back.
     assert_eq!(sentinel.failover().unwrap(), old);
     assert_eq!(role(&sentinel, 0), "master");

@@ -172,10 +172,10 @@ fn main() -> ExitCode {
                         Backend::Redlock,
                         Backend::Sentinel,
                     ]
-                        .into_iter()
-                        .filter(|b| s.runs_on(*b))
-                        .map(Backend::flag)
-                        .collect();
+                    .into_iter()
+                    .filter(|b| s.runs_on(*b))
+                    .map(Backend::flag)
+                    .collect();
                     eprintln!(
                         "leasehold-torture: scenario `{name}` does not run {}; run it {} (--list shows where each runs)",
                         backend.flag(),

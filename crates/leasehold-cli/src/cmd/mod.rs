@@ -356,10 +356,17 @@ mod tests {
         let err = sentinel(Vec::new(), "orders").unwrap_err();
         assert!(err.contains("needs the sentinels' addresses"), "{err}");
         let one = urls(&["redis://s1:26379"]);
-        assert!(sentinel(one, "a/b").unwrap_err().contains("no service name"));
+        assert!(
+            sentinel(one, "a/b")
+                .unwrap_err()
+                .contains("no service name")
+        );
         let tls = urls(&["rediss://u:secret@s1:26379"]);
         let err = sentinel(tls, "orders").unwrap_err();
-        assert!(err.contains("no sentinel address") && !err.contains("secret"), "{err}");
+        assert!(
+            err.contains("no sentinel address") && !err.contains("secret"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -33,11 +33,11 @@ fn sentinel_urls_and_the_sentinel_flag_reach_the_master_and_follow_a_failover() 
     run(&[&flag[..], &["release", "sentinel/job", &token]].concat());
 
     // LEASEHOLD_URL holds the whole Sentinel URL, commas and all.
-    let o = output(
-        leasehold(None)
-            .env("LEASEHOLD_URL", &url)
-            .args(["status", "sentinel/job", "--json"]),
-    );
+    let o = output(leasehold(None).env("LEASEHOLD_URL", &url).args([
+        "status",
+        "sentinel/job",
+        "--json",
+    ]));
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["data"]["held"], false, "{}", stdout(&o));

@@ -15,8 +15,11 @@
 //!   old master became a replica); and
 //! - every [`POLL`], in case a sentinel's message was missed.
 //!
-//! Each of these asks for a *resolution*: `SENTINEL GET-MASTER-ADDR-BY-NAME`
-//! on each sentinel in turn, then `PING` and `ROLE` on the address named.
+//! Each of these asks for a *resolution*: `SENTINEL MASTER` on every
+//! sentinel at once, the answer of the latest configuration epoch chosen
+//! (a sentinel that has not heard of a failover yet still names the old
+//! master, which keeps taking writes for seconds: it must not win), then
+//! `PING` and `ROLE` on the address named.
 //! One resolution runs at a time, at most one every [`MIN_INTERVAL`]; a
 //! caller that saw the old master waits for the running one rather than
 //! starting another.
@@ -59,7 +62,7 @@ pub(crate) const SCHEME: &str = "redis+sentinel://";
 const DEFAULT_PORT: u16 = 26379;
 /// How often the sentinels are asked whether the master changed, besides
 /// their announcements.
-const POLL: Duration = Duration::from_secs(1);
+const POLL: Duration = Duration::from_secs(2);
 /// Resolutions start at most this often.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// How long commands are held back after a sentinel announced a failover
@@ -219,6 +222,10 @@ pub(crate) struct Master {
     pub(crate) conn: ConnectionManager,
     /// Bumped at each switch: connections of an older one are dropped.
     pub(crate) generation: u64,
+    /// The sentinels' configuration epoch that named it: a sentinel that
+    /// has not heard of a failover yet names the old master under an
+    /// older epoch, and is not followed back there.
+    epoch: u64,
 }
 
 /// Follows the master of a Sentinel service (see the module's docs).
@@ -255,9 +262,7 @@ impl Follower {
             me: me.clone(),
         });
         for i in 0..follower.target.sentinels.len() {
-            follower
-                .runtime
-                .spawn(listen(Arc::downgrade(&follower), i));
+            follower.runtime.spawn(listen(Arc::downgrade(&follower), i));
         }
         follower.runtime.spawn(poll(Arc::downgrade(&follower)));
         Ok(follower)
@@ -363,7 +368,7 @@ impl Follower {
                 return;
             }
         };
-        if named == current.addr {
+        if named.addr == current.addr || named.epoch < current.epoch {
             return;
         }
         match connect_master(&self.target, self.timeouts, &named, seen + 1).await {
@@ -374,7 +379,7 @@ impl Follower {
                 self.hold.send_replace(None);
             }
             Err(e) => {
-                tracing::warn!(error = %e, service = %self.target.service, "leasehold: the sentinels name {named} as the master, but it cannot be used yet");
+                tracing::warn!(error = %e, service = %self.target.service, "leasehold: the sentinels name {} as the master, but it cannot be used yet", named.addr);
             }
         }
     }
@@ -387,14 +392,13 @@ impl Follower {
             | "+failover-state-send-slaveof-noone"
             | "+failover-state-wait-promotion"
             | "+promoted-slave" => {
-                self.hold
-                    .send_if_modified(|hold| match hold {
-                        Some(_) => false,
-                        None => {
-                            *hold = Some(Instant::now() + HOLD_MAX);
-                            true
-                        }
-                    });
+                self.hold.send_if_modified(|hold| match hold {
+                    Some(_) => false,
+                    None => {
+                        *hold = Some(Instant::now() + HOLD_MAX);
+                        true
+                    }
+                });
                 tracing::debug!(service = %self.target.service, event, "leasehold: a failover began; commands wait for the new master");
             }
             "+switch-master" | "+failover-end" => {
@@ -437,7 +441,9 @@ async fn listen(follower: Weak<Follower>, i: usize) {
             let client = sentinel_client(&host, port)?;
             let mut pubsub = tokio::time::timeout(timeouts.connect, client.get_async_pubsub())
                 .await
-                .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+                .map_err(|_| {
+                    RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+                })??;
             pubsub.subscribe(EVENTS).await?;
             Ok::<_, RedisError>(pubsub)
         };
@@ -506,11 +512,20 @@ fn sentinel_client(host: &str, port: u16) -> redis::RedisResult<redis::Client> {
     redis::Client::open(ConnectionAddr::Tcp(host.to_owned(), port).into_connection_info()?)
 }
 
-/// The master's `host:port` as the first sentinel that knows it says.
-async fn ask_sentinels(target: &Target, timeouts: Timeouts) -> Result<String> {
-    let mut failures = Vec::new();
-    let mut unknown = 0;
-    for (host, port) in &target.sentinels {
+/// A master as the sentinels name it.
+struct Named {
+    /// `host:port`.
+    addr: String,
+    /// The configuration epoch it was named under.
+    epoch: u64,
+}
+
+/// The master as the sentinels name it: every sentinel is asked at once
+/// (`SENTINEL MASTER`), and the answer of the latest configuration epoch
+/// wins, so that a sentinel that has not heard of a failover yet does not
+/// send the client back to the old master.
+async fn ask_sentinels(target: &Target, timeouts: Timeouts) -> Result<Named> {
+    let asks = target.sentinels.iter().map(|(host, port)| async move {
         let asked = async {
             let client = sentinel_client(host, *port)?;
             let config = redis::AsyncConnectionConfig::new()
@@ -520,17 +535,43 @@ async fn ask_sentinels(target: &Target, timeouts: Timeouts) -> Result<String> {
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
             redis::cmd("SENTINEL")
-                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg("MASTER")
                 .arg(&target.service)
-                .query_async::<Option<(String, u16)>>(&mut conn)
+                .query_async::<std::collections::HashMap<String, String>>(&mut conn)
                 .await
         };
-        match tokio::time::timeout(timeouts.connect + timeouts.response, asked).await {
-            Ok(Ok(Some((h, p)))) => return Ok(format!("{h}:{p}")),
-            Ok(Ok(None)) => unknown += 1,
-            Ok(Err(e)) => failures.push(format!("{host}:{port}: {e}")),
-            Err(_) => failures.push(format!("{host}:{port}: no answer in time")),
+        let answer = tokio::time::timeout(timeouts.connect + timeouts.response, asked).await;
+        (format!("{host}:{port}"), answer)
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    let mut failures = Vec::new();
+    let mut unknown = 0;
+    let mut best: Option<Named> = None;
+    for (sentinel, answer) in answers {
+        match answer {
+            Ok(Ok(fields)) => {
+                let (Some(ip), Some(port)) = (fields.get("ip"), fields.get("port")) else {
+                    failures.push(format!("{sentinel}: no address in its answer"));
+                    continue;
+                };
+                let epoch = fields
+                    .get("config-epoch")
+                    .and_then(|e| e.parse().ok())
+                    .unwrap_or(0);
+                if best.as_ref().is_none_or(|b| epoch > b.epoch) {
+                    best = Some(Named {
+                        addr: format!("{ip}:{port}"),
+                        epoch,
+                    });
+                }
+            }
+            Ok(Err(e)) if e.to_string().contains("No such master") => unknown += 1,
+            Ok(Err(e)) => failures.push(format!("{sentinel}: {e}")),
+            Err(_) => failures.push(format!("{sentinel}: no answer in time")),
         }
+    }
+    if let Some(best) = best {
+        return Ok(best);
     }
     if unknown > 0 {
         return Err(Error::invalid(
@@ -561,9 +602,10 @@ async fn ask_sentinels(target: &Target, timeouts: Timeouts) -> Result<String> {
 async fn connect_master(
     target: &Target,
     timeouts: Timeouts,
-    addr: &str,
+    named: &Named,
     generation: u64,
 ) -> Result<Master> {
+    let addr = named.addr.as_str();
     let (host, port) = addr
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
@@ -617,13 +659,14 @@ async fn connect_master(
         redis,
         conn,
         generation,
+        epoch: named.epoch,
     })
 }
 
 /// Finds the master of `target` and connects to it.
 async fn find_and_connect(target: &Target, timeouts: Timeouts, generation: u64) -> Result<Master> {
-    let addr = ask_sentinels(target, timeouts).await?;
-    connect_master(target, timeouts, &addr, generation).await
+    let named = ask_sentinels(target, timeouts).await?;
+    connect_master(target, timeouts, &named, generation).await
 }
 
 /// `READONLY`: the server became a replica; the command did not run.
@@ -705,11 +748,7 @@ mod tests {
         let t = parse("redis+sentinel://u:p%40ss@a:26380,b,[::1]:7/orders/3").unwrap();
         assert_eq!(
             t.sentinels,
-            vec![
-                ("a".into(), 26380),
-                ("b".into(), 26379),
-                ("::1".into(), 7)
-            ]
+            vec![("a".into(), 26380), ("b".into(), 26379), ("::1".into(), 7)]
         );
         assert_eq!(t.service, "orders");
         assert_eq!(t.db, 3);
@@ -717,7 +756,10 @@ mod tests {
         assert_eq!(t.password.as_deref(), Some("p@ss"));
         assert!(!t.display.contains("p%40ss"), "{}", t.display);
         let t = parse("redis+sentinel://:secret@h:1/svc").unwrap();
-        assert_eq!((t.username, t.password.as_deref(), t.db), (None, Some("secret"), 0));
+        assert_eq!(
+            (t.username, t.password.as_deref(), t.db),
+            (None, Some("secret"), 0)
+        );
     }
 
     #[test]
@@ -726,9 +768,15 @@ mod tests {
             ("redis+sentinel://h:1", "names no service"),
             ("redis+sentinel://h:1/", "names no service"),
             ("redis+sentinel://h:x/s", "`x` in `h:x` is no port number"),
-            ("redis+sentinel://h:1,,k:2/s", "a sentinel's address is empty"),
+            (
+                "redis+sentinel://h:1,,k:2/s",
+                "a sentinel's address is empty",
+            ),
             ("redis+sentinel://h:1/s/x", "`x` is no database number"),
-            ("rediss+sentinel://h:1/s", "TLS through Sentinel is not supported"),
+            (
+                "rediss+sentinel://h:1/s",
+                "TLS through Sentinel is not supported",
+            ),
             ("redis+sentinel://u:pw@h:x/s", "no port number"),
         ] {
             let e = parse(url).unwrap_err().to_string();

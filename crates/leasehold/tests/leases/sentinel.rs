@@ -53,7 +53,10 @@ async fn finds_the_master_through_the_sentinels() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_service_name_is_named_in_the_error() {
     let sentinel = deployment().await;
-    let url = format!("redis+sentinel://{}/no-such-service", sentinel.sentinel_addrs().join(","));
+    let url = format!(
+        "redis+sentinel://{}/no-such-service",
+        sentinel.sentinel_addrs().join(",")
+    );
     let err = Client::connect(&url).await.unwrap_err();
     assert!(
         matches!(err.kind(), ErrorKind::InvalidArgument { .. }),
@@ -83,7 +86,12 @@ async fn leases_held_and_waited_for_follow_a_failover() {
     let mut held = Vec::new();
     let mut fences_before = Vec::new();
     for i in 0..4 {
-        let guard = client.lease(format!("held/{i}")).ttl(ttl).acquire().await.unwrap();
+        let guard = client
+            .lease(format!("held/{i}"))
+            .ttl(ttl)
+            .acquire()
+            .await
+            .unwrap();
         fences_before.push(guard.fence());
         held.push(guard);
     }
@@ -108,7 +116,11 @@ async fn leases_held_and_waited_for_follow_a_failover() {
     let top_fence = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for w in 0..4 {
-        let client = if w % 2 == 0 { client.clone() } else { other.clone() };
+        let client = if w % 2 == 0 {
+            client.clone()
+        } else {
+            other.clone()
+        };
         let (stop, inside, counter, top_fence) = (
             Arc::clone(&stop),
             Arc::clone(&inside),
@@ -127,7 +139,11 @@ async fn leases_held_and_waited_for_follow_a_failover() {
                 };
                 // Fences go up in grant order, failover or not.
                 let before = top_fence.fetch_max(guard.fence(), Ordering::AcqRel);
-                assert!(guard.fence() > before, "fence {} after {before}", guard.fence());
+                assert!(
+                    guard.fence() > before,
+                    "fence {} after {before}",
+                    guard.fence()
+                );
                 assert!(!inside.swap(true, Ordering::AcqRel), "two holders at once");
                 let seen = counter.load(Ordering::Acquire);
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -192,7 +208,10 @@ async fn leases_held_and_waited_for_follow_a_failover() {
         .expect("the waiter got the lease within 10 s of its release")
         .unwrap()
         .unwrap();
-    eprintln!("the waiter got held/0 {:?} after its release", released_at.elapsed());
+    eprintln!(
+        "the waiter got held/0 {:?} after its release",
+        released_at.elapsed()
+    );
     assert!(got.fence() > fences_before[0]);
 
     // Fences after the failover are above every fence before it.
@@ -202,8 +221,18 @@ async fn leases_held_and_waited_for_follow_a_failover() {
         assert!(status.is_held());
     }
     drop(held);
-    let fresh = client.lease("held/3").wait(Duration::from_secs(10)).acquire().await.unwrap();
-    assert!(fresh.fence() > fences_before[3], "fence went back: {} <= {}", fresh.fence(), fences_before[3]);
+    let fresh = client
+        .lease("held/3")
+        .wait(Duration::from_secs(10))
+        .acquire()
+        .await
+        .unwrap();
+    assert!(
+        fresh.fence() > fences_before[3],
+        "fence went back: {} <= {}",
+        fresh.fence(),
+        fences_before[3]
+    );
     assert!(fresh.fence() > top_before || fresh.fence() > fences_before[3]);
 
     stop.store(true, Ordering::Relaxed);
