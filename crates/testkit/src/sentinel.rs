@@ -279,13 +279,27 @@ impl RedisSentinel {
     pub fn failover(&mut self) -> Result<u16, Error> {
         self.wait_replica_known("failover (the sentinels finding the replica)")?;
         let args = ["SENTINEL", "FAILOVER", self.opts.service.as_str()];
-        let reply = self.call_sentinel(0, &args)?;
-        if reply != Reply::Status("OK".into()) {
-            return Err(Error::Command {
-                port: self.sentinels[0].port,
-                command: args.join(" "),
-                reply: reply.to_string(),
-            });
+        // The sentinel may still refuse for a moment after it listed the
+        // replica (`-NOGOODSLAVE`: it weighs more than the list shows), or
+        // while it ends the previous failover (`-INPROG`): asked again
+        // until the deadline.
+        let started = Instant::now();
+        loop {
+            let reply = self.call_sentinel(0, &args)?;
+            if reply == Reply::Status("OK".into()) {
+                break;
+            }
+            let again = reply
+                .as_error()
+                .is_some_and(|e| e.starts_with("NOGOODSLAVE") || e.starts_with("INPROG"));
+            if !again || started.elapsed() >= self.opts.deadline {
+                return Err(Error::Command {
+                    port: self.sentinels[0].port,
+                    command: args.join(" "),
+                    reply: reply.to_string(),
+                });
+            }
+            thread::sleep(Duration::from_millis(200));
         }
         let new = 1 - self.master;
         self.wait_master(new, "failover")?;
