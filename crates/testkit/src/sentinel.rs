@@ -159,6 +159,7 @@ impl RedisSentinel {
             opts,
         };
         sentinel.poll("start (the replica syncing)", |s| s.replica_in_sync(1, 0))?;
+        sentinel.wait_streaming(1, 0, "start (the replica streaming)")?;
         for _ in 0..3 {
             let process = SentinelProcess::start(&binary, &sentinel.opts, sentinel.master_port())?;
             sentinel.sentinels.push(process);
@@ -371,8 +372,42 @@ impl RedisSentinel {
             }
             s.replica_in_sync(old, new)
         })?;
+        self.wait_streaming(old, new, action)?;
         self.master = new;
         Ok(())
+    }
+
+    /// Writes a probe on `master` and waits until `replica` has it. After a
+    /// full sync, the master streams writes to the replica only once the
+    /// replica acknowledged the snapshot (up to a second later): a write
+    /// made before then, at an offset that both report in step, is lost
+    /// by a failover in between.
+    fn wait_streaming(&self, replica: usize, master: usize, action: &str) -> Result<(), Error> {
+        let value = format!("{:?}", Instant::now());
+        let key = "testkit:sentinel:probe";
+        let set = admin(
+            self.servers[master].port(),
+            &["SET", key, &value, "PX", "10000"],
+        )?;
+        if set != Reply::Status("OK".into()) {
+            return Err(Error::Command {
+                port: self.servers[master].port(),
+                command: format!("SET {key}"),
+                reply: set.to_string(),
+            });
+        }
+        self.poll(&format!("{action} (a write reaching the replica)"), |s| {
+            let got = admin(s.servers[replica].port(), &["GET", key]).map_err(|e| e.to_string())?;
+            if got.as_text().as_deref() == Some(value.as_str()) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "replica :{} does not have the probe written on :{} yet",
+                    s.servers[replica].port(),
+                    s.servers[master].port()
+                ))
+            }
+        })
     }
 
     /// `Ok` when sentinel `i` names the server on `port` as the master.
