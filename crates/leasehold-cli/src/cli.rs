@@ -57,8 +57,10 @@ fn limit(s: &str) -> Result<u32, String> {
 pub struct Cli {
     /// Redis URL [env: LEASEHOLD_URL, then REDIS_URL; default redis://127.0.0.1:6379].
     ///
-    /// redis://[user:password@]host[:port][/db], rediss://... for TLS, or
-    /// unix:///path/to/redis.sock. With --cluster, give it once per seed
+    /// redis://[user:password@]host[:port][/db], rediss://... for TLS,
+    /// unix:///path/to/redis.sock, or
+    /// redis+sentinel://host:port[,host:port...]/SERVICE through Redis
+    /// Sentinel (see --sentinel). With --cluster, give it once per seed
     /// node (LEASEHOLD_URL: the URLs separated by commas; REDIS_URL is
     /// always one URL). Several URLs without --cluster are independent
     /// masters (Redlock): a lease holds when a majority granted it.
@@ -74,6 +76,21 @@ pub struct Cli {
     /// 3-master cluster.
     #[arg(long, global = true)]
     pub cluster: bool,
+
+    /// The --url values are Redis Sentinels; NAME is the service they monitor [env: LEASEHOLD_SENTINEL].
+    ///
+    /// The master is asked of the sentinels and followed across failovers:
+    /// `--sentinel orders --url redis://s1:26379 --url redis://s2:26379` is
+    /// `--url redis+sentinel://s1:26379,s2:26379/orders`. A user and
+    /// password in the first URL are the master's.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        env = "LEASEHOLD_SENTINEL",
+        conflicts_with = "cluster"
+    )]
+    pub sentinel: Option<String>,
 
     /// Redlock: how long one master may take to answer before it counts as failed.
     ///
@@ -166,6 +183,8 @@ Examples:
       run nightly-report -- ./report.sh   # on a Redis Cluster
   leasehold --url redis://a:6379 --url redis://b:6379 --url redis://c:6379 \\
       run nightly-report -- ./report.sh   # Redlock over 3 independent masters
+  leasehold --url redis+sentinel://s1:26379,s2:26379,s3:26379/orders \
+      run nightly-report -- ./report.sh   # the master of Sentinel service `orders`
 
 Redis Cluster: --cluster says the --url values are seeds of one cluster (one that
 answers is enough; give more in case one is down). LEASEHOLD_URL may hold several

@@ -176,8 +176,33 @@ impl ClientBuilder {
     /// the server's certificate is verified against the system's roots, or
     /// the CA of [`tls_ca_file`](Self::tls_ca_file).
     ///
+    /// Or, through Redis Sentinel,
+    /// `redis+sentinel://[user:password@]host1:port1[,host2:port2...]/SERVICE[/DB]`
+    /// (port 26379 by default): the master of `SERVICE` is asked of each
+    /// sentinel in turn and checked with `ROLE`; the user, password and
+    /// database are the master's. The client then **follows failovers**:
+    /// it listens to the sentinels' announcements, and asks them again
+    /// when a command answers `READONLY` or its connection breaks; the
+    /// shared connection, renewals, transactions and waiters' wake-ups all
+    /// move to the new master. A lease whose keys reached the new master
+    /// keeps being renewed there; one whose keys did not (written in the
+    /// moment the old master was cut off) is reported lost by the guard's
+    /// `lost()` at its next renewal, and its fences never go back (they
+    /// are floored at the server's clock). See the README's Sentinel
+    /// section for the window that remains.
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasehold::Result<()> {
+    /// let client = leasehold::Client::connect(
+    ///     "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/orders",
+    /// )
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// Fails with [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a malformed URL
     /// or an unreadable certificate file (or certificates given with a URL that is not `rediss://`),
+    /// or a Sentinel service that no sentinel knows (the message names it),
     /// [`ErrorKind::Connect`](crate::ErrorKind::Connect) when the server refuses or cannot be reached,
     /// or its TLS certificate cannot be verified,
     /// [`ErrorKind::ConnectTimeout`](crate::ErrorKind::ConnectTimeout) past the connect timeout, and

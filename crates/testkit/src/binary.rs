@@ -52,6 +52,48 @@ pub(crate) fn find(env: Option<&OsStr>, path: Option<&OsStr>) -> Result<PathBuf,
         .ok_or(Error::NotFound { env: None })
 }
 
+/// The environment variable that names the `redis-sentinel` binary to use.
+const SENTINEL_ENV: &str = "LEASEHOLD_REDIS_SENTINEL";
+
+/// Returns the `redis-sentinel` executable to run (Debian's
+/// `redis-sentinel` package).
+///
+/// `$LEASEHOLD_REDIS_SENTINEL` wins if it is set and not empty; otherwise
+/// the first executable `redis-sentinel` on `PATH`.
+///
+/// # Errors
+///
+/// [`Error::SentinelNotFound`], whose message gives the install command.
+///
+/// ```
+/// let binary = testkit::redis_sentinel_binary()?;
+/// println!("sentinels will run {}", binary.display());
+/// # Ok::<(), testkit::Error>(())
+/// ```
+pub fn redis_sentinel_binary() -> Result<PathBuf, Error> {
+    find_named(
+        "redis-sentinel",
+        std::env::var_os(SENTINEL_ENV).as_deref(),
+        std::env::var_os("PATH").as_deref(),
+    )
+    .map_err(|e| match e {
+        Error::NotFound { env } => Error::SentinelNotFound { env },
+        e => e,
+    })
+}
+
+/// [`find`] for another executable name.
+fn find_named(name: &str, env: Option<&OsStr>, path: Option<&OsStr>) -> Result<PathBuf, Error> {
+    if let Some(env) = env.filter(|v| !v.is_empty()) {
+        return find(Some(env), None);
+    }
+    path.into_iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+        .ok_or(Error::NotFound { env: None })
+}
+
 fn is_executable(path: &Path) -> bool {
     path.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -109,6 +151,22 @@ mod tests {
         assert_eq!(
             find(None, Some(&path)).unwrap(),
             first.path().join("redis-server")
+        );
+    }
+
+    #[test]
+    fn a_missing_sentinel_gives_its_install_message() {
+        let empty = tempfile::tempdir().unwrap();
+        let err = find_named("redis-sentinel", None, Some(empty.path().as_os_str()))
+            .map_err(|e| match e {
+                Error::NotFound { env } => Error::SentinelNotFound { env },
+                e => e,
+            })
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("apt-get install -y redis-sentinel"),
+            "{message}"
         );
     }
 

@@ -19,6 +19,18 @@ pub enum Error {
         env: Option<PathBuf>,
     },
 
+    /// No `redis-sentinel` executable was found, which
+    /// [`RedisSentinel`](crate::RedisSentinel) needs.
+    #[error(
+        "redis-sentinel was not found{}. Install it: `apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-sentinel`, or run `cargo xtask setup`",
+        .env.as_ref().map(|p| format!(" (LEASEHOLD_REDIS_SENTINEL is set to {}, which is not an executable file)", p.display())).unwrap_or_default()
+    )]
+    SentinelNotFound {
+        /// The value of `$LEASEHOLD_REDIS_SENTINEL` if it was set (and is
+        /// not an executable file); `None` if `PATH` was searched.
+        env: Option<PathBuf>,
+    },
+
     /// The `redis-server` executable was found but could not be run.
     #[error("failed to run {}: {source}; check that it is an executable redis-server binary", .binary.display())]
     Spawn {
@@ -102,6 +114,25 @@ pub enum Error {
         /// Why the last look at the cluster did not count as settled.
         last: String,
         /// The last lines of every node's log, each prefixed with its port.
+        logs: String,
+    },
+
+    /// A [`RedisSentinel`](crate::RedisSentinel) did not reach the state
+    /// testkit waited for in time: sentinels that do not know the replica
+    /// yet, or a failover that did not finish. Its processes keep running
+    /// until the value is dropped.
+    #[error(
+        "the sentinel deployment did not settle within {waited:?} after {action} (is the machine overloaded?); last seen: {last}\nthe end of each process's log:\n{logs}"
+    )]
+    SentinelTimeout {
+        /// What testkit did before waiting, e.g. `start` or `failover`.
+        action: String,
+        /// How long it waited.
+        waited: Duration,
+        /// Why the last look did not count as settled.
+        last: String,
+        /// The last lines of every process's log, each prefixed with its
+        /// port.
         logs: String,
     },
 

@@ -48,6 +48,11 @@
 //!   stopped half-way for `ASK`), fails a master over (`CLUSTER FAILOVER`),
 //!   kills, pauses and restarts nodes; each change waits until every node
 //!   agrees on the new slot map.
+//! - `sentinel`: [`RedisSentinel`] and [`SentinelOptions`]: a master, its
+//!   replica and three `redis-sentinel` processes (found by
+//!   [`redis_sentinel_binary`]); a graceful failover (`SENTINEL FAILOVER`)
+//!   or a crash of the master, each waited for until the sentinels, `ROLE`
+//!   and replication agree.
 //! - `tls`: [`TlsFiles`], a private CA and the server and client
 //!   certificates it signs (rcgen), for servers started with
 //!   [`ServerOptions::tls`].
@@ -80,14 +85,16 @@ mod faketime;
 mod probe;
 mod proxy;
 mod resp;
+mod sentinel;
 mod server;
 mod tls;
 
-pub use binary::redis_server_binary;
+pub use binary::{redis_sentinel_binary, redis_server_binary};
 pub use cluster::{ClusterNode, ClusterOptions, RedisCluster, SLOTS};
 pub use error::Error;
 pub use faketime::library as libfaketime;
 pub use proxy::FaultProxy;
 pub use resp::Reply;
+pub use sentinel::{RedisSentinel, SentinelOptions};
 pub use server::{RedisServer, ServerOptions};
 pub use tls::{ClientAuth, TlsFiles};

@@ -284,7 +284,7 @@ impl RedisServer {
         if let Some(mut child) = self.child.take() {
             // SIGCONT first in case it is paused; errors are ignored because
             // the only possible one is that it already exited.
-            send(child.id(), libc::SIGCONT);
+            send_signal(child.id(), libc::SIGCONT);
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -306,6 +306,19 @@ impl RedisServer {
                 Err(e) if port_taken(&e) && Instant::now() < deadline => thread::sleep(POLL),
                 result => return result,
             }
+        }
+    }
+
+    /// Makes the next [`restart`](Self::restart) start it as a replica of
+    /// the server on `master` (`--replicaof 127.0.0.1 PORT`), or as a
+    /// master with `None`; the running process is not changed.
+    pub(crate) fn set_replicaof(&mut self, master: Option<u16>) {
+        let args = &mut self.opts.extra_args;
+        if let Some(at) = args.iter().position(|a| a == "--replicaof") {
+            args.drain(at..(at + 3).min(args.len()));
+        }
+        if let Some(port) = master {
+            args.extend(["--replicaof".into(), "127.0.0.1".into(), port.to_string()]);
         }
     }
 
@@ -473,7 +486,7 @@ impl RedisServer {
 
     fn signal(&self, signal: libc::c_int) {
         if let Some(pid) = self.pid() {
-            send(pid, signal);
+            send_signal(pid, signal);
         }
     }
 }
@@ -481,7 +494,7 @@ impl RedisServer {
 /// Sends `signal` to `pid`, which must be a child we have not reaped yet (so
 /// it cannot name another process). Errors are ignored: the only possible one
 /// is that the child already exited.
-fn send(pid: u32, signal: libc::c_int) {
+pub(crate) fn send_signal(pid: u32, signal: libc::c_int) {
     if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: kill(2) has no memory-safety preconditions.
         unsafe {
@@ -510,7 +523,7 @@ impl Drop for RedisServer {
 }
 
 /// A loopback port that nobody listened on a moment ago.
-fn free_port() -> std::io::Result<u16> {
+pub(crate) fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
         .local_addr()?
         .port())

@@ -15,6 +15,11 @@
 //! need one server's process or a proxy in front of it have no counterpart
 //! ([`Fault::on_cluster`]).
 //!
+//! With `--sentinel` the lock is a master, its replica and three
+//! sentinels; the faults of one server's commands hit the master of the
+//! moment, and two exist only there: a graceful failover (`SENTINEL
+//! FAILOVER`) and a killed master.
+//!
 //! With `--redlock` the lock is 5 independent masters. `SCRIPT FLUSH`,
 //! `CLIENT KILL` and `CLIENT PAUSE` hit every master at once; the faults of
 //! one process hit some of them, drawn at random ([`Fault::MemberStop`],
@@ -103,6 +108,14 @@ pub enum Fault {
     /// node is restarted empty and rejoins as the new master's replica.
     /// Writes not yet replicated are lost, as after `restart-volatile`.
     MasterKill,
+    /// Sentinel only: `SENTINEL FAILOVER`; the replica is promoted, the
+    /// clients follow it, and the old master becomes its replica (some
+    /// 10 s in all).
+    SentinelFailover,
+    /// Sentinel only: SIGKILL of the master; the sentinels promote the
+    /// replica (down-after plus an election), and the killed one comes
+    /// back, empty, as its replica. Writes not yet replicated are lost.
+    SentinelMasterKill,
     /// Redlock only: SIGSTOP of that many masters (drawn at random) for
     /// the duration, then SIGCONT.
     MemberStop(usize, Duration),
@@ -148,6 +161,8 @@ impl Fault {
             Fault::SlotMove(_) => "slot-move",
             Fault::Failover => "failover",
             Fault::MasterKill => "master-kill",
+            Fault::SentinelFailover => "sentinel-failover",
+            Fault::SentinelMasterKill => "sentinel-master-kill",
             Fault::MemberStop(1, _) => "member-sigstop-1",
             Fault::MemberStop(2, _) => "member-sigstop-2",
             Fault::MemberStop(3, _) => "member-sigstop-3",
@@ -179,6 +194,37 @@ impl Fault {
                 | Fault::Loading
                 | Fault::ClockJump(..)
         ) && !self.redlock_only()
+            && !self.sentinel_only()
+    }
+
+    /// Whether the fault can be injected into a Sentinel deployment (its
+    /// commands hit the master of the moment): those of the workers'
+    /// processes, the commands, and the failovers.
+    ///
+    /// Not there: the faults of *the* server's process (a restart of the
+    /// master is [`Fault::SentinelMasterKill`]), a proxy (the client
+    /// connects where the sentinels say), `REPLICAOF` (Sentinel would
+    /// undo it), LOADING and a faked clock.
+    pub fn on_sentinel(&self) -> bool {
+        matches!(
+            self,
+            Fault::ScriptFlush
+                | Fault::KillNormal
+                | Fault::KillPubsub
+                | Fault::ClientPause(_)
+                | Fault::Oom(_)
+                | Fault::Evict(_)
+                | Fault::Busy(_)
+                | Fault::HolderStop(_)
+                | Fault::HolderKill
+                | Fault::RunKill
+                | Fault::HolderStarve(_)
+        ) || self.sentinel_only()
+    }
+
+    /// Whether the fault needs a Sentinel deployment.
+    pub fn sentinel_only(&self) -> bool {
+        matches!(self, Fault::SentinelFailover | Fault::SentinelMasterKill)
     }
 
     /// Whether the fault needs a Redis Cluster.
@@ -272,6 +318,13 @@ pub enum Lock {
         /// When each master (by node index) was last failed over.
         failed_over: Mutex<HashMap<usize, Instant>>,
     },
+    /// A master, its replica and three sentinels; the faults of one server
+    /// hit the master of the moment.
+    Sentinel {
+        /// The deployment. An async mutex: a failover blocks for seconds
+        /// (on a blocking thread).
+        sentinel: Arc<tokio::sync::Mutex<testkit::RedisSentinel>>,
+    },
     /// Independent masters (Redlock). Std mutexes, as for one server.
     Redlock {
         /// The masters, in the order the workers are given them.
@@ -322,6 +375,7 @@ impl Lab {
                 cluster.node(cluster.master_of_slot(*slot)).port()
             }
             Lock::Redlock { ports, .. } => ports[0],
+            Lock::Sentinel { sentinel } => sentinel.lock().await.master_port(),
         }
     }
 
@@ -338,6 +392,7 @@ impl Lab {
                     .collect()
             }
             Lock::Redlock { ports, .. } => ports.clone(),
+            Lock::Sentinel { sentinel } => vec![sentinel.lock().await.master_port()],
         }
     }
 
@@ -468,6 +523,7 @@ impl Lab {
             Lock::Server { server, .. } => Ok(server),
             Lock::Cluster { .. } => Err("not on a cluster".into()),
             Lock::Redlock { .. } => Err("not on independent masters".into()),
+            Lock::Sentinel { .. } => Err("not through Sentinel".into()),
         }
     }
 
@@ -774,6 +830,23 @@ impl Lab {
                 .await?;
                 Ok(true)
             }
+            Fault::SentinelFailover | Fault::SentinelMasterKill => {
+                let Lock::Sentinel { sentinel } = &self.lock else {
+                    return Err("needs Sentinel (--sentinel)".into());
+                };
+                let mut sentinel = Arc::clone(sentinel).lock_owned().await;
+                tokio::task::spawn_blocking(move || {
+                    if fault == Fault::SentinelFailover {
+                        sentinel.failover()
+                    } else {
+                        sentinel.kill_master()
+                    }
+                    .map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| format!("panicked: {e}"))??;
+                Ok(true)
+            }
             Fault::MemberStop(n, d) => {
                 let chosen = self.draw(n)?;
                 self.mark(&chosen, true);
@@ -854,6 +927,10 @@ impl Lab {
                     c.wait_settled()
                 })
                 .await;
+            let _ = self.command(&["CONFIG", "SET", "maxmemory", "0"]).await;
+            return;
+        }
+        if let Lock::Sentinel { .. } = self.lock {
             let _ = self.command(&["CONFIG", "SET", "maxmemory", "0"]).await;
             return;
         }

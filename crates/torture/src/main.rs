@@ -39,7 +39,7 @@ struct Cli {
     cluster: bool,
     /// Run the scenarios that apply against 5 independent masters
     /// (Redlock clients, and faults on the masters) instead of one server.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sentinel")]
     redlock: bool,
     /// Every client of the lock (workers, the control arm, `leasehold
     /// run`) connects by rediss://, trusting a CA testkit generates for
@@ -47,6 +47,11 @@ struct Cli {
     /// With --cluster or --redlock too.
     #[arg(long)]
     tls: bool,
+    /// Run the scenarios that apply through Redis Sentinel (a master, its
+    /// replica, 3 sentinels; the workers follow failovers) instead of one
+    /// server.
+    #[arg(long, conflicts_with_all = ["cluster", "redlock", "tls"])]
+    sentinel: bool,
     #[command(subcommand)]
     worker: Option<Worker>,
 }
@@ -133,9 +138,10 @@ fn main() -> ExitCode {
         };
     }
     let all = scenarios::all();
-    let backend = match (cli.cluster, cli.redlock) {
-        (true, _) => Backend::Cluster,
-        (_, true) => Backend::Redlock,
+    let backend = match (cli.cluster, cli.redlock, cli.sentinel) {
+        (true, ..) => Backend::Cluster,
+        (_, true, _) => Backend::Redlock,
+        (.., true) => Backend::Sentinel,
         _ => Backend::Single,
     };
     if cli.list {
@@ -145,6 +151,7 @@ fn main() -> ExitCode {
                 (Backend::Single, "one server"),
                 (Backend::Cluster, "cluster"),
                 (Backend::Redlock, "redlock"),
+                (Backend::Sentinel, "sentinel"),
             ]
             .into_iter()
             .filter(|(b, _)| s.runs_on(*b))
@@ -165,11 +172,16 @@ fn main() -> ExitCode {
             match all.iter().find(|s| s.name == name) {
                 Some(s) if s.runs_on(backend) => chosen.push(s.clone()),
                 Some(s) => {
-                    let there: Vec<&str> = [Backend::Single, Backend::Cluster, Backend::Redlock]
-                        .into_iter()
-                        .filter(|b| s.runs_on(*b))
-                        .map(Backend::flag)
-                        .collect();
+                    let there: Vec<&str> = [
+                        Backend::Single,
+                        Backend::Cluster,
+                        Backend::Redlock,
+                        Backend::Sentinel,
+                    ]
+                    .into_iter()
+                    .filter(|b| s.runs_on(*b))
+                    .map(Backend::flag)
+                    .collect();
                     eprintln!(
                         "leasehold-torture: scenario `{name}` does not run {}; run it {} (--list shows where each runs)",
                         backend.flag(),
@@ -252,7 +264,7 @@ fn main() -> ExitCode {
             "{}",
             report::json_line(
                 "summary",
-                &serde_json::json!({"scenarios": rows.len(), "failed": failed, "not_run": not_run, "cluster": cli.cluster, "redlock": cli.redlock, "tls": cli.tls, "seconds": started.elapsed().as_secs_f64()})
+                &serde_json::json!({"scenarios": rows.len(), "failed": failed, "not_run": not_run, "cluster": cli.cluster, "redlock": cli.redlock, "tls": cli.tls, "sentinel": cli.sentinel, "seconds": started.elapsed().as_secs_f64()})
             )
         );
     } else {

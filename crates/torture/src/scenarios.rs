@@ -11,6 +11,14 @@
 //! (`LEASEHOLD_URL` with commas and `LEASEHOLD_CLUSTER=1`). The scenarios
 //! of slot moves, failovers and killed masters run only there.
 //!
+//! With `--sentinel` the lock is a master, its replica and three
+//! sentinels (testkit's `RedisSentinel`); the workers and `leasehold run`
+//! connect with its `redis+sentinel://` URL and follow failovers. A
+//! scenario runs there when each of its faults has a Sentinel counterpart
+//! ([`Fault::on_sentinel`]) and it needs nothing of one server; not the
+//! control arm (its `SET NX` would need the master's own URL). The
+//! failover scenarios run only there.
+//!
 //! With `--redlock` the lock is 5 independent masters and the workers use
 //! Redlock clients (`leasehold run` gets the masters in `LEASEHOLD_URL`,
 //! commas, without `LEASEHOLD_CLUSTER`); `aof` applies to every master,
@@ -100,6 +108,9 @@ pub enum Backend {
     Cluster,
     /// [`REDLOCK_MASTERS`] independent masters (`--redlock`).
     Redlock,
+    /// A master, its replica and 3 sentinels (`--sentinel`); the workers
+    /// connect with a `redis+sentinel://` URL.
+    Sentinel,
 }
 
 impl Backend {
@@ -109,15 +120,17 @@ impl Backend {
             Backend::Single => "",
             Backend::Cluster => " on a 3-master Redis Cluster",
             Backend::Redlock => " on Redlock over 5 independent masters",
+            Backend::Sentinel => " through Sentinel (1 master, 1 replica, 3 sentinels)",
         }
     }
 
     /// The flag that selects it.
     pub fn flag(self) -> &'static str {
         match self {
-            Backend::Single => "without --cluster or --redlock",
+            Backend::Single => "without --cluster, --redlock or --sentinel",
             Backend::Cluster => "with --cluster",
             Backend::Redlock => "with --redlock",
+            Backend::Sentinel => "with --sentinel",
         }
     }
 }
@@ -160,7 +173,14 @@ impl Scenario {
             return false;
         }
         match backend {
-            Backend::Single => !faults().any(|f| f.cluster_only() || f.redlock_only()),
+            Backend::Single => {
+                !faults().any(|f| f.cluster_only() || f.redlock_only() || f.sentinel_only())
+            }
+            // The control arm's SET NX needs the master's own URL.
+            Backend::Sentinel => {
+                let one_server = self.proxy || self.aof || self.faketime || self.master;
+                self.arm == Arm::Leasehold && !one_server && faults().all(|f| f.on_sentinel())
+            }
             Backend::Cluster => {
                 let one_server = self.proxy || self.aof || self.faketime || self.master;
                 !one_server && faults().all(|f| f.on_cluster())
@@ -251,6 +271,23 @@ pub fn all() -> Vec<Scenario> {
             s.node_timeout = MS(1000);
             s.secs = (10, 30);
             s.faults = vec![every(Fault::MasterKill, 2000)];
+        }),
+        // Sentinel only: graceful failovers while leases are held and
+        // waited for. Clients hold their commands from the failover's first
+        // announcement to the switch, so nothing is acquired or extended on
+        // the old master after it is cut off: this one must pass. (A lease
+        // whose ttl runs out meanwhile is reported lost.)
+        Scenario::base("sentinel-failover").quick().with(|s| {
+            s.secs = (20, 45);
+            s.faults = vec![every(Fault::SentinelFailover, 2000)];
+        }),
+        // Sentinel only: the master killed; the replica promoted after a
+        // crash may lack the last writes (asynchronous replication), and
+        // clients keep writing to nothing until the sentinels agree.
+        Scenario::base("sentinel-master-kill").quick().with(|s| {
+            s.documented = true;
+            s.secs = (15, 30);
+            s.faults = vec![every(Fault::SentinelMasterKill, 2000)];
         }),
         // Redlock only, from here to `client-pause`. A minority of the 5
         // masters frozen past the ttl: a quorum of the rest keeps granting
@@ -488,6 +525,21 @@ pub async fn run(
             },
             seeds,
         )
+    } else if backend == Backend::Sentinel {
+        progress.set_message(format!("{}: starting Sentinel", scenario.name));
+        let sentinel = tokio::task::spawn_blocking(testkit::RedisSentinel::start)
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let url = sentinel.url();
+        // --tls does not go with --sentinel (refused by clap).
+        tls_ports = Vec::new();
+        (
+            Lock::Sentinel {
+                sentinel: Arc::new(tokio::sync::Mutex::new(sentinel)),
+            },
+            url,
+        )
     } else if backend == Backend::Redlock {
         progress.set_message(format!("{}: starting 5 masters", scenario.name));
         let (aof, faketime, opts) = (scenario.aof, scenario.faketime, lock_opts.clone());
@@ -694,6 +746,7 @@ pub async fn run(
             Backend::Single => "",
             Backend::Cluster => ".cluster",
             Backend::Redlock => ".redlock",
+            Backend::Sentinel => ".sentinel",
         };
         let tls = if tls { ".tls" } else { "" };
         let path = dir.join(format!("{}{suffix}{tls}.jsonl", scenario.name));

@@ -47,9 +47,20 @@ impl Address {
     /// that is no Redis URL (named), a bad `LEASEHOLD_CLUSTER`.
     pub fn of(cli: &Cli) -> Result<Address, String> {
         let private = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
-        resolve(&cli.url, cli.cluster, private, |name| {
-            std::env::var(name).ok()
-        })
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(service) = &cli.sentinel {
+            // The sentinels' addresses, from where URLs come from.
+            let listed = if cli.url.is_empty() {
+                env("LEASEHOLD_URL")
+                    .map(|v| v.split(',').map(|u| u.trim().to_owned()).collect())
+                    .or_else(|| env("REDIS_URL").map(|u| vec![u]))
+                    .unwrap_or_default()
+            } else {
+                cli.url.clone()
+            };
+            return sentinel(listed, service);
+        }
+        resolve(&cli.url, cli.cluster, private, env)
     }
 
     /// Whether it names a Redis Cluster (whose failures get their own
@@ -77,6 +88,10 @@ fn resolve(
             })?,
         };
     let listed = var("LEASEHOLD_URL").map(|v| {
+        if v.trim_start().starts_with("redis+sentinel://") {
+            // One URL, whose commas separate its sentinels.
+            return vec![v.trim().to_owned()];
+        }
         v.split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
@@ -131,6 +146,50 @@ fn resolve(
             Ok(Address::Redlock(urls))
         }
     }
+}
+
+/// `--sentinel NAME`: the addresses given are sentinels of service NAME,
+/// as one `redis+sentinel://` URL.
+fn sentinel(urls: Vec<String>, service: &str) -> Result<Address, String> {
+    let urls: Vec<String> = urls.into_iter().filter(|u| !u.is_empty()).collect();
+    if urls.is_empty() {
+        return Err(format!(
+            "--sentinel {service} needs the sentinels' addresses: give --url redis://host:26379 once per sentinel, or LEASEHOLD_URL with them separated by commas"
+        ));
+    }
+    if service.is_empty() || service.contains(['/', ',']) {
+        return Err(format!(
+            "--sentinel `{service}` is no service name: give the name of the sentinels' `sentinel monitor` line"
+        ));
+    }
+    let mut userinfo = None;
+    let mut hosts = Vec::with_capacity(urls.len());
+    for url in &urls {
+        let rest = url.strip_prefix("redis://").unwrap_or(url);
+        if rest.contains("://") {
+            return Err(format!(
+                "`{}` is no sentinel address for --sentinel: use redis://host:port or host:port",
+                redact(url)
+            ));
+        }
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = match authority.rsplit_once('@') {
+            Some((user, host)) => {
+                userinfo.get_or_insert(user);
+                host
+            }
+            None => authority,
+        };
+        if host.is_empty() {
+            return Err(format!("`{}` has no host for --sentinel", redact(url)));
+        }
+        hosts.push(host);
+    }
+    let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+    Ok(Address::Server(format!(
+        "redis+sentinel://{userinfo}{}/{service}",
+        hosts.join(",")
+    )))
 }
 
 /// `LEASEHOLD_CLUSTER`'s value as a yes or a no, as people write them.
@@ -199,7 +258,7 @@ pub async fn connect(cli: &Cli, address: &Address) -> leasehold::Result<Client> 
 
 #[cfg(test)]
 mod tests {
-    use super::{Address, resolve};
+    use super::{Address, resolve, sentinel};
 
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |name| {
@@ -280,6 +339,38 @@ mod tests {
         assert_eq!(
             resolve(&[], true, false, env(&vars)),
             Ok(Address::Cluster(urls(&[A])))
+        );
+    }
+
+    #[test]
+    fn sentinel_addresses_become_one_sentinel_url() {
+        let both = urls(&["redis://:pw@s1:26379", "s2:26380"]);
+        assert_eq!(
+            sentinel(both, "orders"),
+            Ok(Address::Server(
+                "redis+sentinel://:pw@s1:26379,s2:26380/orders".into()
+            ))
+        );
+        // LEASEHOLD_URL holding a Sentinel URL is one URL, commas and all.
+        let url = "redis+sentinel://s1:26379,s2:26379/orders";
+        let vars = [("LEASEHOLD_URL", url)];
+        assert_eq!(
+            resolve(&[], false, false, env(&vars)),
+            Ok(Address::Server(url.into()))
+        );
+        let err = sentinel(Vec::new(), "orders").unwrap_err();
+        assert!(err.contains("needs the sentinels' addresses"), "{err}");
+        let one = urls(&["redis://s1:26379"]);
+        assert!(
+            sentinel(one, "a/b")
+                .unwrap_err()
+                .contains("no service name")
+        );
+        let tls = urls(&["rediss://u:secret@s1:26379"]);
+        let err = sentinel(tls, "orders").unwrap_err();
+        assert!(
+            err.contains("no sentinel address") && !err.contains("secret"),
+            "{err}"
         );
     }
 

@@ -15,6 +15,7 @@ mod redlock;
 mod replicas;
 mod run;
 mod sem;
+mod sentinel;
 mod tls;
 mod tokens;
 mod top;

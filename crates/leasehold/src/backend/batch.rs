@@ -36,7 +36,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use redis::RedisResult;
-use redis::aio::ConnectionManager;
 use tokio::sync::oneshot;
 
 use super::cluster::SlotMap;
@@ -233,7 +232,7 @@ impl Shared {
 /// Where a flusher sends its batches.
 pub(crate) enum Sender {
     /// One server: one call of `batch.lua` for everything queued.
-    Single(ConnectionManager),
+    Single(super::node::Shared),
     /// A cluster: one call of `batch_node.lua` per master, by the map.
     Cluster(redis::cluster_async::ClusterConnection, Arc<SlotMap>),
 }

@@ -24,12 +24,13 @@ pub(crate) mod batch;
 pub(crate) mod cluster;
 pub(crate) mod node;
 pub(crate) mod redlock;
+pub(crate) mod sentinel;
 pub(crate) mod servers;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use tokio::time::Instant;
 
@@ -56,7 +57,7 @@ pub(crate) enum Backend {
     Redlock(Redlock),
 }
 
-/// One server.
+/// One server, or the master of a Sentinel service.
 pub(crate) struct Single {
     node: Node,
     batcher: Batcher,
@@ -119,6 +120,9 @@ pub(crate) enum Extended {
 pub(crate) enum WakeSource {
     /// Classic pub/sub on a connection of its own to this server.
     PubSub(redis::Client),
+    /// Classic pub/sub on the master of a Sentinel service, connecting
+    /// again to the new master after each failover.
+    Sentinel(Arc<sentinel::Follower>),
     /// Sharded pub/sub on the cluster: each channel on its slot's master,
     /// through a cluster client of its own made of these settings.
     Sharded(cluster::Settings),
@@ -133,8 +137,8 @@ pub(crate) enum WakeSource {
 /// inspection. Any command with keys; the backend decides where it goes.
 #[derive(Clone)]
 pub(crate) enum Conn {
-    /// The one server's shared connection.
-    Single(ConnectionManager),
+    /// The one server's shared connection (or the Sentinel master's).
+    Single(node::Shared),
     /// The cluster's: routes each command by its first key.
     Cluster(ClusterConnection),
 }
@@ -545,7 +549,7 @@ impl Backend {
     /// Where waiters hear of releases.
     pub(crate) fn wake_source(&self) -> WakeSource {
         match self {
-            Backend::Single(s) => WakeSource::PubSub(s.node.redis().clone()),
+            Backend::Single(s) => s.node.wake_source(),
             Backend::Cluster(c) => WakeSource::Sharded(c.settings().clone()),
             Backend::Redlock(r) => WakeSource::Masters(r.redis_clients()),
         }

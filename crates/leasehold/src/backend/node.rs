@@ -2,11 +2,15 @@
 //! the address every error from it carries.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 
+use super::WakeSource;
+use super::sentinel::{self, Follower};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Idle dedicated connections kept (beyond these, one given back closes).
@@ -23,14 +27,11 @@ pub(crate) struct Timeouts {
 
 /// One Redis server, as the backends use it.
 pub(crate) struct Node {
-    /// The multiplexed connection that every lease of the client shares
-    /// and that reconnects by itself. Never carries a blocking command.
-    conn: ConnectionManager,
-    /// Printable address, never with a password.
+    /// The server, or the master of a Sentinel service.
+    link: Link,
+    /// Printable address, never with a password (a Sentinel URL for a
+    /// Sentinel service).
     addr: String,
-    /// For connections of their own (a renewal whose reply is stuck on the
-    /// shared connection, transactions, the subscriber).
-    redis: redis::Client,
     timeouts: Timeouts,
     /// Dedicated connections given back by transactions (WATCH needs a
     /// connection of its own), ready for the next.
@@ -40,9 +41,88 @@ pub(crate) struct Node {
     runtime: tokio::runtime::Handle,
 }
 
+/// Where a node's commands go.
+// One per client: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Link {
+    /// One server, for ever.
+    Fixed {
+        /// The multiplexed connection that every lease of the client
+        /// shares and that reconnects by itself. Never carries a blocking
+        /// command.
+        conn: ConnectionManager,
+        /// For connections of their own (a renewal whose reply is stuck on
+        /// the shared connection, transactions, the subscriber).
+        redis: redis::Client,
+    },
+    /// The master of a Sentinel service, whichever it is at the moment.
+    Sentinel(Arc<Follower>),
+}
+
+/// The shared connection: to one server, a `ConnectionManager` behind one
+/// match (no lock, no allocation of ours); to a Sentinel service's master,
+/// through its [`Follower`], which reads the master of the moment once per
+/// command and follows a failover on `READONLY` or a broken link.
+#[derive(Clone)]
+pub(crate) enum Shared {
+    Fixed(ConnectionManager),
+    Sentinel(Arc<Follower>),
+}
+
+impl ConnectionLike for Shared {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Shared::Fixed(c) => c.req_packed_command(cmd),
+            Shared::Sentinel(f) => f.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Shared::Fixed(c) => c.req_packed_commands(pipeline, offset, count),
+            Shared::Sentinel(f) => f.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Shared::Fixed(c) => c.get_db(),
+            Shared::Sentinel(f) => f.db(),
+        }
+    }
+}
+
 impl Node {
-    /// Connects to `url` and checks the server answers (one PING).
+    /// Connects to `url` and checks the server answers (one PING); for a
+    /// `redis+sentinel://` URL, finds the master through the sentinels
+    /// first and follows it from then on.
     pub(crate) async fn connect(url: &str, timeouts: Timeouts, tls: &Tls) -> Result<Node> {
+        if sentinel::is_sentinel_url(url) {
+            let target = sentinel::parse(url)?;
+            if !tls.is_default() {
+                return Err(Error::unsupported(
+                    "TLS CA and client certificate files",
+                    "Sentinel",
+                    "TLS through Sentinel is not supported yet",
+                ));
+            }
+            let follower = Follower::connect(target, timeouts).await?;
+            return Ok(Node {
+                addr: follower.display().to_owned(),
+                link: Link::Sentinel(follower),
+                timeouts,
+                idle: Mutex::new(Vec::new()),
+                runtime: tokio::runtime::Handle::current(),
+            });
+        }
         let redis = open_with(url, tls)?;
         let addr = redis.get_connection_info().addr().to_string();
         let config = ConnectionManagerConfig::new()
@@ -61,9 +141,8 @@ impl Node {
         )
         .await?;
         Ok(Node {
-            conn,
+            link: Link::Fixed { conn, redis },
             addr,
-            redis,
             timeouts,
             idle: Mutex::new(Vec::new()),
             runtime: tokio::runtime::Handle::current(),
@@ -71,8 +150,11 @@ impl Node {
     }
 
     /// The shared connection (a cheap handle).
-    pub(crate) fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+    pub(crate) fn conn(&self) -> Shared {
+        match &self.link {
+            Link::Fixed { conn, .. } => Shared::Fixed(conn.clone()),
+            Link::Sentinel(f) => Shared::Sentinel(Arc::clone(f)),
+        }
     }
 
     /// The runtime the connection lives on.
@@ -90,9 +172,31 @@ impl Node {
         self.timeouts.response
     }
 
-    /// For a subscriber connection of its own.
-    pub(crate) fn redis(&self) -> &redis::Client {
-        &self.redis
+    /// Where waiters hear of releases: this server, or the master of the
+    /// moment.
+    pub(crate) fn wake_source(&self) -> WakeSource {
+        match &self.link {
+            Link::Fixed { redis, .. } => WakeSource::PubSub(redis.clone()),
+            Link::Sentinel(f) => WakeSource::Sentinel(Arc::clone(f)),
+        }
+    }
+
+    /// A client of this server, or of the master of the moment (for
+    /// `doctor` and its probes, which take what they are given).
+    pub(crate) fn redis(&self) -> redis::Client {
+        match &self.link {
+            Link::Fixed { redis, .. } => redis.clone(),
+            Link::Sentinel(f) => f.current().redis.clone(),
+        }
+    }
+
+    /// The client for connections of their own: this server's, or the
+    /// master's once no failover holds commands back (at most `patience`).
+    async fn client(&self, patience: Duration) -> redis::RedisResult<redis::Client> {
+        match &self.link {
+            Link::Fixed { redis, .. } => Ok(redis.clone()),
+            Link::Sentinel(f) => Ok(f.ready(patience).await?.redis.clone()),
+        }
     }
 
     /// Every key of this server matching `pattern`, by SCAN.
@@ -112,7 +216,11 @@ impl Node {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(patience))
             .set_response_timeout(Some(patience));
-        self.redis
+        let client = self
+            .client(patience)
+            .await
+            .map_err(|e| Error::redis(doing, &self.addr, e))?;
+        client
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| Error::redis(doing, &self.addr, e))
@@ -123,14 +231,23 @@ impl Node {
         if let Some(conn) = self.lock_idle().pop() {
             return Ok(conn);
         }
-        self.redis
+        let client = self
+            .client(self.timeouts.response)
+            .await
+            .map_err(|e| Error::redis(doing, &self.addr, e))?;
+        client
             .get_multiplexed_async_connection()
             .await
             .map_err(|e| Error::redis(doing, &self.addr, e))
     }
 
     /// Keeps a dedicated connection, in a clean state, for the next user.
+    /// Not through Sentinel: a connection given back after a failover
+    /// would still go to the old master.
     pub(crate) fn give_back(&self, conn: MultiplexedConnection) {
+        if let Link::Sentinel(_) = self.link {
+            return;
+        }
         let mut idle = self.lock_idle();
         if idle.len() < POOL_MAX {
             idle.push(conn);
@@ -144,6 +261,14 @@ impl Node {
 
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<MultiplexedConnection>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Link::Sentinel(f) = &self.link {
+            f.shut_down();
+        }
     }
 }
 

@@ -83,7 +83,7 @@ impl Backend {
         Ok(match self {
             Backend::Single(s) => vec![Server {
                 addr: s.node.addr().to_owned(),
-                client: s.node.redis().clone(),
+                client: s.node.redis(),
             }],
             Backend::Redlock(r) => r
                 .redis_clients()
@@ -204,7 +204,7 @@ impl Backend {
             }
             Backend::Single(_) | Backend::Redlock(_) => {
                 let clients: Vec<redis::Client> = match self {
-                    Backend::Single(s) => vec![s.node.redis().clone()],
+                    Backend::Single(s) => vec![s.node.redis()],
                     Backend::Redlock(r) => r.redis_clients(),
                     Backend::Cluster(_) => unreachable!("above"),
                 };

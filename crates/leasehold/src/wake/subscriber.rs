@@ -127,20 +127,25 @@ impl Wire {
         let lost = CancellationToken::new();
         match &shared.source {
             WakeSource::PubSub(client) => {
-                let (sink, mut stream) = client.get_async_pubsub().await?.split();
-                let reader = {
-                    let shared = Arc::clone(shared);
-                    let lost = lost.clone();
-                    shared.runtime.clone().spawn(async move {
-                        while let Some(msg) = stream.next().await {
-                            // Names are bytes, not always UTF-8: read the channel raw.
-                            if let Ok(channel) = msg.get_channel::<Vec<u8>>() {
-                                shared.on_message(&channel, msg.get_payload_bytes());
-                            }
-                        }
-                        lost.cancel();
-                    })
-                };
+                let (sink, reader) = classic(shared, client, &lost).await?;
+                Ok((Wire::Classic(sink), reader, lost))
+            }
+            WakeSource::Sentinel(follower) => {
+                // Subscribed to switches before the master is read: a
+                // switch in between only costs a reconnect.
+                let mut switches = follower.switches();
+                let master = follower.current();
+                let (sink, reader) = classic(shared, &master.redis, &lost).await?;
+                // After a failover, reconnect to the new master. Releases
+                // published on the old one in between were lost: the new
+                // subscriptions wake every channel's head, which tries again.
+                let watch = lost.clone();
+                shared.runtime.spawn(async move {
+                    tokio::select! {
+                        _ = switches.changed() => watch.cancel(),
+                        _ = watch.cancelled() => {}
+                    }
+                });
                 Ok((Wire::Classic(sink), reader, lost))
             }
             WakeSource::Sharded(settings) => {
@@ -194,6 +199,30 @@ impl Wire {
             }
         }
     }
+}
+
+/// Opens a classic pub/sub connection with `client` and starts its reader,
+/// which delivers messages until the connection ends (then cancels `lost`).
+async fn classic(
+    shared: &Arc<Shared>,
+    client: &redis::Client,
+    lost: &CancellationToken,
+) -> redis::RedisResult<(redis::aio::PubSubSink, tokio::task::JoinHandle<()>)> {
+    let (sink, mut stream) = client.get_async_pubsub().await?.split();
+    let reader = {
+        let shared = Arc::clone(shared);
+        let lost = lost.clone();
+        shared.runtime.clone().spawn(async move {
+            while let Some(msg) = stream.next().await {
+                // Names are bytes, not always UTF-8: read the channel raw.
+                if let Ok(channel) = msg.get_channel::<Vec<u8>>() {
+                    shared.on_message(&channel, msg.get_payload_bytes());
+                }
+            }
+            lost.cancel();
+        })
+    };
+    Ok((sink, reader))
 }
 
 /// A push of the sharded subscriber: a message, or a (re)subscription.

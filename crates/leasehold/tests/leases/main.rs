@@ -24,6 +24,7 @@ mod replicas;
 mod rwlock;
 mod scripts;
 mod semaphore;
+mod sentinel;
 mod tls;
 mod traces;
 mod txn;
