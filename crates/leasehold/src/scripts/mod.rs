@@ -525,6 +525,9 @@ mod tests {
         let mut w = Wire::new(Value::Int(1));
         raise_fence(&mut w, &a, 1 << 50).await.unwrap();
         calls.push(w.call(1));
+        let mut w = Wire::new(Value::Int(1 << 50));
+        bump_fence(&mut w, &a).await.unwrap();
+        calls.push(w.call(1));
 
         for call in &calls {
             check_count(call, "KEYS", call.keys);
@@ -553,7 +556,7 @@ mod tests {
             );
             checked += 1;
         }
-        assert_eq!(checked, 20);
+        assert_eq!(checked, 21);
     }
 
     /// Only `wake.lua` and `wake_sharded.lua` say how a wake channel is
