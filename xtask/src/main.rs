@@ -6,14 +6,15 @@
 //! - `test`: setup, `cargo fmt --check`, `layers`, `cargo clippy -D
 //!   warnings`, the workspace's docs with warnings denied, `cargo test`
 //!   (clippy and tests with the library's `metrics` feature), then the
-//!   fault suite's quick set (`torture --quick`).
+//!   fault suite's quick set (`torture --quick`), and one scenario each
+//!   over TLS (`--tls`) and through Sentinel (`--sentinel`).
 //! - `layers`: the library's modules import downward only, never in a
 //!   cycle (see [`layers`]): `[--json | --dot] [--src DIR]`.
 //! - `torture`: setup, then the fault suite (`leasehold-torture`, release
 //!   build): `[--quick] [--scenario NAME] [--soak 10m] [--json]
-//!   [--cluster | --redlock] [--tls]` (a 3-master cluster, or 5 independent
-//!   masters with faults on them; every client over TLS: on demand, not in
-//!   `test`).
+//!   [--cluster | --redlock | --sentinel] [--tls]` (a 3-master cluster, 5
+//!   independent masters with faults on them, or a master, its replica and
+//!   3 sentinels with failovers; every client over TLS).
 //! - `demo`: setup, then `leasehold demo` (it starts its own throwaway Redis).
 //! - `bench`: setup, then `leasehold bench` built with `--release` on a private
 //!   redis-server, then the peers of `../shared/peers` on the same server.
@@ -502,6 +503,22 @@ fn test(test_args: Vec<OsString>) -> Result<(), Failure> {
         // The fault suite's quick set: a few seconds per scenario.
         ("build", Step::Run(torture_build())),
         ("torture", Step::Run(torture(["--quick"]))),
+        // The same workers over TLS, and through Sentinel across
+        // failovers: one scenario each here, every one with
+        // `cargo xtask torture --tls` / `--sentinel`.
+        (
+            "tls",
+            Step::Run(torture(["--quick", "--tls", "--scenario", "chaos"])),
+        ),
+        (
+            "sentinel",
+            Step::Run(torture([
+                "--quick",
+                "--sentinel",
+                "--scenario",
+                "sentinel-failover",
+            ])),
+        ),
     ];
 
     let total = steps.len();
