@@ -26,7 +26,6 @@ mod scripts;
 mod semaphore;
 mod sentinel;
 mod tls;
-mod traces;
 mod txn;
 mod wakeup;
 mod warnings;
