@@ -34,7 +34,8 @@ fn run_waits_for_the_replica_and_refuses_when_it_does_not_answer() {
     let ran = dir.path().join("ran");
     let o = output(
         leasehold(Some(&master))
-            .args(["--replicas", "1", "run", "jobs/a", "--", "touch"])
+            .args(["--replicas", "1", "--replicas-timeout", "5s"])
+            .args(["run", "jobs/a", "--", "touch"])
             .arg(&ran),
     );
     assert!(o.status.success(), "{}", stderr(&o));
