@@ -933,7 +933,12 @@ mod tests {
             .into_iter()
             .filter(|n| n.starts_with("members-"))
             .count();
-        assert_eq!(single.len(), all().len() - 3 - redlock_only);
+        let sentinel_only = names(Backend::Sentinel)
+            .into_iter()
+            .filter(|n| n.starts_with("sentinel-"))
+            .count();
+        assert_eq!(sentinel_only, 2);
+        assert_eq!(single.len(), all().len() - 3 - redlock_only - sentinel_only);
     }
 
     #[test]
