@@ -180,6 +180,62 @@ impl RedisServer {
         }
     }
 
+    /// Starts a replica of `master` and waits (10 s at most) until it
+    /// streams: a probe written on the master has reached it. Being
+    /// "online" is not enough: after a full sync the master streams writes
+    /// only once the replica acknowledged the snapshot, up to a second
+    /// later.
+    ///
+    /// ```
+    /// let master = testkit::RedisServer::start()?;
+    /// let replica = testkit::RedisServer::start_replica_of(&master)?;
+    /// assert_ne!(replica.port(), master.port());
+    /// # Ok::<(), testkit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start), and [`Error::Command`] naming the probe
+    /// when it does not reach the replica in time.
+    pub fn start_replica_of(master: &RedisServer) -> Result<RedisServer, Error> {
+        let replica = RedisServer::start_with(ServerOptions {
+            extra_args: vec![
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                master.port().to_string(),
+            ],
+            ..Default::default()
+        })?;
+        let (key, value) = ("testkit:replica:probe", replica.port().to_string());
+        let timeout = Duration::from_secs(2);
+        let failed = |port: u16, command: &str, reply: String| Error::Command {
+            port,
+            command: command.to_owned(),
+            reply,
+        };
+        crate::resp::call(master.port(), &["SET", key, &value, "PX", "10000"], timeout)
+            .map_err(|e| failed(master.port(), "SET testkit:replica:probe", e.to_string()))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = crate::resp::call(replica.port(), &["GET", key], timeout)
+                .map_err(|e| failed(replica.port(), "GET testkit:replica:probe", e.to_string()))?;
+            if got.as_text().as_deref() == Some(value.as_str()) {
+                return Ok(replica);
+            }
+            if Instant::now() >= deadline {
+                return Err(failed(
+                    replica.port(),
+                    "GET testkit:replica:probe",
+                    format!(
+                        "the probe written on the master :{} did not arrive within 10s: {got}",
+                        master.port()
+                    ),
+                ));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Starts `n` independent masters (no replication between them), e.g.
     /// for Redlock. If one fails, those already started are killed.
     ///

@@ -1,29 +1,12 @@
 //! `--replicas N`: a command runs only once N replicas acknowledged its
 //! lease (WAIT), against a master with a real replica.
 
-use testkit::ServerOptions;
-
 use crate::common::*;
 
-/// A master and one replica of it, in sync.
+/// A master and one replica of it, the replica streaming.
 fn master_and_replica() -> (RedisServer, RedisServer) {
     let master = RedisServer::start().expect("start the master");
-    let replica = RedisServer::start_with(ServerOptions {
-        extra_args: vec![
-            "--replicaof".into(),
-            "127.0.0.1".into(),
-            master.port().to_string(),
-        ],
-        ..Default::default()
-    })
-    .expect("start the replica");
-    eventually(10 * SECOND, "the replica to be in sync", || {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query(&mut redis(&master))
-            .unwrap();
-        info.contains("state=online")
-    });
+    let replica = RedisServer::start_replica_of(&master).expect("start the replica");
     (master, replica)
 }
 

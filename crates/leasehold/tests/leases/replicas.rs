@@ -4,42 +4,14 @@
 use std::time::Duration;
 
 use leasehold::{Client, ErrorKind};
-use testkit::{RedisServer, ServerOptions};
+use testkit::RedisServer;
 
 use crate::common::{eventually, get, ms, numsub, raw};
 
-/// A master and one replica of it, the replica in sync.
+/// A master and one replica of it, the replica streaming.
 async fn master_and_replica() -> (RedisServer, RedisServer) {
     let master = RedisServer::start().expect("start the master");
-    let replica = RedisServer::start_with(ServerOptions {
-        extra_args: vec![
-            "--replicaof".into(),
-            "127.0.0.1".into(),
-            master.port().to_string(),
-        ],
-        ..Default::default()
-    })
-    .expect("start the replica");
-    let mut conn = raw(&master).await;
-    eventually(Duration::from_secs(10), "the replica to be in sync", || {
-        let mut conn = conn.clone();
-        async move {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            info.contains("state=online")
-        }
-    })
-    .await;
-    // A first write, so the replica has acknowledged something.
-    let _: () = redis::cmd("SET")
-        .arg("warm")
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let replica = RedisServer::start_replica_of(&master).expect("start the replica");
     (master, replica)
 }
 
