@@ -155,7 +155,12 @@ async fn leases_held_and_waited_for_follow_a_failover() {
             done
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The workers are at it before the failover.
+    eventually(Duration::from_secs(10), "the workers to take turns", || {
+        let counter = Arc::clone(&counter);
+        async move { counter.load(Ordering::Acquire) >= 10 }
+    })
+    .await;
 
     let sentinel = failover(sentinel).await;
     assert_ne!(sentinel.master_port(), old_master);
