@@ -22,6 +22,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod cluster;
+pub(crate) mod direct;
 pub(crate) mod node;
 pub(crate) mod redlock;
 pub(crate) mod sentinel;
@@ -537,6 +538,15 @@ impl Backend {
         }
     }
 
+    /// Waits until no cancelled operation's command may still run on a
+    /// connection of its own (a direct one, see [`direct`]): a release
+    /// that cleans up after such an operation must not overtake it.
+    pub(crate) async fn settled(&self) {
+        if let Backend::Single(s) = self {
+            s.node.settled().await;
+        }
+    }
+
     /// How long one command waits for its reply.
     fn response_timeout(&self) -> Duration {
         match self {
@@ -560,7 +570,8 @@ impl Backend {
         match self {
             // The cluster client's connections to its nodes count as one
             // handle here, like the single server's.
-            Backend::Single(_) | Backend::Cluster(_) => 1,
+            Backend::Single(s) => 1 + s.node.direct_connections(),
+            Backend::Cluster(_) => 1,
             Backend::Redlock(r) => r.len(),
         }
     }
@@ -751,7 +762,14 @@ impl Single {
         match self.route(BatchOp::Acquire { ttl_ms }, keys, token).await? {
             Route::Batched(ok, n) => Ok(scripts::acquired(ok, n)),
             Route::Alone(_counted) => {
-                scripts::acquire(&mut self.node.conn(), keys, token.as_bytes(), ttl_ms, wait).await
+                scripts::acquire(
+                    &mut self.node.express(),
+                    keys,
+                    token.as_bytes(),
+                    ttl_ms,
+                    wait,
+                )
+                .await
             }
         }
     }
@@ -763,7 +781,7 @@ impl Single {
             Route::Batched(..) => Ok(Released::NotHeld),
             Route::Alone(_counted) => {
                 scripts::release(
-                    &mut self.node.conn(),
+                    &mut self.node.express(),
                     Pubsub::Classic,
                     keys,
                     token.as_bytes(),

@@ -10,6 +10,7 @@ use redis::aio::{
 };
 
 use super::WakeSource;
+use super::direct::{Express, Lane};
 use super::sentinel::{self, Follower};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -39,6 +40,9 @@ pub(crate) struct Node {
     /// The runtime the node was connected on, where its connection's task
     /// lives: background work that uses the connection runs there.
     runtime: tokio::runtime::Handle,
+    /// Connections read by their callers, for the operations that go out
+    /// alone (plain `redis://` only; see [`direct`](super::direct)).
+    lane: Option<Arc<Lane>>,
 }
 
 /// Where a node's commands go.
@@ -121,6 +125,7 @@ impl Node {
                 timeouts,
                 idle: Mutex::new(Vec::new()),
                 runtime: tokio::runtime::Handle::current(),
+                lane: None,
             });
         }
         let redis = open_with(url, tls)?;
@@ -141,6 +146,7 @@ impl Node {
         )
         .await?;
         Ok(Node {
+            lane: Lane::new(&redis.get_connection_info(), timeouts),
             link: Link::Fixed { conn, redis },
             addr,
             timeouts,
@@ -155,6 +161,28 @@ impl Node {
             Link::Fixed { conn, .. } => Shared::Fixed(conn.clone()),
             Link::Sentinel(f) => Shared::Sentinel(Arc::clone(f)),
         }
+    }
+
+    /// The connection for an operation that goes out alone: a direct one
+    /// when one is idle, else the shared one.
+    pub(crate) fn express(&self) -> Express {
+        Express {
+            lane: self.lane.clone(),
+            shared: self.conn(),
+        }
+    }
+
+    /// Waits until no cancelled operation's command may still run on a
+    /// direct connection (see [`Lane::settled`]).
+    pub(crate) async fn settled(&self) {
+        if let Some(lane) = &self.lane {
+            lane.settled().await;
+        }
+    }
+
+    /// Direct connections open (see [`direct`](super::direct)).
+    pub(crate) fn direct_connections(&self) -> usize {
+        self.lane.as_ref().map_or(0, |l| l.open())
     }
 
     /// The runtime the connection lives on.

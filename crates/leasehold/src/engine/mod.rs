@@ -123,6 +123,8 @@ impl Core {
     ) {
         let core = Arc::clone(self);
         let fut = async move {
+            // What the dropped operation sent runs first.
+            core.backend.settled().await;
             if let Some(token) = token {
                 // The fence is the guard's (or none, for an acquire): not known here.
                 let span = observe::release_span!(keys, token, tracing::field::Empty);

@@ -129,6 +129,9 @@ impl Holding {
                 self.confirmed(valid_until);
                 Ok(())
             }
+            // Released (or detached) meanwhile: the release may have run
+            // first on another connection. Not a loss for anyone to see.
+            _ if self.stop.is_cancelled() => Err(Error::lost(self.keys.display())),
             _ => {
                 self.mark_lost(
                     Loss::Gone,

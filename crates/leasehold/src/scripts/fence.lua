@@ -9,9 +9,17 @@
 -- runs far fewer than 1024 scripts a millisecond). ms x 1024 stays below
 -- 2^53, where Lua's numbers stop being exact integers, until the year
 -- 2249; a reply carries the number as an exact integer.
+--
+-- The clock is read once per script run: a batch of grants shares one
+-- floor (each name's own INCR still moves its fence on), and saves a TIME
+-- call per grant after the first.
+local clock_floor
 local function next_fence(key)
-  local t = redis.call('TIME')
-  local floor = (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) * 1024
+  if not clock_floor then
+    local t = redis.call('TIME')
+    clock_floor = (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) * 1024
+  end
+  local floor = clock_floor
   local n = redis.call('INCR', key)
   if n < floor then
     n = floor

@@ -6,6 +6,7 @@ mod common;
 mod acl;
 mod batch;
 mod cluster;
+mod direct;
 mod exclusion;
 mod fair;
 mod fair_semaphore;

@@ -48,7 +48,10 @@ async fn a_waiter_on_another_client_is_woken_by_the_release() {
         "woken {took:?} after the release: a timer, not the publish"
     );
     assert!(new_fence > fence);
-    assert_eq!(connections, 2, "one command connection and one subscriber");
+    assert!(
+        (2..=3).contains(&connections),
+        "one command connection, one subscriber and at most the direct connection its first attempt had opened: {connections}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
