@@ -146,7 +146,7 @@ impl Node {
         )
         .await?;
         Ok(Node {
-            lane: Lane::new(&redis.get_connection_info(), timeouts),
+            lane: Lane::new(redis.get_connection_info(), timeouts),
             link: Link::Fixed { conn, redis },
             addr,
             timeouts,
