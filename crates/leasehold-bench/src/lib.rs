@@ -85,6 +85,7 @@ pub mod flash_sale;
 pub mod peers;
 mod physical;
 mod progress;
+mod raw;
 mod redlock;
 mod report;
 mod stats;
@@ -152,6 +153,11 @@ pub struct Sizes {
     /// Measure W0 with our raw redis-rs client even if `redis-benchmark` is
     /// on `PATH`.
     pub w0_raw: bool,
+    /// W0 measures only the raw blocking client's floor (PING, W1's cycle,
+    /// W3's chain; a second or two), not redis-benchmark's shapes nor the
+    /// redis-rs floors: for interleaved passes of W1 and W2, where each
+    /// pass needs its own floor. W2 then has no limit.
+    pub w0_floor_only: bool,
     /// W1: warm-up cycles (200).
     pub w1_warmup: u64,
     /// W1: timed cycles (5,000).
@@ -204,6 +210,7 @@ impl Default for Sizes {
         Sizes {
             w0_scale: 1.0,
             w0_raw: false,
+            w0_floor_only: false,
             w1_warmup: 200,
             w1_cycles: 5_000,
             w2_workers: 64,
