@@ -1,4 +1,5 @@
-//! The benchmark workloads of BENCH.md, run by `leasehold bench`.
+//! The benchmark workloads of BENCH.md (at the repository's root: the
+//! workloads, the floors, the targets, how to run), run by `leasehold bench`.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), leasehold_bench::Error> {
@@ -24,8 +25,11 @@
 //!
 //! # Layout
 //!
-//! - `physical`: W0, the limit: `redis-benchmark --csv` when it is on `PATH`,
-//!   else a raw pipelined redis-rs client of ours.
+//! - `physical`: W0, the floors: the raw client's, then `redis-benchmark
+//!   --csv`'s shapes when it is on `PATH` (else a raw pipelined redis-rs
+//!   client of ours), then the redis-rs floors.
+//! - `raw`: the raw client: a blocking `std::net` client with a minimal RESP
+//!   writer and reader, no runtime; W1's and W3's latency floor.
 //! - `uncontended`: W1 (one worker, latency) and W2 (64 tasks on their own
 //!   names, throughput).
 //! - `contended`: W3, 16 workers on one name: handoffs, fairness, lost
@@ -49,10 +53,11 @@
 //!
 //! | workload | limit taken from W0 |
 //! |---|---|
-//! | W1 cycles/s, p50 | one `SET NX PX` + one `EVAL` in series at `-c 1` |
-//! | W2 cycles/s | one `SET NX PX` + one `EVAL` at `-c 64 -P 16` (BENCH.md's "pipelined ceiling") |
-//! | W3 handoffs/s | `GET`, `SET`, release: three round trips in series at `-c 1` (the critical section and one script that releases and hands over; a lock whose next holder sends its own acquire needs a fourth) |
-//! | W3 handoff p50 | one release: `EVAL` p50 at `-c 1` |
+//! | W1 cycles/s, p50 | the raw client: `SET NX PX` + `EVALSHA` in series (`raw_cycle_per_s`, `raw_cycle_p50_us`); target p50 ≤ 1.25 × `raw_cycle_p50_us` |
+//! | W2 cycles/s | one `SET NX PX` + one `EVAL` at `-c 64 -P 16` (the "pipelined ceiling") |
+//! | W3 handoffs/s | the raw client: `GET`, `SET`, `EVALSHA` release, three round trips in series (`raw_handoff_chain_per_s`: the critical section and one script that releases and hands over; a lock whose next holder sends its own acquire needs a fourth); target ≥ 85 % of it |
+//! | W3 handoff p50 | one release: the raw client's `EVALSHA` p50 (`raw_release_p50_us`) |
+//! | W4 lease units/s | the raw client's three-command chain |
 //! | W4 Lua units/s | `EVAL` at `-c 64` |
 //!
 //! A rate's share is `value / limit`; a time's share is `limit / value`. Both
@@ -75,6 +80,9 @@
 //!   [`peers`]). `cargo xtask bench` runs both against one private server.
 //!   `leasehold-bench-peers --redlock --peers DIR`: R1 to R4 of leasehold
 //!   and of the peers' Redlock harness on the same 5 masters, interleaved.
+//!   `leasehold-bench-peers --interleave K --peers DIR`: W1 and W2 of
+//!   leasehold, node-redlock and rslock, K passes in turn on one server,
+//!   medians and spreads ([`peers::summarize`]).
 
 #![deny(missing_docs)]
 
