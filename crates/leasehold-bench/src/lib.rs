@@ -72,7 +72,7 @@
 //!
 //! # Binaries
 //!
-//! - `leasehold-bench [W1|..|W6|all|R1|..|R4|redlock] [--json] [--duration D] [--workers N]
+//! - `leasehold-bench [W0|..|W6|all|R1|..|R4|redlock] [--json] [--duration D] [--workers N]
 //!   [--url URL] [--cluster-url URL]... [--master URL]...`: the flags of `leasehold bench`, until the CLI calls
 //!   [`run`] itself.
 //! - `leasehold-bench-peers --rows FILE --url URL --peers DIR`: prints a
@@ -386,6 +386,8 @@ async fn single(
     }
     for w in workloads {
         match w {
+            // Measured above.
+            Workload::W0 => {}
             Workload::W1 => uncontended::w1(&mut ctx).await?,
             Workload::W2 => uncontended::w2(&mut ctx).await?,
             Workload::W3 => contended::w3(&mut ctx).await?,

@@ -184,7 +184,7 @@ pub(crate) async fn measure(ctx: &mut Ctx<'_>) -> Result<Limits, Error> {
     if let Some(p50) = limits.get(Cmd::Ping, 1, 1).map(|m| m.p50_ms * 1e3) {
         ctx.emit(
             Row::new("W0", "ping_c1_p50_us", p50, "us")
-                .note("one round trip as redis-benchmark counts it (whole-ms clock, its own event loop)"),
+                .note("PING p50 at -c 1 as redis-benchmark reports it"),
         );
     }
     let cycles = ((5_000.0 * ctx.sizes.w0_scale) as u64).max(50);

@@ -4,7 +4,7 @@
 //! first whenever one of W1 to W4 runs.
 //!
 //! ```text
-//! leasehold-bench [W1|..|W6|all|R1|..|R4|redlock]... [--json] [--duration D] [--workers N]
+//! leasehold-bench [W0|..|W6|all|R1|..|R4|redlock]... [--json] [--duration D] [--workers N]
 //!                 [--url URL] [--cluster-url URL]... [--master URL]... [--node-timeout D]
 //! ```
 
@@ -22,7 +22,8 @@ use leasehold_bench::{Options, WorkloadArg};
 #[derive(Parser)]
 #[command(name = "leasehold-bench")]
 struct Args {
-    /// Workloads to run: W1 to W6, all (the default: W1 to W6), R1 to R4,
+    /// Workloads to run: W0 (the floors alone), W1 to W6, all (the default:
+    /// W1 to W6; W0 comes first whenever one of W1 to W4 runs), R1 to R4,
     /// redlock (R1 to R4); case does not matter, commas may separate them.
     #[arg(value_name = "WORKLOAD", ignore_case = true, value_delimiter = ',')]
     workloads: Vec<WorkloadArg>,
