@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::report::{Better, Row};
 use crate::raw;
+use crate::report::{Better, Row};
 use crate::stats::Hist;
 use crate::{Ctx, Error, KEY_PREFIX};
 
@@ -226,9 +226,11 @@ async fn raw_floor(ctx: &mut Ctx<'_>) -> Option<raw::Floor> {
                 Err(why) => why,
                 Ok(_) => e.to_string(),
             };
-            ctx.emit(Row::new("W0", "raw_floor_measured", 0.0, "count").note(format!(
-                "no raw floor this run ({why}); W1's and W3's rows have no limit"
-            )));
+            ctx.emit(
+                Row::new("W0", "raw_floor_measured", 0.0, "count").note(format!(
+                    "no raw floor this run ({why}); W1's and W3's rows have no limit"
+                )),
+            );
             return None;
         }
     };

@@ -503,7 +503,10 @@ mod tests {
         assert_eq!(one(b"$3\r\ntok\r\n"), Value::Bulk(Some(b"tok".to_vec())));
         assert_eq!(one(b"$0\r\n\r\n"), Value::Bulk(Some(Vec::new())));
         // A bulk string may hold CRLF itself: its length decides.
-        assert_eq!(one(b"$4\r\na\r\nb\r\n"), Value::Bulk(Some(b"a\r\nb".to_vec())));
+        assert_eq!(
+            one(b"$4\r\na\r\nb\r\n"),
+            Value::Bulk(Some(b"a\r\nb".to_vec()))
+        );
         assert_eq!(one(b"$-1\r\n"), Value::Bulk(None));
         assert_eq!(one(b"*-1\r\n"), Value::Array(None));
         assert_eq!(one(b"*0\r\n"), Value::Array(Some(Vec::new())));
@@ -585,7 +588,10 @@ mod tests {
     fn writes_commands_as_arrays_of_bulk_strings() {
         let mut out = Vec::new();
         encode(&mut out, &[b"SET", b"k", b"tok", b"NX"]);
-        assert_eq!(out, b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\ntok\r\n$2\r\nNX\r\n");
+        assert_eq!(
+            out,
+            b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\ntok\r\n$2\r\nNX\r\n"
+        );
     }
 
     #[test]

@@ -65,7 +65,11 @@ fn interleave_reports_every_library_even_a_missing_one() {
     let floor = ours["raw_cycle_p50_us"].as_f64().unwrap();
     assert!(floor > 0.0, "{ours}");
     // Every library of the pass shares the pass's floor.
-    assert!(passes.iter().all(|p| p["raw_cycle_p50_us"].as_f64() == Some(floor)));
+    assert!(
+        passes
+            .iter()
+            .all(|p| p["raw_cycle_p50_us"].as_f64() == Some(floor))
+    );
     for peer in &passes[1..] {
         assert!(peer["w1_cycles_per_s"].is_null(), "{peer}");
         assert_eq!(peer["problem"], "--no-peers", "{peer}");
@@ -78,7 +82,10 @@ fn interleave_reports_every_library_even_a_missing_one() {
         .expect("the floor's ratio");
     assert!(floor_ratio["ratio"].as_f64().unwrap() > 0.0);
     // No peer ran: the W1 ratio has none, rather than a made-up one.
-    let w1 = ratios.iter().find(|r| r["figure"] == "W1 cycles/s").unwrap();
+    let w1 = ratios
+        .iter()
+        .find(|r| r["figure"] == "W1 cycles/s")
+        .unwrap();
     assert!(w1["ratio"].is_null(), "{w1}");
     assert!(err.contains("interleave: pass 1/1: leasehold"), "{err}");
     assert!(err.contains("median (min–max)"), "{err}");

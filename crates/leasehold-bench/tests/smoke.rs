@@ -268,7 +268,12 @@ async fn the_raw_floor_sets_w1s_limits() {
     assert_eq!(w1["cycles_per_s"].limit, Some(w0["raw_cycle_per_s"].value));
     let p50 = &w1["cycle_p50_us"];
     assert_eq!(p50.limit, Some(w0["raw_cycle_p50_us"].value));
-    assert!(p50.target.as_deref().unwrap().contains("1.25 x raw_cycle_p50"));
+    assert!(
+        p50.target
+            .as_deref()
+            .unwrap()
+            .contains("1.25 x raw_cycle_p50")
+    );
     assert_eq!(
         p50.met,
         Some(p50.value <= 1.25 * w0["raw_cycle_p50_us"].value)

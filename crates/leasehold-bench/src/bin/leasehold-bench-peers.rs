@@ -401,7 +401,7 @@ fn interleave(args: &Args, k: usize) -> ExitCode {
                     library,
                     &[] as &[&str],
                     None,
-                    &[why.clone()],
+                    std::slice::from_ref(why),
                 ));
             } else {
                 let run = peers::run_one(&work, library, &url, true, &["W1", "W2"]);

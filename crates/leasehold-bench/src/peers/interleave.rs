@@ -319,13 +319,7 @@ pub fn summarize(passes: &[PassResult]) -> Summary {
     };
     let floor_ratio = ours.and_then(|l| median(l.w1_p50_over_raw_cycle_p50));
     let ratios = vec![
-        versus(
-            "W1 cycles/s",
-            |l| l.w1_cycles_per_s,
-            true,
-            None,
-            Some(1.2),
-        ),
+        versus("W1 cycles/s", |l| l.w1_cycles_per_s, true, None, Some(1.2)),
         versus("W1 p50 us", |l| l.w1_p50_us, false, None, None),
         versus("W2 cycles/s", |l| l.w2_cycles_per_s, true, None, None),
         versus(
@@ -425,12 +419,10 @@ pub fn format_interleave(summary: &Summary) -> String {
         rows.push(vec![
             r.figure.clone(),
             f(r.leasehold),
-            r.peer
-                .clone()
-                .unwrap_or_else(|| match r.figure.as_str() {
-                    "W1 p50 / raw_cycle_p50" => "raw floor (median of per-pass ratios)".into(),
-                    _ => "(no peer ran)".into(),
-                }),
+            r.peer.clone().unwrap_or_else(|| match r.figure.as_str() {
+                "W1 p50 / raw_cycle_p50" => "raw floor (median of per-pass ratios)".into(),
+                _ => "(no peer ran)".into(),
+            }),
             f(r.peer_median),
             r.ratio.map(|x| format!("{x:.2}")).unwrap_or_default(),
             if r.better == "higher" { "> 1" } else { "< 1" }.into(),
@@ -469,10 +461,7 @@ pub fn interleave_json(passes: &[PassResult], summary: &Summary) -> Vec<String> 
     fn line<T: Serialize>(kind: &'static str, data: &T) -> String {
         serde_json::to_string(&Line { r#type: kind, data }).expect("serializes")
     }
-    let mut out: Vec<String> = passes
-        .iter()
-        .map(|p| line("interleave_pass", p))
-        .collect();
+    let mut out: Vec<String> = passes.iter().map(|p| line("interleave_pass", p)).collect();
     out.extend(
         summary
             .libraries
@@ -512,14 +501,63 @@ mod tests {
     #[test]
     fn medians_spreads_and_ratios() {
         let passes = vec![
-            pass(1, "leasehold", Some(9_000.0), Some(120.0), Some(200_000.0), 100.0),
-            pass(1, "node-redlock", Some(12_000.0), Some(80.0), Some(90_000.0), 100.0),
-            pass(1, "rslock", Some(6_000.0), Some(160.0), Some(150_000.0), 100.0),
-            pass(2, "leasehold", Some(10_000.0), Some(100.0), Some(180_000.0), 50.0),
-            pass(2, "node-redlock", Some(4_000.0), Some(250.0), Some(70_000.0), 50.0),
+            pass(
+                1,
+                "leasehold",
+                Some(9_000.0),
+                Some(120.0),
+                Some(200_000.0),
+                100.0,
+            ),
+            pass(
+                1,
+                "node-redlock",
+                Some(12_000.0),
+                Some(80.0),
+                Some(90_000.0),
+                100.0,
+            ),
+            pass(
+                1,
+                "rslock",
+                Some(6_000.0),
+                Some(160.0),
+                Some(150_000.0),
+                100.0,
+            ),
+            pass(
+                2,
+                "leasehold",
+                Some(10_000.0),
+                Some(100.0),
+                Some(180_000.0),
+                50.0,
+            ),
+            pass(
+                2,
+                "node-redlock",
+                Some(4_000.0),
+                Some(250.0),
+                Some(70_000.0),
+                50.0,
+            ),
             pass(2, "rslock", Some(7_000.0), Some(140.0), None, 50.0),
-            pass(3, "leasehold", Some(11_000.0), Some(90.0), Some(220_000.0), 80.0),
-            pass(3, "node-redlock", Some(5_000.0), Some(200.0), Some(80_000.0), 80.0),
+            pass(
+                3,
+                "leasehold",
+                Some(11_000.0),
+                Some(90.0),
+                Some(220_000.0),
+                80.0,
+            ),
+            pass(
+                3,
+                "node-redlock",
+                Some(5_000.0),
+                Some(200.0),
+                Some(80_000.0),
+                80.0,
+            ),
             PassResult {
                 problem: Some("rslock: timed out after 120 s".into()),
                 ..pass(3, "rslock", None, None, None, 80.0)
@@ -588,7 +626,10 @@ mod tests {
         assert!(table.contains("timed out"), "{table}");
         let json = interleave_json(&passes, &s);
         assert_eq!(json.len(), passes.len() + 3 + s.ratios.len());
-        assert!(json.iter().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+        assert!(
+            json.iter()
+                .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        );
     }
 
     /// A peer that never ran is in the table as missing, with why, and the
@@ -617,7 +658,9 @@ mod tests {
         assert_eq!(w2.met, None);
         assert!(format_interleave(&s).contains("not set up"));
         // A script that printed an ERROR line: its first line is the why.
-        let err = [r#"{"lib":"node-redlock","workload":"ERROR","error":"Error: connect ECONNREFUSED\n    at x"}"#];
+        let err = [
+            r#"{"lib":"node-redlock","workload":"ERROR","error":"Error: connect ECONNREFUSED\n    at x"}"#,
+        ];
         let p = PassResult::from_peer_lines(1, "node-redlock", &err, None, &[]);
         assert_eq!(p.problem.as_deref(), Some("Error: connect ECONNREFUSED"));
     }

@@ -38,11 +38,11 @@ mod run;
 mod setup;
 
 pub use compare::{Comparison, Direction, compare, compare_redlock};
+pub use format::{format_comparison, format_passes, format_peer_table, format_redlock_peer_table};
 pub use interleave::{
     LEASEHOLD, LibrarySummary, PassResult, RatioSummary, Spread, Summary, format_interleave,
     interleave_json, spread, summarize,
 };
-pub use format::{format_comparison, format_passes, format_peer_table, format_redlock_peer_table};
 pub use run::{PeerRun, RedlockMasters, redlock_peers, run_all, run_one, run_redlock};
 pub use setup::{Toolchain, prepare, prepare_only};
 

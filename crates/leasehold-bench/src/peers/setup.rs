@@ -18,7 +18,11 @@ use crate::Error;
 ///
 /// Only when `source` cannot be copied.
 pub fn prepare(source: &Path, work: &Path) -> Result<Vec<String>, Error> {
-    prepare_only(source, work, &[Toolchain::Python, Toolchain::Node, Toolchain::Rust])
+    prepare_only(
+        source,
+        work,
+        &[Toolchain::Python, Toolchain::Node, Toolchain::Rust],
+    )
 }
 
 /// The peers' toolchains, each set up on its own by [`prepare_only`].
@@ -52,11 +56,7 @@ pub enum Toolchain {
 /// # Errors
 ///
 /// Only when `source` cannot be copied.
-pub fn prepare_only(
-    source: &Path,
-    work: &Path,
-    which: &[Toolchain],
-) -> Result<Vec<String>, Error> {
+pub fn prepare_only(source: &Path, work: &Path, which: &[Toolchain]) -> Result<Vec<String>, Error> {
     copy_tree(source, work)?;
     let mut problems = Vec::new();
     let mut step = |what: &str, cmd: &mut Command| {
