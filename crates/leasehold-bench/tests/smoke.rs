@@ -84,6 +84,17 @@ async fn every_workload_reports_sane_rows() {
     assert!(scripts > 0.0 && scripts <= 2.0, "{scripts}");
 
     let w3 = by_figure(&rows, "W3");
+    // W3's limits are the raw client's three-command chain and release.
+    assert_eq!(
+        w3["handoffs_per_s"].limit,
+        Some(w0["raw_handoff_chain_per_s"].value)
+    );
+    let target = w3["handoffs_per_s"].target.as_deref().unwrap();
+    assert!(target.contains("85% of raw chain"), "{target}");
+    assert_eq!(
+        w3["handoff_p50_ms"].limit,
+        Some(w0["raw_release_p50_us"].value / 1e3)
+    );
     assert_eq!(w3["lost_updates"].value, 0.0, "{:?}", w3["lost_updates"]);
     assert!(w3["acquisitions_per_s"].value > 0.0);
     assert!(w3["handoffs_per_s"].value > 0.0);
