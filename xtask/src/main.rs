@@ -19,7 +19,9 @@
 //! - `bench`: setup, then `leasehold bench` built with `--release` on a private
 //!   redis-server, then the peers of `../shared/peers` on the same server.
 //!   `bench --redlock`: R1 to R4 instead, leasehold's and the peers' Redlock
-//!   harness's, interleaved on 5 private masters.
+//!   harness's, interleaved on 5 private masters. `bench --interleave K`:
+//!   W1 and W2 of leasehold, node-redlock and rslock, K interleaved passes
+//!   on one server, medians and spreads (see BENCH.md at the root).
 //!
 //! xtask's own messages go to stderr so `demo` and `bench` output stays clean.
 
@@ -113,6 +115,17 @@ enum Task {
     /// R2/R3 cut to 2 s too). --node-timeout-ms N (default 50) is R4's
     /// per-node timeout for the peers that let one be set, as in
     /// `run-redlock.sh`; leasehold runs with its default.
+    ///
+    /// --interleave K: W1 and W2 only, K passes on one server (private, or
+    /// --url), each running leasehold (W0 cut to the raw client's floor, so
+    /// that each pass has its own), node-redlock and rslock (QUICK=1,
+    /// stopped once they printed W1 and W2) in an order that rotates; then
+    /// each library's median and spread (min-max) and the ratios of the
+    /// medians, with BENCH.md's targets (W1 cycles/s >= 1.2 x best peer, W1
+    /// p50 <= 1.25 x raw_cycle_p50, W2 >= 1.2 x rslock). With --json, one
+    /// record per pass and library, per library and per ratio. About 15 s
+    /// a pass. The workloads, floors and targets: BENCH.md at the
+    /// repository's root.
     Bench {
         /// Arguments for `leasehold bench`: [W1|..|W6|all] [--json]
         /// [--duration D] [--workers N] [--url URL] [--cluster-url URL]...
@@ -179,11 +192,16 @@ fn bench(args: Vec<OsString>) -> Result<(), Failure> {
     let mut bench_args: Vec<OsString> = Vec::new();
     let mut url: Option<OsString> = None;
     let mut redlock = false;
+    let mut interleave: Option<OsString> = None;
     let mut peers_dir: Option<PathBuf> = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--redlock") => redlock = true,
+            Some("--interleave") => interleave = args.next(),
+            Some(a) if a.starts_with("--interleave=") => {
+                interleave = Some(a["--interleave=".len()..].into());
+            }
             Some("--peers") => peers_dir = args.next().map(PathBuf::from),
             Some("--peers-work") => {
                 peers_flags.push("--work".into());
@@ -204,6 +222,22 @@ fn bench(args: Vec<OsString>) -> Result<(), Failure> {
             _ => bench_args.push(arg),
         }
     }
+    let interleave = match interleave.map(|k| k.to_string_lossy().parse::<usize>()) {
+        None => None,
+        Some(Ok(k)) if k > 0 => Some(k),
+        Some(_) => {
+            return Err(Failure {
+                message: "--interleave takes a number of passes, at least 1".into(),
+                code: 2,
+            });
+        }
+    };
+    if redlock && interleave.is_some() {
+        return Err(Failure {
+            message: "--redlock and --interleave are two different runs: give one".into(),
+            code: 2,
+        });
+    }
     // Built first, so that compiling is not part of the run.
     run(&mut cargo([
         "build",
@@ -217,6 +251,9 @@ fn bench(args: Vec<OsString>) -> Result<(), Failure> {
     ]))?;
     if redlock {
         return bench_redlock(peers_flags, bench_args, url, peers_dir);
+    }
+    if let Some(k) = interleave {
+        return bench_interleave(k, peers_flags, bench_args, url, peers_dir);
     }
     let server;
     let url = match url {
@@ -316,6 +353,53 @@ fn bench_redlock(
         .arg("--peers")
         .arg(peers_dir.unwrap_or_else(default_peers))
         .args(&peers_flags);
+    run(&mut compare)
+}
+
+/// `cargo xtask bench --interleave K`: `leasehold-bench-peers --interleave
+/// K`, which runs leasehold's W1 and W2 (through the bench library, W0 cut
+/// to the raw floor) and node-redlock's and rslock's scripts K times in
+/// turn on one server, and prints medians, spreads and ratios.
+fn bench_interleave(
+    k: usize,
+    peers_flags: Vec<OsString>,
+    bench_args: Vec<OsString>,
+    url: Option<OsString>,
+    peers_dir: Option<PathBuf>,
+) -> Result<(), Failure> {
+    if !bench_args.iter().all(|a| a == "--json") {
+        return Err(Failure {
+            message: format!(
+                "bench --interleave runs W1 and W2 and takes only --url URL, --no-peers, --peers DIR, --peers-work DIR and --json; not {}",
+                bench_args
+                    .iter()
+                    .filter(|a| *a != "--json")
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            code: 2,
+        });
+    }
+    let mut compare = cargo([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "leasehold-bench",
+        "--bin",
+        "leasehold-bench-peers",
+        "--",
+    ]);
+    compare
+        .arg("--interleave")
+        .arg(k.to_string())
+        .arg("--peers")
+        .arg(peers_dir.unwrap_or_else(default_peers))
+        .args(&peers_flags);
+    if let Some(url) = url {
+        compare.arg("--url").arg(url);
+    }
     run(&mut compare)
 }
 

@@ -506,7 +506,7 @@ pub(crate) async fn w4(ctx: &mut Ctx<'_>) -> Result<(), Error> {
             per_s = rate(
                 per_s,
                 handoff_chain,
-                "acquire, GET, SET, release in series at -c 1 (a unit is a handoff)",
+                "raw client: GET, SET, EVALSHA release in series (a unit is a handoff; W0 raw_handoff_chain_per_s)",
             );
         }
         if r.strategy == Strategy::Lua {

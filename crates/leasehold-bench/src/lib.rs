@@ -1,4 +1,5 @@
-//! The benchmark workloads of BENCH.md, run by `leasehold bench`.
+//! The benchmark workloads of BENCH.md (at the repository's root: the
+//! workloads, the floors, the targets, how to run), run by `leasehold bench`.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), leasehold_bench::Error> {
@@ -24,8 +25,11 @@
 //!
 //! # Layout
 //!
-//! - `physical`: W0, the limit: `redis-benchmark --csv` when it is on `PATH`,
-//!   else a raw pipelined redis-rs client of ours.
+//! - `physical`: W0, the floors: the raw client's, then `redis-benchmark
+//!   --csv`'s shapes when it is on `PATH` (else a raw pipelined redis-rs
+//!   client of ours), then the redis-rs floors.
+//! - `raw`: the raw client: a blocking `std::net` client with a minimal RESP
+//!   writer and reader, no runtime; W1's and W3's latency floor.
 //! - `uncontended`: W1 (one worker, latency) and W2 (64 tasks on their own
 //!   names, throughput).
 //! - `contended`: W3, 16 workers on one name: handoffs, fairness, lost
@@ -49,10 +53,11 @@
 //!
 //! | workload | limit taken from W0 |
 //! |---|---|
-//! | W1 cycles/s, p50 | one `SET NX PX` + one `EVAL` in series at `-c 1` |
-//! | W2 cycles/s | one `SET NX PX` + one `EVAL` at `-c 64 -P 16` (BENCH.md's "pipelined ceiling") |
-//! | W3 handoffs/s | `GET`, `SET`, release: three round trips in series at `-c 1` (the critical section and one script that releases and hands over; a lock whose next holder sends its own acquire needs a fourth) |
-//! | W3 handoff p50 | one release: `EVAL` p50 at `-c 1` |
+//! | W1 cycles/s, p50 | the raw client: `SET NX PX` + `EVALSHA` in series (`raw_cycle_per_s`, `raw_cycle_p50_us`); target p50 ≤ 1.25 × `raw_cycle_p50_us` |
+//! | W2 cycles/s | one `SET NX PX` + one `EVAL` at `-c 64 -P 16` (the "pipelined ceiling") |
+//! | W3 handoffs/s | the raw client: `GET`, `SET`, `EVALSHA` release, three round trips in series (`raw_handoff_chain_per_s`: the critical section and one script that releases and hands over; a lock whose next holder sends its own acquire needs a fourth); target ≥ 85 % of it |
+//! | W3 handoff p50 | one release: the raw client's `EVALSHA` p50 (`raw_release_p50_us`) |
+//! | W4 lease units/s | the raw client's three-command chain |
 //! | W4 Lua units/s | `EVAL` at `-c 64` |
 //!
 //! A rate's share is `value / limit`; a time's share is `limit / value`. Both
@@ -67,7 +72,7 @@
 //!
 //! # Binaries
 //!
-//! - `leasehold-bench [W1|..|W6|all|R1|..|R4|redlock] [--json] [--duration D] [--workers N]
+//! - `leasehold-bench [W0|..|W6|all|R1|..|R4|redlock] [--json] [--duration D] [--workers N]
 //!   [--url URL] [--cluster-url URL]... [--master URL]...`: the flags of `leasehold bench`, until the CLI calls
 //!   [`run`] itself.
 //! - `leasehold-bench-peers --rows FILE --url URL --peers DIR`: prints a
@@ -75,6 +80,9 @@
 //!   [`peers`]). `cargo xtask bench` runs both against one private server.
 //!   `leasehold-bench-peers --redlock --peers DIR`: R1 to R4 of leasehold
 //!   and of the peers' Redlock harness on the same 5 masters, interleaved.
+//!   `leasehold-bench-peers --interleave K --peers DIR`: W1 and W2 of
+//!   leasehold, node-redlock and rslock, K passes in turn on one server,
+//!   medians and spreads ([`peers::summarize`]).
 
 #![deny(missing_docs)]
 
@@ -85,6 +93,7 @@ pub mod flash_sale;
 pub mod peers;
 mod physical;
 mod progress;
+mod raw;
 mod redlock;
 mod report;
 mod stats;
@@ -152,6 +161,11 @@ pub struct Sizes {
     /// Measure W0 with our raw redis-rs client even if `redis-benchmark` is
     /// on `PATH`.
     pub w0_raw: bool,
+    /// W0 measures only the raw blocking client's floor (PING, W1's cycle,
+    /// W3's chain; a second or two), not redis-benchmark's shapes nor the
+    /// redis-rs floors: for interleaved passes of W1 and W2, where each
+    /// pass needs its own floor. W2 then has no limit.
+    pub w0_floor_only: bool,
     /// W1: warm-up cycles (200).
     pub w1_warmup: u64,
     /// W1: timed cycles (5,000).
@@ -204,6 +218,7 @@ impl Default for Sizes {
         Sizes {
             w0_scale: 1.0,
             w0_raw: false,
+            w0_floor_only: false,
             w1_warmup: 200,
             w1_cycles: 5_000,
             w2_workers: 64,
@@ -371,6 +386,8 @@ async fn single(
     }
     for w in workloads {
         match w {
+            // Measured above.
+            Workload::W0 => {}
             Workload::W1 => uncontended::w1(&mut ctx).await?,
             Workload::W2 => uncontended::w2(&mut ctx).await?,
             Workload::W3 => contended::w3(&mut ctx).await?,

@@ -1,6 +1,10 @@
 //! W0, the physical limit: the Redis commands of a lease cycle driven as fast
 //! as the server takes them.
 //!
+//! The latency floor W1 and W3 are held to comes from [`raw`]: a blocking
+//! `std::net` client sending PING, W1's cycle and W3's three-command chain
+//! one at a time. The throughput shapes below are W2's and W4's limits.
+//!
 //! `redis-benchmark --csv` does it when it is on `PATH` (Debian ships it in
 //! redis-tools, which redis-server depends on); otherwise a raw redis-rs
 //! client of ours does the same: `c` connections, each sending pipelines of
@@ -11,12 +15,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::raw;
 use crate::report::{Better, Row};
 use crate::stats::Hist;
 use crate::{Ctx, Error, KEY_PREFIX};
 
 /// The compare-and-delete script of BENCH.md (and of the peers' W0).
-const CAS_DEL: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+pub(crate) const CAS_DEL: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 /// A command of a lease cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,6 +82,9 @@ pub(crate) struct Measured {
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
     results: HashMap<(Cmd, usize, usize), Measured>,
+    /// The raw blocking client's floor; `None` where it could not run
+    /// (`rediss://`, an error: its row says why).
+    raw: Option<raw::Floor>,
 }
 
 impl Limits {
@@ -84,18 +92,14 @@ impl Limits {
         self.results.get(&(cmd, c, p)).copied()
     }
 
-    /// One SET NX PX + one EVAL, in series, at -c 1: W1's cycles/s.
-    pub(crate) fn cycle_c1_per_s(&self) -> Option<f64> {
-        let set = self.get(Cmd::SetNx, 1, 1)?.rps;
-        let eval = self.get(Cmd::EvalCasDel, 1, 1)?.rps;
-        Some(1.0 / (1.0 / set + 1.0 / eval))
+    /// The raw client's SET NX PX + EVALSHA in series: W1's cycles/s.
+    pub(crate) fn cycle_per_s(&self) -> Option<f64> {
+        Some(self.raw?.cycle_per_s)
     }
 
-    /// SET p50 + EVAL p50 at -c 1, in µs: W1's cycle p50.
-    pub(crate) fn cycle_c1_p50_us(&self) -> Option<f64> {
-        let set = self.get(Cmd::SetNx, 1, 1)?.p50_ms;
-        let eval = self.get(Cmd::EvalCasDel, 1, 1)?.p50_ms;
-        Some((set + eval) * 1e3)
+    /// The raw client's cycle p50, in µs: W1's cycle p50.
+    pub(crate) fn cycle_p50_us(&self) -> Option<f64> {
+        Some(self.raw?.cycle_p50_us)
     }
 
     /// One SET NX PX + one EVAL at -c 64 -P 16: BENCH.md's "pipelined
@@ -106,20 +110,19 @@ impl Limits {
         Some(1.0 / (1.0 / set + 1.0 / eval))
     }
 
-    /// GET, SET, then one script that releases and hands over (EVAL): three
-    /// round trips in series at -c 1, the critical path of one W3 handoff.
-    /// No lock can do with less: the critical section's two commands and
-    /// one to let go. (A lock whose next holder must send its own acquire
-    /// after the release needs a fourth, SET NX.)
+    /// GET, SET, then one script that releases and hands over (EVALSHA):
+    /// three round trips in series by the raw client, the critical path of
+    /// one W3 handoff. No lock can do with less: the critical section's
+    /// two commands and one to let go. (A lock whose next holder must send
+    /// its own acquire after the release needs a fourth, SET NX.)
     pub(crate) fn handoff_chain_per_s(&self) -> Option<f64> {
-        let eval = self.get(Cmd::EvalCasDel, 1, 1)?.rps;
-        let ping = self.get(Cmd::Ping, 1, 1)?.rps;
-        Some(1.0 / (1.0 / eval + 2.0 / ping))
+        Some(self.raw?.chain_per_s)
     }
 
-    /// The release (EVAL) at -c 1, p50, in ms: the least a handoff takes.
+    /// The release (the chain's EVALSHA) p50 by the raw client, in ms: the
+    /// least a handoff takes.
     pub(crate) fn handoff_p50_ms(&self) -> Option<f64> {
-        Some(self.get(Cmd::EvalCasDel, 1, 1)?.p50_ms)
+        Some(self.raw?.release_p50_us / 1e3)
     }
 
     /// EVAL at -c 64 (no pipelining): W4's Lua strategy is held to 70 % of it.
@@ -128,8 +131,17 @@ impl Limits {
     }
 }
 
-/// Runs W0 and reports its rows.
+/// Runs W0 and reports its rows: the raw client's floor first (on a quiet
+/// server), then the redis-benchmark shapes and the redis-rs floors, unless
+/// [`Sizes::w0_floor_only`](crate::Sizes::w0_floor_only).
 pub(crate) async fn measure(ctx: &mut Ctx<'_>) -> Result<Limits, Error> {
+    let raw = raw_floor(ctx).await;
+    if ctx.sizes.w0_floor_only {
+        return Ok(Limits {
+            results: HashMap::new(),
+            raw,
+        });
+    }
     let tool = if ctx.sizes.w0_raw {
         None
     } else {
@@ -162,31 +174,18 @@ pub(crate) async fn measure(ctx: &mut Ctx<'_>) -> Result<Limits, Error> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let limits = Limits { results };
-    let derived = [
-        (
-            "cycle_ceiling_c1_per_s",
-            limits.cycle_c1_per_s(),
-            "1 SET NX PX + 1 EVAL in series at -c 1 (W1's limit)",
-        ),
-        (
-            "cycle_ceiling_pipelined_per_s",
-            limits.pipelined_cycle_per_s(),
-            "1 SET NX PX + 1 EVAL at -c 64 -P 16 (W2's limit)",
-        ),
-        (
-            "handoff_ceiling_per_s",
-            limits.handoff_chain_per_s(),
-            "GET + SET + EVAL in series at -c 1 (W3's limit: the critical section and one release)",
-        ),
-    ];
-    for (figure, value, what) in derived {
-        if let Some(v) = value {
-            ctx.emit(Row::new("W0", figure, v, "1/s").note(what));
-        }
+    let limits = Limits { results, raw };
+    if let Some(v) = limits.pipelined_cycle_per_s() {
+        ctx.emit(
+            Row::new("W0", "cycle_ceiling_pipelined_per_s", v, "1/s")
+                .note("1 SET NX PX + 1 EVAL at -c 64 -P 16 (W2's limit)"),
+        );
     }
     if let Some(p50) = limits.get(Cmd::Ping, 1, 1).map(|m| m.p50_ms * 1e3) {
-        ctx.emit(Row::new("W0", "ping_c1_p50_us", p50, "us").note("one round trip"));
+        ctx.emit(
+            Row::new("W0", "ping_c1_p50_us", p50, "us")
+                .note("PING p50 at -c 1 as redis-benchmark reports it"),
+        );
     }
     let cycles = ((5_000.0 * ctx.sizes.w0_scale) as u64).max(50);
     // In a task, as W1's worker is.
@@ -206,6 +205,83 @@ pub(crate) async fn measure(ctx: &mut Ctx<'_>) -> Result<Limits, Error> {
             .note(format!("{floor}: CPU of this process per cycle")),
     );
     Ok(limits)
+}
+
+/// The raw blocking client's floor (see [`raw`]), on a thread of the
+/// blocking pool, with its rows. Never fails the run: where the client
+/// cannot go (`rediss://`) or meets an error, one row says so and W1's and
+/// W3's rows go without a limit.
+async fn raw_floor(ctx: &mut Ctx<'_>) -> Option<raw::Floor> {
+    let samples = ((5_000.0 * ctx.sizes.w0_scale) as u64).max(50);
+    let warmup = 200.min(samples);
+    let url = ctx.url.clone();
+    let measured = tokio::task::spawn_blocking(move || raw::measure(&url, warmup, samples))
+        .await
+        .map_err(Error::from)
+        .and_then(|r| r);
+    let f = match measured {
+        Ok(f) => f,
+        Err(e) => {
+            let why = match raw::parse_url(&ctx.url) {
+                Err(why) => why,
+                Ok(_) => e.to_string(),
+            };
+            ctx.emit(
+                Row::new("W0", "raw_floor_measured", 0.0, "count").note(format!(
+                    "no raw floor this run ({why}); W1's and W3's rows have no limit"
+                )),
+            );
+            return None;
+        }
+    };
+    let by = format!(
+        "blocking std::net client, TCP_NODELAY, its own thread, no runtime; {} in series after {warmup} warm-up",
+        f.samples
+    );
+    let rows = [
+        ("raw_rtt_p50_us", f.rtt_p50_us, "us", "PING: one round trip"),
+        ("raw_rtt_p99_us", f.rtt_p99_us, "us", "PING"),
+        (
+            "raw_cycle_p50_us",
+            f.cycle_p50_us,
+            "us",
+            "SET k tok NX PX 30000 + EVALSHA cas-del: W1's cycle (W1's p50 limit)",
+        ),
+        (
+            "raw_cycle_p99_us",
+            f.cycle_p99_us,
+            "us",
+            "SET NX PX + EVALSHA cas-del",
+        ),
+        (
+            "raw_cycle_per_s",
+            f.cycle_per_s,
+            "1/s",
+            "SET NX PX + EVALSHA cas-del: W1's cycles/s limit",
+        ),
+        (
+            "raw_handoff_chain_per_s",
+            f.chain_per_s,
+            "1/s",
+            "GET + SET + EVALSHA release: the 3 round trips of a W3 handoff (W3's limit)",
+        ),
+        (
+            "raw_handoff_chain_p50_us",
+            f.chain_p50_us,
+            "us",
+            "GET + SET + EVALSHA release",
+        ),
+        (
+            "raw_release_p50_us",
+            f.release_p50_us,
+            "us",
+            "the chain's EVALSHA alone: one release (W3's handoff p50 limit)",
+        ),
+    ];
+    for (figure, value, unit, what) in rows {
+        ctx.emit(Row::new("W0", figure, value, unit).note(format!("{what}; {by}")));
+    }
+    Some(f)
 }
 
 /// W2's cycle done with bare redis-rs: `tasks` tasks sharing one

@@ -44,7 +44,8 @@ pub struct Row {
     /// leasehold's share of the limit: `value / limit` for rates, `limit /
     /// value` for times; near 1 is as fast as the server allows.
     pub share: Option<f64>,
-    /// BENCH.md's target for this figure (`>= 250000`, `<= 0.5`, `= 0`).
+    /// The target of the repository's BENCH.md for this figure (`>= 250000`,
+    /// `<= 0.5`, `= 0`).
     pub target: Option<String>,
     /// Whether the target is met; `None` when it needs the peers' figures
     /// (see [`crate::peers`]) or there is no target.
@@ -232,7 +233,7 @@ pub fn format_table(rows: &[Row]) -> String {
         seen
     };
     if !limits.is_empty() {
-        out.push_str("\nlimit = the same Redis commands driven as fast as the server takes them (W0, this run):\n");
+        out.push_str("\nlimit = W0's floor for the same Redis commands, this run (BENCH.md at the repository's root, \"Floors\"):\n");
         for l in limits {
             let _ = writeln!(out, "  {l}");
         }

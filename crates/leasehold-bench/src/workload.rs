@@ -1,5 +1,5 @@
-//! [`Workload`]: W1 to W6 of BENCH.md and R1 to R4 (Redlock over 5
-//! masters), and [`WorkloadArg`], the way the command line names them (`W1`
+//! [`Workload`]: W0 to W6 of BENCH.md and R1 to R4 (Redlock over 5
+//! masters), and [`WorkloadArg`], the way the command line names them (`W0`
 //! to `W6`, `R1` to `R4`, `all` for W1 to W6, `redlock` for R1 to R4). Both
 //! are clap value enums, so `--help` lists the names and clap refuses any
 //! other.
@@ -12,10 +12,15 @@ use clap::builder::PossibleValue;
 
 use crate::Error;
 
-/// One workload of BENCH.md. W0 (the physical limit) is not chosen: it runs
-/// whenever one of W1 to W4 does, since their rows are compared with it.
+/// One workload of BENCH.md. W0 (the floors) also runs whenever one of W1
+/// to W4 does, since their rows are compared with it; asked for alone, it
+/// runs alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
 pub enum Workload {
+    /// The floors alone: the raw blocking client's (PING, W1's cycle, W3's
+    /// three-command chain), redis-benchmark's shapes, the redis-rs floors.
+    #[value(name = "W0")]
+    W0,
     /// Uncontended latency: one worker, acquire + release cycles on one name.
     #[value(name = "W1")]
     W1,
@@ -68,8 +73,9 @@ impl Workload {
     /// R1 to R4, in order: what `redlock` runs.
     pub const REDLOCK: [Workload; 4] = [Workload::R1, Workload::R2, Workload::R3, Workload::R4];
 
-    /// Every workload, W1 to W6 then R1 to R4.
-    pub const EVERY: [Workload; 10] = [
+    /// Every workload, W0 to W6 then R1 to R4.
+    pub const EVERY: [Workload; 11] = [
+        Workload::W0,
         Workload::W1,
         Workload::W2,
         Workload::W3,
@@ -87,9 +93,10 @@ impl Workload {
         Workload::REDLOCK.contains(&self)
     }
 
-    /// `"W1"` to `"W6"`, `"R1"` to `"R4"`.
+    /// `"W0"` to `"W6"`, `"R1"` to `"R4"`.
     pub fn name(self) -> &'static str {
         match self {
+            Workload::W0 => "W0",
             Workload::W1 => "W1",
             Workload::W2 => "W2",
             Workload::W3 => "W3",
@@ -129,7 +136,7 @@ impl Workload {
 /// The refusal of a name that is not a workload, listing the valid ones.
 fn unknown(s: &str) -> Error {
     Error::Invalid(format!(
-        "`{s}` is not a workload: use W1 to W6, all (W1 to W6), R1 to R4 or redlock (R1 to R4)"
+        "`{s}` is not a workload: use W0 to W6, all (W1 to W6), R1 to R4 or redlock (R1 to R4)"
     ))
 }
 
@@ -149,7 +156,7 @@ impl fmt::Display for Workload {
     }
 }
 
-/// A workload as the command line names it: one of `W1` to `W6` or `R1` to
+/// A workload as the command line names it: one of `W0` to `W6` or `R1` to
 /// `R4`, `all` (W1 to W6) or `redlock` (R1 to R4).
 /// A clap value enum; the binaries take it case-insensitively, as a list
 /// that may also be comma-separated (`W1,W3`).
@@ -192,6 +199,7 @@ impl WorkloadArg {
 impl ValueEnum for WorkloadArg {
     fn value_variants<'a>() -> &'a [WorkloadArg] {
         &[
+            WorkloadArg::One(Workload::W0),
             WorkloadArg::One(Workload::W1),
             WorkloadArg::One(Workload::W2),
             WorkloadArg::One(Workload::W3),

@@ -34,7 +34,14 @@ fn workload_spellings_still_parse() {
         .unwrap()
         .port();
     let nowhere = format!("redis://127.0.0.1:{port}");
-    for ok in [&["w1,W3"][..], &["all"], &["W2", "w5"], &["ALL"], &[]] {
+    for ok in [
+        &["w1,W3"][..],
+        &["all"],
+        &["W2", "w5"],
+        &["ALL"],
+        &["w0"],
+        &[],
+    ] {
         let mut args = ok.to_vec();
         args.extend(["--no-progress", "--url", &nowhere]);
         let o = bench(&args);

@@ -11,6 +11,7 @@ fn tiny() -> Sizes {
     Sizes {
         w0_scale: 0.002,
         w0_raw: false,
+        w0_floor_only: false,
         w1_warmup: 10,
         w1_cycles: 100,
         w2_workers: 8,
@@ -83,6 +84,17 @@ async fn every_workload_reports_sane_rows() {
     assert!(scripts > 0.0 && scripts <= 2.0, "{scripts}");
 
     let w3 = by_figure(&rows, "W3");
+    // W3's limits are the raw client's three-command chain and release.
+    assert_eq!(
+        w3["handoffs_per_s"].limit,
+        Some(w0["raw_handoff_chain_per_s"].value)
+    );
+    let target = w3["handoffs_per_s"].target.as_deref().unwrap();
+    assert!(target.contains("85% of raw chain"), "{target}");
+    assert_eq!(
+        w3["handoff_p50_ms"].limit,
+        Some(w0["raw_release_p50_us"].value / 1e3)
+    );
     assert_eq!(w3["lost_updates"].value, 0.0, "{:?}", w3["lost_updates"]);
     assert!(w3["acquisitions_per_s"].value > 0.0);
     assert!(w3["handoffs_per_s"].value > 0.0);
@@ -219,6 +231,63 @@ async fn raw_w0_when_asked() {
             .as_deref()
             .unwrap()
             .contains("raw")
+    );
+}
+
+/// W0's raw floor (the blocking std::net client) comes before W1 and sets
+/// W1's limits and its p50 target; with `w0_floor_only` W0 is the floor
+/// alone.
+#[tokio::test]
+async fn the_raw_floor_sets_w1s_limits() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut sizes = tiny();
+    sizes.w0_floor_only = true;
+    let opts = Options {
+        url: Some(server.url()),
+        workloads: vec![Workload::W1],
+        sizes,
+        ..Options::default()
+    };
+    let mut rows = Vec::new();
+    leasehold_bench::run(opts, &mut |r| rows.push(r))
+        .await
+        .unwrap();
+    let w0 = by_figure(&rows, "W0");
+    let floor = [
+        "raw_rtt_p50_us",
+        "raw_rtt_p99_us",
+        "raw_cycle_p50_us",
+        "raw_cycle_p99_us",
+        "raw_cycle_per_s",
+        "raw_handoff_chain_per_s",
+        "raw_handoff_chain_p50_us",
+        "raw_release_p50_us",
+    ];
+    let mut names: Vec<&str> = w0.keys().map(String::as_str).collect();
+    names.sort();
+    let mut want = floor.to_vec();
+    want.sort();
+    assert_eq!(names, want, "floor only: no redis-benchmark shape");
+    for f in floor {
+        assert!(w0[f].value > 0.0 && w0[f].value.is_finite(), "{:?}", w0[f]);
+    }
+    assert!(w0["raw_rtt_p99_us"].value >= w0["raw_rtt_p50_us"].value);
+    // A cycle is two round trips, a chain three.
+    assert!(w0["raw_cycle_p50_us"].value > w0["raw_rtt_p50_us"].value);
+    assert!(w0["raw_handoff_chain_p50_us"].value > w0["raw_cycle_p50_us"].value * 0.9);
+    let w1 = by_figure(&rows, "W1");
+    assert_eq!(w1["cycles_per_s"].limit, Some(w0["raw_cycle_per_s"].value));
+    let p50 = &w1["cycle_p50_us"];
+    assert_eq!(p50.limit, Some(w0["raw_cycle_p50_us"].value));
+    assert!(
+        p50.target
+            .as_deref()
+            .unwrap()
+            .contains("1.25 x raw_cycle_p50")
+    );
+    assert_eq!(
+        p50.met,
+        Some(p50.value <= 1.25 * w0["raw_cycle_p50_us"].value)
     );
 }
 

@@ -388,8 +388,9 @@ pub enum Command {
     /// Example: leasehold demo paused-holder; leasehold demo --cluster
     Demo(DemoArgs),
 
-    /// The benchmark workloads W1-W6 of BENCH.md, beside the physical
-    /// limit, and R1-R4 (Redlock over 5 masters).
+    /// The benchmark workloads W1-W6, beside the floor measured in the same
+    /// run (W0), and R1-R4 (Redlock over 5 masters); BENCH.md at the
+    /// repository's root describes them, the floors and the targets.
     ///
     /// Without --url, starts a private, throwaway redis-server. W6 runs W2
     /// and W3 on a Redis Cluster beside that server: --cluster-url SEED

@@ -6,7 +6,17 @@
 //! ```text
 //! leasehold-bench-peers --rows ROWS.jsonl --url URL --peers DIR [--work DIR] [--quick] [--json]
 //! leasehold-bench-peers --redlock --peers DIR [--work DIR] [--quick] [--json] [--node-timeout-ms 50]
+//! leasehold-bench-peers --interleave K --peers DIR [--work DIR] [--url URL] [--json] [--no-peers]
 //! ```
+//!
+//! With `--interleave K`: on one server (`--url`, else a private one), K
+//! passes, each running leasehold's W1 and W2 (in this process, W0 cut to
+//! the raw client's floor, so that each pass has its own), node-redlock's
+//! and rslock's scripts (`QUICK=1`, stopped once they printed W1 and W2),
+//! in an order that rotates by one each pass; then the median and spread of
+//! each library's figures and the ratios of the medians (see
+//! `leasehold_bench::peers::summarize`). Progress on stderr; `--json` prints
+//! one record per pass and library, per library and per ratio.
 //!
 //! With `--redlock`: starts 5 private masters, and on them runs leasehold's
 //! R1 to R4 (in this process, through `leasehold_bench::run`) before each
@@ -33,11 +43,16 @@ use leasehold_bench::{Options, Row, Sizes, Workload, peers};
 #[command(name = "leasehold-bench-peers", args_override_self = true)]
 struct Args {
     /// leasehold's rows, as `leasehold bench --json` printed them.
-    #[arg(long, required_unless_present = "redlock")]
+    #[arg(long, required_unless_present_any = ["redlock", "interleave"])]
     rows: Option<PathBuf>,
-    /// The server leasehold was measured on.
-    #[arg(long, required_unless_present = "redlock")]
+    /// The server leasehold was measured on (with --interleave: the server
+    /// to run on [default: a private one]).
+    #[arg(long, required_unless_present_any = ["redlock", "interleave"])]
     url: Option<String>,
+    /// Interleaved mode: K passes of leasehold's W1 and W2, node-redlock's
+    /// and rslock's, on one server; medians, spreads, ratios of medians.
+    #[arg(long, value_name = "K", conflicts_with_all = ["rows", "redlock"])]
+    interleave: Option<usize>,
     /// Redlock mode: R1 to R4 of leasehold and of the peers' Redlock
     /// harness on 5 private masters, interleaved.
     #[arg(long, conflicts_with_all = ["rows", "url"])]
@@ -73,6 +88,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if args.redlock {
         return redlock(&args);
+    }
+    if let Some(k) = args.interleave {
+        return interleave(&args, k);
     }
     let (Some(rows), Some(url)) = (&args.rows, &args.url) else {
         unreachable!("clap requires --rows and --url without --redlock");
@@ -277,6 +295,158 @@ fn redlock(args: &Args) -> ExitCode {
     }
     drop(servers);
     ExitCode::SUCCESS
+}
+
+/// The peers of the interleaved mode, in their first pass's order.
+const INTERLEAVED_PEERS: [&str; 2] = ["node-redlock", "rslock"];
+
+/// `--interleave K`: see the crate's docs above.
+fn interleave(args: &Args, k: usize) -> ExitCode {
+    if k == 0 {
+        eprintln!("leasehold-bench-peers: --interleave needs at least 1 pass");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("leasehold-bench-peers: cannot start a tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let work = work_dir(args);
+    // Why a peer cannot run at all; every pass reports it as missing.
+    let mut unavailable: Option<String> = None;
+    if args.no_peers {
+        unavailable = Some("--no-peers".into());
+    } else if !args.peers.is_dir() {
+        unavailable = Some(format!("{} not found", args.peers.display()));
+    } else {
+        match peers::prepare_only(
+            &args.peers,
+            &work,
+            &[peers::Toolchain::Node, peers::Toolchain::Rust],
+        ) {
+            // A failed set-up shows in each pass as "not set up" or the
+            // script's failure; here it is said once.
+            Ok(problems) => {
+                for p in problems {
+                    eprintln!("peers: set-up problem: {p}");
+                }
+            }
+            Err(e) => unavailable = Some(format!("could not copy {}: {e}", args.peers.display())),
+        }
+    }
+    let server;
+    let url = match &args.url {
+        Some(url) => url.clone(),
+        None => match testkit::RedisServer::start() {
+            Ok(s) => {
+                server = s;
+                eprintln!("interleave: private redis-server at {}", server.url());
+                server.url()
+            }
+            Err(e) => {
+                eprintln!("leasehold-bench-peers: cannot start a redis-server: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let mut libraries = vec![peers::LEASEHOLD];
+    libraries.extend(INTERLEAVED_PEERS);
+    let mut results: Vec<peers::PassResult> = Vec::new();
+    for pass in 1..=k {
+        let mut order = libraries.clone();
+        order.rotate_left((pass - 1) % libraries.len());
+        let mut this_pass = Vec::new();
+        let mut floor = None;
+        for library in order {
+            eprintln!("interleave: pass {pass}/{k}: {library}");
+            if library == peers::LEASEHOLD {
+                let mut rows = Vec::new();
+                let opts = Options {
+                    url: Some(url.clone()),
+                    workloads: vec![Workload::W1, Workload::W2],
+                    // The peers' QUICK W2 cap.
+                    duration: Some(Duration::from_secs(2)),
+                    sizes: Sizes {
+                        w0_floor_only: true,
+                        ..Sizes::default()
+                    },
+                    ..Options::default()
+                };
+                let result = runtime.block_on(leasehold_bench::run(opts, &mut |r| rows.push(r)));
+                floor = rows
+                    .iter()
+                    .find(|r| r.workload == "W0" && r.figure == "raw_cycle_p50_us")
+                    .map(|r| r.value);
+                let mut problem = result.err().map(|e| e.to_string());
+                if floor.is_none() {
+                    let why = rows
+                        .iter()
+                        .find(|r| r.figure == "raw_floor_measured")
+                        .and_then(|r| r.note.clone())
+                        .unwrap_or_else(|| "no raw floor".into());
+                    problem = Some(match problem {
+                        Some(p) => format!("{p}; {why}"),
+                        None => why,
+                    });
+                }
+                this_pass.push(peers::PassResult::from_rows(pass, &rows, None, problem));
+            } else if let Some(why) = &unavailable {
+                this_pass.push(peers::PassResult::from_peer_lines(
+                    pass,
+                    library,
+                    &[] as &[&str],
+                    None,
+                    std::slice::from_ref(why),
+                ));
+            } else {
+                let run = peers::run_one(&work, library, &url, true, &["W1", "W2"]);
+                this_pass.push(peers::PassResult::from_peer_lines(
+                    pass,
+                    library,
+                    &run.lines,
+                    None,
+                    &run.problems,
+                ));
+            }
+        }
+        for mut r in this_pass {
+            r.raw_cycle_p50_us = floor;
+            eprintln!(
+                "interleave: pass {pass}/{k}: {:<12} W1 {} cycles/s, p50 {} us, W2 {} cycles/s{}",
+                r.library,
+                show(r.w1_cycles_per_s),
+                show(r.w1_p50_us),
+                show(r.w2_cycles_per_s),
+                r.problem
+                    .as_deref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default()
+            );
+            results.push(r);
+        }
+    }
+    let summary = peers::summarize(&results);
+    let report = format!(
+        "## leasehold, node-redlock, rslock interleaved: W1 and W2 (peers with QUICK=1; the order rotates each pass)\n\n{}",
+        peers::format_interleave(&summary)
+    );
+    if args.json {
+        for line in peers::interleave_json(&results, &summary) {
+            println!("{line}");
+        }
+    }
+    say(args, &report);
+    ExitCode::SUCCESS
+}
+
+/// A figure for a progress line.
+fn show(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.0}"))
 }
 
 /// FLUSHALL on every master, so that each step starts from the same state.

@@ -1,8 +1,10 @@
-//! `leasehold-bench`: the workloads of BENCH.md from the command line, with
-//! the flags of `leasehold bench` (which will call the same library).
+//! `leasehold-bench`: the workloads of BENCH.md (at the repository's root)
+//! from the command line, with the flags of `leasehold bench` (which calls
+//! the same library). W0's rows, the raw client's floor among them, come
+//! first whenever one of W1 to W4 runs.
 //!
 //! ```text
-//! leasehold-bench [W1|..|W6|all|R1|..|R4|redlock]... [--json] [--duration D] [--workers N]
+//! leasehold-bench [W0|..|W6|all|R1|..|R4|redlock]... [--json] [--duration D] [--workers N]
 //!                 [--url URL] [--cluster-url URL]... [--master URL]... [--node-timeout D]
 //! ```
 
@@ -13,12 +15,15 @@ use std::time::Duration;
 use clap::Parser;
 use leasehold_bench::{Options, WorkloadArg};
 
-/// Runs the workloads of BENCH.md against Redis and prints one table (or,
-/// with --json, one JSON object per line).
+/// Runs the workloads of BENCH.md (at the repository's root: the workloads,
+/// the floors, the targets) against Redis and prints one table (or, with
+/// --json, one JSON object per line). W0, the floors (the raw blocking
+/// client's `raw_*` rows first), runs whenever one of W1 to W4 does.
 #[derive(Parser)]
 #[command(name = "leasehold-bench")]
 struct Args {
-    /// Workloads to run: W1 to W6, all (the default: W1 to W6), R1 to R4,
+    /// Workloads to run: W0 (the floors alone), W1 to W6, all (the default:
+    /// W1 to W6; W0 comes first whenever one of W1 to W4 runs), R1 to R4,
     /// redlock (R1 to R4); case does not matter, commas may separate them.
     #[arg(value_name = "WORKLOAD", ignore_case = true, value_delimiter = ',')]
     workloads: Vec<WorkloadArg>,

@@ -254,7 +254,7 @@ fn met(target: &str, value: f64) -> Option<bool> {
     }
 }
 
-fn table_vec(rows: &[Vec<String>]) -> String {
+pub(super) fn table_vec(rows: &[Vec<String>]) -> String {
     let width = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut w = vec![0usize; width];
     for r in rows {

@@ -27,16 +27,24 @@
 //! - `run`: [`run_all`]: each peer script, its JSON lines captured.
 //! - `compare`: [`compare`]: leasehold's figures against the best peer's.
 //! - `format`: [`format_peer_table`], [`format_comparison`]: the tables.
+//! - `interleave`: [`summarize`]: interleaved passes of W1 and W2 by
+//!   leasehold, node-redlock and rslock (`cargo xtask bench --interleave K`),
+//!   medians, spreads and ratios of medians.
 
 mod compare;
 mod format;
+mod interleave;
 mod run;
 mod setup;
 
 pub use compare::{Comparison, Direction, compare, compare_redlock};
 pub use format::{format_comparison, format_passes, format_peer_table, format_redlock_peer_table};
-pub use run::{PeerRun, RedlockMasters, redlock_peers, run_all, run_redlock};
-pub use setup::prepare;
+pub use interleave::{
+    LEASEHOLD, LibrarySummary, PassResult, RatioSummary, Spread, Summary, format_interleave,
+    interleave_json, spread, summarize,
+};
+pub use run::{PeerRun, RedlockMasters, redlock_peers, run_all, run_one, run_redlock};
+pub use setup::{Toolchain, prepare, prepare_only};
 
 use serde_json::Value;
 

@@ -209,6 +209,131 @@ pub fn run_all(work: &Path, url: &str, quick: bool) -> PeerRun {
     out
 }
 
+/// Runs the one peer script `name` of [`run_all`] (`node-redlock`,
+/// `rslock`, ...) against `url`, and stops it (our own child, by its
+/// handle) as soon as it has printed a line for each workload of `until`
+/// (`["W1", "W2"]`): interleaved passes want those only, and the rest of
+/// the script (W3) would only lengthen them. Progress goes to stderr.
+///
+/// ```no_run
+/// let work = std::env::temp_dir().join("leasehold-bench-peers");
+/// let run = leasehold_bench::peers::run_one(&work, "rslock", "redis://127.0.0.1:6379", true, &["W1", "W2"]);
+/// assert!(run.problems.is_empty(), "{:?}", run.problems);
+/// ```
+pub fn run_one(work: &Path, name: &str, url: &str, quick: bool, until: &[&str]) -> PeerRun {
+    let mut out = PeerRun::default();
+    let Some(step) = STEPS.iter().find(|s| s.name == name) else {
+        out.problems.push(format!("{name}: not a peer script"));
+        return out;
+    };
+    let program = if step.program.contains('/') {
+        work.join(step.program)
+    } else {
+        PathBuf::from(step.program)
+    };
+    if step.program.contains('/') && !program.exists() {
+        out.problems.push(format!(
+            "{}: not set up ({} is missing)",
+            step.name, step.program
+        ));
+        return out;
+    }
+    if step.args.iter().any(|a| !work.join(a).exists()) {
+        out.problems.push(format!(
+            "{}: not set up ({} is missing in {})",
+            step.name,
+            step.args.join(" "),
+            work.display()
+        ));
+        return out;
+    }
+    let (host, port) = host_port(url);
+    let mut cmd = Command::new(&program);
+    cmd.args(step.args)
+        .current_dir(work)
+        .env("REDIS_URL", url)
+        .env("REDIS_HOST", &host)
+        .env("REDIS_PORT", &port);
+    if quick {
+        cmd.env("QUICK", "1");
+    }
+    match run_lines(&mut cmd, step.timeout, until) {
+        Ok(lines) => out.lines = lines,
+        Err(why) => out.problems.push(format!("{}: {why}", step.name)),
+    }
+    out
+}
+
+/// Whether `lines` hold a JSON record of each workload of `until`.
+fn has_all(lines: &[String], until: &[&str]) -> bool {
+    let records = super::records(lines);
+    until.iter().all(|w| {
+        records
+            .iter()
+            .any(|v| v.get("workload").and_then(|x| x.as_str()) == Some(*w))
+    })
+}
+
+/// Runs a peer script, keeping the JSON lines it prints, until it exits,
+/// has printed a line for each workload of `until` (then it is killed: our
+/// own child, by its handle), or `timeout` passes.
+fn run_lines(cmd: &mut Command, timeout: Duration, until: &[&str]) -> Result<Vec<String>, String> {
+    use std::io::BufRead;
+    use std::sync::mpsc;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start it ({e})"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut lines = Vec::new();
+    let outcome = loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(line) => {
+                if line.trim_start().starts_with('{') {
+                    lines.push(line);
+                    if !until.is_empty() && has_all(&lines, until) {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break Ok(());
+                    }
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                break match child.wait() {
+                    Ok(s) if s.success() => Ok(()),
+                    Ok(s) if !lines.is_empty() => {
+                        eprintln!("peers: exited with {s}; keeping the lines it printed");
+                        Ok(())
+                    }
+                    Ok(s) => Err(format!("failed ({s})")),
+                    Err(e) => Err(e.to_string()),
+                };
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if started.elapsed() > timeout {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break Err(format!("timed out after {} s", timeout.as_secs()));
+                }
+            }
+        }
+    };
+    drop(rx);
+    let _ = reader.join();
+    outcome.map(|()| lines)
+}
+
 /// Host and port of a `redis://host:port/db` URL, for scripts that want
 /// them apart.
 fn host_port(url: &str) -> (String, String) {

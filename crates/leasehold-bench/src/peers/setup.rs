@@ -18,6 +18,45 @@ use crate::Error;
 ///
 /// Only when `source` cannot be copied.
 pub fn prepare(source: &Path, work: &Path) -> Result<Vec<String>, Error> {
+    prepare_only(
+        source,
+        work,
+        &[Toolchain::Python, Toolchain::Node, Toolchain::Rust],
+    )
+}
+
+/// The peers' toolchains, each set up on its own by [`prepare_only`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toolchain {
+    /// redis-py, python-redis-lock, pottery: a venv and pip.
+    Python,
+    /// node-redlock: `npm install` in `node/`.
+    Node,
+    /// rslock: `cargo build --release` in `rust/`.
+    Rust,
+}
+
+/// [`prepare`] for some toolchains only: `cargo xtask bench --interleave`
+/// needs node-redlock and rslock, not the Python peers.
+///
+/// ```no_run
+/// use leasehold_bench::peers::{Toolchain, prepare_only};
+/// let work = std::env::temp_dir().join("leasehold-bench-peers");
+/// let problems = prepare_only(
+///     "../shared/peers".as_ref(),
+///     &work,
+///     &[Toolchain::Node, Toolchain::Rust],
+/// )?;
+/// for p in problems {
+///     eprintln!("not set up: {p}");
+/// }
+/// # Ok::<(), leasehold_bench::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// Only when `source` cannot be copied.
+pub fn prepare_only(source: &Path, work: &Path, which: &[Toolchain]) -> Result<Vec<String>, Error> {
     copy_tree(source, work)?;
     let mut problems = Vec::new();
     let mut step = |what: &str, cmd: &mut Command| {
@@ -26,36 +65,42 @@ pub fn prepare(source: &Path, work: &Path) -> Result<Vec<String>, Error> {
             problems.push(format!("{what}: {why}"));
         }
     };
-    if !work.join(".venv/bin/python").is_file() {
+    if which.contains(&Toolchain::Python) {
+        if !work.join(".venv/bin/python").is_file() {
+            step(
+                "python3 -m venv .venv",
+                Command::new("python3")
+                    .args(["-m", "venv", ".venv"])
+                    .current_dir(work),
+            );
+        }
+        if work.join(".venv/bin/python").is_file() {
+            step(
+                "pip install -r python/requirements.txt",
+                Command::new(work.join(".venv/bin/pip"))
+                    .args(["install", "-q", "-r", "python/requirements.txt"])
+                    .current_dir(work),
+            );
+        }
+    }
+    if which.contains(&Toolchain::Node) {
         step(
-            "python3 -m venv .venv",
-            Command::new("python3")
-                .args(["-m", "venv", ".venv"])
-                .current_dir(work),
+            "npm install (node/)",
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--silent"])
+                .current_dir(work.join("node")),
         );
     }
-    if work.join(".venv/bin/python").is_file() {
+    if which.contains(&Toolchain::Rust) {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         step(
-            "pip install -r python/requirements.txt",
-            Command::new(work.join(".venv/bin/pip"))
-                .args(["install", "-q", "-r", "python/requirements.txt"])
-                .current_dir(work),
+            "cargo build --release (rust/, rslock)",
+            Command::new(cargo)
+                .args(["build", "--release", "--quiet"])
+                .env("CARGO_TARGET_DIR", work.join("rust/target"))
+                .current_dir(work.join("rust")),
         );
     }
-    step(
-        "npm install (node/)",
-        Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--silent"])
-            .current_dir(work.join("node")),
-    );
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    step(
-        "cargo build --release (rust/, rslock)",
-        Command::new(cargo)
-            .args(["build", "--release", "--quiet"])
-            .env("CARGO_TARGET_DIR", work.join("rust/target"))
-            .current_dir(work.join("rust")),
-    );
     Ok(problems)
 }
 

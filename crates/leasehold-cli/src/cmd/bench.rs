@@ -1,4 +1,5 @@
-//! `bench`: the workloads of BENCH.md (see the leasehold-bench crate).
+//! `bench`: the workloads of the repository's BENCH.md (see the
+//! leasehold-bench crate).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
