@@ -205,6 +205,17 @@ impl Lease {
                     w.attempt_failed();
                 }
             }
+            // A fair release's grant that came with the attempt's reply
+            // is this waiter's even now that its wait may be over.
+            if let Some(won) = pending.claim.take_grant() {
+                match self.fresh(won) {
+                    Some(won) => return self.replicated(pending.into_guard(won)).await,
+                    None => {
+                        try_now = true;
+                        continue;
+                    }
+                }
+            }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 return Err(match last_error {
@@ -262,10 +273,39 @@ impl Lease {
             // Settles the claim: an earlier attempt that failed on the wire
             // left it armed, and must not release this lease.
             if let Some(won) = pending.claim.take_grant() {
-                return self.replicated(pending.into_guard(won)).await;
+                match self.fresh(won) {
+                    Some(won) => return self.replicated(pending.into_guard(won)).await,
+                    None => {
+                        try_now = true;
+                        continue;
+                    }
+                }
             }
             // While a local release hands the lease over, wait for it.
             try_now = !pending.claim.waiter().is_some_and(Waiter::is_offered);
+        }
+    }
+
+    /// `won`, unless it is a fair grant whose claim window, as this waiter
+    /// counts it, has run out (its message came late): then nothing, and
+    /// the waiter's next attempt confirms it (`fair_acquire` finds the
+    /// lease holding its token, resets the ttl and answers the same
+    /// fence) or finds it gone. Its claim is settled either way: a waiter
+    /// that gives up before that attempt releases its token by leaving.
+    fn fresh(&self, won: Won) -> Option<Won> {
+        match won.window() {
+            Some(window)
+                if Instant::now() >= self.core.backend.valid_until(won.sent(), window) =>
+            {
+                tracing::debug!(
+                    target: observe::TARGET,
+                    name = self.keys.display(),
+                    fence = won.fence(),
+                    "leasehold: a fair grant came after its claim window as counted here; confirming it"
+                );
+                None
+            }
+            _ => Some(won),
         }
     }
 
@@ -293,12 +333,27 @@ impl Lease {
             None => WaitInfo::default(),
         };
         let waiting = waiting.is_some();
+        // A fair lease's waiter that will wait leaves its claim in the
+        // queue: a release may give it the lease for this window at least,
+        // counted from the send (see `Claim::queued_fair`).
+        let claim_window = (waiting && matches!(self.keys.family(), Family::Fair(_)))
+            .then(|| self.ttl.min(Duration::from_millis(wait.patience_ms)));
         pending.claim.sending();
-        let reply = self
+        let sent = Instant::now();
+        let reply = match self
             .core
             .backend
             .acquire(&self.keys, pending.token, self.ttl, &wait)
-            .await?;
+            .await
+        {
+            Ok(reply) => reply,
+            Err(e) => {
+                if let Some(window) = claim_window {
+                    pending.claim.queued_fair(sent, window, false);
+                }
+                return Err(e);
+            }
+        };
         // A definite answer: the token holds the lease only if it says so.
         // (A waiting writer may hold an intent, though: withdraw it if the
         // wait ends without the lock.) A guard is only made by
@@ -309,6 +364,9 @@ impl Lease {
                 pending
                     .claim
                     .refused(waiting && matches!(self.keys.family(), Family::Write(_)));
+                if let Some(window) = claim_window {
+                    pending.claim.queued_fair(sent, window, true);
+                }
                 Attempt::Held(pttl)
             }
             Acquire::LimitMismatch(theirs) => {
@@ -394,7 +452,10 @@ impl<'a> Pending<'a> {
         Pending {
             lease,
             token,
-            claim: Claim::default(),
+            claim: match lease.keys.family() {
+                Family::Fair(_) => Claim::fair(),
+                _ => Claim::default(),
+            },
             fair_id: None,
         }
     }
@@ -404,7 +465,8 @@ impl<'a> Pending<'a> {
     /// leave.
     fn into_guard(mut self, won: Won) -> Guard {
         self.fair_id = None;
-        self.lease.guard(self.token, won.fence(), won.sent())
+        self.lease
+            .guard_within(self.token, won.fence(), won.sent(), won.window())
     }
 }
 
@@ -412,10 +474,12 @@ impl Drop for Pending<'_> {
     fn drop(&mut self) {
         let release = self.claim.abandon().then_some(self.token);
         if release.is_some() || self.fair_id.is_some() {
+            // A fair lease's waiter leaves with its token: a release may
+            // have given it the lease that this acquire never took.
             self.lease.core.settle_in_background(
                 Arc::clone(&self.lease.keys),
                 release,
-                self.fair_id,
+                self.fair_id.map(|id| (id, self.token)),
             );
         }
     }

@@ -475,17 +475,32 @@ impl Lease {
 
     /// The guard of `token`'s acquisition with `fence`, sent at `sent`.
     pub(crate) fn guard(&self, token: Token, fence: u64, sent: Instant) -> Guard {
+        self.guard_within(token, fence, sent, None)
+    }
+
+    /// The same for a grant that lasts `window` from `sent` (a fair
+    /// release's, for the waiter's claim window), or the ttl (`None`).
+    /// A window shorter than the ttl is lengthened by the guard's first
+    /// renewal, due within a third of it, even without `auto_renew`.
+    pub(crate) fn guard_within(
+        &self,
+        token: Token,
+        fence: u64,
+        sent: Instant,
+        window: Option<Duration>,
+    ) -> Guard {
+        let window = window.map_or(self.ttl, |w| w.min(self.ttl));
         let held = Held {
             fence,
             sent,
-            valid_until: self.core.backend.valid_until(sent, self.ttl),
+            valid_until: self.core.backend.valid_until(sent, window),
         };
         Guard::new(
             &self.core,
             Arc::clone(&self.keys),
             token,
             held,
-            self.ttl,
+            (self.ttl, window),
             self.auto_renew,
         )
     }

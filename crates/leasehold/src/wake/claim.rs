@@ -1,6 +1,8 @@
 //! What an acquire in progress may hold without a guard ([`Claim`]), and
 //! the only way from it to a guard ([`Won`]).
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use super::sync::Ordering;
@@ -25,9 +27,40 @@ pub(crate) struct Claim {
     intent: bool,
     /// The place in the local queue, once the acquire waits.
     waiter: Option<Waiter>,
+    /// A fair lease's waiter: a release may give it the lease in the
+    /// release script (see `scripts::fair`).
+    fair: bool,
+    /// A fair lease's waiter: the least its claim window lasts, as
+    /// (send of an attempt, window from then): the release's grant holds
+    /// the lease until at least then (see [`Claim::refused_fair`]).
+    window: Option<(Instant, Duration)>,
 }
 
 impl Claim {
+    /// The claim of a fair lease's waiter, whose grant may come from a
+    /// release of another process (see [`Claim::take_grant`]).
+    pub(crate) fn fair() -> Claim {
+        Claim {
+            fair: true,
+            ..Claim::default()
+        }
+    }
+
+    /// A fair waiter's attempt sent at `sent` with `patience` and `ttl`
+    /// left its place in the queue (`definite`: the script ran and said so;
+    /// else it failed on the wire, and may have run). The script set the
+    /// waiter's deadline to its server time + patience, at or after
+    /// `sent`, and a release's grant lasts `min(ttl, deadline - then)`,
+    /// so until `sent + min(ttl, patience)` at least. A definite one
+    /// replaces what an earlier attempt set; one that may have run lowers
+    /// it (whichever ran last set the deadline).
+    pub(crate) fn queued_fair(&mut self, sent: Instant, window: Duration, definite: bool) {
+        let lower = self.window.is_some_and(|(s, w)| s + w < sent + window);
+        if definite || !lower {
+            self.window = Some((sent, window));
+        }
+    }
+
     /// The place in the local queue, if the acquire stands in one.
     pub(crate) fn waiter(&self) -> Option<&Waiter> {
         self.waiter.as_ref()
@@ -64,16 +97,32 @@ impl Claim {
         if let Some(w) = self.waiter.take() {
             w.keep();
         }
-        Won { fence, sent }
+        Won {
+            fence,
+            sent,
+            window: None,
+        }
     }
 
     /// A lease handed over to this waiter by a local release (see
     /// [`Waiter::take_grant`]), settled as [`won`](Claim::won): an earlier
     /// attempt that failed on the wire left the claim armed, and must not
     /// release the lease that was handed over.
+    ///
+    /// A fair lease's grant, by a release of any process: it holds from the
+    /// send of the waiter's attempt that set its deadline, for the claim
+    /// window (see [`queued_fair`](Claim::queued_fair)); with none known
+    /// (cannot happen: a waiter joins the queue by an attempt), for no
+    /// time at all, which the caller confirms by an attempt.
     pub(crate) fn take_grant(&mut self) -> Option<Won> {
-        let (fence, sent) = self.waiter.as_ref()?.take_grant()?;
-        Some(self.won(fence, sent))
+        let (fence, at) = self.waiter.as_ref()?.take_grant()?;
+        let fair = self.fair.then(|| self.window.unwrap_or((at, Duration::ZERO)));
+        let mut won = self.won(fence, at);
+        if let Some((sent, window)) = fair {
+            won.sent = sent;
+            won.window = Some(window);
+        }
+        Some(won)
     }
 
     /// The acquire ends without a guard: leaves the queue, and returns
@@ -91,6 +140,10 @@ impl Claim {
 pub(crate) struct Won {
     fence: u64,
     sent: Instant,
+    /// A fair grant by a release: the lease lasts this long from `sent`
+    /// at least, less than its ttl maybe, until the first renewal. `None`:
+    /// its ttl (the script that granted it set the ttl).
+    window: Option<Duration>,
 }
 
 impl Won {
@@ -100,5 +153,9 @@ impl Won {
 
     pub(crate) fn sent(&self) -> Instant {
         self.sent
+    }
+
+    pub(crate) fn window(&self) -> Option<Duration> {
+        self.window
     }
 }

@@ -245,7 +245,20 @@ impl Shared {
         let Some(ch) = channels.get_mut(channel) else {
             return;
         };
-        if payload.starts_with(b"w:") {
+        if let Some(grant) = payload.strip_prefix(b"g:") {
+            // A fair release gave the lease to the waiter it names, with
+            // this fence: `g:<id>:<fence>`.
+            let Some(colon) = grant.iter().rposition(|&b| b == b':') else {
+                return;
+            };
+            let fence = std::str::from_utf8(&grant[colon + 1..])
+                .ok()
+                .and_then(|f| f.parse::<u64>().ok());
+            if let Some(fence) = fence {
+                let id = [b"w:", &grant[..colon]].concat();
+                self.fair_grant(ch, &id, fence);
+            }
+        } else if payload.starts_with(b"w:") {
             // A fair release names the waiter whose turn it is; it may be in
             // another process.
             let Some(slot) = ch.by_id.get(payload).cloned() else {
@@ -269,6 +282,52 @@ impl Shared {
         } else {
             self.wake(ch);
         }
+    }
+
+    /// A fair release (or a leaving waiter) gave the lease to the waiter
+    /// `id` (`w:<waiter id>`) of this channel, with `fence`: from the
+    /// publish, or at once from the script's reply when this client sent
+    /// it (the echo then finds it granted, or gone). The waiter takes it
+    /// without a script of its own ([`Waiter::take_grant`]).
+    ///
+    /// - Queued (the fallback timer's attempt may be out): taken off the
+    ///   queue and granted.
+    /// - Woken (it has not tried yet) or out with its attempt: granted;
+    ///   that attempt, if it ran after the grant in Redis, answers the same
+    ///   fence, and keeps it ([`Waiter::keep`]); if it ran before, it was
+    ///   refused, and the waiter takes the grant next.
+    /// - Otherwise (granted already, kept, out and not trying: it took the
+    ///   grant already, or it is not registered any more): nothing. A
+    ///   waiter that gave up releases the grant by its fair_cancel.
+    ///
+    /// [`Waiter::take_grant`]: super::Waiter::take_grant
+    /// [`Waiter::keep`]: super::Waiter::keep
+    pub(super) fn fair_grant(&self, ch: &mut Channel, id: &[u8], fence: u64) {
+        let Some(slot) = ch.by_id.get(id).cloned() else {
+            return;
+        };
+        match slot.state.load() {
+            State::Queued => {
+                let Some(i) = ch.queue.iter().position(|s| Arc::ptr_eq(s, &slot)) else {
+                    return;
+                };
+                ch.queue.remove(i);
+                if i == 0 {
+                    promote(ch);
+                }
+                // Queued -> granted: still counted in `waiters`.
+                ch.woken += 1;
+            }
+            State::Woken => {}
+            State::Out if slot.trying.load(Ordering::Acquire) => {
+                self.waiters.fetch_add(1, Ordering::AcqRel);
+                ch.woken += 1;
+            }
+            _ => return,
+        }
+        *slot.grant.lock().unwrap_or_else(|e| e.into_inner()) = Some((fence, Instant::now()));
+        slot.state.store(State::Granted);
+        slot.notify.notify_one();
     }
 
     /// Over independent masters: another master's copy of a release
