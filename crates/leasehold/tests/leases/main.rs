@@ -8,6 +8,7 @@ mod batch;
 mod cluster;
 mod exclusion;
 mod fair;
+mod fair_handover;
 mod fair_semaphore;
 mod fences;
 mod handover;
