@@ -425,27 +425,42 @@ async fn issue16_a_lost_grant_message_is_recovered_by_the_fallback_timer() {
     guard.release().await.unwrap();
 }
 
-/// A claim window shorter than the ttl (a place of 1 s, a ttl of 30 s):
-/// the guard counts only the window as proved, and its first renewal,
-/// within a third of it, lengthens the lease to the full ttl, with or
-/// without auto-renewal; the guard is never lost meanwhile.
+/// A claim window shorter than the ttl (a place of 1.5 s, the rest of the
+/// waiter's wait, and a ttl of 30 s): the guard counts only the window as
+/// proved, and its first renewal, within a third of it, lengthens the
+/// lease to the full ttl, with or without auto-renewal; the guard is
+/// never lost meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue16_a_short_claim_window_is_lengthened_off_the_critical_path() {
     let (server, client) = setup().await;
     let conn = raw(&server).await;
     for auto_renew in [true, false] {
         let name = if auto_renew { "short-auto" } else { "short-manual" };
-        let holder = client.lease(name).fair(true).acquire().await.unwrap();
+        let first = quiet(&client, name).acquire().await.unwrap();
+        // A hand-over first: the client then listens on the name's channel
+        // (for 2 s after its last wait), and the next waiter joins the
+        // queue with its one attempt, no second look racing the release.
+        let holder = {
+            let lease = quiet(&client, name);
+            tokio::spawn(async move { lease.acquire().await.unwrap() })
+        };
+        eventually(5 * SECOND, "the first waiter to queue", || async {
+            queued(&conn, name).await == 1
+        })
+        .await;
+        first.release().await.unwrap();
+        let holder = tokio::time::timeout(5 * SECOND, holder)
+            .await
+            .unwrap()
+            .unwrap();
         let waiter = {
-            let lease = client
-                .lease(name)
-                .fair(true)
-                .wait(60 * SECOND)
-                .backoff(ms(50), ms(200))
+            // Its fallback timer would not fire before its wait ends.
+            let lease = quiet(&client, name)
+                .wait(ms(1500))
                 .auto_renew(auto_renew);
             tokio::spawn(async move { lease.acquire().await })
         };
-        eventually(5 * SECOND, "the waiter to queue", || async {
+        eventually(SECOND, "the waiter to queue", || async {
             queued(&conn, name).await == 1
         })
         .await;
@@ -456,8 +471,8 @@ async fn issue16_a_short_claim_window_is_lengthened_off_the_critical_path() {
             .unwrap()
             .unwrap();
         assert!(
-            guard.remaining() <= SECOND,
-            "{name}: the guard counts {:?}, more than the 1 s claim window",
+            guard.remaining() <= ms(1500),
+            "{name}: the guard counts {:?}, more than the 1.5 s claim window",
             guard.remaining()
         );
         eventually(5 * SECOND, "the first renewal to lengthen it", || async {
