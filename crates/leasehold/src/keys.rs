@@ -457,9 +457,9 @@ mod tests {
             out.push(k.wake().to_vec());
             match k.family() {
                 Family::Lease => {}
-                Family::Fair(q) => out.extend(
-                    [&q.queue, &q.deadlines, &q.ticket, &q.claims].map(|k| k.to_vec()),
-                ),
+                Family::Fair(q) => {
+                    out.extend([&q.queue, &q.deadlines, &q.ticket, &q.claims].map(|k| k.to_vec()))
+                }
                 Family::Permit {
                     permits,
                     limit_key,

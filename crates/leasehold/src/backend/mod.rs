@@ -511,8 +511,7 @@ impl Backend {
                 handed: Released::NotHeld,
             });
         };
-        match scripts::fair_leave(&mut conn, self.pubsub(), keys, waiter_id, token.as_bytes())
-            .await
+        match scripts::fair_leave(&mut conn, self.pubsub(), keys, waiter_id, token.as_bytes()).await
         {
             Ok(left) => Ok(left),
             Err(e) => Err(self.error("leaving the fair queue", keys, e).await),

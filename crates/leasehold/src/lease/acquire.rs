@@ -294,9 +294,7 @@ impl Lease {
     /// that gives up before that attempt releases its token by leaving.
     fn fresh(&self, won: Won) -> Option<Won> {
         match won.window() {
-            Some(window)
-                if Instant::now() >= self.core.backend.valid_until(won.sent(), window) =>
-            {
+            Some(window) if Instant::now() >= self.core.backend.valid_until(won.sent(), window) => {
                 tracing::debug!(
                     target: observe::TARGET,
                     name = self.keys.display(),

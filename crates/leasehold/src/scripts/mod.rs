@@ -490,7 +490,11 @@ mod tests {
             let fair_lease = matches!(keys.family(), Family::Fair(_));
             let ints = |n: &[i64]| Value::Array(n.iter().map(|&i| Value::Int(i)).collect());
             let mut w = Wire::new(if fair_lease {
-                Value::Array(vec![Value::Int(2), Value::Int(0), Value::BulkString(Vec::new())])
+                Value::Array(vec![
+                    Value::Int(2),
+                    Value::Int(0),
+                    Value::BulkString(Vec::new()),
+                ])
             } else {
                 Value::Int(1)
             });

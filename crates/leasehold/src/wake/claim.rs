@@ -116,7 +116,9 @@ impl Claim {
     /// time at all, which the caller confirms by an attempt.
     pub(crate) fn take_grant(&mut self) -> Option<Won> {
         let (fence, at) = self.waiter.as_ref()?.take_grant()?;
-        let fair = self.fair.then(|| self.window.unwrap_or((at, Duration::ZERO)));
+        let fair = self
+            .fair
+            .then(|| self.window.unwrap_or((at, Duration::ZERO)));
         let mut won = self.won(fence, at);
         if let Some((sent, window)) = fair {
             won.sent = sent;

@@ -184,14 +184,18 @@ async fn a_fair_hand_over_and_a_leave_keep_their_keys_in_the_names_slot() {
             let lease = lease(&other);
             tokio::spawn(async move { lease.acquire().await })
         };
-        eventually(Duration::from_secs(5), "the second waiter to queue", || async {
-            client.status(name).await.unwrap().fair_waiters == Some(2)
-        })
+        eventually(
+            Duration::from_secs(5),
+            "the second waiter to queue",
+            || async { client.status(name).await.unwrap().fair_waiters == Some(2) },
+        )
         .await;
         quitter.abort();
-        eventually(Duration::from_secs(5), "the second waiter to leave", || async {
-            client.status(name).await.unwrap().fair_waiters == Some(1)
-        })
+        eventually(
+            Duration::from_secs(5),
+            "the second waiter to leave",
+            || async { client.status(name).await.unwrap().fair_waiters == Some(1) },
+        )
         .await;
         let fence = holder.fence();
         holder.release().await.unwrap();

@@ -64,7 +64,11 @@ async fn fence_counter(conn: &MultiplexedConnection, name: &str) -> u64 {
 const QUIET: Duration = Duration::from_secs(120);
 
 fn quiet(client: &Client, name: &str) -> leasehold::Lease {
-    client.lease(name).fair(true).wait(QUIET).backoff(QUIET, QUIET)
+    client
+        .lease(name)
+        .fair(true)
+        .wait(QUIET)
+        .backoff(QUIET, QUIET)
 }
 
 /// Loads the fair scripts into the server's cache, so that no call below
@@ -144,10 +148,17 @@ async fn issue16_a_fair_hand_over_across_clients_costs_one_script() {
     );
     let got = got.lock().unwrap().clone();
     let order: Vec<u64> = got.iter().map(|&(i, _)| i).collect();
-    assert_eq!(order, (0..N).collect::<Vec<_>>(), "served out of arrival order");
+    assert_eq!(
+        order,
+        (0..N).collect::<Vec<_>>(),
+        "served out of arrival order"
+    );
     let mut last = first;
     for &(i, fence) in &got {
-        assert!(fence > last, "waiter {i}'s fence {fence} is not above {last}");
+        assert!(
+            fence > last,
+            "waiter {i}'s fence {fence} is not above {last}"
+        );
         last = fence;
     }
     assert_eq!(queued(&conn, name).await, 0);
@@ -272,7 +283,10 @@ async fn issue16_a_head_cancelled_right_after_its_grant_hands_the_lease_on_at_on
     let mut c = conn.clone();
     assert_eq!(get(&mut c, name).await.as_deref(), Some(token.as_str()));
     let window = pttl(&conn, name).await;
-    assert!(window > 20_000 && window <= 30_000, "claim window {window} ms");
+    assert!(
+        window > 20_000 && window <= 30_000,
+        "claim window {window} ms"
+    );
     let granted = fence_counter(&conn, name).await;
     let cancelled = Instant::now();
     head.tell(Ctl::Cancel);
@@ -281,7 +295,10 @@ async fn issue16_a_head_cancelled_right_after_its_grant_hands_the_lease_on_at_on
         .expect("the next waiter waited for the cancelled head's claim window")
         .unwrap()
         .unwrap();
-    assert!(fence > granted, "fence {fence} not above the grant's {granted}");
+    assert!(
+        fence > granted,
+        "fence {fence} not above the grant's {granted}"
+    );
     assert!(cancelled.elapsed() < 5 * SECOND);
     assert_eq!(queued(&conn, name).await, 0);
     head.end(Ctl::Exit);
@@ -435,7 +452,11 @@ async fn issue16_a_short_claim_window_is_lengthened_off_the_critical_path() {
     let (server, client) = setup().await;
     let conn = raw(&server).await;
     for auto_renew in [true, false] {
-        let name = if auto_renew { "short-auto" } else { "short-manual" };
+        let name = if auto_renew {
+            "short-auto"
+        } else {
+            "short-manual"
+        };
         let first = quiet(&client, name).acquire().await.unwrap();
         // A hand-over first: the client then listens on the name's channel
         // (for 2 s after its last wait), and the next waiter joins the
@@ -455,9 +476,7 @@ async fn issue16_a_short_claim_window_is_lengthened_off_the_critical_path() {
             .unwrap();
         let waiter = {
             // Its fallback timer would not fire before its wait ends.
-            let lease = quiet(&client, name)
-                .wait(ms(1500))
-                .auto_renew(auto_renew);
+            let lease = quiet(&client, name).wait(ms(1500)).auto_renew(auto_renew);
             tokio::spawn(async move { lease.acquire().await })
         };
         eventually(SECOND, "the waiter to queue", || async {
@@ -523,7 +542,14 @@ async fn issue16_a_grant_by_a_release_waits_for_the_replicas() {
             replica.resume();
             let err = got.unwrap_err();
             assert!(
-                matches!(err.kind(), ErrorKind::ReplicasNotReached { acknowledged: 0, needed: 1, .. }),
+                matches!(
+                    err.kind(),
+                    ErrorKind::ReplicasNotReached {
+                        acknowledged: 0,
+                        needed: 1,
+                        ..
+                    }
+                ),
                 "{err}"
             );
             eventually(5 * SECOND, "the grant to be given back", || async {
