@@ -32,7 +32,7 @@ pub(crate) struct Claim {
     fair: bool,
     /// A fair lease's waiter: the least its claim window lasts, as
     /// (send of an attempt, window from then): the release's grant holds
-    /// the lease until at least then (see [`Claim::refused_fair`]).
+    /// the lease until at least then (see [`Claim::queued_fair`]).
     window: Option<(Instant, Duration)>,
 }
 
