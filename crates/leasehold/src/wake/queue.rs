@@ -306,9 +306,22 @@ impl Shared {
         let Some(slot) = ch.by_id.get(id).cloned() else {
             return;
         };
+        // Read by `take_grant` under the lock we hold, once granted.
+        let mut grant = slot.grant.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = grant.replace((fence, Instant::now()));
+        // Woken -> granted: counted as woken already. The one change of
+        // state made without the lock is the waiter's own Woken -> Out
+        // (`begin_attempt`), so this one is a compare-and-swap: had the
+        // waiter just begun its attempt, it is out, and counted as such.
+        if slot.state.advance(State::Woken, State::Granted) {
+            drop(grant);
+            slot.notify.notify_one();
+            return;
+        }
         match slot.state.load() {
             State::Queued => {
                 let Some(i) = ch.queue.iter().position(|s| Arc::ptr_eq(s, &slot)) else {
+                    *grant = previous;
                     return;
                 };
                 ch.queue.remove(i);
@@ -318,14 +331,16 @@ impl Shared {
                 // Queued -> granted: still counted in `waiters`.
                 ch.woken += 1;
             }
-            State::Woken => {}
             State::Out if slot.trying.load(Ordering::Acquire) => {
                 self.waiters.fetch_add(1, Ordering::AcqRel);
                 ch.woken += 1;
             }
-            _ => return,
+            _ => {
+                *grant = previous;
+                return;
+            }
         }
-        *slot.grant.lock().unwrap_or_else(|e| e.into_inner()) = Some((fence, Instant::now()));
+        drop(grant);
         slot.state.store(State::Granted);
         slot.notify.notify_one();
     }
