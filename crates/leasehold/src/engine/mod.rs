@@ -171,8 +171,8 @@ impl Core {
     /// a local head is told at once, without waiting for the publish to
     /// come back through Redis (whose echo it then ignores).
     fn handed(&self, keys: &LeaseKeys, handed: Released) {
-        if let Released::Granted { fence, to } = handed {
-            self.hub.grant(keys.wake(), to.as_str(), fence);
+        if let Released::Granted { fence, to, attempt } = handed {
+            self.hub.grant(keys.wake(), to.as_str(), fence, attempt);
         }
     }
 

@@ -315,7 +315,7 @@ impl Lease {
         pending: &mut Pending<'_>,
         waiting: Option<(&str, Duration)>,
     ) -> Result<Attempt> {
-        let wait = match waiting {
+        let mut wait = match waiting {
             Some((waiter_id, patience)) => WaitInfo {
                 // A waiting writer keeps readers out for a few of its fallback
                 // periods; it refreshes this at every attempt.
@@ -327,31 +327,25 @@ impl Lease {
                     patience.min(self.three_fallbacks().max(Duration::from_secs(1))),
                 )
                 .max(1),
+                attempt: 0,
             },
             None => WaitInfo::default(),
         };
         let waiting = waiting.is_some();
-        // A fair lease's waiter that will wait leaves its claim in the
-        // queue: a release may give it the lease for this window at least,
-        // counted from the send (see `Claim::queued_fair`).
-        let claim_window = (waiting && matches!(self.keys.family(), Family::Fair(_)))
-            .then(|| self.ttl.min(Duration::from_millis(wait.patience_ms)));
         pending.claim.sending();
         let sent = Instant::now();
-        let reply = match self
+        // A fair lease's waiter that will wait leaves its claim in the
+        // queue, numbered: a release's grant that names this attempt lasts
+        // this window at least, from now (see `Claim::fair_attempt`).
+        if waiting && matches!(self.keys.family(), Family::Fair(_)) {
+            let window = self.ttl.min(Duration::from_millis(wait.patience_ms));
+            wait.attempt = pending.claim.fair_attempt(sent, window);
+        }
+        let reply = self
             .core
             .backend
             .acquire(&self.keys, pending.token, self.ttl, &wait)
-            .await
-        {
-            Ok(reply) => reply,
-            Err(e) => {
-                if let Some(window) = claim_window {
-                    pending.claim.queued_fair(sent, window, false);
-                }
-                return Err(e);
-            }
-        };
+            .await?;
         // A definite answer: the token holds the lease only if it says so.
         // (A waiting writer may hold an intent, though: withdraw it if the
         // wait ends without the lock.) A guard is only made by
@@ -362,9 +356,6 @@ impl Lease {
                 pending
                     .claim
                     .refused(waiting && matches!(self.keys.family(), Family::Write(_)));
-                if let Some(window) = claim_window {
-                    pending.claim.queued_fair(sent, window, true);
-                }
                 Attempt::Held(pttl)
             }
             Acquire::LimitMismatch(theirs) => {

@@ -8,19 +8,24 @@
 //! A fair waiter that will wait joins the queue with its first refused
 //! `fair_acquire`, leaving its place (arrival ticket), its deadline (server
 //! ms: now + its patience, refreshed by each attempt) and its claim: the
-//! owner token it drew beforehand and its ttl. `fair_release` checks the
+//! owner token it drew beforehand, its ttl, and the number of the attempt
+//! (each attempt of a waiter is numbered). `fair_release` checks the
 //! releaser's token, deletes the lease, drops the waiters past their
 //! deadline, and gives the lease to the head's token for its *claim
 //! window*, `min(ttl, deadline - now)`, with the next fence; the head
-//! leaves the queue and alone is told, `g:<id>:<fence>` on the wake
-//! channel. The waiter sends nothing: it holds the lease from then on.
+//! leaves the queue and alone is told, `g:<id>:<fence>:<attempt>` on the
+//! wake channel. The waiter sends nothing: it holds the lease from then on.
 //!
 //! - Its guard counts its validity from what the waiter knows: the lease
-//!   lives at least `min(ttl, patience)` from the send of its last attempt
-//!   that set its deadline (the release came after that attempt ran, and
-//!   the deadline is that attempt's server time + patience), less the
-//!   drift margin. Its first renewal, within a third of that, lengthens the
-//!   lease to the full ttl off the critical path.
+//!   lives at least `min(ttl, patience)` from the send of the attempt the
+//!   grant names, the one that set the deadline in force (the release came
+//!   after that attempt ran, and the deadline is that attempt's server
+//!   time + patience), less the drift margin. Naming the attempt makes
+//!   this hold however the message and the replies of later attempts are
+//!   ordered: a grant whose window, so counted, has passed (a message that
+//!   came late) is confirmed by an attempt first. Its first renewal,
+//!   within a third of the window, lengthens the lease to the full ttl off
+//!   the critical path.
 //! - A head that died while queued holds the lease no longer than its place
 //!   would have blocked the queue anyway: until its deadline.
 //! - A lost message (a subscriber reconnecting): the waiter's fallback
@@ -65,7 +70,7 @@ static FAIR_CANCEL: LazyLock<Waking> = LazyLock::new(|| {
 static FAIR_LEAVE: LazyLock<Waking> = LazyLock::new(|| waking!("fair_leave.lua"));
 
 /// fair_acquire(N, fence, queue, deadlines, ticket, claims; token, ttl_ms,
-/// waiter id, patience_ms) -> {1, fence} | {0, pttl}.
+/// waiter id, patience_ms, attempt) -> {1, fence} | {0, pttl}.
 pub(super) async fn fair_acquire(
     conn: &mut impl ConnectionLike,
     keys: &LeaseKeys,
@@ -89,7 +94,8 @@ pub(super) async fn fair_acquire(
                 argv.arg(token)
                     .arg(ttl_ms)
                     .arg(wait.waiter_id)
-                    .arg(wait.patience_ms);
+                    .arg(wait.patience_ms)
+                    .arg(wait.attempt);
             },
         )
         .await?;
@@ -97,9 +103,9 @@ pub(super) async fn fair_acquire(
 }
 
 /// fair_release(N, fence, wake, queue, deadlines, claims; token, publisher
-/// id) -> {3, fence, id} granted to the head, {1, 0, id} the head named,
-/// {2, 0, ''} released with nobody queued (the publisher id published),
-/// {0, 0, ''} not held.
+/// id) -> {3, fence, id, attempt} granted to the head, {1, 0, id, 0} the
+/// head named, {2, 0, '', 0} released with nobody queued (the publisher id
+/// published), {0, 0, '', 0} not held.
 pub(super) async fn fair_release(
     conn: &mut impl ConnectionLike,
     pubsub: Pubsub,
@@ -108,7 +114,7 @@ pub(super) async fn fair_release(
     token: &[u8],
     publisher: &[u8],
 ) -> RedisResult<Released> {
-    let (code, fence, id): (i64, i64, String) = FAIR_RELEASE
+    let (code, fence, id, attempt): (i64, i64, String, u64) = FAIR_RELEASE
         .get(pubsub)
         .call(
             conn,
@@ -128,17 +134,18 @@ pub(super) async fn fair_release(
     Ok(match code {
         0 => Released::NotHeld,
         2 => Released::Yes,
-        _ => granted(fence, &id),
+        _ => granted(fence, &id, attempt),
     })
 }
 
 /// A hand-over's part of a fair lease's reply: granted to the waiter `id`
-/// with `fence` (> 0), or `id` named.
-fn granted(fence: i64, id: &str) -> Released {
+/// with `fence` (> 0), from its claim of `attempt`, or `id` named.
+fn granted(fence: i64, id: &str, attempt: u64) -> Released {
     match Token::parse(id) {
         Ok(to) if fence > 0 => Released::Granted {
             fence: fence as u64,
             to,
+            attempt,
         },
         _ => Released::Named,
     }
@@ -179,7 +186,7 @@ pub(crate) async fn fair_leave(
 ) -> RedisResult<Left> {
     let (q, front) = match keys.family() {
         Family::Fair(q) => {
-            let (queued, released, fence, id): (i64, i64, i64, String) = FAIR_CANCEL
+            let (queued, released, fence, id, attempt): (i64, i64, i64, String, u64) = FAIR_CANCEL
                 .get(pubsub)
                 .call(
                     conn,
@@ -202,7 +209,7 @@ pub(crate) async fn fair_leave(
                 handed: if id.is_empty() {
                     Released::NotHeld
                 } else {
-                    granted(fence, &id)
+                    granted(fence, &id, attempt)
                 },
             });
         }

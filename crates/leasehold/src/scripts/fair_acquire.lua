@@ -15,14 +15,17 @@
 -- KEYS[4]  deadlines: sorted set, member = waiter id, score = when it stops
 --          waiting (server ms)
 -- KEYS[5]  ticket counter (expires with the queue)
--- KEYS[6]  claims: hash, waiter id -> "<ttl ms>:<owner token>" (expires
---          with the queue)
+-- KEYS[6]  claims: hash, waiter id -> "<ttl ms>:<attempt>:<owner token>"
+--          (expires with the queue)
 -- ARGV[1]  owner token
 -- ARGV[2]  ttl in milliseconds
 -- ARGV[3]  waiter id (random, not a secret)
 -- ARGV[4]  how long the waiter keeps its place, in ms (0: it will not
 --          wait). A live waiter refreshes it at each attempt; a dead one
 --          leaves the queue when it runs out.
+-- ARGV[5]  this attempt's number among the waiter's attempts: a grant
+--          names the attempt that set the deadline it was cut to, so that
+--          the waiter counts the grant from that attempt's send
 --
 -- Reply: {1, fence}    acquired (the waiter left the queue); fence as in
 --                      acquire.lua. When N already holds the token (a
@@ -52,7 +55,7 @@ if patience > 0 then
     redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[5]), ARGV[3])
   end
   redis.call('ZADD', KEYS[4], now + patience, ARGV[3])
-  redis.call('HSET', KEYS[6], ARGV[3], ARGV[2] .. ':' .. ARGV[1])
+  redis.call('HSET', KEYS[6], ARGV[3], ARGV[2] .. ':' .. ARGV[5] .. ':' .. ARGV[1])
   -- The queue's keys live as long as its most patient waiter.
   local last = tonumber(redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')[2])
   redis.call('PEXPIREAT', KEYS[3], last)

@@ -17,12 +17,13 @@
 -- ARGV[1]  the leaving waiter's id
 -- ARGV[2]  its owner token
 --
--- Reply: {queued, released, fence, id}: queued 1 when it stood in the
---        queue; released 1 when N held its token (now deleted); then as
---        fair_release's reply, from hand_on: fence > 0 granted to `id`,
---        0 with an id: `id` named ("w:<id>"), 0 with '': nobody handed
---        to (when the lease was released with nobody queued, "-" was
---        published, which wakes every client's local waiters)
+-- Reply: {queued, released, fence, id, attempt}: queued 1 when it stood
+--        in the queue; released 1 when N held its token (now deleted);
+--        then as fair_release's reply, from hand_on: fence > 0 granted to
+--        `id` (its claim from `attempt`), 0 with an id: `id` named
+--        ("w:<id>"), 0 with '': nobody handed to (when the lease was
+--        released with nobody queued, "-" was published, which wakes
+--        every client's local waiters)
 local rank = redis.call('ZRANK', KEYS[4], ARGV[1])
 local queued = rank and 1 or 0
 redis.call('ZREM', KEYS[4], ARGV[1])
@@ -34,15 +35,15 @@ if redis.call('GET', KEYS[1]) == ARGV[2] then
   released = 1
 elseif rank ~= 0 or redis.call('EXISTS', KEYS[1]) == 1 then
   -- Not first, or the lease is someone else's: nobody's turn changed.
-  return {queued, 0, 0, ''}
+  return {queued, 0, 0, '', 0}
 end
 local now = now_ms()
 drop_dead(KEYS[4], KEYS[5], KEYS[6], now)
-local fence, head = hand_on(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now)
+local fence, head, attempt = hand_on(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now)
 if fence == nil then
   if released == 1 then
     wake(KEYS[3], '-')
   end
-  return {queued, released, 0, ''}
+  return {queued, released, 0, '', 0}
 end
-return {queued, released, fence, head}
+return {queued, released, fence, head, attempt}

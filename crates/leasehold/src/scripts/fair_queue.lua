@@ -5,8 +5,9 @@
 --
 -- A waiter that will wait stands in three keys of the name's slot: the
 -- queue (id -> arrival ticket), its deadline (id -> server ms), and its
--- claim (id -> "<ttl ms>:<owner token>", the hash `queue-claims`): what a release needs to
--- give it the lease in the same script. All three expire with the queue's
+-- claim (id -> "<ttl ms>:<attempt>:<owner token>", the hash
+-- `queue-claims`): what a release needs to give it the lease in the same
+-- script, and the number of the attempt that set its deadline. All three expire with the queue's
 -- most patient waiter, and a waiter leaves all three at once.
 
 -- The server's clock in ms.

@@ -13,28 +13,28 @@
 -- ARGV[1]  owner token
 -- ARGV[2]  payload when nobody is queued (the releasing client's id)
 --
--- Reply: {3, fence, id}  released and granted to the head waiter `id`
---                        (fair_hand_on.lua's hand_on): N holds its token for
---                        its claim window, with this fence, and
---                        "g:<id>:<fence>" was published
---        {1, 0, id}      released, the head waiter named ("w:<id>"): it
+-- Reply: {3, fence, id, attempt}  released and granted to the head
+--                        waiter `id` (fair_hand_on.lua's hand_on): N holds its
+--                        token for its claim window, with this fence, and
+--                        "g:<id>:<fence>:<attempt>" was published
+--        {1, 0, id, 0}   released, the head waiter named ("w:<id>"): it
 --                        left no claim, and tries for itself
---        {2, 0, ''}      released, nobody queued: ARGV[2] was published,
+--        {2, 0, '', 0}   released, nobody queued: ARGV[2] was published,
 --                        and the caller wakes its own local waiters (it
 --                        skips the echo of its id)
---        {0, 0, ''}      not held: nothing was published
+--        {0, 0, '', 0}   not held: nothing was published
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return {0, 0, ''}
+  return {0, 0, '', 0}
 end
 redis.call('DEL', KEYS[1])
 local now = now_ms()
 drop_dead(KEYS[4], KEYS[5], KEYS[6], now)
-local fence, head = hand_on(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now)
+local fence, head, attempt = hand_on(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now)
 if fence == nil then
   wake(KEYS[3], ARGV[2])
-  return {2, 0, ''}
+  return {2, 0, '', 0}
 end
 if fence == 0 then
-  return {1, 0, head}
+  return {1, 0, head, 0}
 end
-return {3, fence, head}
+return {3, fence, head, attempt}

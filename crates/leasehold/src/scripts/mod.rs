@@ -196,6 +196,9 @@ pub(crate) struct WaitInfo<'a> {
     /// Fair lease or semaphore: how long the waiter keeps its place in the
     /// queue unless it comes back (0: it will not wait).
     pub(crate) patience_ms: u64,
+    /// Fair lease: this attempt's number, kept with the waiter's claim; a
+    /// release's grant names it (see `scripts::fair`).
+    pub(crate) attempt: u64,
 }
 
 /// The reply of the acquire script.
@@ -239,6 +242,9 @@ pub(crate) enum Released {
         fence: u64,
         /// The waiter's id.
         to: crate::token::Token,
+        /// The number of the waiter's attempt that set the deadline its
+        /// claim window was cut to.
+        attempt: u64,
     },
     /// Not held, but the token's writer intent was withdrawn: readers held
     /// back by it may go in, so wake local waiters.
@@ -474,6 +480,7 @@ mod tests {
             intent_ms: 5,
             waiter_id: "w1",
             patience_ms: 9,
+            attempt: 3,
         };
         let mut calls = Vec::new();
         for keys in [
@@ -494,6 +501,7 @@ mod tests {
                     Value::Int(2),
                     Value::Int(0),
                     Value::BulkString(Vec::new()),
+                    Value::Int(0),
                 ])
             } else {
                 Value::Int(1)
@@ -509,6 +517,7 @@ mod tests {
                 let mut v = ints(&[1, 0, 0]);
                 if let Value::Array(a) = &mut v {
                     a.push(Value::BulkString(Vec::new()));
+                    a.push(Value::Int(0));
                 }
                 v
             } else {

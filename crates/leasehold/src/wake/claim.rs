@@ -30,10 +30,10 @@ pub(crate) struct Claim {
     /// A fair lease's waiter: a release may give it the lease in the
     /// release script (see `scripts::fair`).
     fair: bool,
-    /// A fair lease's waiter: the least its claim window lasts, as
-    /// (send of an attempt, window from then): the release's grant holds
-    /// the lease until at least then (see [`Claim::queued_fair`]).
-    window: Option<(Instant, Duration)>,
+    /// A fair lease's waiter: its last attempts that left a claim, as
+    /// (number, send, claim window): a release's grant names the one that
+    /// set the deadline it was cut to (see [`Claim::fair_attempt`]).
+    attempts: Vec<(u64, Instant, Duration)>,
 }
 
 impl Claim {
@@ -46,19 +46,24 @@ impl Claim {
         }
     }
 
-    /// A fair waiter's attempt sent at `sent` with `patience` and `ttl`
-    /// left its place in the queue (`definite`: the script ran and said so;
-    /// else it failed on the wire, and may have run). The script set the
-    /// waiter's deadline to its server time + patience, at or after
-    /// `sent`, and a release's grant lasts `min(ttl, deadline - then)`,
-    /// so until `sent + min(ttl, patience)` at least. A definite one
-    /// replaces what an earlier attempt set; one that may have run lowers
-    /// it (whichever ran last set the deadline).
-    pub(crate) fn queued_fair(&mut self, sent: Instant, window: Duration, definite: bool) {
-        let lower = self.window.is_some_and(|(s, w)| s + w < sent + window);
-        if definite || !lower {
-            self.window = Some((sent, window));
+    /// How many of a fair waiter's last attempts are kept: a grant names
+    /// the last one that ran before the release, and the attempts are sent
+    /// one after the other (only those lost on the wire come between).
+    const ATTEMPTS_KEPT: usize = 8;
+
+    /// A fair waiter's attempt, sent at `sent`, that leaves its claim with
+    /// a place lasting `window` (min of ttl and patience) if refused: its
+    /// number, to send with it. Its script sets the waiter's deadline to
+    /// its server time + patience, at or after `sent`, and a release's
+    /// grant that names it lasts `min(ttl, deadline - then)`, so until
+    /// `sent + window` at least.
+    pub(crate) fn fair_attempt(&mut self, sent: Instant, window: Duration) -> u64 {
+        let number = self.attempts.last().map_or(1, |a| a.0 + 1);
+        if self.attempts.len() == Claim::ATTEMPTS_KEPT {
+            self.attempts.remove(0);
         }
+        self.attempts.push((number, sent, window));
+        number
     }
 
     /// The place in the local queue, if the acquire stands in one.
@@ -110,15 +115,19 @@ impl Claim {
     /// release the lease that was handed over.
     ///
     /// A fair lease's grant, by a release of any process: it holds from the
-    /// send of the waiter's attempt that set its deadline, for the claim
-    /// window (see [`queued_fair`](Claim::queued_fair)); with none known
-    /// (cannot happen: a waiter joins the queue by an attempt), for no
-    /// time at all, which the caller confirms by an attempt.
+    /// send of the waiter's attempt it names, for the claim window (see
+    /// [`fair_attempt`](Claim::fair_attempt)); with that attempt not known
+    /// (cannot happen: a waiter joins the queue by an attempt, and keeps
+    /// its last few), for no time at all, which the caller confirms by an
+    /// attempt.
     pub(crate) fn take_grant(&mut self) -> Option<Won> {
-        let (fence, at) = self.waiter.as_ref()?.take_grant()?;
-        let fair = self
-            .fair
-            .then(|| self.window.unwrap_or((at, Duration::ZERO)));
+        let (fence, at, attempt) = self.waiter.as_ref()?.take_grant()?;
+        let fair = self.fair.then(|| {
+            self.attempts
+                .iter()
+                .find(|a| a.0 == attempt)
+                .map_or((at, Duration::ZERO), |a| (a.1, a.2))
+        });
         let mut won = self.won(fence, at);
         if let Some((sent, window)) = fair {
             won.sent = sent;

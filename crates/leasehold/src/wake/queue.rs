@@ -91,7 +91,9 @@ pub(super) struct Slot {
     /// this waiter's token instead of freeing it.
     pub(super) handover: Option<Successor>,
     /// The fence and send instant of a hand-over, once granted.
-    pub(super) grant: Mutex<Option<(u64, Instant)>>,
+    /// For a fair grant, the number of the waiter's attempt it names
+    /// (0 for a local hand-over).
+    pub(super) grant: Mutex<Option<(u64, Instant, u64)>>,
     /// Told when the slot becomes the head of its queue: in a queue that
     /// hands over, only the head runs a fallback timer.
     pub(super) promoted: Notify,
@@ -247,16 +249,14 @@ impl Shared {
         };
         if let Some(grant) = payload.strip_prefix(b"g:") {
             // A fair release gave the lease to the waiter it names, with
-            // this fence: `g:<id>:<fence>`.
-            let Some(colon) = grant.iter().rposition(|&b| b == b':') else {
-                return;
-            };
-            let fence = std::str::from_utf8(&grant[colon + 1..])
-                .ok()
-                .and_then(|f| f.parse::<u64>().ok());
-            if let Some(fence) = fence {
-                let id = [b"w:", &grant[..colon]].concat();
-                self.fair_grant(ch, &id, fence);
+            // this fence, from the claim its attempt left:
+            // `g:<id>:<fence>:<attempt>`.
+            let mut parts = grant.rsplitn(3, |&b| b == b':');
+            let number = |p: Option<&[u8]>| std::str::from_utf8(p?).ok()?.parse::<u64>().ok();
+            let (attempt, fence) = (number(parts.next()), number(parts.next()));
+            if let (Some(attempt), Some(fence), Some(id)) = (attempt, fence, parts.next()) {
+                let id = [b"w:", id].concat();
+                self.fair_grant(ch, &id, fence, attempt);
             }
         } else if payload.starts_with(b"w:") {
             // A fair release names the waiter whose turn it is; it may be in
@@ -285,7 +285,8 @@ impl Shared {
     }
 
     /// A fair release (or a leaving waiter) gave the lease to the waiter
-    /// `id` (`w:<waiter id>`) of this channel, with `fence`: from the
+    /// `id` (`w:<waiter id>`) of this channel, with `fence`, from the claim
+    /// its attempt number `attempt` left: from the
     /// publish, or at once from the script's reply when this client sent
     /// it (the echo then finds it granted, or gone). The waiter takes it
     /// without a script of its own ([`Waiter::take_grant`]).
@@ -302,13 +303,13 @@ impl Shared {
     ///
     /// [`Waiter::take_grant`]: super::Waiter::take_grant
     /// [`Waiter::keep`]: super::Waiter::keep
-    pub(super) fn fair_grant(&self, ch: &mut Channel, id: &[u8], fence: u64) {
+    pub(super) fn fair_grant(&self, ch: &mut Channel, id: &[u8], fence: u64, attempt: u64) {
         let Some(slot) = ch.by_id.get(id).cloned() else {
             return;
         };
         // Read by `take_grant` under the lock we hold, once granted.
         let mut grant = slot.grant.lock().unwrap_or_else(|e| e.into_inner());
-        let previous = grant.replace((fence, Instant::now()));
+        let previous = grant.replace((fence, Instant::now(), attempt));
         // Woken -> granted: counted as woken already. The one change of
         // state made without the lock is the waiter's own Woken -> Out
         // (`begin_attempt`), so this one is a compare-and-swap: had the

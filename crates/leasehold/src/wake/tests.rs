@@ -659,40 +659,41 @@ fn over_masters_a_later_copy_wakes_the_waiter_the_first_copy_woke() {
 }
 
 /// A fair lease in Redis (issue 16): the holder, the fence, and the queue
-/// of waiters, each with the claim (token) it left.
+/// of waiters, each with the claim (token, attempt number) it left.
 #[derive(Default)]
 struct FairRedis {
-    state: Mutex<(Option<Token>, u64, Vec<(String, Token)>)>,
+    state: Mutex<(Option<Token>, u64, Vec<(String, Token, u64)>)>,
 }
 
 impl FairRedis {
     /// fair_acquire: its grant again (the message was lost or raced), or
     /// a free lease at the head, else a place in the queue.
-    fn acquire(&self, token: Token, id: &str) -> Option<u64> {
+    fn acquire(&self, token: Token, id: &str, attempt: u64) -> Option<u64> {
         let mut s = self.state.lock().unwrap();
         if s.0 == Some(token) {
-            s.2.retain(|(i, _)| i != id);
+            s.2.retain(|q| q.0 != id);
             return Some(s.1);
         }
-        let head = s.2.first().map(|(i, _)| i.clone());
+        let head = s.2.first().map(|q| q.0.clone());
         if s.0.is_none() && head.as_deref().is_none_or(|h| h == id) {
             s.0 = Some(token);
             s.1 += 1;
-            s.2.retain(|(i, _)| i != id);
+            s.2.retain(|q| q.0 != id);
             return Some(s.1);
         }
-        if !s.2.iter().any(|(i, _)| i == id) {
-            s.2.push((id.to_owned(), token));
+        match s.2.iter_mut().find(|q| q.0 == id) {
+            Some(q) => q.2 = attempt,
+            None => s.2.push((id.to_owned(), token, attempt)),
         }
         None
     }
 
     /// fair_release (`from` holds) or fair_cancel (`id` leaves first):
     /// a lease `from` holds is freed and handed to the head, if any.
-    fn release(&self, from: Token, leaving: Option<&str>) -> Option<(String, u64)> {
+    fn release(&self, from: Token, leaving: Option<&str>) -> Option<(String, u64, u64)> {
         let mut s = self.state.lock().unwrap();
         if let Some(id) = leaving {
-            s.2.retain(|(i, _)| i != id);
+            s.2.retain(|q| q.0 != id);
         }
         if s.0 != Some(from) {
             return None;
@@ -701,10 +702,10 @@ impl FairRedis {
         if s.2.is_empty() {
             return None;
         }
-        let (id, token) = s.2.remove(0);
+        let (id, token, attempt) = s.2.remove(0);
         s.0 = Some(token);
         s.1 += 1;
-        Some((id, s.1))
+        Some((id, s.1, attempt))
     }
 
     fn holder(&self) -> Option<Token> {
@@ -721,14 +722,14 @@ struct FairWorld {
 impl FairWorld {
     /// The grant's message, lost at times, and, when this client sent the
     /// script, the reply's grant too (in either order).
-    fn tell(&self, granted: Option<(String, u64)>, local: bool) {
-        let Some((id, fence)) = granted else {
+    fn tell(&self, granted: Option<(String, u64, u64)>, local: bool) {
+        let Some((id, fence, attempt)) = granted else {
             return;
         };
         let lost = thread_rng().gen_ratio(1, 5);
         let message = || {
             if !lost {
-                let payload = format!("g:{id}:{fence}");
+                let payload = format!("g:{id}:{fence}:{attempt}");
                 self.hub
                     .shared
                     .on_message(&self.channel, payload.as_bytes());
@@ -736,7 +737,7 @@ impl FairWorld {
         };
         let reply = || {
             if local {
-                self.hub.grant(&self.channel, &id, fence);
+                self.hub.grant(&self.channel, &id, fence, attempt);
             }
         };
         if thread_rng().gen_bool(0.5) {
@@ -765,32 +766,35 @@ fn acquire_fair(world: &FairWorld, token: Token, id: &str, rounds: usize) -> boo
         if claim.waiter().is_none_or(Waiter::begin_attempt) {
             claim.sending();
             let sent = Instant::now();
-            let ran = rng.gen_ratio(9, 10).then(|| world.redis.acquire(token, id));
+            let attempt = claim.fair_attempt(sent, window);
+            let ran = rng
+                .gen_ratio(9, 10)
+                .then(|| world.redis.acquire(token, id, attempt));
             shuttle::thread::yield_now();
             match ran.filter(|_| rng.gen_ratio(3, 4)) {
                 Some(Some(fence)) => {
                     won = Some(claim.won(fence, sent));
                     break;
                 }
-                Some(None) => {
-                    claim.refused(false);
-                    claim.queued_fair(sent, window, true);
-                }
-                None => claim.queued_fair(sent, window, false),
+                Some(None) => claim.refused(false),
+                None => {} // lost on the wire: still armed
             }
             if let Some(w) = claim.waiter() {
                 w.attempt_failed();
             }
         }
-        if let Some(w) = claim.take_grant() {
-            won = Some(w);
-            break;
+        // Before the select, and after it (a wake, a grant or the timer).
+        for select in [false, true] {
+            if select {
+                shuttle::thread::yield_now();
+            }
+            if let Some(w) = claim.take_grant() {
+                assert_eq!(w.window(), Some(window), "a grant names a known attempt");
+                won = Some(w);
+                break;
+            }
         }
-        // The select: a wake, a grant or the timer.
-        shuttle::thread::yield_now();
-        if let Some(w) = claim.take_grant() {
-            assert!(w.window() == Some(window), "a fair grant counts its window");
-            won = Some(w);
+        if won.is_some() {
             break;
         }
     }
@@ -813,7 +817,7 @@ fn fair_scenario() {
         redis: FairRedis::default(),
     });
     let holder = Token::random();
-    assert!(world.redis.acquire(holder, "holder").is_some());
+    assert!(world.redis.acquire(holder, "holder", 0).is_some());
     let waiters: Vec<_> = ["a", "b"]
         .into_iter()
         .map(|id| {

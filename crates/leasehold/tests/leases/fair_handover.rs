@@ -22,7 +22,8 @@ async fn queued(conn: &MultiplexedConnection, name: &str) -> i64 {
         .unwrap()
 }
 
-/// The claims the queued waiters left: waiter id -> (ttl ms, token).
+/// The claims the queued waiters left: waiter id -> (ttl ms, token), from
+/// `<ttl ms>:<attempt>:<token>`.
 async fn claims(conn: &MultiplexedConnection, name: &str) -> HashMap<String, (u64, String)> {
     let raw: HashMap<String, String> = redis::cmd("HGETALL")
         .arg(format!("leasehold:{{{name}}}:queue-claims"))
@@ -31,8 +32,13 @@ async fn claims(conn: &MultiplexedConnection, name: &str) -> HashMap<String, (u6
         .unwrap();
     raw.into_iter()
         .map(|(id, claim)| {
-            let (ttl, token) = claim.split_once(':').expect("<ttl>:<token>");
-            (id, (ttl.parse().unwrap(), token.to_owned()))
+            let mut parts = claim.splitn(3, ':');
+            let (ttl, attempt, token) = (parts.next(), parts.next(), parts.next());
+            let ttl = ttl
+                .and_then(|t| t.parse().ok())
+                .expect("<ttl>:<attempt>:<token>");
+            assert!(attempt.is_some_and(|a| a.parse::<u64>().is_ok()), "{claim}");
+            (id, (ttl, token.expect("a token").to_owned()))
         })
         .collect()
 }
