@@ -176,6 +176,9 @@ async fn issue16_a_fair_hand_over_across_clients_costs_one_script() {
 /// [`Ctl`]s.
 struct Process {
     ctl: std::sync::mpsc::Sender<Ctl>,
+    /// The waiter's outcome, once its acquire returns: the guard's fence
+    /// and token, and whether the guard counted itself valid.
+    done: std::sync::mpsc::Receiver<Result<(u64, String, bool), String>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -190,6 +193,8 @@ enum Ctl {
     /// The process dies: its acquire future is forgotten (no cleanup at
     /// all) and its runtime and client vanish.
     Die,
+    /// It runs again (after a freeze).
+    Run,
     /// The process ends.
     Exit,
 }
@@ -197,6 +202,7 @@ enum Ctl {
 impl Process {
     fn start(url: String, name: &'static str, wait: Duration, backoff_max: Duration) -> Process {
         let (ctl, rx) = std::sync::mpsc::channel::<Ctl>();
+        let (tell_done, done) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -210,6 +216,7 @@ impl Process {
                     .wait(wait)
                     .backoff(ms(50), backoff_max);
                 let mut acquire = Some(Box::pin(lease.acquire()));
+                let mut guard = None;
                 let mut next = None;
                 loop {
                     match next.take().or_else(|| rx.try_recv().ok()) {
@@ -224,13 +231,22 @@ impl Process {
                             std::mem::forget(client);
                             return;
                         }
-                        Some(Ctl::Exit) => return,
-                        None => {}
+                        Some(Ctl::Exit) => {
+                            drop(guard);
+                            return;
+                        }
+                        Some(Ctl::Run) | None => {}
                     }
                     match acquire.as_mut() {
                         Some(f) => {
                             tokio::select! {
-                                r = f => panic!("the process's waiter got {:?}", r.map(|g| g.fence())),
+                                r = f => {
+                                    acquire = None;
+                                    let _ = tell_done.send(r.as_ref().map(|g| {
+                                        (g.fence(), g.token().as_str().to_owned(), !g.is_lost())
+                                    }).map_err(ToString::to_string));
+                                    guard = r.ok();
+                                }
                                 _ = tokio::time::sleep(ms(1)) => {}
                             }
                         }
@@ -241,6 +257,7 @@ impl Process {
         });
         Process {
             ctl,
+            done,
             thread: Some(thread),
         }
     }
@@ -308,6 +325,56 @@ async fn issue16_a_head_cancelled_right_after_its_grant_hands_the_lease_on_at_on
     assert!(cancelled.elapsed() < 5 * SECOND);
     assert_eq!(queued(&conn, name).await, 0);
     head.end(Ctl::Exit);
+}
+
+/// The head's process freezes before it reads its grant's message, and
+/// thaws only after the claim window has run out (the lease expired): the
+/// waiter counts the grant from the attempt it names, finds the window
+/// passed, and confirms by an attempt instead of returning a guard on a
+/// lease it no longer holds; the lease being free, that attempt takes it
+/// anew, with a new fence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_a_grant_heard_after_its_window_is_confirmed_not_trusted() {
+    let (server, client) = setup().await;
+    let conn = raw(&server).await;
+    let name = "late-grant";
+    let holder = client.lease(name).fair(true).acquire().await.unwrap();
+    // Places last 1 s: so does the claim window.
+    let head = Process::start(server.url(), name, 120 * SECOND, ms(200));
+    eventually(5 * SECOND, "the head to queue", || async {
+        queued(&conn, name).await == 1
+    })
+    .await;
+    let (_, token) = only_claim(&conn, name).await;
+    head.tell(Ctl::Freeze);
+    holder.release().await.unwrap();
+    let mut c = conn.clone();
+    assert_eq!(get(&mut c, name).await.as_deref(), Some(token.as_str()));
+    let granted = fence_counter(&conn, name).await;
+    eventually(5 * SECOND, "the grant's window to run out", || async {
+        get(&mut conn.clone(), name).await.is_none()
+    })
+    .await;
+    head.tell(Ctl::Run);
+    let (got, head) =
+        tokio::task::spawn_blocking(move || (head.done.recv_timeout(5 * SECOND), head))
+            .await
+            .unwrap();
+    let (fence, holds, valid) = got.expect("the head never returned").unwrap();
+    assert_eq!(holds, token);
+    assert!(valid);
+    assert_eq!(
+        get(&mut c, name).await.as_deref(),
+        Some(token.as_str()),
+        "the head's guard is on a lease it does not hold"
+    );
+    tokio::task::spawn_blocking(move || head.end(Ctl::Exit))
+        .await
+        .unwrap();
+    assert!(
+        fence > granted,
+        "the head returned the expired grant's fence {fence} (granted {granted})"
+    );
 }
 
 /// A head that died while queued (its process gone without cleanup) is
