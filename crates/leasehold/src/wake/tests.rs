@@ -662,8 +662,12 @@ fn over_masters_a_later_copy_wakes_the_waiter_the_first_copy_woke() {
 /// of waiters, each with the claim (token, attempt number) it left.
 #[derive(Default)]
 struct FairRedis {
-    state: Mutex<(Option<Token>, u64, Vec<(String, Token, u64)>)>,
+    state: Mutex<(Option<Token>, u64, Vec<Queued>)>,
 }
+
+/// A queued fair waiter: id, token, number of the attempt that left its
+/// claim.
+type Queued = (String, Token, u64);
 
 impl FairRedis {
     /// fair_acquire: its grant again (the message was lost or raced), or
