@@ -21,7 +21,7 @@ use crate::{Ctx, Error, KEY_PREFIX, TTL};
 
 /// Commands leasehold's scripts run inside Redis: `INFO commandstats`
 /// counts them under their own names, on top of the EVALSHA itself.
-const IN_SCRIPT: [&str; 19] = [
+const IN_SCRIPT: [&str; 22] = [
     "set",
     "get",
     "incr",
@@ -39,6 +39,9 @@ const IN_SCRIPT: [&str; 19] = [
     "zrank",
     "zscore",
     "pexpireat", // fair queue
+    "hset",      // a fair waiter's claim (and a semaphore's fences)
+    "hget",
+    "hdel",
     "spublish",
     "pubsub|shardnumsub", // the same on Redis Cluster (sharded pub/sub)
 ];
@@ -276,6 +279,27 @@ pub(crate) async fn contended(ctx: &mut Ctx<'_>, fair: bool) -> Result<(), Error
             cmds.scripts.saturating_sub(2 * acq)
         )),
     );
+    if fair {
+        // Every fair acquisition's first attempt is its arrival (it joins
+        // the queue, or takes a free lease), made while another holds the
+        // lease; what a hand-over itself costs is the rest: the release,
+        // and any attempt a waiter makes after that (a fallback, or the
+        // head trying for itself after being named).
+        let arrivals = acq;
+        ctx.emit(
+            Row::new(
+                label,
+                "handoff_scripts_per_handoff",
+                per_handoff(cmds.scripts.saturating_sub(arrivals)),
+                "count",
+            )
+            .at_most_rounded(1.0)
+            .note(format!(
+                "(script calls - one arrival attempt per acquisition) / handoffs: the release script, which gives the lease to the queue's head, and {} attempts beyond the arrivals",
+                cmds.scripts.saturating_sub(2 * acq)
+            )),
+        );
+    }
     ctx.emit(
         Row::new(
             label,

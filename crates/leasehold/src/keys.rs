@@ -245,6 +245,11 @@ pub(crate) struct FairQueue {
     pub(crate) deadlines: Arc<[u8]>,
     /// `leasehold:{N}:queue-ticket`: the arrival counter.
     pub(crate) ticket: Arc<[u8]>,
+    /// `leasehold:{N}:queue-claims`: hash, waiter id -> `<ttl ms>:<owner
+    /// token>`, what a fair lease's release needs to give the lease to
+    /// its queue's head in the release script itself (fair semaphores
+    /// leave none).
+    pub(crate) claims: Arc<[u8]>,
 }
 
 impl FairQueue {
@@ -253,6 +258,7 @@ impl FairQueue {
             queue: aux(name, "queue").into(),
             deadlines: aux(name, "queue-deadlines").into(),
             ticket: aux(name, "queue-ticket").into(),
+            claims: aux(name, "queue-claims").into(),
         }
     }
 }
@@ -443,7 +449,7 @@ mod tests {
     }
 
     /// Every key that `name` has as a lease, fair lease, fair semaphore or
-    /// read-write lock (all 12 companions, wake channels included).
+    /// read-write lock (all 13 companions, wake channels included).
     fn companions(name: &[u8]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut add = |k: &LeaseKeys| {
@@ -452,7 +458,7 @@ mod tests {
             match k.family() {
                 Family::Lease => {}
                 Family::Fair(q) => {
-                    out.extend([&q.queue, &q.deadlines, &q.ticket].map(|k| k.to_vec()))
+                    out.extend([&q.queue, &q.deadlines, &q.ticket, &q.claims].map(|k| k.to_vec()))
                 }
                 Family::Permit {
                     permits,
@@ -590,7 +596,7 @@ mod tests {
             let slot = key_slot(&name);
             prop_assert_eq!(Slot::for_key(&name), Slot::new(slot).unwrap());
             let keys = companions(&name);
-            prop_assert_eq!(keys.len(), 12);
+            prop_assert_eq!(keys.len(), 13);
             for key in &keys {
                 prop_assert_eq!(key_slot(key), slot, "{}", display_name(key));
                 // The readings below are complete: they find `name` itself.
@@ -669,7 +675,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 3000 * 14);
+        assert_eq!(checked, 3000 * 15);
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub struct Scenario {
     /// On a cluster: `cluster-node-timeout`, roughly how long a killed
     /// master's slots stay down.
     pub node_timeout: Duration,
+    /// Half the workers take the lease in fair mode (see
+    /// [`WorkerConfig::fair`]); not over Redlock, which has none.
+    pub fair: bool,
 }
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -163,6 +166,7 @@ impl Scenario {
             faults: Vec::new(),
             secs: (6, 15),
             node_timeout: Duration::from_secs(2),
+            fair: false,
         }
     }
 
@@ -216,6 +220,7 @@ pub fn all() -> Vec<Scenario> {
         // The run that found 4-6 overlaps per 15 s on the old main.
         Scenario::base("chaos").quick().with(|s| {
             s.tasks = (2, 24);
+            s.fair = true;
             s.cancel = 0.3;
             s.work_ms = 15;
             s.secs = (10, 15);
@@ -391,6 +396,7 @@ pub fn all() -> Vec<Scenario> {
         }),
         Scenario::base("processes-chaos").with(|s| {
             s.tasks = (1, 8);
+            s.fair = true;
             s.processes = (2, 4);
             s.cancel = 0.2;
             s.faults = vec![
@@ -621,6 +627,7 @@ pub async fn run(
         cancel: scenario.cancel,
         drop: 0.2,
         prefix: "t".into(),
+        fair: scenario.fair && backend != Backend::Redlock,
     };
     let procs = if scenario.processes.0 > 0 {
         let mut pc = cfg.clone();

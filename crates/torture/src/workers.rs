@@ -86,6 +86,12 @@ pub struct WorkerConfig {
     pub drop: f64,
     /// Worker names start with this (`t` for tasks, `p3` for process 3).
     pub prefix: String,
+    /// Every other task of each client (the odd ones) takes the lease in
+    /// fair mode: fair and plain holders of one name exclude each other,
+    /// and a fair release hands the lease to its queue's head, in any
+    /// process, in the release script itself. Not over Redlock.
+    #[serde(default)]
+    pub fair: bool,
 }
 
 impl WorkerConfig {
@@ -215,6 +221,15 @@ impl Locker {
                     wait: Duration::from_millis(cfg.wait_ms),
                 })
             }
+        }
+    }
+
+    /// The same locker, its lease in fair mode when `fair` (the control
+    /// arm has no fair mode).
+    fn fair(&self, fair: bool) -> Locker {
+        match self {
+            Locker::Lease(lease) if fair => Locker::Lease(lease.clone().fair(true)),
+            other => other.clone(),
         }
     }
 
@@ -368,7 +383,7 @@ pub async fn run_tasks(
                 sink.clone(),
                 Arc::clone(&stop),
                 store.clone(),
-                locker.clone(),
+                locker.fair(cfg.fair && t % 2 == 1),
             );
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {

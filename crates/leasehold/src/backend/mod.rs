@@ -495,15 +495,26 @@ impl Backend {
         }
     }
 
-    /// Takes the fair waiter `waiter_id` out of `keys`' queue; whether it
-    /// was queued.
-    pub(crate) async fn leave(&self, keys: &LeaseKeys, waiter_id: &str) -> Result<bool> {
+    /// Takes the fair waiter `waiter_id` out of `keys`' queue; for a fair
+    /// lease, also releases a grant that its `token` did not take (and
+    /// hands it on to the next head). What it left behind.
+    pub(crate) async fn leave(
+        &self,
+        keys: &LeaseKeys,
+        waiter_id: &str,
+        token: &Token,
+    ) -> Result<scripts::Left> {
         let Ok(mut conn) = self.conn() else {
             // No fair queues over Redlock: nobody is queued.
-            return Ok(false);
+            return Ok(scripts::Left {
+                queued: false,
+                released: false,
+                handed: Released::NotHeld,
+            });
         };
-        match scripts::fair_leave(&mut conn, self.pubsub(), keys, waiter_id).await {
-            Ok(queued) => Ok(queued),
+        match scripts::fair_leave(&mut conn, self.pubsub(), keys, waiter_id, token.as_bytes()).await
+        {
+            Ok(left) => Ok(left),
             Err(e) => Err(self.error("leaving the fair queue", keys, e).await),
         }
     }

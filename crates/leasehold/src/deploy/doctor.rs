@@ -429,7 +429,9 @@ fn companions(name: &[u8]) -> Vec<Vec<u8>> {
         out.push(keys.fence().to_vec());
         match keys.family() {
             Family::Lease => {}
-            Family::Fair(q) => out.extend([&q.queue, &q.deadlines, &q.ticket].map(|k| k.to_vec())),
+            Family::Fair(q) => {
+                out.extend([&q.queue, &q.deadlines, &q.ticket, &q.claims].map(|k| k.to_vec()))
+            }
             Family::Permit {
                 permits,
                 limit_key,

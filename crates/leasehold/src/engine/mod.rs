@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::backend::{Backend, HandoverReply, Replicas};
+use crate::backend::{Backend, HandoverReply, Released, Replicas};
 use crate::error::Result;
 use crate::keys::{Family, LeaseKeys};
 use crate::observe;
@@ -115,17 +115,24 @@ impl Core {
 
     /// For a dropped acquire, in a background task: releases what `token`
     /// may hold, then takes the fair waiter `leaving` out of its queue.
+    /// For a fair lease, the leave alone does both when `leaving` is given
+    /// (`fair_cancel`: it releases a grant the token did not take, and
+    /// hands it on), and `token` is the waiter's token whether or not the
+    /// claim knew it may hold the lease: a release's grant may be on its
+    /// way to a waiter that has given up.
     pub(crate) fn settle_in_background(
         self: &Arc<Self>,
         keys: Arc<LeaseKeys>,
         token: Option<Token>,
-        leaving: Option<Token>,
+        leaving: Option<(Token, Token)>,
     ) {
         let core = Arc::clone(self);
         let fut = async move {
             // What the dropped operation sent runs first.
             core.backend.settled().await;
-            if let Some(token) = token {
+            let fair_lease = matches!(keys.family(), Family::Fair(_));
+            let release = token.filter(|_| !(fair_lease && leaving.is_some()));
+            if let Some(token) = release {
                 // The fence is the guard's (or none, for an acquire): not known here.
                 let span = observe::release_span!(keys, token, tracing::field::Empty);
                 match core.release(&keys, &token).instrument(span.clone()).await {
@@ -145,19 +152,29 @@ impl Core {
                     }
                 }
             }
-            if let Some(id) = leaving
-                && let Err(e) = core.backend.leave(&keys, id.as_str()).await
-            {
-                tracing::debug!(
-                    lease = keys.display(),
-                    error = %e,
-                    "leasehold: leaving the fair queue failed; the place ends at the waiter's deadline"
-                );
+            if let Some((id, token)) = leaving {
+                match core.backend.leave(&keys, id.as_str(), &token).await {
+                    Ok(left) => core.handed(&keys, left.handed),
+                    Err(e) => tracing::debug!(
+                        lease = keys.display(),
+                        error = %e,
+                        "leasehold: leaving the fair queue failed; the place ends at the waiter's deadline (and a grant it did not take, at its claim window)"
+                    ),
+                }
             }
         };
         match tokio::runtime::Handle::try_current() {
             Ok(h) => drop(h.spawn(fut)),
             Err(_) => drop(self.runtime.spawn(fut)),
+        }
+    }
+
+    /// A fair lease given to its queue's head by a script of this client:
+    /// a local head is told at once, without waiting for the publish to
+    /// come back through Redis (whose echo it then ignores).
+    fn handed(&self, keys: &LeaseKeys, handed: Released) {
+        if let Released::Granted { fence, to, attempt } = handed {
+            self.hub.grant(keys.wake(), to.as_str(), fence, attempt);
         }
     }
 
@@ -219,6 +236,7 @@ impl Core {
             return result;
         }
         let released = self.backend.release(keys, *token).await?;
+        self.handed(keys, released);
         // Wake the next local waiter now: the echo of our own publish is
         // skipped. Not when the publish named the waiters whose turn it is
         // (fair mode), who may be in another process; but a fair release

@@ -47,6 +47,9 @@ pub(crate) struct Holding {
     pub(crate) stop: CancellationToken,
     /// Its place in the client's renewal schedule, while it has one.
     renewal: Mutex<Option<Entry>>,
+    /// Renews every `ttl/3`; off, it renews only to lengthen a grant
+    /// shorter than its ttl (a fair release's claim window), once.
+    pub(crate) auto_renew: bool,
 }
 
 impl Holding {
@@ -192,7 +195,7 @@ impl Guard {
         keys: Arc<LeaseKeys>,
         token: Token,
         held: Held,
-        ttl: Duration,
+        (ttl, window): (Duration, Duration),
         auto_renew: bool,
     ) -> Guard {
         let Held {
@@ -214,9 +217,13 @@ impl Guard {
             lost: CancellationToken::new(),
             stop: CancellationToken::new(),
             renewal: Mutex::new(None),
+            auto_renew,
         });
-        if auto_renew {
-            holding.schedule_renewal(sent + ttl / 3);
+        // A grant shorter than the ttl (a fair release's claim window) is
+        // lengthened within a third of it, off the critical path, with or
+        // without auto-renewal.
+        if auto_renew || window < ttl {
+            holding.schedule_renewal(sent + window / 3);
         }
         Guard {
             holding,

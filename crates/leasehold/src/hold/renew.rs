@@ -75,7 +75,9 @@ async fn renew(holding: &Arc<Holding>) -> Option<&'static str> {
     };
     match result {
         Ok(Ok(())) => {
-            holding.schedule_renewal(Instant::now() + period);
+            if holding.auto_renew {
+                holding.schedule_renewal(Instant::now() + period);
+            }
             Some("ok")
         }
         Ok(Err(e)) if e.is_lost() => Some("lost"),

@@ -205,6 +205,17 @@ impl Lease {
                     w.attempt_failed();
                 }
             }
+            // A fair release's grant that came with the attempt's reply
+            // is this waiter's even now that its wait may be over.
+            if let Some(won) = pending.claim.take_grant() {
+                match self.fresh(won) {
+                    Some(won) => return self.replicated(pending.into_guard(won)).await,
+                    None => {
+                        try_now = true;
+                        continue;
+                    }
+                }
+            }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 return Err(match last_error {
@@ -262,10 +273,37 @@ impl Lease {
             // Settles the claim: an earlier attempt that failed on the wire
             // left it armed, and must not release this lease.
             if let Some(won) = pending.claim.take_grant() {
-                return self.replicated(pending.into_guard(won)).await;
+                match self.fresh(won) {
+                    Some(won) => return self.replicated(pending.into_guard(won)).await,
+                    None => {
+                        try_now = true;
+                        continue;
+                    }
+                }
             }
             // While a local release hands the lease over, wait for it.
             try_now = !pending.claim.waiter().is_some_and(Waiter::is_offered);
+        }
+    }
+
+    /// `won`, unless it is a fair grant whose claim window, as this waiter
+    /// counts it, has run out (its message came late): then nothing, and
+    /// the waiter's next attempt confirms it (`fair_acquire` finds the
+    /// lease holding its token, resets the ttl and answers the same
+    /// fence) or finds it gone. Its claim is settled either way: a waiter
+    /// that gives up before that attempt releases its token by leaving.
+    fn fresh(&self, won: Won) -> Option<Won> {
+        match won.window() {
+            Some(window) if Instant::now() >= self.core.backend.valid_until(won.sent(), window) => {
+                tracing::debug!(
+                    target: observe::TARGET,
+                    name = self.keys.display(),
+                    fence = won.fence(),
+                    "leasehold: a fair grant came after its claim window as counted here; confirming it"
+                );
+                None
+            }
+            _ => Some(won),
         }
     }
 
@@ -277,7 +315,7 @@ impl Lease {
         pending: &mut Pending<'_>,
         waiting: Option<(&str, Duration)>,
     ) -> Result<Attempt> {
-        let wait = match waiting {
+        let mut wait = match waiting {
             Some((waiter_id, patience)) => WaitInfo {
                 // A waiting writer keeps readers out for a few of its fallback
                 // periods; it refreshes this at every attempt.
@@ -289,11 +327,20 @@ impl Lease {
                     patience.min(self.three_fallbacks().max(Duration::from_secs(1))),
                 )
                 .max(1),
+                attempt: 0,
             },
             None => WaitInfo::default(),
         };
         let waiting = waiting.is_some();
         pending.claim.sending();
+        let sent = Instant::now();
+        // A fair lease's waiter that will wait leaves its claim in the
+        // queue, numbered: a release's grant that names this attempt lasts
+        // this window at least, from now (see `Claim::fair_attempt`).
+        if waiting && matches!(self.keys.family(), Family::Fair(_)) {
+            let window = self.ttl.min(Duration::from_millis(wait.patience_ms));
+            wait.attempt = pending.claim.fair_attempt(sent, window);
+        }
         let reply = self
             .core
             .backend
@@ -394,7 +441,10 @@ impl<'a> Pending<'a> {
         Pending {
             lease,
             token,
-            claim: Claim::default(),
+            claim: match lease.keys.family() {
+                Family::Fair(_) => Claim::fair(),
+                _ => Claim::default(),
+            },
             fair_id: None,
         }
     }
@@ -404,7 +454,8 @@ impl<'a> Pending<'a> {
     /// leave.
     fn into_guard(mut self, won: Won) -> Guard {
         self.fair_id = None;
-        self.lease.guard(self.token, won.fence(), won.sent())
+        self.lease
+            .guard_within(self.token, won.fence(), won.sent(), won.window())
     }
 }
 
@@ -412,10 +463,12 @@ impl Drop for Pending<'_> {
     fn drop(&mut self) {
         let release = self.claim.abandon().then_some(self.token);
         if release.is_some() || self.fair_id.is_some() {
+            // A fair lease's waiter leaves with its token: a release may
+            // have given it the lease that this acquire never took.
             self.lease.core.settle_in_background(
                 Arc::clone(&self.lease.keys),
                 release,
-                self.fair_id,
+                self.fair_id.map(|id| (id, self.token)),
             );
         }
     }

@@ -263,17 +263,23 @@ impl Lease {
     }
 
     /// Fair mode (default off): the lease goes to waiters in the order they
-    /// came, across all clients, and a release wakes only the waiter whose
-    /// turn it is.
+    /// came, across all clients, and a release gives it straight to the
+    /// waiter whose turn it is.
     ///
-    /// Waiters stand in a queue in Redis (`leasehold:{N}:queue`); a new
-    /// `acquire` or `try_acquire` does not get the lease while others wait
-    /// for it. A waiter that gives up (its `acquire` timed out or was
-    /// dropped) leaves the queue at once; one whose process dies leaves it
-    /// three fallback periods (`backoff` max, at least 1 s) after its last
-    /// attempt, so it delays the others by at most that long. The
-    /// lease itself is the same key as in normal mode: fair and normal
-    /// holders exclude each other, but only fair waiters keep their turn.
+    /// Waiters stand in a queue in Redis (`leasehold:{N}:queue`), each with
+    /// the owner token it drew for itself; a new `acquire` or `try_acquire`
+    /// does not get the lease while others wait for it. The release script
+    /// gives the lease to the first waiter's token, with the next fence,
+    /// and tells that waiter alone, in whichever process: one script per
+    /// hand-over, and the waiter sends nothing before its `acquire`
+    /// returns. A waiter that gives up (its `acquire` timed out or was
+    /// dropped) leaves the queue at once, and gives on a lease handed to it
+    /// meanwhile; one whose process dies leaves it three fallback periods
+    /// (`backoff` max, at least 1 s) after its last attempt, so it delays
+    /// the others by at most that long, even when a release handed it the
+    /// lease (it holds it until then, not for its ttl). The lease itself
+    /// is the same key as in normal mode: fair and normal holders exclude
+    /// each other, but only fair waiters keep their turn.
     ///
     /// ```no_run
     /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
@@ -475,17 +481,32 @@ impl Lease {
 
     /// The guard of `token`'s acquisition with `fence`, sent at `sent`.
     pub(crate) fn guard(&self, token: Token, fence: u64, sent: Instant) -> Guard {
+        self.guard_within(token, fence, sent, None)
+    }
+
+    /// The same for a grant that lasts `window` from `sent` (a fair
+    /// release's, for the waiter's claim window), or the ttl (`None`).
+    /// A window shorter than the ttl is lengthened by the guard's first
+    /// renewal, due within a third of it, even without `auto_renew`.
+    pub(crate) fn guard_within(
+        &self,
+        token: Token,
+        fence: u64,
+        sent: Instant,
+        window: Option<Duration>,
+    ) -> Guard {
+        let window = window.map_or(self.ttl, |w| w.min(self.ttl));
         let held = Held {
             fence,
             sent,
-            valid_until: self.core.backend.valid_until(sent, self.ttl),
+            valid_until: self.core.backend.valid_until(sent, window),
         };
         Guard::new(
             &self.core,
             Arc::clone(&self.keys),
             token,
             held,
-            self.ttl,
+            (self.ttl, window),
             self.auto_renew,
         )
     }

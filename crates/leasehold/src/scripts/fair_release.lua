@@ -1,32 +1,40 @@
--- fair_release: end the lease N if the token holds it, and wake only the
--- waiter whose turn it is (no thundering herd).
+-- fair_release: end the lease N if the token holds it, and give it in the
+-- same script to the waiter whose turn it is (no thundering herd, and no
+-- script of the waiter's own: one script per hand-over, across processes).
+-- (The client sends fence.lua, wake.lua, fair_queue.lua, fair_hand_on.lua,
+-- then this file.)
 --
 -- KEYS[1]  N, the lease
--- KEYS[2]  the wake channel of N
--- KEYS[3]  queue (waiter id -> arrival ticket)
--- KEYS[4]  deadlines (waiter id -> server ms)
+-- KEYS[2]  the fencing counter of N
+-- KEYS[3]  the wake channel of N
+-- KEYS[4]  queue (waiter id -> arrival ticket)
+-- KEYS[5]  deadlines (waiter id -> server ms)
+-- KEYS[6]  claims (waiter id -> "<ttl ms>:<owner token>")
 -- ARGV[1]  owner token
 -- ARGV[2]  payload when nobody is queued (the releasing client's id)
 --
--- Reply: 1  released, the head waiter told ("w:" .. its id)
---        2  released, nobody queued: ARGV[2] was published, and the caller
---           wakes its own local waiters (it skips the echo of its id)
---        0  not held: nothing was published
+-- Reply: {3, fence, id, attempt}  released and granted to the head
+--                        waiter `id` (fair_hand_on.lua's hand_on): N holds its
+--                        token for its claim window, with this fence, and
+--                        "g:<id>:<fence>:<attempt>" was published
+--        {1, 0, id, 0}   released, the head waiter named ("w:<id>"): it
+--                        left no claim, and tries for itself
+--        {2, 0, '', 0}   released, nobody queued: ARGV[2] was published,
+--                        and the caller wakes its own local waiters (it
+--                        skips the echo of its id)
+--        {0, 0, '', 0}   not held: nothing was published
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
+  return {0, 0, '', 0}
 end
 redis.call('DEL', KEYS[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local dead = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
-for _, id in ipairs(dead) do
-  redis.call('ZREM', KEYS[3], id)
-  redis.call('ZREM', KEYS[4], id)
+local now = now_ms()
+drop_dead(KEYS[4], KEYS[5], KEYS[6], now)
+local fence, head, attempt = hand_on(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now)
+if fence == nil then
+  wake(KEYS[3], ARGV[2])
+  return {2, 0, '', 0}
 end
-local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-if head then
-  wake(KEYS[2], 'w:' .. head)
-  return 1
+if fence == 0 then
+  return {1, 0, head, 0}
 end
-wake(KEYS[2], ARGV[2])
-return 2
+return {3, fence, head, attempt}

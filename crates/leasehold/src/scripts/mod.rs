@@ -80,7 +80,7 @@ mod lease;
 mod rwlock;
 mod semaphore;
 
-pub(crate) use fair::fair_leave;
+pub(crate) use fair::{Left, fair_leave};
 pub(crate) use lease::{
     BatchOp, HandoverReply, Next, batch, batch_on_node, bump_fence, handover, raise_fence,
 };
@@ -196,6 +196,9 @@ pub(crate) struct WaitInfo<'a> {
     /// Fair lease or semaphore: how long the waiter keeps its place in the
     /// queue unless it comes back (0: it will not wait).
     pub(crate) patience_ms: u64,
+    /// Fair lease: this attempt's number, kept with the waiter's claim; a
+    /// release's grant names it (see `scripts::fair`).
+    pub(crate) attempt: u64,
 }
 
 /// The reply of the acquire script.
@@ -231,6 +234,18 @@ pub(crate) enum Released {
     /// Released; the publish names each waiter whose turn it is, in
     /// whichever process (fair mode), and nobody else may take it.
     Named,
+    /// Released, and given in the same script to the fair lease's queue
+    /// head, the waiter `to` (its id), with `fence`: the publish tells it
+    /// alone (`g:<id>:<fence>`), and a local waiter is told at once.
+    Granted {
+        /// The fence of the grant.
+        fence: u64,
+        /// The waiter's id.
+        to: crate::token::Token,
+        /// The number of the waiter's attempt that set the deadline its
+        /// claim window was cut to.
+        attempt: u64,
+    },
     /// Not held, but the token's writer intent was withdrawn: readers held
     /// back by it may go in, so wake local waiters.
     Withdrawn,
@@ -239,7 +254,10 @@ pub(crate) enum Released {
 impl Released {
     /// Whether the token held the lease (or permit) and gave it back.
     pub(crate) fn released(self) -> bool {
-        matches!(self, Released::Yes | Released::Named)
+        matches!(
+            self,
+            Released::Yes | Released::Named | Released::Granted { .. }
+        )
     }
 
     /// Whether the caller must wake its local waiters itself.
@@ -462,6 +480,7 @@ mod tests {
             intent_ms: 5,
             waiter_id: "w1",
             patience_ms: 9,
+            attempt: 3,
         };
         let mut calls = Vec::new();
         for keys in [
@@ -475,7 +494,18 @@ mod tests {
             let mut w = Wire::new(pair(1, 7));
             acquire(&mut w, &keys, b"t", 1000, &wait).await.unwrap();
             calls.push(w.call(1));
-            let mut w = Wire::new(Value::Int(1));
+            let fair_lease = matches!(keys.family(), Family::Fair(_));
+            let ints = |n: &[i64]| Value::Array(n.iter().map(|&i| Value::Int(i)).collect());
+            let mut w = Wire::new(if fair_lease {
+                Value::Array(vec![
+                    Value::Int(2),
+                    Value::Int(0),
+                    Value::BulkString(Vec::new()),
+                    Value::Int(0),
+                ])
+            } else {
+                Value::Int(1)
+            });
             release(&mut w, Pubsub::Classic, &keys, b"t", b"me")
                 .await
                 .unwrap();
@@ -483,10 +513,20 @@ mod tests {
             let mut w = Wire::new(Value::Int(1));
             extend(&mut w, &keys, b"t", 1000).await.unwrap();
             calls.push(w.call(1));
-            let mut w = Wire::new(Value::Int(1));
-            let queued = fair_leave(&mut w, Pubsub::Classic, &keys, "w1")
+            let mut w = Wire::new(if fair_lease {
+                let mut v = ints(&[1, 0, 0]);
+                if let Value::Array(a) = &mut v {
+                    a.push(Value::BulkString(Vec::new()));
+                    a.push(Value::Int(0));
+                }
+                v
+            } else {
+                Value::Int(1)
+            });
+            let queued = fair_leave(&mut w, Pubsub::Classic, &keys, "w1", b"t")
                 .await
-                .unwrap();
+                .unwrap()
+                .queued;
             if keys.is_fair() {
                 assert!(queued);
                 calls.push(w.call(1));
@@ -537,6 +577,8 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/scripts");
         let shared = [
             "fence.lua",
+            "fair_queue.lua",
+            "fair_hand_on.lua",
             "lease_ops.lua",
             "lease_scoped_prelude.lua",
             "wake.lua",
@@ -556,7 +598,7 @@ mod tests {
             );
             checked += 1;
         }
-        assert_eq!(checked, 21);
+        assert_eq!(checked, 22);
     }
 
     /// Only `wake.lua` and `wake_sharded.lua` say how a wake channel is

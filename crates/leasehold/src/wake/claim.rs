@@ -1,6 +1,8 @@
 //! What an acquire in progress may hold without a guard ([`Claim`]), and
 //! the only way from it to a guard ([`Won`]).
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use super::sync::Ordering;
@@ -25,9 +27,45 @@ pub(crate) struct Claim {
     intent: bool,
     /// The place in the local queue, once the acquire waits.
     waiter: Option<Waiter>,
+    /// A fair lease's waiter: a release may give it the lease in the
+    /// release script (see `scripts::fair`).
+    fair: bool,
+    /// A fair lease's waiter: its last attempts that left a claim, as
+    /// (number, send, claim window): a release's grant names the one that
+    /// set the deadline it was cut to (see [`Claim::fair_attempt`]).
+    attempts: Vec<(u64, Instant, Duration)>,
 }
 
 impl Claim {
+    /// The claim of a fair lease's waiter, whose grant may come from a
+    /// release of another process (see [`Claim::take_grant`]).
+    pub(crate) fn fair() -> Claim {
+        Claim {
+            fair: true,
+            ..Claim::default()
+        }
+    }
+
+    /// How many of a fair waiter's last attempts are kept: a grant names
+    /// the last one that ran before the release, and the attempts are sent
+    /// one after the other (only those lost on the wire come between).
+    const ATTEMPTS_KEPT: usize = 8;
+
+    /// A fair waiter's attempt, sent at `sent`, that leaves its claim with
+    /// a place lasting `window` (min of ttl and patience) if refused: its
+    /// number, to send with it. Its script sets the waiter's deadline to
+    /// its server time + patience, at or after `sent`, and a release's
+    /// grant that names it lasts `min(ttl, deadline - then)`, so until
+    /// `sent + window` at least.
+    pub(crate) fn fair_attempt(&mut self, sent: Instant, window: Duration) -> u64 {
+        let number = self.attempts.last().map_or(1, |a| a.0 + 1);
+        if self.attempts.len() == Claim::ATTEMPTS_KEPT {
+            self.attempts.remove(0);
+        }
+        self.attempts.push((number, sent, window));
+        number
+    }
+
     /// The place in the local queue, if the acquire stands in one.
     pub(crate) fn waiter(&self) -> Option<&Waiter> {
         self.waiter.as_ref()
@@ -64,16 +102,38 @@ impl Claim {
         if let Some(w) = self.waiter.take() {
             w.keep();
         }
-        Won { fence, sent }
+        Won {
+            fence,
+            sent,
+            window: None,
+        }
     }
 
     /// A lease handed over to this waiter by a local release (see
     /// [`Waiter::take_grant`]), settled as [`won`](Claim::won): an earlier
     /// attempt that failed on the wire left the claim armed, and must not
     /// release the lease that was handed over.
+    ///
+    /// A fair lease's grant, by a release of any process: it holds from the
+    /// send of the waiter's attempt it names, for the claim window (see
+    /// [`fair_attempt`](Claim::fair_attempt)); with that attempt not known
+    /// (cannot happen: a waiter joins the queue by an attempt, and keeps
+    /// its last few), for no time at all, which the caller confirms by an
+    /// attempt.
     pub(crate) fn take_grant(&mut self) -> Option<Won> {
-        let (fence, sent) = self.waiter.as_ref()?.take_grant()?;
-        Some(self.won(fence, sent))
+        let (fence, at, attempt) = self.waiter.as_ref()?.take_grant()?;
+        let fair = self.fair.then(|| {
+            self.attempts
+                .iter()
+                .find(|a| a.0 == attempt)
+                .map_or((at, Duration::ZERO), |a| (a.1, a.2))
+        });
+        let mut won = self.won(fence, at);
+        if let Some((sent, window)) = fair {
+            won.sent = sent;
+            won.window = Some(window);
+        }
+        Some(won)
     }
 
     /// The acquire ends without a guard: leaves the queue, and returns
@@ -91,6 +151,10 @@ impl Claim {
 pub(crate) struct Won {
     fence: u64,
     sent: Instant,
+    /// A fair grant by a release: the lease lasts this long from `sent`
+    /// at least, less than its ttl maybe, until the first renewal. `None`:
+    /// its ttl (the script that granted it set the ttl).
+    window: Option<Duration>,
 }
 
 impl Won {
@@ -100,5 +164,9 @@ impl Won {
 
     pub(crate) fn sent(&self) -> Instant {
         self.sent
+    }
+
+    pub(crate) fn window(&self) -> Option<Duration> {
+        self.window
     }
 }

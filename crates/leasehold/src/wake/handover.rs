@@ -90,7 +90,7 @@ impl Offer {
         let _channels = self.shared.lock();
         match self.slot.state.load() {
             State::Offered => {
-                *self.slot.grant.lock().unwrap_or_else(|e| e.into_inner()) = Some((fence, sent));
+                *self.slot.grant.lock().unwrap_or_else(|e| e.into_inner()) = Some((fence, sent, 0));
                 self.slot.state.store(State::Granted);
                 self.slot.notify.notify_one();
                 true

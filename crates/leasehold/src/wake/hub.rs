@@ -148,6 +148,20 @@ impl WakeHub {
         }
     }
 
+    /// A script of this client gave a fair lease to the waiter
+    /// `waiter_id`, with `fence`, from the claim of its attempt number
+    /// `attempt`: if it waits here, it takes it now (see
+    /// `Shared::fair_grant`).
+    pub(crate) fn grant(&self, channel: &[u8], waiter_id: &str, fence: u64, attempt: u64) {
+        // Not skipped when no waiter is counted: one whose attempt is out
+        // is not, and may be the one.
+        let id = [b"w:", waiter_id.as_bytes()].concat();
+        let mut channels = self.shared.lock();
+        if let Some(ch) = channels.get_mut(channel) {
+            self.shared.fair_grant(ch, &id, fence, attempt);
+        }
+    }
+
     /// Takes the head of `channel`'s queue for a hand-over, if it can take
     /// one: this client is about to release the lease and may give it to
     /// that waiter in the same script. The waiter stays counted (as woken)

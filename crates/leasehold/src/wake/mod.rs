@@ -45,9 +45,18 @@
 //! Other releases by this client (semaphores, rw-locks, no local waiter)
 //! wake the local head at once, without waiting for its own publish to come
 //! back through Redis; the publish carries the client's id, so the echo is
-//! skipped. Fair leases and fair semaphores are the exception: their
-//! release publishes `w:<waiter id>` for each waiter whose turn it is, in
-//! whichever process, and only those waiters are woken; what is owed to
+//! skipped. Fair leases and fair semaphores are the exception. A fair
+//! lease's release gives the lease, in the release script, to the token
+//! its queue's head left in Redis, and publishes `g:<waiter id>:<fence>`:
+//! in whichever process that waiter is, it is granted the lease with that
+//! fence (`Shared::fair_grant`) and takes it without a script of its own;
+//! when this client sent the release, the script's reply grants it at
+//! once, and the echo finds it granted. (How the guard counts the grant's
+//! validity, and what happens to a grant whose message is lost or whose
+//! waiter gave up, is in `scripts::fair`.) A fair semaphore's release
+//! publishes `w:<waiter id>` for each waiter whose turn it is, and only
+//! those are woken, to try for themselves (as a fair lease's waiter that
+//! left no claim is, from a client of an older version). What is owed to
 //! nobody queued in Redis (an empty queue) is published and woken as for
 //! other kinds. A writer that gives up withdraws its intent the same way,
 //! waking the readers it held back.

@@ -91,7 +91,9 @@ pub(super) struct Slot {
     /// this waiter's token instead of freeing it.
     pub(super) handover: Option<Successor>,
     /// The fence and send instant of a hand-over, once granted.
-    pub(super) grant: Mutex<Option<(u64, Instant)>>,
+    /// For a fair grant, the number of the waiter's attempt it names
+    /// (0 for a local hand-over).
+    pub(super) grant: Mutex<Option<(u64, Instant, u64)>>,
     /// Told when the slot becomes the head of its queue: in a queue that
     /// hands over, only the head runs a fallback timer.
     pub(super) promoted: Notify,
@@ -245,7 +247,18 @@ impl Shared {
         let Some(ch) = channels.get_mut(channel) else {
             return;
         };
-        if payload.starts_with(b"w:") {
+        if let Some(grant) = payload.strip_prefix(b"g:") {
+            // A fair release gave the lease to the waiter it names, with
+            // this fence, from the claim its attempt left:
+            // `g:<id>:<fence>:<attempt>`.
+            let mut parts = grant.rsplitn(3, |&b| b == b':');
+            let number = |p: Option<&[u8]>| std::str::from_utf8(p?).ok()?.parse::<u64>().ok();
+            let (attempt, fence) = (number(parts.next()), number(parts.next()));
+            if let (Some(attempt), Some(fence), Some(id)) = (attempt, fence, parts.next()) {
+                let id = [b"w:", id].concat();
+                self.fair_grant(ch, &id, fence, attempt);
+            }
+        } else if payload.starts_with(b"w:") {
             // A fair release names the waiter whose turn it is; it may be in
             // another process.
             let Some(slot) = ch.by_id.get(payload).cloned() else {
@@ -269,6 +282,68 @@ impl Shared {
         } else {
             self.wake(ch);
         }
+    }
+
+    /// A fair release (or a leaving waiter) gave the lease to the waiter
+    /// `id` (`w:<waiter id>`) of this channel, with `fence`, from the claim
+    /// its attempt number `attempt` left. Told by the publish, or at once
+    /// by the script's reply when this client sent it (the echo then finds
+    /// it granted, or gone). The waiter takes it without a script of its
+    /// own ([`Waiter::take_grant`]).
+    ///
+    /// - Queued (the fallback timer's attempt may be out): taken off the
+    ///   queue and granted.
+    /// - Woken (it has not tried yet) or out with its attempt: granted;
+    ///   that attempt, if it ran after the grant in Redis, answers the same
+    ///   fence, and keeps it ([`Waiter::keep`]); if it ran before, it was
+    ///   refused, and the waiter takes the grant next.
+    /// - Otherwise (granted already, kept, out and not trying: it took the
+    ///   grant already, or it is not registered any more): nothing. A
+    ///   waiter that gave up releases the grant by its fair_cancel.
+    ///
+    /// [`Waiter::take_grant`]: super::Waiter::take_grant
+    /// [`Waiter::keep`]: super::Waiter::keep
+    pub(super) fn fair_grant(&self, ch: &mut Channel, id: &[u8], fence: u64, attempt: u64) {
+        let Some(slot) = ch.by_id.get(id).cloned() else {
+            return;
+        };
+        // Read by `take_grant` under the lock we hold, once granted.
+        let mut grant = slot.grant.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = grant.replace((fence, Instant::now(), attempt));
+        // Woken -> granted: counted as woken already. The one change of
+        // state made without the lock is the waiter's own Woken -> Out
+        // (`begin_attempt`), so this one is a compare-and-swap: had the
+        // waiter just begun its attempt, it is out, and counted as such.
+        if slot.state.advance(State::Woken, State::Granted) {
+            drop(grant);
+            slot.notify.notify_one();
+            return;
+        }
+        match slot.state.load() {
+            State::Queued => {
+                let Some(i) = ch.queue.iter().position(|s| Arc::ptr_eq(s, &slot)) else {
+                    *grant = previous;
+                    return;
+                };
+                ch.queue.remove(i);
+                if i == 0 {
+                    promote(ch);
+                }
+                // Queued -> granted: still counted in `waiters`.
+                ch.woken += 1;
+            }
+            State::Out if slot.trying.load(Ordering::Acquire) => {
+                self.waiters.fetch_add(1, Ordering::AcqRel);
+                ch.woken += 1;
+            }
+            _ => {
+                *grant = previous;
+                return;
+            }
+        }
+        drop(grant);
+        slot.state.store(State::Granted);
+        slot.notify.notify_one();
     }
 
     /// Over independent masters: another master's copy of a release

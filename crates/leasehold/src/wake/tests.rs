@@ -657,3 +657,234 @@ fn over_masters_a_later_copy_wakes_the_waiter_the_first_copy_woke() {
         None,
     );
 }
+
+/// A fair lease in Redis (issue 16): the holder, the fence, and the queue
+/// of waiters, each with the claim (token, attempt number) it left.
+#[derive(Default)]
+struct FairRedis {
+    state: Mutex<(Option<Token>, u64, Vec<Queued>)>,
+}
+
+/// A queued fair waiter: id, token, number of the attempt that left its
+/// claim.
+type Queued = (String, Token, u64);
+
+impl FairRedis {
+    /// fair_acquire: its grant again (the message was lost or raced), or
+    /// a free lease at the head, else a place in the queue.
+    fn acquire(&self, token: Token, id: &str, attempt: u64) -> Option<u64> {
+        let mut s = self.state.lock().unwrap();
+        if s.0 == Some(token) {
+            s.2.retain(|q| q.0 != id);
+            return Some(s.1);
+        }
+        let head = s.2.first().map(|q| q.0.clone());
+        if s.0.is_none() && head.as_deref().is_none_or(|h| h == id) {
+            s.0 = Some(token);
+            s.1 += 1;
+            s.2.retain(|q| q.0 != id);
+            return Some(s.1);
+        }
+        match s.2.iter_mut().find(|q| q.0 == id) {
+            Some(q) => q.2 = attempt,
+            None => s.2.push((id.to_owned(), token, attempt)),
+        }
+        None
+    }
+
+    /// fair_release (`from` holds) or fair_cancel (`id` leaves first):
+    /// a lease `from` holds is freed and handed to the head, if any.
+    fn release(&self, from: Token, leaving: Option<&str>) -> Option<(String, u64, u64)> {
+        let mut s = self.state.lock().unwrap();
+        if let Some(id) = leaving {
+            s.2.retain(|q| q.0 != id);
+        }
+        if s.0 != Some(from) {
+            return None;
+        }
+        s.0 = None;
+        if s.2.is_empty() {
+            return None;
+        }
+        let (id, token, attempt) = s.2.remove(0);
+        s.0 = Some(token);
+        s.1 += 1;
+        Some((id, s.1, attempt))
+    }
+
+    fn holder(&self) -> Option<Token> {
+        self.state.lock().unwrap().0
+    }
+}
+
+struct FairWorld {
+    hub: WakeHub,
+    channel: Arc<[u8]>,
+    redis: FairRedis,
+}
+
+impl FairWorld {
+    /// The grant's message, lost at times, and, when this client sent the
+    /// script, the reply's grant too (in either order).
+    fn tell(&self, granted: Option<(String, u64, u64)>, local: bool) {
+        let Some((id, fence, attempt)) = granted else {
+            return;
+        };
+        let lost = thread_rng().gen_ratio(1, 5);
+        let message = || {
+            if !lost {
+                let payload = format!("g:{id}:{fence}:{attempt}");
+                self.hub
+                    .shared
+                    .on_message(&self.channel, payload.as_bytes());
+            }
+        };
+        let reply = || {
+            if local {
+                self.hub.grant(&self.channel, &id, fence, attempt);
+            }
+        };
+        if thread_rng().gen_bool(0.5) {
+            message();
+            shuttle::thread::yield_now();
+            reply();
+        } else {
+            reply();
+            shuttle::thread::yield_now();
+            message();
+        }
+    }
+}
+
+/// `Lease::acquire` of a fair lease for `rounds` turns, then given up:
+/// attempts may be lost on the wire (run or not) and their replies lost;
+/// a grant may come at any point. `Pending::drop` leaves the queue with
+/// the token (fair_cancel), which releases a grant it did not take.
+fn acquire_fair(world: &FairWorld, token: Token, id: &str, rounds: usize) -> bool {
+    let mut rng = thread_rng();
+    let mut claim = Claim::fair();
+    claim.join(world.hub.register(&world.channel, false, id, None).0);
+    let window = std::time::Duration::from_secs(60);
+    let mut won = None;
+    for _ in 0..rounds {
+        if claim.waiter().is_none_or(Waiter::begin_attempt) {
+            claim.sending();
+            let sent = Instant::now();
+            let attempt = claim.fair_attempt(sent, window);
+            let ran = rng
+                .gen_ratio(9, 10)
+                .then(|| world.redis.acquire(token, id, attempt));
+            shuttle::thread::yield_now();
+            match ran.filter(|_| rng.gen_ratio(3, 4)) {
+                Some(Some(fence)) => {
+                    won = Some(claim.won(fence, sent));
+                    break;
+                }
+                Some(None) => claim.refused(false),
+                None => {} // lost on the wire: still armed
+            }
+            if let Some(w) = claim.waiter() {
+                w.attempt_failed();
+            }
+        }
+        // Before the select, and after it (a wake, a grant or the timer).
+        for select in [false, true] {
+            if select {
+                shuttle::thread::yield_now();
+            }
+            if let Some(w) = claim.take_grant() {
+                assert_eq!(w.window(), Some(window), "a grant names a known attempt");
+                won = Some(w);
+                break;
+            }
+        }
+        if won.is_some() {
+            break;
+        }
+    }
+    // `Pending::drop`.
+    let _may_hold = claim.abandon();
+    if won.is_none() {
+        let granted = world.redis.release(token, Some(id));
+        world.tell(granted, true);
+    }
+    won.is_some()
+}
+
+/// A holder releases a fair lease while two waiters of this client (the
+/// grant's message and the release's reply both reach the hub) try, are
+/// woken, take grants, lose messages and give up.
+fn fair_scenario() {
+    let world = Arc::new(FairWorld {
+        hub: WakeHub::detached(),
+        channel: Arc::from(&b"leasehold:{model}:wake"[..]),
+        redis: FairRedis::default(),
+    });
+    let holder = Token::random();
+    assert!(world.redis.acquire(holder, "holder", 0).is_some());
+    let waiters: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|id| {
+            let world = Arc::clone(&world);
+            let token = Token::random();
+            let rounds = thread_rng().gen_range(1..4);
+            (
+                token,
+                shuttle::thread::spawn(move || acquire_fair(&world, token, id, rounds)),
+            )
+        })
+        .collect();
+    let releaser = {
+        let world = Arc::clone(&world);
+        shuttle::thread::spawn(move || {
+            let wake = || {
+                // A wake that is not a grant (a subscription confirmed, a
+                // plain release of another client): the head tries.
+                if thread_rng().gen_bool(0.5) {
+                    world
+                        .hub
+                        .shared
+                        .on_message(&world.channel, b"another client");
+                }
+            };
+            wake();
+            let granted = world.redis.release(holder, None);
+            world.tell(granted, thread_rng().gen_bool(0.5));
+            wake();
+        })
+    };
+    releaser.join().unwrap();
+    let mut guards = 0;
+    for (token, w) in waiters {
+        let guard = w.join().unwrap();
+        guards += usize::from(guard);
+        assert_eq!(
+            guard,
+            world.redis.holder() == Some(token),
+            "a fair waiter's guard {} while Redis says the lease is {}",
+            if guard { "was returned" } else { "was not" },
+            if world.redis.holder() == Some(token) {
+                "its"
+            } else {
+                "not its"
+            },
+        );
+    }
+    assert!(guards <= 1, "two guards at once");
+    assert_eq!(world.hub.shared.waiters.load(Ordering::Acquire), 0);
+    let channels = world.hub.shared.lock();
+    if let Some(ch) = channels.get(&world.channel) {
+        assert!(ch.queue.is_empty() && ch.woken == 0, "left in the queue");
+        assert!(ch.by_id.is_empty(), "a waiter left its id");
+    }
+}
+
+#[test]
+fn issue16_fair_grant_model_random() {
+    shuttle::check_random(fair_scenario, 10_000);
+}
+
+#[test]
+fn issue16_fair_grant_model_pct() {
+    shuttle::check_pct(fair_scenario, 10_000, 3);
+}

@@ -65,7 +65,7 @@ impl Waiter {
     /// A lease handed over to this waiter by a local release: its fence and
     /// the instant the hand-over was sent (the lease's TTL runs from no
     /// earlier). Settles the hand-over.
-    pub(super) fn take_grant(&self) -> Option<(u64, Instant)> {
+    pub(super) fn take_grant(&self) -> Option<(u64, Instant, u64)> {
         let mut channels = self.shared.lock();
         if self.slot.state.load() != State::Granted {
             return None;

@@ -204,8 +204,11 @@ not_on_redlock {
                 let c = d.client().await;
                 let order = Arc::clone(&order);
                 tasks.push(tokio::spawn(async move {
-                    let g = c.lease(name).fair(true).wait(Duration::from_secs(20)).acquire().await.unwrap();
-                    order.lock().unwrap().push(i);
+                    // No fallback timer within the test: each waiter is
+                    // handed the lease by the release script (issue 16).
+                    let quiet = Duration::from_secs(60);
+                    let g = c.lease(name).fair(true).wait(quiet).backoff(quiet, quiet).acquire().await.unwrap();
+                    order.lock().unwrap().push((i, g.fence()));
                     tokio::time::sleep(ms(20)).await;
                     g.release().await.unwrap();
                 }));
@@ -216,11 +219,19 @@ not_on_redlock {
                     tokio::time::sleep(ms(5)).await;
                 }
             }
+            let held = g.fence();
+            let released = Instant::now();
             g.release().await.unwrap();
             for t in tasks {
                 t.await.unwrap();
             }
-            assert_eq!(*order.lock().unwrap(), vec![0, 1, 2], "{name}");
+            // Three hand-overs of 20 ms holds, not three fallback timers
+            // (the holder's ttl, 30 s, would bound the first).
+            assert!(released.elapsed() < Duration::from_secs(5), "{name}: {:?}", released.elapsed());
+            let order = order.lock().unwrap().clone();
+            assert_eq!(order.iter().map(|o| o.0).collect::<Vec<_>>(), vec![0, 1, 2], "{name}");
+            let fences: Vec<u64> = order.iter().map(|o| o.1).collect();
+            assert!(held < fences[0] && fences.windows(2).all(|w| w[0] < w[1]), "{name}: {held} then {fences:?}");
         }
     }
 

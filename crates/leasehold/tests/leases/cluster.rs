@@ -161,3 +161,50 @@ async fn a_waiter_on_a_braced_name_is_woken() {
         assert!(fence > held, "{name}");
     }
 }
+
+/// Issue 16: a fair lease's queue with a waiter's claim, the release that
+/// hands the lease to it, and a waiter that gives up (its leave releases
+/// what it was handed), each one script on keys of the name's slot.
+#[tokio::test]
+async fn a_fair_hand_over_and_a_leave_keep_their_keys_in_the_names_slot() {
+    let (server, client) = cluster().await;
+    let other = Client::connect(&server.url()).await.expect("connect");
+    for name in NAMES {
+        let lease = |c: &Client| c.lease(name).fair(true).wait(Duration::from_secs(10));
+        let holder = lease(&client).acquire().await.unwrap();
+        let waiter = {
+            let lease = lease(&other);
+            tokio::spawn(async move { lease.acquire().await })
+        };
+        eventually(Duration::from_secs(5), "the waiter to queue", || async {
+            client.status(name).await.unwrap().fair_waiters == Some(1)
+        })
+        .await;
+        let quitter = {
+            let lease = lease(&other);
+            tokio::spawn(async move { lease.acquire().await })
+        };
+        eventually(
+            Duration::from_secs(5),
+            "the second waiter to queue",
+            || async { client.status(name).await.unwrap().fair_waiters == Some(2) },
+        )
+        .await;
+        quitter.abort();
+        eventually(
+            Duration::from_secs(5),
+            "the second waiter to leave",
+            || async { client.status(name).await.unwrap().fair_waiters == Some(1) },
+        )
+        .await;
+        let fence = holder.fence();
+        holder.release().await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(got.fence() > fence, "{name}");
+        got.release().await.unwrap();
+    }
+}

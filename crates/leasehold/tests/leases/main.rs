@@ -9,6 +9,7 @@ mod cluster;
 mod direct;
 mod exclusion;
 mod fair;
+mod fair_handover;
 mod fair_semaphore;
 mod fences;
 mod handover;

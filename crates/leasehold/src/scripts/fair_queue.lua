@@ -1,0 +1,31 @@
+-- The queue of a fair lease, shared by fair_acquire.lua (fence.lua, this
+-- file, then its body), fair_release.lua and fair_cancel.lua (fence.lua,
+-- wake.lua, this file, fair_hand_on.lua, then their body; see
+-- scripts/fair.rs).
+--
+-- A waiter that will wait stands in three keys of the name's slot: the
+-- queue (id -> arrival ticket), its deadline (id -> server ms), and its
+-- claim (id -> "<ttl ms>:<attempt>:<owner token>", the hash
+-- `queue-claims`): what a release needs to give it the lease in the same
+-- script, and the number of the attempt that set its deadline. All three expire with the queue's
+-- most patient waiter, and a waiter leaves all three at once.
+
+-- The server's clock in ms.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Takes the waiter `id` out of the queue.
+local function leave_queue(queue, deadlines, tokens, id)
+  redis.call('ZREM', queue, id)
+  redis.call('ZREM', deadlines, id)
+  redis.call('HDEL', tokens, id)
+end
+
+-- Waiters past their deadline (dead, or gone) leave the queue.
+local function drop_dead(queue, deadlines, tokens, now)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', deadlines, '-inf', now)) do
+    leave_queue(queue, deadlines, tokens, id)
+  end
+end
