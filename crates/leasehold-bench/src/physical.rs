@@ -193,6 +193,14 @@ pub(crate) async fn measure(ctx: &mut Ctx<'_>) -> Result<Limits, Error> {
     let floor = "SET NX PX + EVALSHA cas-del in series by one task, one redis-rs multiplexed connection, this runtime: the floor of the client stack leasehold is built on";
     ctx.emit(Row::new("W0", "redis_rs_cycle_per_s", per_s, "1/s").note(floor));
     ctx.emit(Row::new("W0", "redis_rs_cycle_p50_us", p50, "us").note(floor));
+    let lease = ctx
+        .client
+        .lease(format!("{KEY_PREFIX}w0:scripts"))
+        .ttl(crate::TTL);
+    let p50 = tokio::spawn(scripts_floor(ctx.url.clone(), lease, cycles)).await??;
+    ctx.emit(Row::new("W0", "redis_rs_lease_scripts_cycle_p50_us", p50, "us").note(
+        "leasehold's own acquire and release scripts in series by one task on one redis-rs multiplexed connection: redis_rs_cycle plus what the scripts cost in Redis, without the library around them (W1 minus this is the library's share)",
+    ));
     let tasks = ctx.sizes.w2_workers;
     let cycles = ((50_000.0 * ctx.sizes.w0_scale) as u64).max(500);
     let (per_s, cpu_us) = redis_rs_tasks_floor(&ctx.url, tasks, cycles).await?;
@@ -326,6 +334,31 @@ async fn redis_rs_tasks_floor(url: &str, tasks: usize, cycles: u64) -> Result<(f
     let secs = started.elapsed().as_secs_f64();
     let cpu_us = crate::stats::own_cpu().saturating_sub(cpu).as_secs_f64() * 1e6 / cycles as f64;
     Ok((cycles as f64 / secs, cpu_us))
+}
+
+/// leasehold's acquire and release scripts (`bench_hooks::scripts_cycle`)
+/// on a bare redis-rs connection: the p50 of one cycle, in µs.
+async fn scripts_floor(url: String, lease: leasehold::Lease, cycles: u64) -> Result<f64, Error> {
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let (token, publisher) = (leasehold::Token::random(), leasehold::Token::random());
+    let mut hist = Hist::new();
+    for i in 0..cycles + 200 {
+        if i == 200 {
+            hist = Hist::new();
+        }
+        let t = Instant::now();
+        let done =
+            leasehold::bench_hooks::scripts_cycle(&mut conn, &lease, &token, &publisher).await?;
+        hist.record(t.elapsed());
+        if !done {
+            return Err(Error::Tool(
+                "leasehold's scripts did not take and release the W0 lease".into(),
+            ));
+        }
+    }
+    Ok(hist.quantile_us(0.5))
 }
 
 /// W1's cycle done with bare redis-rs: what any client on this stack (tokio,

@@ -89,3 +89,46 @@ pub async fn guard_round(lease: &Lease, fence: u64) -> u64 {
     tokio::task::yield_now().await;
     detached.fence
 }
+
+/// One acquire and one release of `lease` by `token` over `conn` (any
+/// redis-rs connection): leasehold's two scripts, as a lone operation
+/// sends them, with none of the library around them. W0 times it on a bare
+/// redis-rs connection, so that W1's cycle splits into the client stack,
+/// the scripts' work in Redis and the library. Returns whether both went
+/// through (taken, then released).
+///
+/// ```no_run
+/// # async fn f(client: leasehold::Client) -> Result<(), redis::RedisError> {
+/// let mut conn = redis::Client::open("redis://127.0.0.1:6379")?
+///     .get_multiplexed_async_connection()
+///     .await?;
+/// let lease = client.lease("w0:scripts");
+/// let token = leasehold::Token::random();
+/// assert!(leasehold::bench_hooks::scripts_cycle(&mut conn, &lease, &token, &token).await?);
+/// # Ok(()) }
+/// ```
+pub async fn scripts_cycle(
+    conn: &mut impl ConnectionLike,
+    lease: &Lease,
+    token: &Token,
+    publisher: &Token,
+) -> redis::RedisResult<bool> {
+    let ttl_ms = crate::backend::ttl_ms(lease.configured_ttl());
+    let got = scripts::acquire(
+        conn,
+        lease.keys(),
+        token.as_bytes(),
+        ttl_ms,
+        &WaitInfo::default(),
+    )
+    .await?;
+    let released = scripts::release(
+        conn,
+        scripts::Pubsub::Classic,
+        lease.keys(),
+        token.as_bytes(),
+        publisher.as_bytes(),
+    )
+    .await?;
+    Ok(matches!(got, scripts::Acquired::Yes(_)) && matches!(released, scripts::Released::Yes))
+}
