@@ -10,6 +10,10 @@ use crate::lease::Lease;
 use crate::scripts::{self, WaitInfo};
 use crate::token::Token;
 
+/// The most direct connections a client opens per server, for its lone
+/// operations (beside the shared connection and the subscriber).
+pub const DIRECT_CONNECTIONS_MAX: usize = crate::backend::direct::LANE_MAX;
+
 /// Where the command would go on the wire: it is encoded exactly as the
 /// connection encodes it, its size kept, and a canned reply returned.
 struct Wire {

@@ -645,7 +645,10 @@ impl Client {
     }
 
     /// Connections this client has open to Redis: the shared command
-    /// connection, plus the subscriber once some task has waited.
+    /// connection, plus the subscriber once some task has waited, plus (on
+    /// one `redis://` server) up to 4 direct connections that lone acquires
+    /// and releases write and read themselves, skipping the shared
+    /// connection's driver task. Never one per lease or per waiter.
     ///
     /// ```no_run
     /// # async fn f(client: leasehold::Client) {
