@@ -14,6 +14,25 @@ struct Step {
     timeout: Duration,
 }
 
+impl Step {
+    /// The program to run: a path under `work` (which must exist: set up
+    /// by `prepare`), or a command found on `PATH`.
+    fn program_in(&self, work: &Path) -> Result<PathBuf, String> {
+        if !self.program.contains('/') {
+            return Ok(PathBuf::from(self.program));
+        }
+        let program = work.join(self.program);
+        if program.exists() {
+            Ok(program)
+        } else {
+            Err(format!(
+                "{}: not set up ({} is missing)",
+                self.name, self.program
+            ))
+        }
+    }
+}
+
 const STEPS: [Step; 7] = [
     Step {
         name: "redis-py",
@@ -116,18 +135,13 @@ pub fn run_redlock(work: &Path, library: &str, masters: &RedlockMasters) -> Peer
             .push(format!("{library}: not a library of the Redlock harness"));
         return out;
     };
-    let program = if step.program.contains('/') {
-        work.join(step.program)
-    } else {
-        PathBuf::from(step.program)
+    let program = match step.program_in(work) {
+        Ok(program) => program,
+        Err(why) => {
+            out.problems.push(why);
+            return out;
+        }
     };
-    if step.program.contains('/') && !program.exists() {
-        out.problems.push(format!(
-            "{}: not set up ({} is missing)",
-            step.name, step.program
-        ));
-        return out;
-    }
     let join = |v: Vec<String>, sep: &str| v.join(sep);
     eprintln!("peers: running {} (Redlock, R1-R4)", step.name);
     let mut cmd = Command::new(&program);
@@ -174,18 +188,13 @@ pub fn run_all(work: &Path, url: &str, quick: bool) -> PeerRun {
     let (host, port) = host_port(url);
     let mut out = PeerRun::default();
     for step in &STEPS {
-        let program = if step.program.contains('/') {
-            work.join(step.program)
-        } else {
-            PathBuf::from(step.program)
+        let program = match step.program_in(work) {
+            Ok(program) => program,
+            Err(why) => {
+                out.problems.push(why);
+                continue;
+            }
         };
-        if step.program.contains('/') && !program.exists() {
-            out.problems.push(format!(
-                "{}: not set up ({} is missing)",
-                step.name, step.program
-            ));
-            continue;
-        }
         eprintln!("peers: running {}", step.name);
         let mut cmd = Command::new(&program);
         cmd.args(step.args)
@@ -226,18 +235,13 @@ pub fn run_one(work: &Path, name: &str, url: &str, quick: bool, until: &[&str]) 
         out.problems.push(format!("{name}: not a peer script"));
         return out;
     };
-    let program = if step.program.contains('/') {
-        work.join(step.program)
-    } else {
-        PathBuf::from(step.program)
+    let program = match step.program_in(work) {
+        Ok(program) => program,
+        Err(why) => {
+            out.problems.push(why);
+            return out;
+        }
     };
-    if step.program.contains('/') && !program.exists() {
-        out.problems.push(format!(
-            "{}: not set up ({} is missing)",
-            step.name, step.program
-        ));
-        return out;
-    }
     if step.args.iter().any(|a| !work.join(a).exists()) {
         out.problems.push(format!(
             "{}: not set up ({} is missing in {})",
