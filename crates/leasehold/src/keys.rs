@@ -121,6 +121,34 @@ impl LeaseKeys {
         &self.wake
     }
 
+    /// Every key this kind keeps beside the name: the fence and the
+    /// family's own (a queue, permits, readers...). Not the wake channel.
+    pub(crate) fn companions(&self) -> Vec<&[u8]> {
+        let mut out: Vec<&[u8]> = vec![self.fence()];
+        match self.family() {
+            Family::Lease => {}
+            Family::Fair(q) => {
+                out.extend([&q.queue, &q.deadlines, &q.ticket, &q.claims].map(|k| &k[..]))
+            }
+            Family::Permit {
+                permits,
+                limit_key,
+                fences,
+                fair,
+                ..
+            } => {
+                out.extend([permits, limit_key, fences].map(|k| &k[..]));
+                if let Some(q) = fair {
+                    out.extend([&q.queue, &q.deadlines, &q.ticket].map(|k| &k[..]));
+                }
+            }
+            Family::Read(rw) | Family::Write(rw) => {
+                out.extend([&rw.readers, &rw.writer, &rw.intent, &rw.fences].map(|k| &k[..]))
+            }
+        }
+        out
+    }
+
     /// The name as people read it (lossy UTF-8, escaped, shortened).
     pub(crate) fn display(&self) -> &str {
         &self.display
@@ -453,27 +481,8 @@ mod tests {
     fn companions(name: &[u8]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut add = |k: &LeaseKeys| {
-            out.push(k.fence().to_vec());
             out.push(k.wake().to_vec());
-            match k.family() {
-                Family::Lease => {}
-                Family::Fair(q) => {
-                    out.extend([&q.queue, &q.deadlines, &q.ticket, &q.claims].map(|k| k.to_vec()))
-                }
-                Family::Permit {
-                    permits,
-                    limit_key,
-                    fences,
-                    fair,
-                    ..
-                } => {
-                    out.extend([permits, limit_key, fences].map(|k| k.to_vec()));
-                    let q = fair.as_ref().expect("built fair");
-                    out.extend([&q.queue, &q.deadlines, &q.ticket].map(|k| k.to_vec()));
-                }
-                Family::Read(rw) | Family::Write(rw) => out
-                    .extend([&rw.readers, &rw.writer, &rw.intent, &rw.fences].map(|k| k.to_vec())),
-            }
+            out.extend(k.companions().into_iter().map(<[u8]>::to_vec));
         };
         add(&LeaseKeys::new(name));
         add(&LeaseKeys::fair(name));

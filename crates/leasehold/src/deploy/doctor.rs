@@ -426,28 +426,7 @@ fn companions(name: &[u8]) -> Vec<Vec<u8>> {
         LeaseKeys::semaphore(name, 1, true),
         LeaseKeys::rwlock(name, true),
     ] {
-        out.push(keys.fence().to_vec());
-        match keys.family() {
-            Family::Lease => {}
-            Family::Fair(q) => {
-                out.extend([&q.queue, &q.deadlines, &q.ticket, &q.claims].map(|k| k.to_vec()))
-            }
-            Family::Permit {
-                permits,
-                limit_key,
-                fences,
-                fair,
-                ..
-            } => {
-                out.extend([permits, limit_key, fences].map(|k| k.to_vec()));
-                if let Some(q) = fair {
-                    out.extend([&q.queue, &q.deadlines, &q.ticket].map(|k| k.to_vec()));
-                }
-            }
-            Family::Read(rw) | Family::Write(rw) => {
-                out.extend([&rw.readers, &rw.writer, &rw.intent, &rw.fences].map(|k| k.to_vec()))
-            }
-        }
+        out.extend(keys.companions().into_iter().map(<[u8]>::to_vec));
     }
     out.sort();
     out.dedup();
