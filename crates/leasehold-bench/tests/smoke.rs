@@ -44,19 +44,29 @@ fn by_figure(rows: &[Row], workload: &str) -> HashMap<String, Row> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_workload_reports_sane_rows() {
-    let server = testkit::RedisServer::start().unwrap();
+/// Runs `workloads` with `sizes` on `server` and answers every row.
+async fn rows_of(
+    server: &testkit::RedisServer,
+    workloads: Vec<Workload>,
+    sizes: Sizes,
+) -> Vec<Row> {
     let opts = Options {
         url: Some(server.url()),
-        workloads: Workload::ALL.to_vec(),
-        sizes: tiny(),
+        workloads,
+        sizes,
         ..Options::default()
     };
     let mut rows = Vec::new();
     leasehold_bench::run(opts, &mut |r| rows.push(r))
         .await
         .unwrap();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_workload_reports_sane_rows() {
+    let server = testkit::RedisServer::start().unwrap();
+    let rows = rows_of(&server, Workload::ALL.to_vec(), tiny()).await;
 
     for r in &rows {
         assert!(r.value.is_finite() && r.value >= 0.0, "{r:?}");
@@ -213,16 +223,7 @@ async fn raw_w0_when_asked() {
     let server = testkit::RedisServer::start().unwrap();
     let mut sizes = tiny();
     sizes.w0_raw = true;
-    let opts = Options {
-        url: Some(server.url()),
-        workloads: vec![Workload::W1],
-        sizes,
-        ..Options::default()
-    };
-    let mut rows = Vec::new();
-    leasehold_bench::run(opts, &mut |r| rows.push(r))
-        .await
-        .unwrap();
+    let rows = rows_of(&server, vec![Workload::W1], sizes).await;
     let w0 = by_figure(&rows, "W0");
     assert!(w0["set_nx_px_c64_p16_rps"].value > 0.0);
     assert!(
@@ -242,16 +243,7 @@ async fn the_raw_floor_sets_w1s_limits() {
     let server = testkit::RedisServer::start().unwrap();
     let mut sizes = tiny();
     sizes.w0_floor_only = true;
-    let opts = Options {
-        url: Some(server.url()),
-        workloads: vec![Workload::W1],
-        sizes,
-        ..Options::default()
-    };
-    let mut rows = Vec::new();
-    leasehold_bench::run(opts, &mut |r| rows.push(r))
-        .await
-        .unwrap();
+    let rows = rows_of(&server, vec![Workload::W1], sizes).await;
     let w0 = by_figure(&rows, "W0");
     let floor = [
         "raw_rtt_p50_us",
