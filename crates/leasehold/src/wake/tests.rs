@@ -230,18 +230,35 @@ fn scenario() {
         })
     };
     releaser.join().unwrap();
+    let outcomes = waiters.into_iter().map(|(t, w)| (t, w.join().unwrap()));
+    assert_settled(
+        &world.hub,
+        &world.channel,
+        || world.redis.holder(),
+        outcomes,
+    );
+}
+
+/// After a model run: a token that ended up holding the lease was returned
+/// as a guard, or released: never both, never neither; at most one guard;
+/// everyone left the hub: nothing counted, nothing queued.
+fn assert_settled(
+    hub: &WakeHub,
+    channel: &Arc<[u8]>,
+    holder: impl Fn() -> Option<Token>,
+    outcomes: impl Iterator<Item = (Token, bool)>,
+) {
     let mut guards = 0;
-    for (token, w) in waiters {
-        let guard = w.join().unwrap();
+    // Each waiter's outcome is checked against Redis once it has joined.
+    for (token, guard) in outcomes {
+        let holder = holder();
         guards += usize::from(guard);
-        // A token that ended up holding the lease was returned as a
-        // guard, or released: never both, never neither.
         assert_eq!(
             guard,
-            world.redis.holder() == Some(token),
+            holder == Some(token),
             "a waiter's guard {} while Redis says the lease is {}",
             if guard { "was returned" } else { "was not" },
-            if world.redis.holder() == Some(token) {
+            if holder == Some(token) {
                 "its"
             } else {
                 "not its"
@@ -249,10 +266,9 @@ fn scenario() {
         );
     }
     assert!(guards <= 1, "two guards at once");
-    // Everyone left: nothing counted, nothing queued.
-    assert_eq!(world.hub.shared.waiters.load(Ordering::Acquire), 0);
-    let channels = world.hub.shared.lock();
-    if let Some(ch) = channels.get(&world.channel) {
+    assert_eq!(hub.shared.waiters.load(Ordering::Acquire), 0);
+    let channels = hub.shared.lock();
+    if let Some(ch) = channels.get(channel) {
         assert!(ch.queue.is_empty() && ch.woken == 0, "left in the queue");
     }
 }
@@ -854,27 +870,14 @@ fn fair_scenario() {
         })
     };
     releaser.join().unwrap();
-    let mut guards = 0;
-    for (token, w) in waiters {
-        let guard = w.join().unwrap();
-        guards += usize::from(guard);
-        assert_eq!(
-            guard,
-            world.redis.holder() == Some(token),
-            "a fair waiter's guard {} while Redis says the lease is {}",
-            if guard { "was returned" } else { "was not" },
-            if world.redis.holder() == Some(token) {
-                "its"
-            } else {
-                "not its"
-            },
-        );
-    }
-    assert!(guards <= 1, "two guards at once");
-    assert_eq!(world.hub.shared.waiters.load(Ordering::Acquire), 0);
-    let channels = world.hub.shared.lock();
-    if let Some(ch) = channels.get(&world.channel) {
-        assert!(ch.queue.is_empty() && ch.woken == 0, "left in the queue");
+    let outcomes = waiters.into_iter().map(|(t, w)| (t, w.join().unwrap()));
+    assert_settled(
+        &world.hub,
+        &world.channel,
+        || world.redis.holder(),
+        outcomes,
+    );
+    if let Some(ch) = world.hub.shared.lock().get(&world.channel) {
         assert!(ch.by_id.is_empty(), "a waiter left its id");
     }
 }
