@@ -179,6 +179,8 @@ struct Process {
     /// The waiter's outcome, once its acquire returns: the guard's fence
     /// and token, and whether the guard counted itself valid.
     done: std::sync::mpsc::Receiver<Result<(u64, String, bool), String>>,
+    /// Says the process stopped running after a [`Ctl::Freeze`].
+    frozen: std::sync::mpsc::Receiver<()>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -203,6 +205,7 @@ impl Process {
     fn start(url: String, name: &'static str, wait: Duration, backoff_max: Duration) -> Process {
         let (ctl, rx) = std::sync::mpsc::channel::<Ctl>();
         let (tell_done, done) = std::sync::mpsc::channel();
+        let (tell_frozen, frozen) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -221,6 +224,7 @@ impl Process {
                 loop {
                     match next.take().or_else(|| rx.try_recv().ok()) {
                         Some(Ctl::Freeze) => {
+                            let _ = tell_frozen.send(());
                             // Handled before anything runs again.
                             next = Some(rx.recv().unwrap());
                             continue;
@@ -258,12 +262,22 @@ impl Process {
         Process {
             ctl,
             done,
+            frozen,
             thread: Some(thread),
         }
     }
 
     fn tell(&self, ctl: Ctl) {
         self.ctl.send(ctl).unwrap();
+    }
+
+    /// Freezes it, and returns once nothing of it runs: a release after
+    /// this cannot be heard before the process runs again.
+    fn freeze(&self) {
+        self.tell(Ctl::Freeze);
+        self.frozen
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the process did not freeze");
     }
 
     /// Ends it (after `last`) and waits for its thread.
@@ -292,7 +306,7 @@ async fn issue16_a_head_cancelled_right_after_its_grant_hands_the_lease_on_at_on
     .await;
     let (ttl, token) = only_claim(&conn, name).await;
     assert_eq!(ttl, 30_000);
-    head.tell(Ctl::Freeze);
+    head.freeze();
     let next = {
         let lease = client.lease(name).fair(true).wait(60 * SECOND);
         tokio::spawn(async move { lease.acquire().await.map(|g| g.fence()) })
@@ -346,7 +360,7 @@ async fn issue16_a_grant_heard_after_its_window_is_confirmed_not_trusted() {
     })
     .await;
     let (_, token) = only_claim(&conn, name).await;
-    head.tell(Ctl::Freeze);
+    head.freeze();
     holder.release().await.unwrap();
     let mut c = conn.clone();
     assert_eq!(get(&mut c, name).await.as_deref(), Some(token.as_str()));
