@@ -264,9 +264,9 @@ async fn the_raw_floor_sets_w1s_limits() {
         assert!(w0[f].value > 0.0 && w0[f].value.is_finite(), "{:?}", w0[f]);
     }
     assert!(w0["raw_rtt_p99_us"].value >= w0["raw_rtt_p50_us"].value);
-    // A cycle is two round trips, a chain three.
-    assert!(w0["raw_cycle_p50_us"].value > w0["raw_rtt_p50_us"].value);
-    assert!(w0["raw_handoff_chain_p50_us"].value > w0["raw_cycle_p50_us"].value * 0.9);
+    // How the cycle's and the chain's times compare with a round trip's is
+    // the machine's to say (a round trip swings several-fold within a run,
+    // see BENCH.md): timings are compared in benchmarks, not here.
     let w1 = by_figure(&rows, "W1");
     assert_eq!(w1["cycles_per_s"].limit, Some(w0["raw_cycle_per_s"].value));
     let p50 = &w1["cycle_p50_us"];
