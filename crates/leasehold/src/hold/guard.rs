@@ -472,9 +472,9 @@ impl Guard {
         let holding = &self.holding;
         let span = observe::release_span!(holding.keys, holding.token, holding.fence);
         let was_lost = holding.lost.is_cancelled();
-        let result = holding
-            .core
-            .release(&holding.keys, &holding.token)
+        // Boxed: the release's state (the backend's request) is most of
+        // this future, which a task waiting to acquire carries all along.
+        let result = Box::pin(holding.core.release(&holding.keys, &holding.token))
             .instrument(span.clone())
             .await;
         self.state = State::Done;

@@ -180,7 +180,10 @@ impl Lease {
                     deadline.map_or(MAX_TTL, |d| d.saturating_duration_since(Instant::now()));
                 // With no time left, a refusal ends the call: no intent, no queue.
                 let waiting = (!patience.is_zero()).then_some((waiter_id, patience));
-                match self.attempt(&mut pending, waiting).await {
+                // Boxed, as the other calls below: a waiter's future lives
+                // as long as it waits, and their states would be most of it
+                // (W5: 10,000 waiters of one process).
+                match Box::pin(self.attempt(&mut pending, waiting)).await {
                     Ok(Attempt::Got(fence, sent)) => {
                         if let Some(w) = pending.claim.waiter()
                             && stepped_back
@@ -191,7 +194,7 @@ impl Lease {
                         // A hand-over to this token that raced the attempt
                         // is this very lease (see `Claim::won`).
                         let won = pending.claim.won(fence, sent);
-                        return self.replicated(pending.into_guard(won)).await;
+                        return Box::pin(self.replicated(pending.into_guard(won))).await;
                     }
                     Ok(Attempt::Held(p)) => {
                         pttl = p;
@@ -209,7 +212,7 @@ impl Lease {
             // is this waiter's even now that its wait may be over.
             if let Some(won) = pending.claim.take_grant() {
                 match self.fresh(won) {
-                    Some(won) => return self.replicated(pending.into_guard(won)).await,
+                    Some(won) => return Box::pin(self.replicated(pending.into_guard(won))).await,
                     None => {
                         try_now = true;
                         continue;
@@ -220,7 +223,7 @@ impl Lease {
             if deadline.is_some_and(|d| now >= d) {
                 return Err(match last_error {
                     Some(e) => e,
-                    None => self.timeout_error(now - started, pttl).await,
+                    None => Box::pin(self.timeout_error(now - started, pttl)).await,
                 });
             }
             if pending.claim.waiter().is_none() {
@@ -274,7 +277,7 @@ impl Lease {
             // left it armed, and must not release this lease.
             if let Some(won) = pending.claim.take_grant() {
                 match self.fresh(won) {
-                    Some(won) => return self.replicated(pending.into_guard(won)).await,
+                    Some(won) => return Box::pin(self.replicated(pending.into_guard(won))).await,
                     None => {
                         try_now = true;
                         continue;
