@@ -576,10 +576,19 @@ async fn issue16_a_short_claim_window_is_lengthened_off_the_critical_path() {
             .unwrap()
             .unwrap()
             .unwrap();
+        // Never more than Redis holds (read first: its figure then ends
+        // later), and only the window, unless the first renewal (due after
+        // 0.5 s) has run: a loaded machine can take that long to get here.
+        let held = pttl(&conn, name).await;
+        let counted = guard.remaining();
+        let renewed = pttl(&conn, name).await > 20_000;
         assert!(
-            guard.remaining() <= ms(1500),
-            "{name}: the guard counts {:?}, more than the 1.5 s claim window",
-            guard.remaining()
+            counted <= ms(held.max(0) as u64) || renewed,
+            "{name}: the guard counts {counted:?}, Redis holds the lease {held} ms"
+        );
+        assert!(
+            counted <= ms(1500) || renewed,
+            "{name}: the guard counts {counted:?}, more than the 1.5 s claim window"
         );
         eventually(5 * SECOND, "the first renewal to lengthen it", || async {
             pttl(&conn, name).await > 20_000 && guard.remaining() > 20 * SECOND
