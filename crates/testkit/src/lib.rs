@@ -61,6 +61,8 @@
 //! - `probe`: a raw-TCP `PING` used to decide when a server is ready; no
 //!   Redis client library is needed.
 //! - `error`: [`Error`]; each message says what to do about it.
+//! - `wait`: [`eventually`] and [`eventually_blocking`], a wait for a
+//!   condition with a deadline, for tests.
 //!
 //! # Finding redis-server
 //!
@@ -88,6 +90,7 @@ mod resp;
 mod sentinel;
 mod server;
 mod tls;
+mod wait;
 
 pub use binary::{redis_sentinel_binary, redis_server_binary};
 pub use cluster::{ClusterNode, ClusterOptions, RedisCluster, SLOTS};
@@ -98,3 +101,4 @@ pub use resp::Reply;
 pub use sentinel::{RedisSentinel, SentinelOptions};
 pub use server::{RedisServer, ServerOptions};
 pub use tls::{ClientAuth, TlsFiles};
+pub use wait::{eventually, eventually_blocking};

@@ -2,7 +2,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use testkit::{Error, RedisServer, ServerOptions};
 
@@ -36,18 +36,6 @@ fn command(port: u16, args: &[&str], timeout: Duration) -> io::Result<String> {
 
 fn ping(port: u16) -> io::Result<String> {
     command(port, &["PING"], Duration::from_secs(1))
-}
-
-/// Polls `condition` every 5 ms until it holds; panics after `deadline`.
-fn wait_until(deadline: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn process_exists(pid: u32) -> bool {
@@ -135,7 +123,7 @@ mod start {
         assert_eq!(run(&["CLUSTER", "KEYSLOT", "{foo}bar"]), ":12182");
         assert!(run(&["SET", "k", "v"]).starts_with("-CLUSTERDOWN"));
         assert_eq!(run(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]), "+OK");
-        wait_until(Duration::from_secs(10), "the node serves keys", || {
+        testkit::eventually_blocking(Duration::from_secs(10), "the node serves keys", || {
             command(server.port(), &["SET", "k", "v"], Duration::from_secs(5)).unwrap() == "+OK"
         });
         assert!(run(&["MGET", "a", "b"]).starts_with("-CROSSSLOT"));
@@ -174,7 +162,7 @@ mod faults {
             "{err}"
         );
         server.resume();
-        wait_until(Duration::from_secs(5), "PING answers after resume", || {
+        testkit::eventually_blocking(Duration::from_secs(5), "PING answers after resume", || {
             ping(server.port()).is_ok_and(|reply| reply == "+PONG")
         });
     }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use testkit::RedisServer;
 
@@ -70,17 +70,7 @@ pub fn closed_port() -> u16 {
         .port()
 }
 
-/// Polls `cond` every 10 ms until it holds; fails after `within`.
-pub fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+pub use testkit::eventually_blocking as eventually;
 
 /// A synchronous connection for looking behind the binary's back.
 /// The fencing counter of `name` in Redis: the fence of its latest grant

@@ -74,14 +74,6 @@ async fn plain(url: String) -> MultiplexedConnection {
         .unwrap()
 }
 
-async fn eventually<Fut: Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> Fut) {
-    let deadline = Instant::now() + 10 * SECOND;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "waited 10s for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// `holder` takes `name`; a waiter on `waiter` queues, is seen listening
 /// by `listening`, and gets the lease from the release's publish (its
 /// timers are far off), with a higher fence.
@@ -99,7 +91,12 @@ where
         let g = lease.acquire().await.unwrap();
         (Instant::now(), g)
     });
-    eventually(&format!("the waiter on {name} to subscribe"), listening).await;
+    testkit::eventually(
+        10 * SECOND,
+        &format!("the waiter on {name} to subscribe"),
+        listening,
+    )
+    .await;
     let fence = guard.fence();
     let released = Instant::now();
     guard.release().await.unwrap();

@@ -1,12 +1,10 @@
 //! Shared set-up: a private Redis, clients, raw access, waiting with a deadline.
 
-use std::future::Future;
 use std::time::Duration;
 
 use leasehold::Client;
 use redis::aio::MultiplexedConnection;
 use testkit::RedisServer;
-use tokio::time::Instant;
 
 /// A fresh redis-server on a free port and a leasehold client on it.
 pub async fn setup() -> (RedisServer, Client) {
@@ -29,24 +27,7 @@ pub async fn raw_at(url: String) -> MultiplexedConnection {
         .unwrap()
 }
 
-/// Polls `cond` until it holds, failing the test after `within`.
-pub async fn eventually<F, Fut>(within: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if cond().await {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
+pub use testkit::eventually;
 
 /// The value of a key, as a string.
 pub async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<String> {

@@ -1,13 +1,11 @@
 //! Shared set-up: independent masters, clients on them, raw access, a
 //! fenced store, waiting with a deadline.
 
-use std::future::Future;
 use std::time::Duration;
 
 use leasehold::{Client, Error, ErrorKind, Guard};
 use redis::aio::MultiplexedConnection;
 use testkit::{RedisServer, ServerOptions};
-use tokio::time::Instant;
 
 pub const SECOND: Duration = Duration::from_secs(1);
 
@@ -118,24 +116,7 @@ pub async fn holding(servers: &[RedisServer], key: &str, token: &str) -> usize {
     n
 }
 
-/// Polls `cond` until it holds, failing the test after `within`.
-pub async fn eventually<F, Fut>(within: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if cond().await {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(ms(5)).await;
-    }
-}
+pub use testkit::eventually;
 
 /// The checker's "two holders" condition (C2 of the torture suite): both
 /// guards still claim the lease at this instant, each within the validity
