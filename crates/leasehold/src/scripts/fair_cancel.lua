@@ -38,7 +38,6 @@ elseif rank ~= 0 or redis.call('EXISTS', KEYS[1]) == 1 then
   return {queued, 0, 0, '', 0}
 end
 local now = now_ms()
-drop_dead(KEYS[4], KEYS[5], KEYS[6], now)
 local fence, head, attempt = hand_on(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now)
 if fence == nil then
   if released == 1 then

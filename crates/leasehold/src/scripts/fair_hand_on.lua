@@ -1,8 +1,10 @@
 -- Handing a fair lease to its queue's head, shared by fair_release.lua and
 -- fair_cancel.lua (after fence.lua, wake.lua and fair_queue.lua).
 
--- The lease n is free (just deleted): give it to the head of the queue,
--- after drop_dead. The head's token holds n for its claim window,
+-- The lease n is free (just deleted): give it to the head of the queue.
+-- A head past its deadline (dead, or gone) leaves first, with every other
+-- waiter past theirs (drop_dead), and the next one is the head: waiters
+-- behind a live head wait for their turn to be looked at. The head's token holds n for its claim window,
 -- min(its ttl, its deadline - now): a head that died while queued holds
 -- the lease no longer than its place would have blocked the queue, and a
 -- live one lengthens it by its first renewal. The fence moves on as any
@@ -23,8 +25,16 @@ local function hand_on(n, fence, channel, queue, deadlines, tokens, now)
   if not head then
     return nil
   end
-  local claim = redis.call('HGET', tokens, head)
   local deadline = tonumber(redis.call('ZSCORE', deadlines, head))
+  if deadline and deadline <= now then
+    drop_dead(queue, deadlines, tokens, now)
+    head = redis.call('ZRANGE', queue, 0, 0)[1]
+    if not head then
+      return nil
+    end
+    deadline = tonumber(redis.call('ZSCORE', deadlines, head))
+  end
+  local claim = redis.call('HGET', tokens, head)
   if claim and deadline and deadline > now then
     local ttl, attempt, token = string.match(claim, '^(%d+):(%d+):(.*)$')
     if ttl then

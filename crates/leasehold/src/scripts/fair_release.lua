@@ -28,7 +28,6 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
 end
 redis.call('DEL', KEYS[1])
 local now = now_ms()
-drop_dead(KEYS[4], KEYS[5], KEYS[6], now)
 local fence, head, attempt = hand_on(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now)
 if fence == nil then
   wake(KEYS[3], ARGV[2])
