@@ -57,10 +57,13 @@ local function join(now, patience)
   -- (emptied together), the claims (emptied with them, or apart by a
   -- client of an older version, which leaves none), the ticket counter
   -- (it starts again at 1).
+  -- (PTTL counts from the script's start or from its own call, as the
+  -- version of Redis has it: 1 ms of margin here, and the new expiry is
+  -- counted from a clock read after it, so that it is never earlier.)
   local left = redis.call('PTTL', KEYS[3])
   local claims_left = redis.call('PTTL', KEYS[6])
-  if ticket == 1 or left < patience or claims_left < patience then
-    local last = now + math.max(2 * patience, left, claims_left)
+  if ticket == 1 or left <= patience or claims_left <= patience then
+    local last = now_ms() + math.max(2 * patience, left, claims_left)
     redis.call('PEXPIREAT', KEYS[3], last)
     redis.call('PEXPIREAT', KEYS[4], last)
     redis.call('PEXPIREAT', KEYS[5], last)
