@@ -704,7 +704,11 @@ async fn queue_keys_outlive_their_waiters(conn: &MultiplexedConnection, name: &s
 /// A fair waiter on `name` of `client` that waits at most `wait` (its
 /// place lasts that long): spawned, it stands in the queue until aborted.
 fn waiter(client: &Client, name: &'static str, wait: Duration) -> tokio::task::JoinHandle<()> {
-    let lease = client.lease(name).fair(true).wait(wait).backoff(QUIET, QUIET);
+    let lease = client
+        .lease(name)
+        .fair(true)
+        .wait(wait)
+        .backoff(QUIET, QUIET);
     tokio::spawn(async move {
         let _ = lease.acquire().await;
     })
@@ -800,9 +804,11 @@ async fn issue16_the_queue_keys_keep_a_ttl_when_a_join_makes_one_anew() {
         .unwrap();
     assert_eq!(pttl(&conn, &key("queue-claims")).await, -2);
     let beside = waiter(&client, name, 5 * SECOND);
-    eventually(5 * SECOND, "the waiter beside the older one to queue", || async {
-        queued(&conn, name).await == 2
-    })
+    eventually(
+        5 * SECOND,
+        "the waiter beside the older one to queue",
+        || async { queued(&conn, name).await == 2 },
+    )
     .await;
     queue_keys_outlive_their_waiters(&conn, name, "claims beside an older waiter").await;
 
@@ -916,8 +922,14 @@ async fn issue16_a_join_while_held_and_a_hand_over_run_few_commands() {
         total <= HAND_OVER,
         "a release that hands the lease on ran {total} commands, not at most {HAND_OVER}: {hand_over:?}"
     );
-    let guard = tokio::time::timeout(5 * SECOND, first).await.unwrap().unwrap();
+    let guard = tokio::time::timeout(5 * SECOND, first)
+        .await
+        .unwrap()
+        .unwrap();
     guard.release().await.unwrap();
-    let guard = tokio::time::timeout(5 * SECOND, second).await.unwrap().unwrap();
+    let guard = tokio::time::timeout(5 * SECOND, second)
+        .await
+        .unwrap()
+        .unwrap();
     guard.release().await.unwrap();
 }
