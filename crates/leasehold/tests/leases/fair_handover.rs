@@ -538,16 +538,21 @@ async fn issue16_a_lost_grant_message_is_recovered_by_the_fallback_timer() {
 async fn issue16_a_short_claim_window_is_lengthened_off_the_critical_path() {
     let (server, client) = setup().await;
     let conn = raw(&server).await;
+    let other = Client::connect(&server.url()).await.unwrap();
     for auto_renew in [true, false] {
         let name = if auto_renew {
             "short-auto"
         } else {
             "short-manual"
         };
-        let first = quiet(&client, name).acquire().await.unwrap();
-        // A hand-over first: the client then listens on the name's channel
-        // (for 2 s after its last wait), and the next waiter joins the
-        // queue with its one attempt, no second look racing the release.
+        let first = quiet(&other, name).acquire().await.unwrap();
+        // A hand-over first, from another client (so that it reaches the
+        // waiter through the client's subscription, or its look once the
+        // subscription is made; not straight from a release of its own
+        // client, which may come before the subscription is made, or
+        // without it): the client then listens on the name's channel (for
+        // 2 s after its last wait), and the next waiter joins the queue
+        // with its one attempt, no second look racing the release.
         let holder = {
             let lease = quiet(&client, name);
             tokio::spawn(async move { lease.acquire().await.unwrap() })
