@@ -10,9 +10,10 @@
 //! ms: now + its patience, refreshed by each attempt) and its claim: the
 //! owner token it drew beforehand, its ttl, and the number of the attempt
 //! (each attempt of a waiter is numbered). `fair_release` checks the
-//! releaser's token, deletes the lease, drops the waiters past their
-//! deadline, and gives the lease to the head's token for its *claim
-//! window*, `min(ttl, deadline - now)`, with the next fence; the head
+//! releaser's token, drops the waiters past their deadline if the head is
+//! one of them, and sets the lease to the head's token (over the released
+//! one) for its *claim window*, `min(ttl, deadline - now)`, with the next
+//! fence; the head
 //! leaves the queue and alone is told, `g:<id>:<fence>:<attempt>` on the
 //! wake channel. The waiter sends nothing: it holds the lease from then on.
 //!

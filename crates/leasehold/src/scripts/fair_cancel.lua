@@ -30,16 +30,22 @@ redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('HDEL', KEYS[6], ARGV[1])
 local released = 0
-if redis.call('GET', KEYS[1]) == ARGV[2] then
-  redis.call('DEL', KEYS[1])
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[2] then
+  -- Deleted below, unless hand_on sets the next head's token over it.
   released = 1
-elseif rank ~= 0 or redis.call('EXISTS', KEYS[1]) == 1 then
+elseif rank ~= 0 or holder then
   -- Not first, or the lease is someone else's: nobody's turn changed.
   return {queued, 0, 0, '', 0}
 end
 local now = now_ms()
-drop_dead(KEYS[4], KEYS[5], KEYS[6], now)
 local fence, head, attempt = hand_on(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now)
+if fence ~= nil and fence > 0 then
+  return {queued, released, fence, head, attempt}
+end
+if released == 1 then
+  redis.call('DEL', KEYS[1])
+end
 if fence == nil then
   if released == 1 then
     wake(KEYS[3], '-')

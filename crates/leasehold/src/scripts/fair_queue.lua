@@ -7,8 +7,13 @@
 -- queue (id -> arrival ticket), its deadline (id -> server ms), and its
 -- claim (id -> "<ttl ms>:<attempt>:<owner token>", the hash
 -- `queue-claims`): what a release needs to give it the lease in the same
--- script, and the number of the attempt that set its deadline. All three expire with the queue's
--- most patient waiter, and a waiter leaves all three at once.
+-- script, and the number of the attempt that set its deadline. A waiter
+-- leaves all three at once. They and the ticket counter share one expiry,
+-- no earlier than the deadline of any waiter queued: a join moves it later
+-- (with slack) only when it falls short, or when it made one of them anew
+-- (fair_acquire.lua). Waiters past their deadline leave (drop_dead) when
+-- the head is looked at: by an acquire that finds the lease free, by a
+-- release whose head is one of them (hand_on).
 
 -- The server's clock in ms.
 local function now_ms()

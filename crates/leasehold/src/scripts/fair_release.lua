@@ -26,15 +26,15 @@
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return {0, 0, '', 0}
 end
-redis.call('DEL', KEYS[1])
 local now = now_ms()
-drop_dead(KEYS[4], KEYS[5], KEYS[6], now)
 local fence, head, attempt = hand_on(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now)
+if fence ~= nil and fence > 0 then
+  -- N holds the head's token now.
+  return {3, fence, head, attempt}
+end
+redis.call('DEL', KEYS[1])
 if fence == nil then
   wake(KEYS[3], ARGV[2])
   return {2, 0, '', 0}
 end
-if fence == 0 then
-  return {1, 0, head, 0}
-end
-return {3, fence, head, attempt}
+return {1, 0, head, 0}

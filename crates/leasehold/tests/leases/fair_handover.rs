@@ -538,16 +538,21 @@ async fn issue16_a_lost_grant_message_is_recovered_by_the_fallback_timer() {
 async fn issue16_a_short_claim_window_is_lengthened_off_the_critical_path() {
     let (server, client) = setup().await;
     let conn = raw(&server).await;
+    let other = Client::connect(&server.url()).await.unwrap();
     for auto_renew in [true, false] {
         let name = if auto_renew {
             "short-auto"
         } else {
             "short-manual"
         };
-        let first = quiet(&client, name).acquire().await.unwrap();
-        // A hand-over first: the client then listens on the name's channel
-        // (for 2 s after its last wait), and the next waiter joins the
-        // queue with its one attempt, no second look racing the release.
+        let first = quiet(&other, name).acquire().await.unwrap();
+        // A hand-over first, from another client (so that it reaches the
+        // waiter through the client's subscription, or its look once the
+        // subscription is made; not straight from a release of its own
+        // client, which may come before the subscription is made, or
+        // without it): the client then listens on the name's channel (for
+        // 2 s after its last wait), and the next waiter joins the queue
+        // with its one attempt, no second look racing the release.
         let holder = {
             let lease = quiet(&client, name);
             tokio::spawn(async move { lease.acquire().await.unwrap() })
@@ -663,4 +668,282 @@ async fn issue16_a_grant_by_a_release_waits_for_the_replicas() {
             guard.release().await.unwrap();
         }
     }
+}
+
+/// The server's clock in ms.
+async fn server_ms(conn: &MultiplexedConnection) -> u64 {
+    let (s, us): (u64, u64) = redis::cmd("TIME")
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    s * 1000 + us / 1000
+}
+
+/// Every one of the fair queue's four keys has a TTL, and none expires
+/// before the deadline of a waiter still queued (to the ms: the server's
+/// clock and the TTLs are read in one script).
+async fn queue_keys_outlive_their_waiters(conn: &MultiplexedConnection, name: &str, when: &str) {
+    const SUFFIXES: [&str; 4] = ["queue", "queue-deadlines", "queue-ticket", "queue-claims"];
+    let last: Vec<(String, u64)> = redis::cmd("ZRANGE")
+        .arg(format!("leasehold:{{{name}}}:queue-deadlines"))
+        .arg(-1)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    let (who, last) = last.into_iter().next().expect("a waiter queued");
+    let look = redis::Script::new(
+        "local t = redis.call('TIME')
+         local out = {tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}
+         for i, k in ipairs(KEYS) do out[i + 1] = redis.call('PTTL', k) end
+         return out",
+    );
+    let mut inv = look.prepare_invoke();
+    for suffix in SUFFIXES {
+        inv.key(format!("leasehold:{{{name}}}:{suffix}"));
+    }
+    let seen: Vec<i64> = inv.invoke_async(&mut conn.clone()).await.unwrap();
+    let now = seen[0];
+    for (suffix, &left) in SUFFIXES.iter().zip(&seen[1..]) {
+        assert!(left > 0, "{when}: {suffix} has PTTL {left}");
+        let short = last as i64 - (now + left);
+        assert!(
+            short <= 1,
+            "{when}: {suffix} expires {short} ms before the deadline of the waiter {who}"
+        );
+    }
+}
+
+/// A fair waiter on `name` of `client` that waits at most `wait` (its
+/// place lasts that long): spawned, it stands in the queue until aborted.
+fn waiter(client: &Client, name: &'static str, wait: Duration) -> tokio::task::JoinHandle<()> {
+    let lease = client
+        .lease(name)
+        .fair(true)
+        .wait(wait)
+        .backoff(QUIET, QUIET);
+    tokio::spawn(async move {
+        let _ = lease.acquire().await;
+    })
+}
+
+/// A join extends the queue's expiry only when it falls short of the new
+/// deadline, so it must still give a TTL to a key made anew: the queue, its
+/// deadlines and its claims after the queue emptied (the ticket counter
+/// lives on), the claims alone beside a waiter of an older client that
+/// left none, the ticket counter once lost; and a short-lived waiter never
+/// brings the keys' expiry before a patient one's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_the_queue_keys_keep_a_ttl_when_a_join_makes_one_anew() {
+    let (server, client) = setup().await;
+    let conn = raw(&server).await;
+    let name = "made-anew";
+    let key = |suffix: &str| format!("leasehold:{{{name}}}:{suffix}");
+    let holder = client.lease(name).fair(true).acquire().await.unwrap();
+
+    // A waiter comes and gives up: the queue empties, its ticket lives on.
+    let gone = waiter(&client, name, 60 * SECOND);
+    eventually(5 * SECOND, "the waiter to queue", || async {
+        queued(&conn, name).await == 1
+    })
+    .await;
+    gone.abort();
+    eventually(5 * SECOND, "the queue to empty", || async {
+        queued(&conn, name).await == 0
+    })
+    .await;
+    let mut c = conn.clone();
+    let ticket: Option<u64> = redis::cmd("GET")
+        .arg(key("queue-ticket"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(ticket.is_some_and(|t| t >= 1), "{ticket:?}");
+    let patient = waiter(&client, name, 60 * SECOND);
+    eventually(5 * SECOND, "the patient waiter to queue", || async {
+        queued(&conn, name).await == 1
+    })
+    .await;
+    queue_keys_outlive_their_waiters(&conn, name, "the queue made anew").await;
+
+    // A waiter of a short wait after it: the expiry stays past the
+    // patient one's deadline.
+    let brief = waiter(&client, name, 5 * SECOND);
+    eventually(5 * SECOND, "the brief waiter to queue", || async {
+        queued(&conn, name).await == 2
+    })
+    .await;
+    queue_keys_outlive_their_waiters(&conn, name, "a brief waiter behind").await;
+    patient.abort();
+    brief.abort();
+    eventually(5 * SECOND, "the queue to empty", || async {
+        queued(&conn, name).await == 0
+    })
+    .await;
+
+    // A waiter of an older client joins as it did (its place, its deadline,
+    // the keys' expiry; no claim), then a waiter of this version: the claims
+    // are made anew beside a queue whose expiry is far enough.
+    let now = server_ms(&conn).await;
+    let until = now + 60_000;
+    let () = redis::pipe()
+        .cmd("INCR")
+        .arg(key("queue-ticket"))
+        .ignore()
+        .cmd("ZADD")
+        .arg(key("queue"))
+        .arg(1)
+        .arg("older")
+        .ignore()
+        .cmd("ZADD")
+        .arg(key("queue-deadlines"))
+        .arg(until)
+        .arg("older")
+        .ignore()
+        .cmd("PEXPIREAT")
+        .arg(key("queue"))
+        .arg(until)
+        .ignore()
+        .cmd("PEXPIREAT")
+        .arg(key("queue-deadlines"))
+        .arg(until)
+        .ignore()
+        .cmd("PEXPIREAT")
+        .arg(key("queue-ticket"))
+        .arg(until)
+        .ignore()
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(pttl(&conn, &key("queue-claims")).await, -2);
+    let beside = waiter(&client, name, 5 * SECOND);
+    eventually(
+        5 * SECOND,
+        "the waiter beside the older one to queue",
+        || async { queued(&conn, name).await == 2 },
+    )
+    .await;
+    queue_keys_outlive_their_waiters(&conn, name, "claims beside an older waiter").await;
+
+    // The ticket counter is lost (evicted, say): the next join starts it
+    // again, with a TTL.
+    let () = redis::cmd("DEL")
+        .arg(key("queue-ticket"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let after_loss = waiter(&client, name, 5 * SECOND);
+    eventually(5 * SECOND, "the waiter after the loss to queue", || async {
+        queued(&conn, name).await == 3
+    })
+    .await;
+    queue_keys_outlive_their_waiters(&conn, name, "the ticket counter made anew").await;
+    beside.abort();
+    after_loss.abort();
+    holder.release().await.unwrap();
+}
+
+/// Calls of every command the server has run so far (INFO commandstats,
+/// those run inside scripts included), by command.
+async fn all_calls(conn: &MultiplexedConnection) -> HashMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter_map(|l| {
+            let (command, stats) = l.split_once(':')?;
+            let calls = stats.split(',').find_map(|f| f.strip_prefix("calls="))?;
+            Some((command.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The commands run between two [`all_calls`], but for the test's own
+/// looks (INFO, ZCARD, TIME from outside a script is not among them).
+fn ran(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> Vec<(String, u64)> {
+    let mut ran: Vec<(String, u64)> = after
+        .iter()
+        .filter(|(c, _)| !matches!(c.as_str(), "info" | "zcard"))
+        .map(|(c, &n)| (c.clone(), n - before.get(c).copied().unwrap_or(0)))
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    ran.sort();
+    ran
+}
+
+/// The work Redis does for a fair hand-over, in commands (each costs a
+/// few µs of its one thread, on the critical path of W3-fair): a waiter
+/// joining the queue while the lease is held runs 10 (its EVALSHA, TIME,
+/// GET, INCR, 2 ZADD, HSET, 3 PTTL; it was 18 before issue 16's second
+/// look: a look for dead waiters, the head twice, EXISTS, ZSCORE, the last
+/// deadline and 4 PEXPIREAT), and the release that hands the lease on 14
+/// (its EVALSHA, GET, TIME, the head's ZRANGE, ZSCORE and HGET, HDEL, SET,
+/// 2 ZREM, PUBLISH, and next_fence's TIME, INCR and SET; it was 16: a look
+/// for dead waiters, and a DEL before the SET).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_a_join_while_held_and_a_hand_over_run_few_commands() {
+    const JOIN: u64 = 10;
+    const HAND_OVER: u64 = 14;
+    let (server, warm) = setup().await;
+    let conn = raw(&server).await;
+    let warm_b = Client::connect(&server.url()).await.unwrap();
+    warm_up(&warm, &warm_b, &conn).await;
+    let (a, b) = (&warm, &warm_b);
+    let name = "few-commands";
+    let holder = quiet(a, name).acquire().await.unwrap();
+    let scripts = script_calls(&mut conn.clone()).await;
+    let first = {
+        let lease = quiet(b, name);
+        tokio::spawn(async move { lease.acquire().await.unwrap() })
+    };
+    // Its client's first waiter tries twice (see above); then b listens.
+    eventually(5 * SECOND, "the first waiter to queue", || {
+        let conn = conn.clone();
+        async move {
+            queued(&conn, name).await == 1 && script_calls(&mut conn.clone()).await == scripts + 2
+        }
+    })
+    .await;
+    let before = all_calls(&conn).await;
+    let scripts = script_calls(&mut conn.clone()).await;
+    let second = {
+        let lease = quiet(b, name);
+        tokio::spawn(async move { lease.acquire().await.unwrap() })
+    };
+    eventually(5 * SECOND, "the second waiter to queue", || {
+        let conn = conn.clone();
+        async move {
+            queued(&conn, name).await == 2 && script_calls(&mut conn.clone()).await > scripts
+        }
+    })
+    .await;
+    let join = ran(&before, &all_calls(&conn).await);
+    let total: u64 = join.iter().map(|(_, n)| n).sum();
+    assert!(
+        total <= JOIN,
+        "a join while the lease is held ran {total} commands, not at most {JOIN}: {join:?}"
+    );
+
+    let before = all_calls(&conn).await;
+    holder.release().await.unwrap();
+    let hand_over = ran(&before, &all_calls(&conn).await);
+    let total: u64 = hand_over.iter().map(|(_, n)| n).sum();
+    assert!(
+        total <= HAND_OVER,
+        "a release that hands the lease on ran {total} commands, not at most {HAND_OVER}: {hand_over:?}"
+    );
+    let guard = tokio::time::timeout(5 * SECOND, first)
+        .await
+        .unwrap()
+        .unwrap();
+    guard.release().await.unwrap();
+    let guard = tokio::time::timeout(5 * SECOND, second)
+        .await
+        .unwrap()
+        .unwrap();
+    guard.release().await.unwrap();
 }
