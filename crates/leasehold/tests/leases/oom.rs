@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use leasehold::Client;
 use redis::aio::MultiplexedConnection;
 
 use crate::common::*;
@@ -109,4 +110,60 @@ async fn issue11_out_of_memory_permits_and_readers_still_renew() {
         g.release().await.unwrap();
     }
     assert!(refused(&mut conn).await);
+}
+
+/// A fair release gives the lease to the head of the queue out of memory
+/// too: the script's first write is the head's claim leaving (`HDEL`,
+/// which Redis never refuses), and Redis lets every write of a script
+/// after its first through, so the head's `SET` goes through as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fair_release_hands_over_out_of_memory() {
+    let (server, client) = setup().await;
+    let other = Client::connect(&server.url()).await.unwrap();
+    let mut conn = raw(&server).await;
+    // No timer fires within the test: only the hand-over can serve the waiter.
+    let quiet = Duration::from_secs(60);
+    let lease = |c: &Client| {
+        c.lease("oom-fair")
+            .fair(true)
+            .wait(quiet)
+            .backoff(quiet, quiet)
+            .auto_renew(false)
+    };
+    // Load the fair scripts while writes are still allowed.
+    lease(&client)
+        .acquire()
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    let holder = lease(&client).acquire().await.unwrap();
+    let waiter = {
+        let lease = lease(&other);
+        tokio::spawn(async move { lease.acquire().await })
+    };
+    eventually(5 * SECOND, "the waiter to queue", || {
+        let mut c = conn.clone();
+        async move {
+            redis::cmd("ZCARD")
+                .arg("leasehold:{oom-fair}:queue")
+                .query_async::<i64>(&mut c)
+                .await
+                .unwrap()
+                == 1
+        }
+    })
+    .await;
+    fill_memory(&mut conn).await;
+    let fence = holder.fence();
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(5 * SECOND, waiter)
+        .await
+        .expect("the head was not handed the lease out of memory")
+        .unwrap()
+        .unwrap();
+    assert!(guard.fence() > fence);
+    assert!(refused(&mut conn).await, "Redis still takes writes");
+    guard.release().await.unwrap();
 }
