@@ -40,6 +40,15 @@ pub async fn take_and_give_back(lease: &leasehold::Lease) {
     lease.acquire().await.unwrap().release().await.unwrap();
 }
 
+/// How many waiters stand in the fair queue of `name`.
+pub async fn queued(conn: &MultiplexedConnection, name: &str) -> i64 {
+    redis::cmd("ZCARD")
+        .arg(format!("leasehold:{{{name}}}:queue"))
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap()
+}
+
 /// Number of keys in the database.
 pub async fn dbsize(conn: &mut MultiplexedConnection) -> i64 {
     redis::cmd("DBSIZE").query_async(conn).await.unwrap()

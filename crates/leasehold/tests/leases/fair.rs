@@ -12,14 +12,6 @@ use tokio::time::Instant;
 
 use crate::common::*;
 
-async fn queued(conn: &redis::aio::MultiplexedConnection, name: &str) -> i64 {
-    redis::cmd("ZCARD")
-        .arg(format!("leasehold:{{{name}}}:queue"))
-        .query_async(&mut conn.clone())
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_waiters_of_two_clients_acquire_in_arrival_order() {
     let (server, a) = setup().await;

@@ -14,14 +14,6 @@ use tokio::time::Instant;
 
 use crate::common::*;
 
-async fn queued(conn: &MultiplexedConnection, name: &str) -> i64 {
-    redis::cmd("ZCARD")
-        .arg(format!("leasehold:{{{name}}}:queue"))
-        .query_async(&mut conn.clone())
-        .await
-        .unwrap()
-}
-
 /// The claims the queued waiters left: waiter id -> (ttl ms, token), from
 /// `<ttl ms>:<attempt>:<token>`.
 async fn claims(conn: &MultiplexedConnection, name: &str) -> HashMap<String, (u64, String)> {

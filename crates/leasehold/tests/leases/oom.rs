@@ -131,28 +131,14 @@ async fn a_fair_release_hands_over_out_of_memory() {
             .auto_renew(false)
     };
     // Load the fair scripts while writes are still allowed.
-    lease(&client)
-        .acquire()
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    take_and_give_back(&lease(&client)).await;
     let holder = lease(&client).acquire().await.unwrap();
     let waiter = {
         let lease = lease(&other);
         tokio::spawn(async move { lease.acquire().await })
     };
-    eventually(5 * SECOND, "the waiter to queue", || {
-        let mut c = conn.clone();
-        async move {
-            redis::cmd("ZCARD")
-                .arg("leasehold:{oom-fair}:queue")
-                .query_async::<i64>(&mut c)
-                .await
-                .unwrap()
-                == 1
-        }
+    eventually(5 * SECOND, "the waiter to queue", || async {
+        queued(&conn, "oom-fair").await == 1
     })
     .await;
     fill_memory(&mut conn).await;
