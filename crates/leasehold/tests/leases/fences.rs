@@ -449,3 +449,27 @@ async fn issue11_permit_and_reader_fences_are_forgotten_with_their_holds() {
     b.release().await.unwrap();
     assert_eq!(hlen("forgotten-fair").await, 0);
 }
+
+#[tokio::test]
+async fn issue16_a_counter_raised_past_the_clock_moves_on_by_one_exactly() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    let key = "leasehold:{raised}:fence";
+    // Far past the clock's floor (ms x 1024 is about 2^51 in this
+    // century), and odd, so that a step by 1,024 or a rounding shows.
+    let raised: u64 = (1 << 52) + 1;
+    let () = redis::cmd("SET")
+        .arg(key)
+        .arg(raised)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let g = client.lease("raised").try_acquire().await.unwrap();
+    assert_eq!(g.fence(), raised + 1);
+    assert_eq!(get(&mut conn, key).await, Some((raised + 1).to_string()));
+    g.release().await.unwrap();
+    // And on from there, one at a time, while the clock is behind it.
+    let g = client.lease("raised").try_acquire().await.unwrap();
+    assert_eq!(g.fence(), raised + 2);
+    g.release().await.unwrap();
+}
