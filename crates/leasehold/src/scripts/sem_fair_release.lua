@@ -37,7 +37,8 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local stored = tonumber(redis.call('GET', KEYS[3]) or '0')
 local held = redis.call('ZCARD', KEYS[1])
 if held == 0 then
-  redis.call('DEL', KEYS[3])
+  -- The last live permit: the fences of expired ones go with the limit.
+  redis.call('DEL', KEYS[3], KEYS[6])
 end
 if tonumber(score) <= now then
   return 0 -- it had expired: it was no longer ours to give back

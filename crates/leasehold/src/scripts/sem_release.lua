@@ -2,7 +2,7 @@
 --
 -- KEYS[1]  permits sorted set
 -- KEYS[2]  the wake channel of N
--- KEYS[3]  limit key (deleted with the last permit: the limit may then change)
+-- KEYS[3]  limit key (deleted with the last live permit: the limit may then change)
 -- KEYS[4]  the permits' fences (hash): the token's is forgotten
 -- ARGV[1]  owner token
 -- ARGV[2]  payload of the wake message (the releasing client's id)
@@ -17,8 +17,11 @@ if not score then
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
+-- Permits past their expiry go too: with the last live one gone, nothing
+-- of the semaphore is left (its limit may then change).
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[3])
+  redis.call('DEL', KEYS[3], KEYS[4])
 end
 if tonumber(score) <= now then
   return 0 -- it had expired: it was no longer ours to give back

@@ -141,3 +141,53 @@ async fn a_release_wakes_a_waiter_of_another_client() {
         .unwrap();
     assert!(fence.unwrap() > first);
 }
+
+#[tokio::test]
+async fn issue16_the_last_live_permit_takes_the_expired_ones_and_the_limit_with_it() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    for fair in [false, true] {
+        let name = format!("swept-{fair}");
+        let sem = client.semaphore(&name, 3).fair(fair);
+        let live = sem.clone().ttl(30 * SECOND).acquire().await.unwrap();
+        let expired = sem
+            .clone()
+            .ttl(ms(300))
+            .auto_renew(false)
+            .acquire()
+            .await
+            .unwrap();
+        // Past its expiry by the server's clock (what the scripts go by).
+        eventually(5 * SECOND, "the short permit to expire", || {
+            let (client, name) = (client.clone(), name.clone());
+            async move {
+                match client.status(&name).await.unwrap().kind {
+                    leasehold::LeaseKind::Semaphore { permits, .. } => permits.len() == 1,
+                    other => panic!("{name} is not a semaphore: {other:?}"),
+                }
+            }
+        })
+        .await;
+        // Its guard still lives: nobody has given the expired permit back.
+        live.release().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("*{{{name}}}*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            keys,
+            [format!("leasehold:{{{name}}}:fence")],
+            "fair: {fair}: the release of the last live permit left more than the fence"
+        );
+        // The limit may change now.
+        let other = client
+            .semaphore(&name, 5)
+            .fair(fair)
+            .try_acquire()
+            .await
+            .unwrap();
+        assert!(expired.release().await.unwrap_err().is_lost());
+        other.release().await.unwrap();
+    }
+}
