@@ -270,9 +270,11 @@ impl Core {
 /// Dropped before that reply was read (an error, a connection lost, the
 /// caller gone), it wakes the head of the name's local queue, which tries
 /// at once: `fair_acquire` finds the lease holding its token and answers
-/// the grant, or refuses it and the waiter waits on. Any other local
-/// waiter the lease went to finds it by its fallback timer, within its
-/// claim window. Forgotten once the reply is read.
+/// the grant, or refuses it and the waiter waits on. Another local
+/// waiter the lease went to (the local head is most often the queue's)
+/// finds it by its fallback timer, as it would a lost message; the lease
+/// is held meanwhile no longer than the grant's claim window, as for a
+/// dead head. Forgotten once the reply is read.
 struct LostReply<'a> {
     hub: &'a WakeHub,
     channel: &'a [u8],

@@ -288,8 +288,8 @@ impl Shared {
     /// `id` (`w:<waiter id>`) of this channel, with `fence`, from the claim
     /// its attempt number `attempt` left. Told by the publish, or by the
     /// script's reply alone when this client sent it (nothing is published
-    /// for a waiter of the client that sent the script). The waiter takes it without a script of its
-    /// own ([`Waiter::take_grant`]).
+    /// for a waiter of the client that sent the script). The waiter takes
+    /// it without a script of its own ([`Waiter::take_grant`]).
     ///
     /// - Queued (the fallback timer's attempt may be out): taken off the
     ///   queue and granted.
