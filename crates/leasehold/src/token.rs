@@ -40,6 +40,19 @@ impl Token {
         Token(hex)
     }
 
+    /// A new token whose last digits are `tail` (lowercase hex, at most
+    /// 32 digits), the others random: the id of a fair waiter, which ends
+    /// with its client's mark (see `scripts::fair::waiter_id`).
+    pub(crate) fn random_ending_with(tail: &[u8]) -> Token {
+        debug_assert!(
+            tail.len() <= 32 && tail.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        );
+        let mut t = Token::random();
+        let tail = &tail[tail.len().saturating_sub(32)..];
+        t.0[32 - tail.len()..].copy_from_slice(tail);
+        t
+    }
+
     /// Parses a token given back by a user (for example to `leasehold release`).
     ///
     /// Any 32 lowercase or uppercase hex digits are accepted; they are kept
@@ -109,6 +122,15 @@ impl fmt::Debug for Token {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_may_end_with_given_digits() {
+        let a = Token::random_ending_with(b"0123456789abcdef");
+        let b = Token::random_ending_with(b"0123456789abcdef");
+        assert_ne!(a, b);
+        assert!(a.as_str().ends_with("0123456789abcdef"));
+        assert_eq!(Token::parse(a.as_str()).unwrap(), a);
+    }
 
     #[test]
     fn tokens_are_hex_and_distinct() {

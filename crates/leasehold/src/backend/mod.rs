@@ -231,6 +231,15 @@ impl Backend {
         ))
     }
 
+    /// The client's id, which its releases publish (see [`Single`]).
+    pub(crate) fn publisher(&self) -> Token {
+        match self {
+            Backend::Single(s) => s.publisher,
+            Backend::Cluster(c) => c.publisher,
+            Backend::Redlock(r) => r.publisher(),
+        }
+    }
+
     /// How waiters listen, and so which flavour of the waking scripts runs.
     pub(crate) fn pubsub(&self) -> Pubsub {
         match self {
@@ -512,7 +521,16 @@ impl Backend {
                 handed: Released::NotHeld,
             });
         };
-        match scripts::fair_leave(&mut conn, self.pubsub(), keys, waiter_id, token.as_bytes()).await
+        let publisher = self.publisher();
+        match scripts::fair_leave(
+            &mut conn,
+            self.pubsub(),
+            keys,
+            waiter_id,
+            token.as_bytes(),
+            publisher.as_bytes(),
+        )
+        .await
         {
             Ok(left) => Ok(left),
             Err(e) => Err(self.error("leaving the fair queue", keys, e).await),

@@ -360,6 +360,11 @@ impl Drop for Redlock {
 }
 
 impl Redlock {
+    /// The client's id, published by releases.
+    pub(crate) fn publisher(&self) -> Token {
+        self.masters.publisher
+    }
+
     /// Connects to every master in `urls` at once. Fails when a URL is
     /// malformed or given twice, or when fewer than a majority answer
     /// within the connect timeout; the ones that did not are retried in

@@ -153,8 +153,15 @@ impl Core {
                 }
             }
             if let Some((id, token)) = leaving {
+                let lost = LostReply {
+                    hub: &core.hub,
+                    channel: keys.wake(),
+                };
                 match core.backend.leave(&keys, id.as_str(), &token).await {
-                    Ok(left) => core.handed(&keys, left.handed),
+                    Ok(left) => {
+                        std::mem::forget(lost);
+                        core.handed(&keys, left.handed);
+                    }
                     Err(e) => tracing::debug!(
                         lease = keys.display(),
                         error = %e,
@@ -235,7 +242,15 @@ impl Core {
             }
             return result;
         }
+        // A fair release may give the lease to a waiter of this client,
+        // told by the reply alone: should the reply be lost, its local head
+        // tries at once (see `LostReply`).
+        let lost = matches!(keys.family(), Family::Fair(_)).then(|| LostReply {
+            hub,
+            channel: keys.wake(),
+        });
         let released = self.backend.release(keys, *token).await?;
+        std::mem::forget(lost);
         self.handed(keys, released);
         // Wake the next local waiter now: the echo of our own publish is
         // skipped. Not when the publish named the waiters whose turn it is
@@ -246,6 +261,28 @@ impl Core {
             hub.wake(keys.wake());
         }
         Ok(released.released())
+    }
+}
+
+/// A fair lease's release (or leave) of this client is out: it may give
+/// the lease to a waiter of this client, which only the script's reply
+/// tells (the script publishes nothing for it; see `scripts::fair`).
+/// Dropped before that reply was read (an error, a connection lost, the
+/// caller gone), it wakes the head of the name's local queue, which tries
+/// at once: `fair_acquire` finds the lease holding its token and answers
+/// the grant, or refuses it and the waiter waits on. Another local
+/// waiter the lease went to (the local head is most often the queue's)
+/// finds it by its fallback timer, as it would a lost message; the lease
+/// is held meanwhile no longer than the grant's claim window, as for a
+/// dead head. Forgotten once the reply is read.
+struct LostReply<'a> {
+    hub: &'a WakeHub,
+    channel: &'a [u8],
+}
+
+impl Drop for LostReply<'_> {
+    fn drop(&mut self) {
+        self.hub.wake(self.channel);
     }
 }
 

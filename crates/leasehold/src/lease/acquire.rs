@@ -14,6 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::hold::Guard;
 use crate::keys::Family;
 use crate::observe;
+use crate::scripts;
 use crate::token::Token;
 use crate::wake::{Claim, STEP_BACK, Successor, Waiter, Won};
 
@@ -144,7 +145,12 @@ impl Lease {
         let mut wait_span: Option<tracing::Span> = None;
         let mut pending = Pending::new(self, token);
         // Names this waiter in a fair queue (not a secret, unlike the token).
-        let waiter_id = self.keys.is_fair().then(Token::random);
+        // It ends with this client's mark: a release of this client that
+        // gives it the lease tells it by the script's reply alone.
+        let waiter_id = self
+            .keys
+            .is_fair()
+            .then(|| scripts::waiter_id(&self.core.backend.publisher()));
         // Until it gets the lease, a fair waiter that gives up leaves the
         // queue (see `Pending`); the acquire script takes it out on success.
         pending.fair_id = waiter_id;

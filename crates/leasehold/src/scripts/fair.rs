@@ -16,6 +16,9 @@
 //! fence; the head
 //! leaves the queue and alone is told, `g:<id>:<fence>:<attempt>` on the
 //! wake channel. The waiter sends nothing: it holds the lease from then on.
+//! A head of the releasing client itself (its id ends with that client's
+//! mark, see [`waiter_id`]) is told by the script's reply alone, which the
+//! client reads: nothing is published.
 //!
 //! - Its guard counts its validity from what the waiter knows: the lease
 //!   lives at least `min(ttl, patience)` from the send of the attempt the
@@ -29,9 +32,11 @@
 //!   the critical path.
 //! - A head that died while queued holds the lease no longer than its place
 //!   would have blocked the queue anyway: until its deadline.
-//! - A lost message (a subscriber reconnecting): the waiter's fallback
-//!   timer runs `fair_acquire`, which finds the lease holding its token
-//!   and answers the fence of that grant.
+//! - A lost message (a subscriber reconnecting), or, for a head of the
+//!   releasing client, a lost reply: the waiter's fallback timer runs
+//!   `fair_acquire`, which finds the lease holding its token and answers
+//!   the fence of that grant. (A client whose reply is lost wakes its
+//!   local head at once, which is most often the one.)
 //! - A waiter that gives up after the grant and before it took it:
 //!   `fair_cancel` (sent on cancel) releases the lease its token holds and
 //!   hands it on to the next head, in the same script.
@@ -70,6 +75,28 @@ static FAIR_CANCEL: LazyLock<Waking> = LazyLock::new(|| {
 });
 static FAIR_LEAVE: LazyLock<Waking> = LazyLock::new(|| waking!("fair_leave.lua"));
 
+/// How many hex digits of a client's id mark the ids of its fair waiters
+/// (the last ones of each): 64 bits, so that no two clients share a mark
+/// but by a chance that does not happen; the other 64 of a waiter's id are
+/// random. (Were two to share one, a waiter of the one not releasing would
+/// miss a grant's message and find the grant by its fallback timer.)
+const MARK: usize = 16;
+
+/// The mark of the client whose id is `publisher` (see [`waiter_id`]).
+fn mark(publisher: &[u8]) -> &[u8] {
+    &publisher[publisher.len().saturating_sub(MARK)..]
+}
+
+/// A new id for a fair waiter of the client whose id is `publisher`: it
+/// ends with that client's mark. A release or leave by that client that
+/// gives the lease to this waiter publishes nothing (`g:` would only come
+/// back to the client that granted the waiter from the script's reply):
+/// one PUBLISH, its delivery and the subscriber's wake-up less per local
+/// hand-over.
+pub(crate) fn waiter_id(publisher: &Token) -> Token {
+    Token::random_ending_with(mark(publisher.as_bytes()))
+}
+
 /// fair_acquire(N, fence, queue, deadlines, ticket, claims; token, ttl_ms,
 /// waiter id, patience_ms, attempt) -> {1, fence} | {0, pttl}.
 pub(super) async fn fair_acquire(
@@ -104,9 +131,10 @@ pub(super) async fn fair_acquire(
 }
 
 /// fair_release(N, fence, wake, queue, deadlines, claims; token, publisher
-/// id) -> {3, fence, id, attempt} granted to the head, {1, 0, id, 0} the
-/// head named, {2, 0, '', 0} released with nobody queued (the publisher id
-/// published), {0, 0, '', 0} not held.
+/// id, its mark) -> {3, fence, id, attempt} granted to the head (published
+/// unless `id` is the publisher's waiter's), {1, 0, id, 0} the head named,
+/// {2, 0, '', 0} released with nobody queued (the publisher id published),
+/// {0, 0, '', 0} not held.
 pub(super) async fn fair_release(
     conn: &mut impl ConnectionLike,
     pubsub: Pubsub,
@@ -128,7 +156,7 @@ pub(super) async fn fair_release(
                 &q.claims,
             ],
             |argv| {
-                argv.arg(token).arg(publisher);
+                argv.arg(token).arg(publisher).arg(mark(publisher));
             },
         )
         .await?;
@@ -174,8 +202,9 @@ pub(crate) struct Left {
 }
 
 /// Takes the waiter `waiter_id` out of `keys`' queue: for fair leases
-/// fair_cancel(N, fence, wake, queue, deadlines, claims; waiter id, token),
-/// which also releases a grant `token` did not take and hands it on; for
+/// fair_cancel(N, fence, wake, queue, deadlines, claims; waiter id, token,
+/// the mark of `publisher`, the caller's id), which also releases a grant
+/// `token` did not take and hands it on; for
 /// fair semaphores fair_leave(queue, deadlines, wake; waiter id, front).
 /// A no-op for other kinds.
 pub(crate) async fn fair_leave(
@@ -184,6 +213,7 @@ pub(crate) async fn fair_leave(
     keys: &LeaseKeys,
     waiter_id: &str,
     token: &[u8],
+    publisher: &[u8],
 ) -> RedisResult<Left> {
     let (q, front) = match keys.family() {
         Family::Fair(q) => {
@@ -200,7 +230,7 @@ pub(crate) async fn fair_leave(
                         &q.claims,
                     ],
                     |argv| {
-                        argv.arg(waiter_id).arg(token);
+                        argv.arg(waiter_id).arg(token).arg(mark(publisher));
                     },
                 )
                 .await?;

@@ -16,11 +16,13 @@
 -- KEYS[6]  claims (waiter id -> "<ttl ms>:<owner token>")
 -- ARGV[1]  the leaving waiter's id
 -- ARGV[2]  its owner token
+-- ARGV[3]  the mark of the calling client's waiters (see fair_release.lua)
 --
 -- Reply: {queued, released, fence, id, attempt}: queued 1 when it stood
 --        in the queue; released 1 when N held its token (now deleted);
 --        then as fair_release's reply, from hand_on: fence > 0 granted to
---        `id` (its claim from `attempt`), 0 with an id: `id` named
+--        `id` (its claim from `attempt`; published unless `id` ends with
+--        ARGV[3]), 0 with an id: `id` named
 --        ("w:<id>"), 0 with '': nobody handed to (when the lease was
 --        released with nobody queued, "-" was published, which wakes
 --        every client's local waiters)
@@ -39,7 +41,7 @@ elseif rank ~= 0 or holder then
   return {queued, 0, 0, '', 0}
 end
 local now = now_ms()
-local fence, head, attempt = hand_on(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now)
+local fence, head, attempt = hand_on(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now, ARGV[3])
 if fence ~= nil and fence > 0 then
   return {queued, released, fence, head, attempt}
 end

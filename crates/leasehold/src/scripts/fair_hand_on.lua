@@ -15,6 +15,11 @@
 -- number of its attempt that set the deadline: it counts the grant as
 -- lasting min(ttl, patience) from that attempt's send, which is no later
 -- than the deadline it is cut to, however late the message comes.
+-- Not published when the head is a waiter of the client that sent the
+-- script: the ids of a client's waiters end with its mark, `mine` (a part
+-- of its id; '' for none), and that client grants its waiter from the
+-- script's reply (a reply it lost, its waiter finds by an attempt of its
+-- own: fair_acquire answers the grant).
 --
 -- Returns fence, id, attempt  granted to the head `id`: n holds its token
 --         0, id, 0            the head `id` left no claim (a client of an
@@ -24,7 +29,7 @@
 --                             caller deletes it if it held the token
 --                             released
 --         nil                 nobody queued: nothing published, n as it was
-local function hand_on(n, fence, channel, queue, deadlines, tokens, now)
+local function hand_on(n, fence, channel, queue, deadlines, tokens, now, mine)
   local head = redis.call('ZRANGE', queue, 0, 0)[1]
   if not head then
     return nil
@@ -54,7 +59,9 @@ local function hand_on(n, fence, channel, queue, deadlines, tokens, now)
         redis.call('ZREM', queue, head)
         redis.call('ZREM', deadlines, head)
         local f = next_fence(fence)
-        wake(channel, 'g:' .. head .. ':' .. string.format('%.0f', f) .. ':' .. attempt)
+        if mine == '' or string.sub(head, -#mine) ~= mine then
+          wake(channel, 'g:' .. head .. ':' .. string.format('%.0f', f) .. ':' .. attempt)
+        end
         return f, head, tonumber(attempt)
       end
       redis.call('HSET', tokens, head, claim)

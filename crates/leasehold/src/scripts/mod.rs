@@ -80,7 +80,7 @@ mod lease;
 mod rwlock;
 mod semaphore;
 
-pub(crate) use fair::{Left, fair_leave};
+pub(crate) use fair::{Left, fair_leave, waiter_id};
 pub(crate) use lease::{
     BatchOp, HandoverReply, Next, batch, batch_on_node, bump_fence, handover, raise_fence,
 };
@@ -523,7 +523,7 @@ mod tests {
             } else {
                 Value::Int(1)
             });
-            let queued = fair_leave(&mut w, Pubsub::Classic, &keys, "w1", b"t")
+            let queued = fair_leave(&mut w, Pubsub::Classic, &keys, "w1", b"t", b"me")
                 .await
                 .unwrap()
                 .queued;

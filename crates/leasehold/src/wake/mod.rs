@@ -51,7 +51,8 @@
 //! in whichever process that waiter is, it is granted the lease with that
 //! fence (`Shared::fair_grant`) and takes it without a script of its own;
 //! when this client sent the release, the script's reply grants it at
-//! once, and the echo finds it granted. (How the guard counts the grant's
+//! once, and nothing is published for it (its id ends with the client's
+//! mark: see `scripts::fair`). (How the guard counts the grant's
 //! validity, and what happens to a grant whose message is lost or whose
 //! waiter gave up, is in `scripts::fair`.) A fair semaphore's release
 //! publishes `w:<waiter id>` for each waiter whose turn it is, and only

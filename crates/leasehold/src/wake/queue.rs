@@ -286,10 +286,10 @@ impl Shared {
 
     /// A fair release (or a leaving waiter) gave the lease to the waiter
     /// `id` (`w:<waiter id>`) of this channel, with `fence`, from the claim
-    /// its attempt number `attempt` left. Told by the publish, or at once
-    /// by the script's reply when this client sent it (the echo then finds
-    /// it granted, or gone). The waiter takes it without a script of its
-    /// own ([`Waiter::take_grant`]).
+    /// its attempt number `attempt` left. Told by the publish, or by the
+    /// script's reply alone when this client sent it (nothing is published
+    /// for a waiter of the client that sent the script). The waiter takes
+    /// it without a script of its own ([`Waiter::take_grant`]).
     ///
     /// - Queued (the fallback timer's attempt may be out): taken off the
     ///   queue and granted.

@@ -740,34 +740,26 @@ struct FairWorld {
 }
 
 impl FairWorld {
-    /// The grant's message, lost at times, and, when this client sent the
-    /// script, the reply's grant too (in either order).
+    /// The grant, told to this client's waiter: when this client sent the
+    /// script, by its reply alone (the script publishes nothing for a
+    /// waiter of its sender), and a lost reply wakes the local head
+    /// (`LostReply`); else by the grant's message. Either is lost at
+    /// times.
     fn tell(&self, granted: Option<(String, u64, u64)>, local: bool) {
         let Some((id, fence, attempt)) = granted else {
             return;
         };
         let lost = thread_rng().gen_ratio(1, 5);
-        let message = || {
-            if !lost {
+        match (local, lost) {
+            (true, false) => self.hub.grant(&self.channel, &id, fence, attempt),
+            (true, true) => self.hub.wake(&self.channel),
+            (false, false) => {
                 let payload = format!("g:{id}:{fence}:{attempt}");
                 self.hub
                     .shared
                     .on_message(&self.channel, payload.as_bytes());
             }
-        };
-        let reply = || {
-            if local {
-                self.hub.grant(&self.channel, &id, fence, attempt);
-            }
-        };
-        if thread_rng().gen_bool(0.5) {
-            message();
-            shuttle::thread::yield_now();
-            reply();
-        } else {
-            reply();
-            shuttle::thread::yield_now();
-            message();
+            (false, true) => {}
         }
     }
 }

@@ -10,6 +10,7 @@ mod direct;
 mod exclusion;
 mod fair;
 mod fair_handover;
+mod fair_local;
 mod fair_semaphore;
 mod fences;
 mod handover;
