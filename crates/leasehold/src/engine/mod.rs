@@ -159,7 +159,12 @@ impl Core {
                 };
                 match core.backend.leave(&keys, id.as_str(), &token).await {
                     Ok(left) => {
-                        std::mem::forget(lost);
+                        // Neither queued nor holding: perhaps a second run
+                        // of a leave whose first run handed the lease on to
+                        // a waiter of this client (see `Core::release`).
+                        if left.queued || left.released {
+                            std::mem::forget(lost);
+                        }
                         core.handed(&keys, left.handed);
                     }
                     Err(e) => tracing::debug!(
@@ -250,7 +255,15 @@ impl Core {
             channel: keys.wake(),
         });
         let released = self.backend.release(keys, *token).await?;
-        std::mem::forget(lost);
+        // Not held: this may be a second run of a release whose first run
+        // gave the lease to a waiter of this client and whose reply was
+        // lost (a cluster connection sends a command again after a
+        // connection error; a guard whose release failed releases again):
+        // the local head looks too. Where nothing was given, that look
+        // costs one refused attempt.
+        if !matches!(released, Released::NotHeld) {
+            std::mem::forget(lost);
+        }
         self.handed(keys, released);
         // Wake the next local waiter now: the echo of our own publish is
         // skipped. Not when the publish named the waiters whose turn it is
@@ -274,7 +287,9 @@ impl Core {
 /// waiter the lease went to (the local head is most often the queue's)
 /// finds it by its fallback timer, as it would a lost message; the lease
 /// is held meanwhile no longer than the grant's claim window, as for a
-/// dead head. Forgotten once the reply is read.
+/// dead head. Forgotten once the reply is read, unless it says that
+/// nothing was there to release or leave: a second run of the script,
+/// sent again after a lost reply, answers that.
 struct LostReply<'a> {
     hub: &'a WakeHub,
     channel: &'a [u8],

@@ -190,3 +190,58 @@ async fn issue16_a_local_head_whose_grant_reply_is_lost_still_gets_the_lease() {
     assert!(!guard.is_lost());
     guard.release().await.unwrap();
 }
+
+/// A release script that ran and gave the lease to a waiter of the
+/// releasing client, but whose reply the client never read (a cluster
+/// connection sends a command again after a connection error, and the
+/// second run finds the lease no longer held): the client's own release
+/// then answers "not held", and the local head must still learn of its
+/// grant. The first run is played here by the test itself, with the
+/// holder's token and the client's mark; then the client releases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue16_a_fair_release_that_finds_its_lease_given_away_wakes_the_local_head() {
+    let (server, client) = setup().await;
+    let conn = raw(&server).await;
+    let name = "released-twice";
+    take_and_give_back(&quiet(&client, name)).await;
+    let holder = quiet(&client, name).acquire().await.unwrap();
+    let waiter = queue_waiter(&conn, &client, name, 1, 2).await;
+    let id = queue_ids(&conn, name).await.remove(0);
+    let mark = &id[id.len() - 16..];
+
+    let script = redis::Script::new(concat!(
+        include_str!("../../src/scripts/fence.lua"),
+        include_str!("../../src/scripts/wake.lua"),
+        include_str!("../../src/scripts/fair_queue.lua"),
+        include_str!("../../src/scripts/fair_hand_on.lua"),
+        include_str!("../../src/scripts/fair_release.lua"),
+    ));
+    let key = |suffix: &str| format!("leasehold:{{{name}}}:{suffix}");
+    let (outcome, fence, to, _): (i64, u64, String, i64) = script
+        .key(name)
+        .key(key("fence"))
+        .key(key("wake"))
+        .key(key("queue"))
+        .key(key("queue-deadlines"))
+        .key(key("queue-claims"))
+        .arg(holder.token().as_str())
+        .arg("the-first-run")
+        .arg(mark)
+        .invoke_async(&mut conn.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome, to.as_str()),
+        (3, id.as_str()),
+        "granted to the local head"
+    );
+
+    // The client's own run of it: the lease is no longer its token's.
+    assert!(holder.release().await.unwrap_err().is_lost());
+    let guard = tokio::time::timeout(5 * SECOND, waiter)
+        .await
+        .expect("the local head never learned of its grant")
+        .unwrap();
+    assert_eq!(guard.fence(), fence, "the grant's fence, not a new one");
+    guard.release().await.unwrap();
+}
