@@ -159,12 +159,7 @@ impl Core {
                 };
                 match core.backend.leave(&keys, id.as_str(), &token).await {
                     Ok(left) => {
-                        // Neither queued nor holding: perhaps a second run
-                        // of a leave whose first run handed the lease on to
-                        // a waiter of this client (see `Core::release`).
-                        if left.queued || left.released {
-                            std::mem::forget(lost);
-                        }
+                        lost.answered(left.queued || left.released);
                         core.handed(&keys, left.handed);
                     }
                     Err(e) => tracing::debug!(
@@ -255,14 +250,8 @@ impl Core {
             channel: keys.wake(),
         });
         let released = self.backend.release(keys, *token).await?;
-        // Not held: this may be a second run of a release whose first run
-        // gave the lease to a waiter of this client and whose reply was
-        // lost (a cluster connection sends a command again after a
-        // connection error; a guard whose release failed releases again):
-        // the local head looks too. Where nothing was given, that look
-        // costs one refused attempt.
-        if !matches!(released, Released::NotHeld) {
-            std::mem::forget(lost);
+        if let Some(lost) = lost {
+            lost.answered(!matches!(released, Released::NotHeld));
         }
         self.handed(keys, released);
         // Wake the next local waiter now: the echo of our own publish is
@@ -287,12 +276,27 @@ impl Core {
 /// waiter the lease went to (the local head is most often the queue's)
 /// finds it by its fallback timer, as it would a lost message; the lease
 /// is held meanwhile no longer than the grant's claim window, as for a
-/// dead head. Forgotten once the reply is read, unless it says that
-/// nothing was there to release or leave: a second run of the script,
-/// sent again after a lost reply, answers that.
+/// dead head. Settled by [`answered`](LostReply::answered) once the
+/// reply is read.
 struct LostReply<'a> {
     hub: &'a WakeHub,
     channel: &'a [u8],
+}
+
+impl LostReply<'_> {
+    /// The reply was read: `found` when the script found something to
+    /// release or leave. When it did not, this may be a second run of the
+    /// script, sent again after the first run's reply was lost (a cluster
+    /// connection does that after a connection error; a guard whose
+    /// release failed releases again), and that first run may have given
+    /// the lease to a waiter of this client: the local head looks, as for
+    /// a lost reply. Where nothing was given, the look costs one refused
+    /// attempt.
+    fn answered(self, found: bool) {
+        if found {
+            std::mem::forget(self);
+        }
+    }
 }
 
 impl Drop for LostReply<'_> {

@@ -17,11 +17,12 @@ if not score then
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
--- Permits past their expiry go too: with the last live one gone, nothing
--- of the semaphore is left (its limit may then change).
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[3], KEYS[4])
+-- With the last live permit gone, nothing of the semaphore is left: the
+-- permits past their expiry, their fences, the limit (which may then
+-- change). One look for a live one on every release (ZRANGEBYSCORE, of
+-- the commands the least-privilege ACL rule allows).
+if #redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'LIMIT', 0, 1) == 0 then
+  redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])
 end
 if tonumber(score) <= now then
   return 0 -- it had expired: it was no longer ours to give back
