@@ -102,6 +102,12 @@ impl Capture {
             .collect()
     }
 
+    /// Forgets everything captured so far.
+    fn clear(&self) {
+        self.spans.lock().unwrap().clear();
+        self.events.lock().unwrap().clear();
+    }
+
     fn events(&self) -> Vec<Seen> {
         self.events.lock().unwrap().clone()
     }
@@ -120,6 +126,31 @@ impl Capture {
     }
 }
 
+/// Waits once for `lease`'s name, so that its client is subscribed to the
+/// name's wake channel (the subscription lingers a while after the wait).
+async fn subscribe(server: &testkit::RedisServer, lease: &leasehold::Lease) {
+    let holder = lease.acquire().await.unwrap();
+    let waiter = tokio::spawn({
+        let lease = lease.clone();
+        async move { lease.acquire().await.unwrap() }
+    });
+    let mut conn = raw(server).await;
+    let name = String::from_utf8_lossy(lease.name());
+    let channel = format!("leasehold:{{{name}}}:wake");
+    eventually(Duration::from_secs(5), "the client to subscribe", || {
+        let (mut c, channel) = (conn.clone(), channel.clone());
+        async move { numsub(&mut c, &channel).await == 1 }
+    })
+    .await;
+    holder.release().await.unwrap();
+    waiter.await.unwrap().release().await.unwrap();
+    assert_eq!(
+        numsub(&mut conn, &channel).await,
+        1,
+        "the subscription lingers"
+    );
+}
+
 /// Runs `test` on a current-thread runtime, capturing what leasehold traces.
 fn traced(test: impl AsyncFnOnce(&Capture)) {
     let capture = Capture::default();
@@ -135,8 +166,16 @@ fn traced(test: impl AsyncFnOnce(&Capture)) {
 #[test]
 fn acquire_wait_renew_release_spans_carry_their_fields() {
     traced(async |t| {
-        let (_server, client) = setup().await;
+        let (server, client) = setup().await;
         let lease = client.lease("t:a").ttl(Duration::from_millis(300));
+        // A first wait subscribes the client to the name's wake channel,
+        // where it lingers. Without it, the waiter below could be the
+        // client's first: a release that comes before the client has read
+        // its subscription's confirmation cannot tell this client's
+        // subscription from another client's waiter, frees the lease for
+        // everyone and hands nothing over.
+        subscribe(&server, &lease).await;
+        t.clear();
         let guard = lease.acquire().await.unwrap();
         let token = *guard.token();
         let prefix = token.prefix().to_owned();
