@@ -242,17 +242,16 @@ impl Core {
             }
             return result;
         }
-        // A fair release may give the lease to a waiter of this client,
-        // told by the reply alone: should the reply be lost, its local head
-        // tries at once (see `LostReply`).
-        let lost = matches!(keys.family(), Family::Fair(_)).then(|| LostReply {
+        // Only the reply tells this client's waiters that the release freed
+        // the lease (the publish's echo is skipped) or, in fair mode, gave
+        // it to one of them: should the reply be lost, the local head tries
+        // at once (see `LostReply`).
+        let lost = LostReply {
             hub,
             channel: keys.wake(),
-        });
+        };
         let released = self.backend.release(keys, *token).await?;
-        if let Some(lost) = lost {
-            lost.answered(!matches!(released, Released::NotHeld));
-        }
+        lost.answered(!matches!(released, Released::NotHeld));
         self.handed(keys, released);
         // Wake the next local waiter now: the echo of our own publish is
         // skipped. Not when the publish named the waiters whose turn it is
@@ -266,18 +265,23 @@ impl Core {
     }
 }
 
-/// A fair lease's release (or leave) of this client is out: it may give
-/// the lease to a waiter of this client, which only the script's reply
-/// tells (the script publishes nothing for it; see `scripts::fair`).
+/// A release (or a fair waiter's leave) of this client is out, and only
+/// its script's reply tells this client's waiters what it did: the client
+/// skips the echo of its own publish, and wakes them itself on the reply.
+/// A fair release may also give the lease to a waiter of this client,
+/// which the script tells by its reply alone (it publishes nothing for
+/// it; see `scripts::fair`).
+///
 /// Dropped before that reply was read (an error, a connection lost, the
-/// caller gone), it wakes the head of the name's local queue, which tries
-/// at once: `fair_acquire` finds the lease holding its token and answers
-/// the grant, or refuses it and the waiter waits on. Another local
-/// waiter the lease went to (the local head is most often the queue's)
-/// finds it by its fallback timer, as it would a lost message; the lease
-/// is held meanwhile no longer than the grant's claim window, as for a
-/// dead head. Settled by [`answered`](LostReply::answered) once the
-/// reply is read.
+/// caller gone), it wakes the head of the name's local queue (all of it
+/// for a read-write lock), which tries at once: the lease may be free, or
+/// `fair_acquire` finds it holding the waiter's token and answers the
+/// grant; else the attempt is refused and the waiter waits on. Another
+/// local waiter a fair lease went to (the local head is most often the
+/// queue's) finds it by its fallback timer, as it would a lost message;
+/// the lease is held meanwhile no longer than the grant's claim window,
+/// as for a dead head. Settled by [`answered`](LostReply::answered) once
+/// the reply is read.
 struct LostReply<'a> {
     hub: &'a WakeHub,
     channel: &'a [u8],
@@ -288,10 +292,10 @@ impl LostReply<'_> {
     /// release or leave. When it did not, this may be a second run of the
     /// script, sent again after the first run's reply was lost (a cluster
     /// connection does that after a connection error; a guard whose
-    /// release failed releases again), and that first run may have given
-    /// the lease to a waiter of this client: the local head looks, as for
-    /// a lost reply. Where nothing was given, the look costs one refused
-    /// attempt.
+    /// release failed releases again), and that first run may have freed
+    /// the lease or given it to a waiter of this client: the local head
+    /// looks, as for a lost reply. Where nothing was freed or given, the
+    /// look costs one refused attempt.
     fn answered(self, found: bool) {
         if found {
             std::mem::forget(self);

@@ -171,7 +171,13 @@ async fn a_waiter_that_gives_up_during_the_hand_over_passes_the_lease_on() {
 async fn a_release_cancelled_during_the_hand_over_still_serves_the_waiter() {
     let (server, client) = setup().await;
     let mut conn = raw(&server).await;
-    let holder = client.lease("dropped-relay").acquire().await.unwrap();
+    // A first hand-over subscribes the client to the wake channel. Else
+    // the confirmation could wake the waiter, which would then be out of
+    // the queue and trying when the release comes: nothing to hand over.
+    let warm = client.lease("dropped-relay").acquire().await.unwrap();
+    let waiter = queued_waiter(&client, "dropped-relay", 30 * SECOND).await;
+    warm.release().await.unwrap();
+    let holder = waiter.await.unwrap();
     let waiter = queued_waiter(&client, "dropped-relay", 30 * SECOND).await;
     let fence = holder.fence();
 
@@ -192,6 +198,60 @@ async fn a_release_cancelled_during_the_hand_over_still_serves_the_waiter() {
         "the waiter was forgotten when the release was cancelled",
     )
     .await;
+    assert!(next.fence() > fence);
+}
+
+/// A release that hands nothing over (a semaphore's), cancelled once
+/// sent: nobody reads its reply, on which the client wakes its own
+/// waiters, and its publish does not wake them either (a client skips its
+/// own). The next local waiter is woken all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_cancelled_before_its_reply_still_wakes_the_local_waiter() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    let permits = client
+        .semaphore("dropped-permit", 1)
+        .backoff(NO_TIMER, NO_TIMER)
+        .wait(NO_TIMER);
+    let waiting = |permits: leasehold::Semaphore| {
+        tokio::spawn(async move { permits.acquire().await.unwrap() })
+    };
+    // A first wait subscribes the client to the wake channel, where it
+    // lingers: the waiter below is not woken by its confirmation.
+    let warm = permits.acquire().await.unwrap();
+    let first = waiting(permits.clone());
+    eventually(5 * SECOND, "the first waiter to subscribe", || {
+        let mut c = conn.clone();
+        async move { numsub(&mut c, "leasehold:{dropped-permit}:wake").await == 1 }
+    })
+    .await;
+    warm.release().await.unwrap();
+    let holder = first.await.unwrap();
+    let fence = holder.fence();
+
+    // The waiter tries, joins the queue, finds the channel confirmed and
+    // looks once more (a release in between would have missed it): two
+    // refused attempts, then it waits on its timer of two minutes.
+    let before = script_calls(&mut conn).await;
+    let waiter = waiting(permits.clone());
+    eventually(5 * SECOND, "the waiter to look twice", || {
+        let mut c = conn.clone();
+        async move { script_calls(&mut c).await == before + 2 }
+    })
+    .await;
+
+    server.pause();
+    {
+        let mut release = pin!(holder.release());
+        assert!(poll_once(release.as_mut()).await, "Redis is paused");
+        // Dropped here: nobody will read the release's reply.
+    }
+    server.resume();
+
+    let next = tokio::time::timeout(5 * SECOND, waiter)
+        .await
+        .expect("the waiter was left to its timer when the release was cancelled")
+        .unwrap();
     assert!(next.fence() > fence);
 }
 
