@@ -139,9 +139,9 @@ impl WakeHub {
     /// Wakes the head of `channel`'s queue (or all of it, for a read-write
     /// lock): this client just released the lease itself.
     pub(crate) fn wake(&self, channel: &[u8]) {
-        if self.shared.waiters.load(Ordering::Acquire) == 0 {
-            return;
-        }
+        // Not skipped when no waiter is counted: a woken head whose attempt
+        // is out is not counted, and its attempt may have been refused
+        // just before this release ran (see `Shared::wake`).
         let mut channels = self.shared.lock();
         if let Some(ch) = channels.get_mut(channel) {
             self.shared.wake(ch);

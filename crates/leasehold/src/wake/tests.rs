@@ -525,6 +525,35 @@ fn a_release_that_finds_the_woken_waiter_trying_wakes_it_again() {
     );
 }
 
+// This client's own release, whose reply is read while the woken head's
+// attempt is out (refused in Redis before the release ran), or a release
+// whose reply is lost (`LostReply`): the head was counted as no waiter
+// while out, and the wake was skipped as if nobody waited. The refused
+// waiter must be woken again at once, not sleep to its fallback timer.
+#[test]
+fn a_local_release_that_finds_the_woken_waiter_trying_wakes_it_again() {
+    shuttle::check_dfs(
+        || {
+            let world = world();
+            let w = waiter(&world);
+            world.hub.wake(&world.channel);
+            w.begin_attempt();
+            world.hub.wake(&world.channel);
+            w.attempt_failed();
+            assert_eq!(
+                w.slot.state.load(),
+                State::Woken,
+                "a waiter refused just before its client's release was left asleep"
+            );
+            assert!(
+                futures_util::FutureExt::now_or_never(w.woken()).is_some(),
+                "woken, but not told"
+            );
+        },
+        None,
+    );
+}
+
 // Over independent masters, the hub's side of the links: the first
 // master's subscription confirms the channel and wakes its head (a release
 // may have come before it), later masters' do not wake again; the copies
