@@ -73,8 +73,10 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(dispatch(cli, address));
-    // Give background releases (of guards and acquires dropped on a signal)
-    // a moment to be sent; the runtime ends sooner when they are done.
+    // A command waited for its client's background releases itself
+    // (`cmd::settled`). One cut short by a signal did not: what it left
+    // running stops here, at its next await (tokio drops the tasks of a
+    // runtime that shuts down), and its lease ends with its TTL.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     code
 }
@@ -156,19 +158,25 @@ async fn dispatch(cli: Cli, address: cmd::Address) -> ExitCode {
 
 /// Every command but `run` and `sem run`.
 async fn one(cli: &Cli, address: &cmd::Address, command: &Command) -> leasehold::Result<ExitCode> {
-    let connect = || cmd::connect(cli, address);
-    match command {
-        Command::Demo(args) => cmd::demo::run(cli, address, args).await,
-        Command::Bench(args) => cmd::bench::run(cli, address, args).await,
-        Command::Acquire(args) => cmd::tokens::acquire(cli, &connect().await?, args).await,
-        Command::Extend(args) => cmd::tokens::extend(cli, &connect().await?, args).await,
-        Command::Release(args) => cmd::tokens::release(cli, &connect().await?, args).await,
-        Command::Status(args) => cmd::inspect::status(cli, &connect().await?, args).await,
-        Command::List(args) => cmd::inspect::list(cli, &connect().await?, args).await,
-        Command::Top(args) => cmd::top::run(cli, &connect().await?, address, args).await,
-        Command::Doctor(args) => cmd::doctor::run(cli, &connect().await?, args).await,
+    let client = match command {
+        Command::Demo(args) => return cmd::demo::run(cli, address, args).await,
+        Command::Bench(args) => return cmd::bench::run(cli, address, args).await,
         Command::Run(_) | Command::Sem(_) => unreachable!("dispatch runs these"),
-    }
+        _ => cmd::connect(cli, address).await?,
+    };
+    let result = match command {
+        Command::Acquire(args) => cmd::tokens::acquire(cli, &client, args).await,
+        Command::Extend(args) => cmd::tokens::extend(cli, &client, args).await,
+        Command::Release(args) => cmd::tokens::release(cli, &client, args).await,
+        Command::Status(args) => cmd::inspect::status(cli, &client, args).await,
+        Command::List(args) => cmd::inspect::list(cli, &client, args).await,
+        Command::Top(args) => cmd::top::run(cli, &client, address, args).await,
+        Command::Doctor(args) => cmd::doctor::run(cli, &client, args).await,
+        Command::Demo(_) | Command::Bench(_) | Command::Run(_) | Command::Sem(_) => {
+            unreachable!("matched above")
+        }
+    };
+    cmd::settled(&client, result).await
 }
 
 /// Prints a library error once, on one line (with a cluster's own hints on

@@ -658,6 +658,35 @@ impl Client {
     pub fn connections(&self) -> usize {
         self.core.backend.connections() + self.core.hub.subscriber_connections()
     }
+
+    /// Waits until the releases this client still runs in the background
+    /// are done, or `within` has passed; returns whether they are all done.
+    ///
+    /// A guard dropped without [`Guard::release`](crate::Guard::release),
+    /// an acquire given up after its script went out, and, over Redlock,
+    /// the masters a release did not wait for once a majority answered,
+    /// are released in the background. A process that exits right after
+    /// (a cron job, a script, a command-line tool) stops them with its
+    /// runtime, and those leases stay held until their TTL: call this
+    /// first. It waits for nothing else (not for renewals, nor for other
+    /// tasks' acquires), and the client stays usable.
+    ///
+    /// ```no_run
+    /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {
+    /// use std::time::Duration;
+    /// let guard = client.lease("reports/nightly").acquire().await?;
+    /// // ... the work; the guard is dropped on the way out ...
+    /// drop(guard);
+    /// if !client.settle(Duration::from_secs(1)).await {
+    ///     eprintln!("a release is still under way; its lease ends with its TTL");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn settle(&self, within: Duration) -> bool {
+        tokio::time::timeout(within, self.core.background.idle())
+            .await
+            .is_ok()
+    }
 }
 
 /// The client over a connected `backend`, whose settings it then reads

@@ -221,6 +221,19 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// How long a command waits, before it exits, for the releases its client
+/// still runs in the background (see [`Client::settle`]).
+const SETTLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `result`, once the releases `client` still runs in the background are
+/// done (at most [`SETTLE_WITHIN`]): over Redlock, a release answers once
+/// a majority of masters did, and the process, which exits next, would
+/// stop the others' and leave the lease on them until its TTL.
+pub async fn settled<T>(client: &Client, result: T) -> T {
+    client.settle(SETTLE_WITHIN).await;
+    result
+}
+
 /// Connects to `address` (one server, [`DEFAULT_URL`] when unset, or a
 /// cluster through its seeds) with the command line's timeouts. Every
 /// command that talks to the user's Redis comes through here.

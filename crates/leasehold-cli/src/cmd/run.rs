@@ -68,11 +68,16 @@ pub async fn lease(
             let client = crate::cmd::connect(cli, address).await?;
             let lease =
                 crate::cmd::tokens::lease(&client, args.name.bytes(), &args.wait).fair(args.fair);
-            take(&args.wait, lease.try_acquire(), lease.acquire()).await
+            let guard = take(&args.wait, lease.try_acquire(), lease.acquire()).await?;
+            Ok::<_, leasehold::Error>((client, guard))
         })
         .await;
     match taken {
-        Ok(guard) => supervise(cli, address.is_cluster(), args, guard?, signals).await,
+        Ok(taken) => {
+            let (client, guard) = taken?;
+            let result = supervise(cli, address.is_cluster(), args, guard, signals).await;
+            crate::cmd::settled(&client, result).await
+        }
         Err(sig) => Ok(Exit::Signal(sig).into()),
     }
 }
@@ -96,11 +101,16 @@ pub async fn semaphore(
                 .fair(args.fair)
                 .ttl(args.wait.ttl)
                 .wait(args.wait.wait);
-            take(&args.wait, sem.try_acquire(), sem.acquire()).await
+            let guard = take(&args.wait, sem.try_acquire(), sem.acquire()).await?;
+            Ok::<_, leasehold::Error>((client, guard))
         })
         .await;
     match taken {
-        Ok(guard) => supervise(cli, address.is_cluster(), args, guard?, signals).await,
+        Ok(taken) => {
+            let (client, guard) = taken?;
+            let result = supervise(cli, address.is_cluster(), args, guard, signals).await;
+            crate::cmd::settled(&client, result).await
+        }
         Err(sig) => Ok(Exit::Signal(sig).into()),
     }
 }

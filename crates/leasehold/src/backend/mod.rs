@@ -20,6 +20,7 @@
 //! - `Redlock`: N independent masters ([`redlock`]); each operation on all
 //!   at once, decided by a quorum; waiters listen on every master.
 
+pub(crate) mod background;
 pub(crate) mod batch;
 pub(crate) mod cluster;
 pub(crate) mod direct;
@@ -582,6 +583,15 @@ impl Backend {
             Backend::Single(s) => s.node.response_timeout(),
             Backend::Cluster(c) => c.timeouts().response,
             Backend::Redlock(r) => r.response_timeout(),
+        }
+    }
+
+    /// The count of releases the client runs in the background: the
+    /// masters' own, over Redlock, which the client's join.
+    pub(crate) fn background(&self) -> background::Background {
+        match self {
+            Backend::Redlock(r) => r.background(),
+            _ => background::Background::default(),
         }
     }
 

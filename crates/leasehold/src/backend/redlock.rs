@@ -65,6 +65,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::background::Background;
 use super::node::{Timeouts, Tls, connect_and_probe, open_with, parse_url, scan_keys};
 use super::{Acquire, Extended, HandoverReply, Held, Released, drift, ttl_ms};
 use crate::error::{Error, ErrorKind, NodeFailure, Result};
@@ -143,6 +144,9 @@ struct Masters {
     runtime: tokio::runtime::Handle,
     /// Stops the background tasks when the client goes.
     closed: CancellationToken,
+    /// The releases still running on the masters a release did not wait
+    /// for (see [`Inner::release`]).
+    background: Background,
 }
 
 /// One master and its one connection for operations.
@@ -182,6 +186,13 @@ enum Sending {
     Ask,
     /// Gives back `token`'s hold: not sent is owed.
     Release(Arc<LeaseKeys>, Token),
+}
+
+impl Inner {
+    /// The releases this client still runs in the background.
+    pub(crate) fn background(&self) -> Background {
+        self.masters.background.clone()
+    }
 }
 
 impl Masters {
@@ -458,6 +469,7 @@ impl Redlock {
             },
             runtime: tokio::runtime::Handle::current(),
             closed: CancellationToken::new(),
+            background: Background::default(),
         });
         for f in failures {
             tracing::warn!(
@@ -1017,6 +1029,15 @@ impl Inner {
                 Err(cause) => failures.push(self.failure(i, cause)),
             }
             if released >= quorum {
+                // The other masters' releases run on: dropped, a command
+                // its connection had not yet written would never be sent
+                // (redis-rs skips a command whose caller is gone), and the
+                // lease would stay there until its TTL.
+                self.masters
+                    .background
+                    .spawn(&self.masters.runtime, async move {
+                        while replies.next().await.is_some() {}
+                    });
                 return Ok(Released::Yes);
             }
             if n - not_held < quorum {
@@ -1107,7 +1128,13 @@ impl Inner {
                 break;
             }
         }
-        drop(replies);
+        // The other masters' scripts run on, as a release's (see
+        // `release`): each gives the lease over or frees it there.
+        self.masters
+            .background
+            .spawn(&self.masters.runtime, async move {
+                while replies.next().await.is_some() {}
+            });
         if to.len() >= quorum {
             let fence = to.iter().map(|&(_, f)| f).max().unwrap_or(0);
             if self.raise(keys, fence, &to, within).await.is_ok() {

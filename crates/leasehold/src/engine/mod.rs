@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::backend::background::Background;
 use crate::backend::{Backend, HandoverReply, Released, Replicas};
 use crate::error::Result;
 use crate::keys::{Family, LeaseKeys};
@@ -78,6 +79,9 @@ pub(crate) struct Core {
     /// How many replicas must acknowledge a grant before its guard is
     /// returned ([`ClientBuilder::replicas`](crate::ClientBuilder::replicas)).
     pub(crate) replicas: Option<Replicas>,
+    /// The releases running in the background, for
+    /// [`Client::settle`](crate::Client::settle).
+    pub(crate) background: Background,
 }
 
 impl Core {
@@ -86,6 +90,7 @@ impl Core {
         let runtime = tokio::runtime::Handle::current();
         let hub = WakeHub::new(backend.wake_source(), id.as_bytes(), runtime.clone());
         let core = Arc::new(Core {
+            background: backend.background(),
             backend,
             hub,
             renewals: Schedule::new(runtime.clone()),
@@ -171,8 +176,8 @@ impl Core {
             }
         };
         match tokio::runtime::Handle::try_current() {
-            Ok(h) => drop(h.spawn(fut)),
-            Err(_) => drop(self.runtime.spawn(fut)),
+            Ok(h) => self.background.spawn(&h, fut),
+            Err(_) => self.background.spawn(&self.runtime, fut),
         }
     }
 

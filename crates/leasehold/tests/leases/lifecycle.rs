@@ -26,6 +26,30 @@ async fn dropping_a_guard_releases_without_blocking_even_if_redis_is_frozen() {
     .await;
 }
 
+/// A process about to exit waits for its background releases: once
+/// `settle` says they are done, the lease of a dropped guard is free in
+/// Redis; while Redis cannot answer, `settle` says they are not.
+#[tokio::test]
+async fn settle_waits_for_the_release_of_a_dropped_guard() {
+    let (server, client) = setup().await;
+    let mut conn = raw(&server).await;
+    assert!(client.settle(SECOND).await, "nothing runs yet");
+    drop(client.lease("settled").acquire().await.unwrap());
+    assert!(client.settle(5 * SECOND).await, "the release did not end");
+    assert_eq!(get(&mut conn, "settled").await, None);
+
+    let guard = client.lease("settled").acquire().await.unwrap();
+    server.pause();
+    drop(guard);
+    assert!(
+        !client.settle(Duration::from_millis(100)).await,
+        "settled while Redis could not answer the release"
+    );
+    server.resume();
+    assert!(client.settle(5 * SECOND).await, "the release did not end");
+    assert_eq!(get(&mut conn, "settled").await, None);
+}
+
 #[tokio::test]
 async fn dropping_a_guard_lets_the_next_one_in_promptly() {
     let (_server, client) = setup().await;
