@@ -133,9 +133,9 @@ async fn settled_waiter(
 ) {
     let lease = client.lease(name);
     eventually(5 * SECOND, "the waiter to try and queue", || {
-        let n = lease.local_waiters();
-        let mut conn = conn.clone();
-        async move { n == 1 && script_calls(&mut conn).await >= before + attempts }
+        let (mut conn, lease) = (conn.clone(), lease.clone());
+        // Its attempts first, then the queue: back in it after them.
+        async move { script_calls(&mut conn).await >= before + attempts && lease.local_waiters() == 1 }
     })
     .await;
 }
