@@ -110,8 +110,11 @@ impl Offer {
 
     /// It is unknown whether the lease was handed over (an error): the
     /// waiter is woken to try for itself, and its own attempt, with the same
-    /// token and sent after the hand-over on the same connection, takes a
-    /// lease that was handed over after all. Until that attempt is sent,
+    /// token, takes a lease that was handed over after all. That attempt
+    /// may go by another connection and run before the hand-over: then it
+    /// is refused, and the release's second run (the guard releases again
+    /// in the background, and finds the lease given over) wakes the waiter
+    /// once more (see `engine::LostReply`). Until that attempt is sent,
     /// the waiter's token may hold the lease: a waiter that gives up before
     /// it releases the token (see [`Waiter::abandon`]). Returns false when
     /// the waiter is gone.
