@@ -25,6 +25,7 @@
 //! [`leasehold::Error`] and are printed once, on one line, by [`fail`].
 
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use clap::{CommandFactory, FromArgMatches};
 
@@ -132,15 +133,17 @@ async fn dispatch(cli: Cli, address: cmd::Address) -> ExitCode {
             return Exit::Failure.into();
         }
     };
+    // The command's client, once connected.
+    let connected = OnceLock::new();
     let result = match &cli.command {
-        Command::Run(args) => cmd::run::lease(&cli, &address, args, &mut signals).await,
+        Command::Run(args) => cmd::run::lease(&cli, &address, args, &mut signals, &connected).await,
         Command::Sem(SemCommand::Run(args)) => {
-            cmd::run::semaphore(&cli, &address, args, &mut signals).await
+            cmd::run::semaphore(&cli, &address, args, &mut signals, &connected).await
         }
         command => {
             let work = async {
                 tokio::select! {
-                    result = one(&cli, &address, command) => result,
+                    result = one(&cli, &address, command, &connected) => result,
                     () = output::closed() => Ok(Exit::Success.into()),
                 }
             };
@@ -150,6 +153,11 @@ async fn dispatch(cli: Cli, address: cmd::Address) -> ExitCode {
             }
         }
     };
+    // However the command ended (done, a signal, stdout closed), what its
+    // client still releases in the background goes out before it exits.
+    if let Some(client) = connected.get() {
+        cmd::settle(client).await;
+    }
     match result {
         Ok(code) => code,
         Err(e) => fail(&e, &address),
@@ -157,14 +165,24 @@ async fn dispatch(cli: Cli, address: cmd::Address) -> ExitCode {
 }
 
 /// Every command but `run` and `sem run`.
-async fn one(cli: &Cli, address: &cmd::Address, command: &Command) -> leasehold::Result<ExitCode> {
+/// `connected` keeps its client, for `dispatch` to settle.
+async fn one(
+    cli: &Cli,
+    address: &cmd::Address,
+    command: &Command,
+    connected: &OnceLock<leasehold::Client>,
+) -> leasehold::Result<ExitCode> {
     let client = match command {
         Command::Demo(args) => return cmd::demo::run(cli, address, args).await,
         Command::Bench(args) => return cmd::bench::run(cli, address, args).await,
         Command::Run(_) | Command::Sem(_) => unreachable!("dispatch runs these"),
-        _ => cmd::connect(cli, address).await?,
+        _ => {
+            let client = cmd::connect(cli, address).await?;
+            let _ = connected.set(client.clone());
+            client
+        }
     };
-    let result = match command {
+    match command {
         Command::Acquire(args) => cmd::tokens::acquire(cli, &client, args).await,
         Command::Extend(args) => cmd::tokens::extend(cli, &client, args).await,
         Command::Release(args) => cmd::tokens::release(cli, &client, args).await,
@@ -175,8 +193,7 @@ async fn one(cli: &Cli, address: &cmd::Address, command: &Command) -> leasehold:
         Command::Demo(_) | Command::Bench(_) | Command::Run(_) | Command::Sem(_) => {
             unreachable!("matched above")
         }
-    };
-    cmd::settled(&client, result).await
+    }
 }
 
 /// Prints a library error once, on one line (with a cluster's own hints on

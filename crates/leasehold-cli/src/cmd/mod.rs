@@ -225,13 +225,13 @@ fn redact(url: &str) -> String {
 /// still runs in the background (see [`Client::settle`]).
 const SETTLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// `result`, once the releases `client` still runs in the background are
-/// done (at most [`SETTLE_WITHIN`]): over Redlock, a release answers once
-/// a majority of masters did, and the process, which exits next, would
-/// stop the others' and leave the lease on them until its TTL.
-pub async fn settled<T>(client: &Client, result: T) -> T {
+/// Waits until the releases `client` still runs in the background are
+/// done (at most [`SETTLE_WITHIN`]), before the process exits and its
+/// runtime stops them: those of an acquire cut short by a signal, or over
+/// Redlock those of the masters a release did not wait for once a
+/// majority answered. Their leases would stay held until their TTL.
+pub async fn settle(client: &Client) {
     client.settle(SETTLE_WITHIN).await;
-    result
 }
 
 /// Connects to `address` (one server, [`DEFAULT_URL`] when unset, or a

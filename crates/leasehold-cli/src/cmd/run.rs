@@ -37,9 +37,10 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::process::{ExitCode, ExitStatus};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use leasehold::Guard;
+use leasehold::{Client, Guard};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
@@ -53,12 +54,14 @@ use crate::output;
 use crate::signals::Signals;
 use crate::watchdog::Watchdog;
 
-/// `run NAME -- CMD...`
+/// `run NAME -- CMD...`; `connected` keeps its client, for the caller to
+/// settle however the command ends.
 pub async fn lease(
     cli: &Cli,
     address: &Address,
     args: &RunArgs,
     signals: &mut Signals,
+    connected: &OnceLock<Client>,
 ) -> leasehold::Result<ExitCode> {
     if let Some(refused) = refuse_nul(&args.name) {
         return Ok(refused);
@@ -66,28 +69,25 @@ pub async fn lease(
     let taken = signals
         .unless(async {
             let client = crate::cmd::connect(cli, address).await?;
+            let _ = connected.set(client.clone());
             let lease =
                 crate::cmd::tokens::lease(&client, args.name.bytes(), &args.wait).fair(args.fair);
-            let guard = take(&args.wait, lease.try_acquire(), lease.acquire()).await?;
-            Ok::<_, leasehold::Error>((client, guard))
+            take(&args.wait, lease.try_acquire(), lease.acquire()).await
         })
         .await;
     match taken {
-        Ok(taken) => {
-            let (client, guard) = taken?;
-            let result = supervise(cli, address.is_cluster(), args, guard, signals).await;
-            crate::cmd::settled(&client, result).await
-        }
+        Ok(guard) => supervise(cli, address.is_cluster(), args, guard?, signals).await,
         Err(sig) => Ok(Exit::Signal(sig).into()),
     }
 }
 
-/// `sem run NAME --limit K -- CMD...`
+/// `sem run NAME --limit K -- CMD...`; `connected` as for [`lease`].
 pub async fn semaphore(
     cli: &Cli,
     address: &Address,
     args: &SemRunArgs,
     signals: &mut Signals,
+    connected: &OnceLock<Client>,
 ) -> leasehold::Result<ExitCode> {
     let SemRunArgs { limit, run: args } = args;
     if let Some(refused) = refuse_nul(&args.name) {
@@ -96,21 +96,17 @@ pub async fn semaphore(
     let taken = signals
         .unless(async {
             let client = crate::cmd::connect(cli, address).await?;
+            let _ = connected.set(client.clone());
             let sem = client
                 .semaphore(args.name.bytes(), *limit)
                 .fair(args.fair)
                 .ttl(args.wait.ttl)
                 .wait(args.wait.wait);
-            let guard = take(&args.wait, sem.try_acquire(), sem.acquire()).await?;
-            Ok::<_, leasehold::Error>((client, guard))
+            take(&args.wait, sem.try_acquire(), sem.acquire()).await
         })
         .await;
     match taken {
-        Ok(taken) => {
-            let (client, guard) = taken?;
-            let result = supervise(cli, address.is_cluster(), args, guard, signals).await;
-            crate::cmd::settled(&client, result).await
-        }
+        Ok(guard) => supervise(cli, address.is_cluster(), args, guard?, signals).await,
         Err(sig) => Ok(Exit::Signal(sig).into()),
     }
 }

@@ -1,5 +1,7 @@
 //! `acquire`, `extend`, `release` from the shell side.
 
+use std::time::Duration;
+
 use crate::common::*;
 
 #[test]
@@ -80,6 +82,45 @@ fn sigint_while_acquire_waits_exits_130_and_takes_nothing() {
         .query(&mut redis(&server))
         .unwrap();
     assert_eq!(held.as_deref(), Some(holder.as_str()));
+}
+
+/// SIGINT while an attempt of the waiting acquire is out, and has taken
+/// the lease in Redis: the process releases it before it exits (stopping
+/// its runtime would drop the release), so the name is free, not held by
+/// a token nobody has for its ttl.
+#[test]
+fn sigint_while_an_attempt_is_out_leaves_the_name_free() {
+    let server = RedisServer::start().unwrap();
+    let proxy = testkit::FaultProxy::start(server.port()).unwrap();
+    let o = output(leasehold(Some(&server)).args(["acquire", "brief", "--ttl", "1s"]));
+    let holder = stdout(&o).split_whitespace().next().unwrap().to_string();
+    let mut waiter = leasehold(None)
+        .args(["--url", &proxy.url()])
+        .args(["acquire", "brief", "--wait", "30s", "--ttl", "60s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(5 * SECOND, "acquire to wait", || {
+        let o = output(leasehold(Some(&server)).args(["status", "brief", "--json"]));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        v["data"]["waiting_clients"] == 1
+    });
+    // Redis runs the waiter's commands at once; their replies come late,
+    // each (a new connection's handshake too) 500 ms, which leaves the
+    // release time to go out within the 2 s the process gives it.
+    proxy.delay_replies(Duration::from_millis(500));
+    let mut conn = redis(&server);
+    eventually(5 * SECOND, "the waiter's attempt to take the lease", || {
+        let held: Option<String> = redis::cmd("GET").arg("brief").query(&mut conn).unwrap();
+        held.is_some_and(|t| t != holder)
+    });
+    signal(&waiter, libc::SIGINT);
+    let status = wait_within(&mut waiter, 10 * SECOND);
+    assert_eq!(status.code(), Some(130));
+    let o = waiter.wait_with_output().unwrap();
+    assert!(o.stdout.is_empty(), "it printed a token: {}", stdout(&o));
+    let held: Option<String> = redis::cmd("GET").arg("brief").query(&mut conn).unwrap();
+    assert_eq!(held, None, "the interrupted acquire left the lease held");
 }
 
 #[test]
