@@ -668,8 +668,10 @@ impl Client {
     /// are released in the background. A process that exits right after
     /// (a cron job, a script, a command-line tool) stops them with its
     /// runtime, and those leases stay held until their TTL: call this
-    /// first. It waits for nothing else (not for renewals, nor for other
-    /// tasks' acquires), and the client stays usable.
+    /// first. Besides them it waits only for the batches of scripts in
+    /// flight (under load, plain leases' scripts travel together, and a
+    /// batch releases what it granted to an acquire given up meanwhile);
+    /// not for renewals, nor for waits. The client stays usable.
     ///
     /// ```no_run
     /// # async fn f(client: leasehold::Client) -> leasehold::Result<()> {

@@ -1,5 +1,6 @@
-//! The releases a client still runs in the background, counted, so that a
-//! process about to exit can wait for them
+//! The releases a client still runs in the background (and the batches
+//! whose replies may call for one), counted, so that a process about to
+//! exit can wait for them
 //! ([`Client::settle`](crate::Client::settle)): a runtime that shuts down
 //! drops its tasks at their next await, and a command whose caller is gone
 //! before its connection wrote it is never sent. The leases those

@@ -38,6 +38,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use redis::RedisResult;
 use tokio::sync::oneshot;
 
+use super::background::Background;
 use super::cluster::SlotMap;
 use crate::keys::LeaseKeys;
 use crate::scripts::{self, BatchOp};
@@ -79,6 +80,9 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Shared with the batchers made by [`Batcher::sibling`].
     abandoned: Arc<OnceLock<Abandoned>>,
+    /// Counts the flushers, whose batches may release abandoned grants
+    /// (shared with the siblings, and the client's).
+    background: Background,
 }
 
 #[derive(Default)]
@@ -143,9 +147,16 @@ impl Batcher {
             shared: Arc::new(Shared {
                 queue: Mutex::default(),
                 abandoned: Arc::clone(&self.shared.abandoned),
+                background: self.shared.background.clone(),
             }),
             max_batches: max_batches.max(1),
         }
+    }
+
+    /// The count of the flushers at work, which the client's background
+    /// releases join.
+    pub(crate) fn background(&self) -> Background {
+        self.shared.background.clone()
     }
 
     /// Sets where abandoned grants go (once; later calls are ignored).
@@ -215,7 +226,7 @@ impl Batcher {
                 publisher,
                 counted: true,
             };
-            drop(runtime.spawn(flusher.run()));
+            self.shared.background.spawn(runtime, flusher.run());
         }
         answer.await.unwrap_or_else(|_| {
             Err(std::io::Error::other("the batch of this operation was dropped unanswered").into())

@@ -586,12 +586,15 @@ impl Backend {
         }
     }
 
-    /// The count of releases the client runs in the background: the
-    /// masters' own, over Redlock, which the client's join.
+    /// The count of what the client runs in the background that may
+    /// release a lease: the batches in flight (whose abandoned grants are
+    /// released), or over Redlock the masters' releases a release did not
+    /// wait for; the client's own background releases join it.
     pub(crate) fn background(&self) -> background::Background {
         match self {
+            Backend::Single(s) => s.batcher.background(),
+            Backend::Cluster(c) => c.batcher.background(),
             Backend::Redlock(r) => r.background(),
-            _ => background::Background::default(),
         }
     }
 
