@@ -198,25 +198,50 @@ async fn a_restart_with_appendfsync_always_does_not_overlap() {
     g2.release().await.unwrap();
 }
 
-/// With renewal on, the overlapped holder finds out at its next renewal:
-/// only two masters (A, B) still have its token, too few to extend, so
-/// `lost()` fires; the overlap lasts at most one renewal period (ttl/3),
-/// and the fence covers that window.
+/// With renewal on, the overlapped holder finds out at its next renewal
+/// once it reaches the restarted masters again: only two masters (A, B)
+/// still have its token, too few to extend, so `lost()` fires; the overlap
+/// lasts at most one renewal period (ttl/3) from then, and the fence
+/// covers that window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_overlapped_holder_notices_at_its_next_renewal() {
     let mut servers = masters(5).await;
-    // Three restarts and a second client fit in the first renewal period
-    // (ttl/3) even on a loaded machine: client 2 takes C, D and E before
-    // client 1 renews.
+    // Three restarts, client 1's reconnections and a second client fit in
+    // the lease's validity even on a loaded machine.
     let ttl = 6 * SECOND;
     kill(&mut servers[3]);
     kill(&mut servers[4]);
     let c1 = client(&servers).await;
     let g1 = c1.lease(NAME).ttl(ttl).try_acquire().await.unwrap();
-    let took = Instant::now();
     restart(&mut servers[2]);
     restart(&mut servers[3]);
     restart(&mut servers[4]);
+    // Client 1 can know what C, D and E hold only once it is connected to
+    // them again (it retries with a growing pause): from then on, its
+    // renewal (or the renewal's retry) finds the lease gone.
+    let mut watching = Vec::new();
+    for s in &servers[2..] {
+        watching.push(raw(s).await);
+    }
+    eventually(10 * SECOND, "client 1 to reconnect to C, D and E", || {
+        let watching = watching.clone();
+        async move {
+            for mut conn in watching {
+                let list: String = redis::cmd("CLIENT")
+                    .arg("LIST")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                // This connection, and client 1's.
+                if list.lines().count() != 2 {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    let took = Instant::now();
     let c2 = client(&servers).await;
     let g2 = c2
         .lease(NAME)
