@@ -74,10 +74,9 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(dispatch(cli, address));
-    // A command waited for its client's background releases itself
-    // (`cmd::settled`). One cut short by a signal did not: what it left
-    // running stops here, at its next await (tokio drops the tasks of a
-    // runtime that shuts down), and its lease ends with its TTL.
+    // The command's client was settled in `dispatch` (its background
+    // releases waited for, 2 s at most): what still runs stops here, at
+    // its next await (tokio drops the tasks of a runtime that shuts down).
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     code
 }

@@ -685,9 +685,19 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn settle(&self, within: Duration) -> bool {
-        tokio::time::timeout(within, self.core.background.idle())
-            .await
-            .is_ok()
+        let core = &self.core;
+        let settled = async {
+            loop {
+                core.background.idle().await;
+                if !core.backend.out() {
+                    return;
+                }
+                // Over Redlock, the commands of the masters a release did
+                // not wait for have no task to wake this: look again soon.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        tokio::time::timeout(within, settled).await.is_ok()
     }
 }
 

@@ -588,13 +588,22 @@ impl Backend {
 
     /// The count of what the client runs in the background that may
     /// release a lease: the batches in flight (whose abandoned grants are
-    /// released), or over Redlock the masters' releases a release did not
-    /// wait for; the client's own background releases join it.
+    /// released); the client's own background releases join it.
     pub(crate) fn background(&self) -> background::Background {
         match self {
             Backend::Single(s) => s.batcher.background(),
             Backend::Cluster(c) => c.batcher.background(),
-            Backend::Redlock(r) => r.background(),
+            Backend::Redlock(_) => background::Background::default(),
+        }
+    }
+
+    /// Whether a command nobody awaits is still out: over Redlock, those
+    /// of the masters an operation did not wait for once a majority
+    /// answered (a release's, say), which no task carries.
+    pub(crate) fn out(&self) -> bool {
+        match self {
+            Backend::Redlock(r) => r.out(),
+            _ => false,
         }
     }
 

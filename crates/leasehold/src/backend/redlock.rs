@@ -65,7 +65,6 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::background::Background;
 use super::node::{Timeouts, Tls, connect_and_probe, open_with, parse_url, scan_keys};
 use super::{Acquire, Extended, HandoverReply, Held, Released, drift, ttl_ms};
 use crate::error::{Error, ErrorKind, NodeFailure, Result};
@@ -144,9 +143,6 @@ struct Masters {
     runtime: tokio::runtime::Handle,
     /// Stops the background tasks when the client goes.
     closed: CancellationToken,
-    /// The releases still running on the masters a release did not wait
-    /// for (see [`Inner::release`]).
-    background: Background,
 }
 
 /// One master and its one connection for operations.
@@ -189,9 +185,11 @@ enum Sending {
 }
 
 impl Inner {
-    /// The releases this client still runs in the background.
-    pub(crate) fn background(&self) -> Background {
-        self.masters.background.clone()
+    /// Whether a command of an operation nobody awaits any more (the
+    /// masters a release did not wait for once a majority answered, say)
+    /// is still out, unanswered (see [`Limbo`]).
+    pub(crate) fn out(&self) -> bool {
+        self.masters.limbo.out()
     }
 }
 
@@ -469,7 +467,6 @@ impl Redlock {
             },
             runtime: tokio::runtime::Handle::current(),
             closed: CancellationToken::new(),
-            background: Background::default(),
         });
         for f in failures {
             tracing::warn!(
@@ -1029,15 +1026,6 @@ impl Inner {
                 Err(cause) => failures.push(self.failure(i, cause)),
             }
             if released >= quorum {
-                // The other masters' releases run on: dropped, a command
-                // its connection had not yet written would never be sent
-                // (redis-rs skips a command whose caller is gone), and the
-                // lease would stay there until its TTL.
-                self.masters
-                    .background
-                    .spawn(&self.masters.runtime, async move {
-                        while replies.next().await.is_some() {}
-                    });
                 return Ok(Released::Yes);
             }
             if n - not_held < quorum {
@@ -1128,13 +1116,7 @@ impl Inner {
                 break;
             }
         }
-        // The other masters' scripts run on, as a release's (see
-        // `release`): each gives the lease over or frees it there.
-        self.masters
-            .background
-            .spawn(&self.masters.runtime, async move {
-                while replies.next().await.is_some() {}
-            });
+        drop(replies);
         if to.len() >= quorum {
             let fence = to.iter().map(|&(_, f)| f).max().unwrap_or(0);
             if self.raise(keys, fence, &to, within).await.is_ok() {
@@ -1377,6 +1359,14 @@ impl<T: Send + Unpin + 'static> Lingering for FuturesUnordered<Eager<T>> {
 }
 
 impl Limbo {
+    /// Whether a command kept here is still unanswered.
+    fn out(&self) -> bool {
+        let mut kept = lock(&self.kept);
+        kept.ops
+            .iter_mut()
+            .any(|op| !op.rest.still_out().is_empty())
+    }
+
     /// Keeps `rest`; gives the masters that missed the deadline of the
     /// operations kept before, as their deadlines pass.
     fn keep(

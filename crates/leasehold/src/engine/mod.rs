@@ -237,7 +237,7 @@ impl Core {
                     offer.requeue();
                     (true, Ok(true))
                 }
-                Ok(HandoverReply::NotHeld) => (offer.withdraw(), Ok(false)),
+                Ok(HandoverReply::NotHeld) => (hub.withdraw(offer, keys.wake()), Ok(false)),
                 Err(e) => (offer.unknown(), Err(e)),
             };
             if !delivered {

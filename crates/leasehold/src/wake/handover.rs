@@ -114,12 +114,13 @@ impl Offer {
     /// may go by another connection and run before the hand-over: then it
     /// is refused, and the release's second run (the guard releases again
     /// in the background, and finds the lease given over) wakes the waiter
-    /// once more (see `engine::LostReply`). Until that attempt is sent,
-    /// the waiter's token may hold the lease: a waiter that gives up before
-    /// it releases the token (see [`Waiter::abandon`]). Returns false when
-    /// the waiter is gone.
+    /// once more (see [`WakeHub::withdraw`] and `engine::LostReply`). Until
+    /// that attempt is sent, the waiter's token may hold the lease: a
+    /// waiter that gives up before it releases the token (see
+    /// [`Waiter::abandon`]). Returns false when the waiter is gone.
     ///
     /// [`Waiter::abandon`]: super::Waiter::abandon
+    /// [`WakeHub::withdraw`]: super::WakeHub::withdraw
     pub(crate) fn unknown(mut self) -> bool {
         self.settled = true;
         self.settle_withdrawn(true)

@@ -32,6 +32,7 @@ impl WakeHub {
             shared: Arc::new(Shared {
                 channels: Mutex::new(HashMap::new()),
                 waiters: AtomicUsize::new(0),
+                registered: AtomicUsize::new(0),
                 dirty: Notify::new(),
                 own_id: own_id.into(),
                 freed_id: [b"*", own_id].concat().into(),
@@ -124,6 +125,7 @@ impl WakeHub {
             ch.wake_all |= wake_all;
             confirmed = ch.confirmed;
             shared.waiters.fetch_add(1, Ordering::AcqRel);
+            shared.registered.fetch_add(1, Ordering::AcqRel);
         }
         if !confirmed {
             shared.dirty.notify_one();
@@ -139,9 +141,14 @@ impl WakeHub {
     /// Wakes the head of `channel`'s queue (or all of it, for a read-write
     /// lock): this client just released the lease itself.
     pub(crate) fn wake(&self, channel: &[u8]) {
-        // Not skipped when no waiter is counted: a woken head whose attempt
-        // is out is not counted, and its attempt may have been refused
-        // just before this release ran (see `Shared::wake`).
+        // Skipped only when no waiter exists at all: a woken head whose
+        // attempt is out is not in `waiters`, and its attempt may have been
+        // refused just before this release ran (see `Shared::wake`). An
+        // acquire not yet registered looks once more when it registers on
+        // a confirmed channel, or when the confirmation comes.
+        if self.shared.registered.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let mut channels = self.shared.lock();
         if let Some(ch) = channels.get_mut(channel) {
             self.shared.wake(ch);
@@ -160,6 +167,19 @@ impl WakeHub {
         if let Some(ch) = channels.get_mut(channel) {
             self.shared.fair_grant(ch, &id, fence, attempt);
         }
+    }
+
+    /// A hand-over found the lease not held by the releaser: `offer`'s
+    /// waiter is woken to try for itself ([`Offer::withdraw`]), and the
+    /// channel's head too. This may be the second run of a release whose
+    /// first, of unknown outcome, gave the lease to another waiter's token
+    /// (the guard releases again after a dropped release): that waiter
+    /// was woken then, and its attempt may have been refused before the
+    /// hand-over ran. Returns false when the offered waiter is gone.
+    pub(crate) fn withdraw(&self, offer: Offer, channel: &[u8]) -> bool {
+        let delivered = offer.withdraw();
+        self.wake(channel);
+        delivered
     }
 
     /// Takes the head of `channel`'s queue for a hand-over, if it can take

@@ -179,6 +179,10 @@ pub(super) struct Shared {
     /// Waiters queued or woken, in all channels: lets `acquire` skip the
     /// map lookup when nobody waits at all (the uncontended fast path).
     pub(super) waiters: AtomicUsize,
+    /// Waiters registered and not yet dropped, in all channels, whatever
+    /// their state (one whose attempt is out is not in `waiters`): a
+    /// release of this client skips the map when it is 0.
+    pub(super) registered: AtomicUsize,
     /// Wakes the subscriber task when a channel must be (un)subscribed.
     pub(super) dirty: Notify,
     /// The payload this client publishes on release.

@@ -554,6 +554,35 @@ fn a_local_release_that_finds_the_woken_waiter_trying_wakes_it_again() {
     );
 }
 
+// A release dropped during its hand-over to A (outcome unknown): A is
+// woken and tries, and its attempt, by another connection, is refused
+// before the hand-over runs. The guard releases again: the hand-over to
+// the next waiter B finds the lease held by A's token, not the guard's.
+// B tries and is refused; A, whose token holds the lease, must try again
+// at once, not sleep to its fallback timer.
+#[test]
+fn a_hand_over_found_not_held_wakes_the_waiter_refused_meanwhile() {
+    shuttle::check_dfs(
+        || {
+            let world = world();
+            let a = waiter(&world);
+            let b = waiter(&world);
+            drop(world.hub.offer(&world.channel).expect("A"));
+            assert!(a.begin_attempt());
+            let second = world.hub.offer(&world.channel).expect("B");
+            assert!(world.hub.withdraw(second, &world.channel));
+            a.attempt_failed();
+            assert_eq!(
+                a.slot.state.load(),
+                State::Woken,
+                "the waiter holding the lease was left asleep"
+            );
+            assert_eq!(b.slot.state.load(), State::Woken);
+        },
+        None,
+    );
+}
+
 // Over independent masters, the hub's side of the links: the first
 // master's subscription confirms the channel and wakes its head (a release
 // may have come before it), later masters' do not wake again; the copies

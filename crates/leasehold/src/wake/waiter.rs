@@ -276,5 +276,6 @@ impl Waiter {
 impl Drop for Waiter {
     fn drop(&mut self) {
         self.leave();
+        self.shared.registered.fetch_sub(1, Ordering::AcqRel);
     }
 }

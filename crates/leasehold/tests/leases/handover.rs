@@ -92,7 +92,8 @@ async fn a_release_hands_the_lease_to_the_local_waiter_in_one_script() {
     let mut conn = raw(&server).await;
     // A first hand-over loads the script (EVALSHA, NOSCRIPT, EVAL).
     let warm = client.lease("relay").acquire().await.unwrap();
-    let waiter = queued_waiter(&conn, &client, "relay", 5 * SECOND).await;
+    // Long enough that no renewal of it adds to the script counts below.
+    let waiter = queued_waiter(&conn, &client, "relay", 30 * SECOND).await;
     warm.release().await.unwrap();
     let holder = waiter.await.unwrap();
     let waiter = queued_waiter(&conn, &client, "relay", 5 * SECOND).await;

@@ -83,14 +83,12 @@ async fn a_minority_frozen_costs_nothing_a_majority_frozen_fails_fast() {
     g.release().await.unwrap();
 }
 
-/// The grant's timing does not depend on how slow the frozen minority
-/// is: with a per-node timeout far above the test's bound, an acquire
-/// that reaches a quorum still answers at once.
 /// A release answers once a majority of masters released; the others'
-/// releases run on in the background (dropped, a command not yet written
-/// is never sent), and `settle` waits for them: then no master holds it.
+/// releases are still out, and `settle` waits for their answers (a
+/// process that exits first drops them, and the lease stays there until
+/// its TTL): then no master holds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_release_runs_on_on_the_masters_it_did_not_wait_for() {
+async fn settle_waits_for_the_masters_a_release_did_not_wait_for() {
     let servers = masters(3).await;
     let client = client_with(&servers, 2 * SECOND).await;
     let guard = client.lease("everywhere").acquire().await.unwrap();
@@ -98,7 +96,7 @@ async fn a_release_runs_on_on_the_masters_it_did_not_wait_for() {
     guard.release().await.unwrap();
     assert!(
         !client.settle(ms(100)).await,
-        "the frozen master's release was given up"
+        "settled while a master had not answered the release"
     );
     servers[2].resume();
     assert!(client.settle(5 * SECOND).await, "the release did not end");
@@ -107,6 +105,9 @@ async fn a_release_runs_on_on_the_masters_it_did_not_wait_for() {
     }
 }
 
+/// The grant's timing does not depend on how slow the frozen minority
+/// is: with a per-node timeout far above the test's bound, an acquire
+/// that reaches a quorum still answers at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quorum_answers_without_waiting_out_the_node_timeout() {
     let servers = masters(5).await;
