@@ -153,9 +153,13 @@ async fn dispatch(cli: Cli, address: cmd::Address) -> ExitCode {
         }
     };
     // However the command ended (done, a signal, stdout closed), what its
-    // client still releases in the background goes out before it exits.
+    // client still releases in the background goes out before it exits;
+    // unless a signal (a second Ctrl-C) says not to wait.
     if let Some(client) = connected.get() {
-        cmd::settle(client).await;
+        tokio::select! {
+            () = cmd::settle(client) => {}
+            _ = signals.recv() => {}
+        }
     }
     match result {
         Ok(code) => code,
