@@ -491,67 +491,47 @@ fn a_freeing_release_that_finds_the_next_waiter_trying_makes_it_step_back() {
     );
 }
 
-// The same for a plain release (this client's, or another's publish)
-// that comes while the woken head's attempt is out: the refused waiter
-// is woken again at once.
+// The same for a plain release that comes while the woken head's attempt
+// is out (refused in Redis before the release ran): another client's
+// publish, or this client's own release, told by its reply or by a lost
+// reply (`LostReply`), whose wake was once skipped because a head that is
+// out is not counted among the waiters. The refused waiter is woken again
+// at once.
 #[test]
 fn a_release_that_finds_the_woken_waiter_trying_wakes_it_again() {
-    shuttle::check_dfs(
-        || {
-            let world = world();
-            let w = waiter(&world);
-            world.hub.wake(&world.channel);
-            w.begin_attempt();
-            world
-                .hub
-                .shared
-                .on_message(&world.channel, b"another client");
-            w.attempt_failed();
-            assert_eq!(
-                w.slot.state.load(),
-                State::Woken,
-                "a waiter refused just before a release was left asleep"
-            );
-            assert!(
-                futures_util::FutureExt::now_or_never(w.woken()).is_some(),
-                "woken, but not told"
-            );
-            // A release while it is queued is no miss: no second try.
-            w.begin_attempt();
-            w.attempt_failed();
-            assert_eq!(w.slot.state.load(), State::Queued);
-        },
-        None,
-    );
-}
-
-// This client's own release, whose reply is read while the woken head's
-// attempt is out (refused in Redis before the release ran), or a release
-// whose reply is lost (`LostReply`): the head was counted as no waiter
-// while out, and the wake was skipped as if nobody waited. The refused
-// waiter must be woken again at once, not sleep to its fallback timer.
-#[test]
-fn a_local_release_that_finds_the_woken_waiter_trying_wakes_it_again() {
-    shuttle::check_dfs(
-        || {
-            let world = world();
-            let w = waiter(&world);
-            world.hub.wake(&world.channel);
-            w.begin_attempt();
-            world.hub.wake(&world.channel);
-            w.attempt_failed();
-            assert_eq!(
-                w.slot.state.load(),
-                State::Woken,
-                "a waiter refused just before its client's release was left asleep"
-            );
-            assert!(
-                futures_util::FutureExt::now_or_never(w.woken()).is_some(),
-                "woken, but not told"
-            );
-        },
-        None,
-    );
+    for local in [false, true] {
+        shuttle::check_dfs(
+            move || {
+                let world = world();
+                let w = waiter(&world);
+                world.hub.wake(&world.channel);
+                w.begin_attempt();
+                if local {
+                    world.hub.wake(&world.channel);
+                } else {
+                    world
+                        .hub
+                        .shared
+                        .on_message(&world.channel, b"another client");
+                }
+                w.attempt_failed();
+                assert_eq!(
+                    w.slot.state.load(),
+                    State::Woken,
+                    "a waiter refused just before a release (local: {local}) was left asleep"
+                );
+                assert!(
+                    futures_util::FutureExt::now_or_never(w.woken()).is_some(),
+                    "woken, but not told"
+                );
+                // A release while it is queued is no miss: no second try.
+                w.begin_attempt();
+                w.attempt_failed();
+                assert_eq!(w.slot.state.load(), State::Queued);
+            },
+            None,
+        );
+    }
 }
 
 // A release dropped during its hand-over to A (outcome unknown): A is
