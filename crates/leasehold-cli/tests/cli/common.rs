@@ -119,3 +119,12 @@ pub fn key_exists(server: &RedisServer, name: &str) -> bool {
 }
 
 pub const SECOND: Duration = Duration::from_secs(1);
+
+/// Waits until `leasehold status` counts one client waiting for `name`.
+pub fn one_client_waits(server: &RedisServer, name: &str) {
+    eventually(5 * SECOND, "a client to wait", || {
+        let o = output(leasehold(Some(server)).args(["status", name, "--json"]));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        v["data"]["waiting_clients"] == 1
+    });
+}

@@ -216,11 +216,7 @@ fn sigint_while_waiting_for_the_lease_exits_130_and_never_starts_the_command() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    eventually(5 * SECOND, "the run to wait for the lease", || {
-        let o = output(leasehold(Some(&server)).args(["status", "queue", "--json"]));
-        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-        v["data"]["waiting_clients"] == 1
-    });
+    one_client_waits(&server, "queue");
     signal(&waiter, libc::SIGINT);
     let status = wait_within(&mut waiter, 5 * SECOND);
     assert_eq!(status.code(), Some(130));

@@ -67,11 +67,7 @@ fn sigint_while_acquire_waits_exits_130_and_takes_nothing() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    eventually(5 * SECOND, "acquire to wait", || {
-        let o = output(leasehold(Some(&server)).args(["status", "busy", "--json"]));
-        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-        v["data"]["waiting_clients"] == 1
-    });
+    one_client_waits(&server, "busy");
     signal(&waiter, libc::SIGINT);
     let status = wait_within(&mut waiter, 5 * SECOND);
     assert_eq!(status.code(), Some(130));
@@ -100,11 +96,7 @@ fn sigint_while_an_attempt_is_out_leaves_the_name_free() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    eventually(5 * SECOND, "acquire to wait", || {
-        let o = output(leasehold(Some(&server)).args(["status", "brief", "--json"]));
-        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-        v["data"]["waiting_clients"] == 1
-    });
+    one_client_waits(&server, "brief");
     // Redis runs the waiter's commands at once; their replies come late,
     // each (a new connection's handshake too) 500 ms, which leaves the
     // release time to go out within the 2 s the process gives it.
