@@ -175,27 +175,18 @@ async fn one(
     command: &Command,
     connected: &OnceLock<leasehold::Client>,
 ) -> leasehold::Result<ExitCode> {
-    let client = match command {
-        Command::Demo(args) => return cmd::demo::run(cli, address, args).await,
-        Command::Bench(args) => return cmd::bench::run(cli, address, args).await,
-        Command::Run(_) | Command::Sem(_) => unreachable!("dispatch runs these"),
-        _ => {
-            let client = cmd::connect(cli, address).await?;
-            let _ = connected.set(client.clone());
-            client
-        }
-    };
+    let connect = || cmd::connect_kept(cli, address, connected);
     match command {
-        Command::Acquire(args) => cmd::tokens::acquire(cli, &client, args).await,
-        Command::Extend(args) => cmd::tokens::extend(cli, &client, args).await,
-        Command::Release(args) => cmd::tokens::release(cli, &client, args).await,
-        Command::Status(args) => cmd::inspect::status(cli, &client, args).await,
-        Command::List(args) => cmd::inspect::list(cli, &client, args).await,
-        Command::Top(args) => cmd::top::run(cli, &client, address, args).await,
-        Command::Doctor(args) => cmd::doctor::run(cli, &client, args).await,
-        Command::Demo(_) | Command::Bench(_) | Command::Run(_) | Command::Sem(_) => {
-            unreachable!("matched above")
-        }
+        Command::Demo(args) => cmd::demo::run(cli, address, args).await,
+        Command::Bench(args) => cmd::bench::run(cli, address, args).await,
+        Command::Acquire(args) => cmd::tokens::acquire(cli, &connect().await?, args).await,
+        Command::Extend(args) => cmd::tokens::extend(cli, &connect().await?, args).await,
+        Command::Release(args) => cmd::tokens::release(cli, &connect().await?, args).await,
+        Command::Status(args) => cmd::inspect::status(cli, &connect().await?, args).await,
+        Command::List(args) => cmd::inspect::list(cli, &connect().await?, args).await,
+        Command::Top(args) => cmd::top::run(cli, &connect().await?, address, args).await,
+        Command::Doctor(args) => cmd::doctor::run(cli, &connect().await?, args).await,
+        Command::Run(_) | Command::Sem(_) => unreachable!("dispatch runs these"),
     }
 }
 

@@ -234,6 +234,18 @@ pub async fn settle(client: &Client) {
     client.settle(SETTLE_WITHIN).await;
 }
 
+/// [`connect`], keeping the client in `connected` for the caller to
+/// [`settle`] however the command ends.
+pub async fn connect_kept(
+    cli: &Cli,
+    address: &Address,
+    connected: &std::sync::OnceLock<Client>,
+) -> leasehold::Result<Client> {
+    let client = connect(cli, address).await?;
+    let _ = connected.set(client.clone());
+    Ok(client)
+}
+
 /// Connects to `address` (one server, [`DEFAULT_URL`] when unset, or a
 /// cluster through its seeds) with the command line's timeouts. Every
 /// command that talks to the user's Redis comes through here.

@@ -68,8 +68,7 @@ pub async fn lease(
     }
     let taken = signals
         .unless(async {
-            let client = crate::cmd::connect(cli, address).await?;
-            let _ = connected.set(client.clone());
+            let client = crate::cmd::connect_kept(cli, address, connected).await?;
             let lease =
                 crate::cmd::tokens::lease(&client, args.name.bytes(), &args.wait).fair(args.fair);
             take(&args.wait, lease.try_acquire(), lease.acquire()).await
@@ -95,8 +94,7 @@ pub async fn semaphore(
     }
     let taken = signals
         .unless(async {
-            let client = crate::cmd::connect(cli, address).await?;
-            let _ = connected.set(client.clone());
+            let client = crate::cmd::connect_kept(cli, address, connected).await?;
             let sem = client
                 .semaphore(args.name.bytes(), *limit)
                 .fair(args.fair)
