@@ -139,3 +139,26 @@ pub const SECOND: Duration = Duration::from_secs(1);
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
+
+/// Waits until a waiter of `lease`, started after the server had run
+/// `scripts` script calls, has made `attempts` more and the local queue
+/// counts `waiters`. A name's first waiter tries twice (on arrival, and
+/// once more when it joins a confirmed channel or the confirmation wakes
+/// it) and is out of the queue meanwhile, where a release would pass it
+/// by; a waiter behind others sends nothing.
+pub async fn settled_waiter(
+    conn: &MultiplexedConnection,
+    lease: &leasehold::Lease,
+    scripts: u64,
+    attempts: u64,
+    waiters: usize,
+) {
+    eventually(5 * SECOND, "the waiter to try and queue", || {
+        let (mut conn, lease) = (conn.clone(), lease.clone());
+        // Its attempts first, then the queue: back in it after them.
+        async move {
+            script_calls(&mut conn).await >= scripts + attempts && lease.local_waiters() == waiters
+        }
+    })
+    .await;
+}

@@ -55,14 +55,7 @@ async fn queued_waiter(
             .await
             .unwrap()
     });
-    eventually(5 * SECOND, "the waiter to queue", || {
-        let (mut conn, lease) = (conn.clone(), client.lease(name));
-        async move {
-            // Its attempts first, then the queue: back in it after them.
-            script_calls(&mut conn).await >= scripts + attempts && lease.local_waiters() > before
-        }
-    })
-    .await;
+    settled_waiter(conn, &client.lease(name), scripts, attempts, before + 1).await;
     task
 }
 

@@ -122,24 +122,6 @@ async fn issue11_a_writer_that_gives_up_wakes_its_own_clients_readers_at_once() 
     foreign_reader.release().await.unwrap();
 }
 
-/// Waits until a plain waiter of `client` has made `attempts` script calls
-/// since `before` and stands in the local queue again.
-async fn settled_waiter(
-    conn: &mut MultiplexedConnection,
-    client: &Client,
-    name: &'static str,
-    before: u64,
-    attempts: u64,
-) {
-    let lease = client.lease(name);
-    eventually(5 * SECOND, "the waiter to try and queue", || {
-        let (mut conn, lease) = (conn.clone(), lease.clone());
-        // Its attempts first, then the queue: back in it after them.
-        async move { script_calls(&mut conn).await >= before + attempts && lease.local_waiters() == 1 }
-    })
-    .await;
-}
-
 /// Issue 11, §1 finding 9 (last item): a fair release with nobody queued in
 /// Redis published the client's own id, whose echo is skipped, and woke no
 /// local waiter: a plain waiter of the same client waited for its timer.
@@ -163,7 +145,7 @@ async fn issue11_a_fair_release_with_nobody_queued_wakes_a_plain_local_waiter() 
         })
     };
     // Its first attempt, then the one after its subscription is confirmed.
-    settled_waiter(&mut conn, &client, "i11-fair", before, 2).await;
+    settled_waiter(&conn, &client.lease("i11-fair"), before, 2, 1).await;
     served_by_the_release(holder, waiter).await;
 }
 
@@ -186,7 +168,7 @@ async fn issue11_a_fair_permit_owed_to_nobody_wakes_a_plain_local_waiter() {
             (Instant::now(), guard)
         })
     };
-    settled_waiter(&mut conn, &client, "i11-fsem", before, 2).await;
+    settled_waiter(&conn, &client.lease("i11-fsem"), before, 2, 1).await;
     served_by_the_release(holder, waiter).await;
 }
 

@@ -135,14 +135,7 @@ async fn local_waiters_are_served_in_arrival_order() {
         // Arrive one after the other: wait until this one is queued.
         let lease = client_for_check.lease("queue");
         let attempts = if i == 0 { 2 } else { 0 };
-        eventually(5 * SECOND, "the waiter to queue", || {
-            let (mut conn, lease) = (conn.clone(), lease.clone());
-            async move {
-                script_calls(&mut conn).await >= scripts + attempts
-                    && lease.local_waiters() == i + 1
-            }
-        })
-        .await;
+        settled_waiter(&conn, &lease, scripts, attempts, i + 1).await;
     }
     holder.release().await.unwrap();
     for t in tasks {
